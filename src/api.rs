@@ -1,0 +1,145 @@
+//! The backend API's request bodies: parsing and validation (sans-IO).
+//!
+//! `POST /api/sys-msg` and `POST /api/usr-msg` take one JSON object or an
+//! array of them. The whole body is validated before anything is delivered,
+//! so a bad item changes nothing and its error names the item and field.
+
+use serde_json::{Map, Value};
+
+use crate::protocol::{parse_chat, Chat, Refusal};
+use crate::user::UserId;
+
+/// Largest request body accepted, in bytes (answered with 413 beyond it).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Most messages in one call.
+pub const MAX_BATCH: usize = 1000;
+
+/// A system message for one user, delivered as the backend wrote it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SystemMessage {
+    pub uid: UserId,
+    pub fields: Map<String, Value>,
+}
+
+/// What was wrong with a request body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BodyError {
+    /// Position in an array body.
+    pub index: Option<usize>,
+    /// The field at fault, when one is.
+    pub field: Option<&'static str>,
+    pub problem: String,
+}
+
+impl BodyError {
+    fn whole(problem: impl Into<String>) -> BodyError {
+        BodyError { index: None, field: None, problem: problem.into() }
+    }
+
+    /// The JSON error document a 400 carries.
+    pub fn to_json(&self) -> String {
+        let mut msg = String::new();
+        if let Some(i) = self.index {
+            msg.push_str(&format!("item {i}: "));
+        }
+        if let Some(f) = self.field {
+            msg.push_str(&format!("{f}: "));
+        }
+        msg.push_str(&self.problem);
+        serde_json::json!({ "error": msg, "field": self.field, "index": self.index }).to_string()
+    }
+}
+
+/// The items of a body that holds one object or an array of objects.
+fn items(body: &[u8]) -> Result<(Vec<Value>, bool), BodyError> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| BodyError::whole(format!("body is not JSON: {e}")))?;
+    match value {
+        Value::Array(items) => {
+            if items.is_empty() {
+                return Err(BodyError::whole("array body is empty"));
+            }
+            if items.len() > MAX_BATCH {
+                return Err(BodyError::whole(format!("at most {MAX_BATCH} messages per call")));
+            }
+            Ok((items, true))
+        }
+        v => Ok((vec![v], false)),
+    }
+}
+
+fn at(is_array: bool, i: usize) -> Option<usize> {
+    is_array.then_some(i)
+}
+
+/// Parses a `sys-msg` body: each object needs a valid `uid`.
+pub fn parse_system(body: &[u8]) -> Result<Vec<SystemMessage>, BodyError> {
+    let (items, is_array) = items(body)?;
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let Value::Object(fields) = v else {
+                return Err(BodyError { index: at(is_array, i), field: None, problem: "must be a JSON object".into() });
+            };
+            let uid = match fields.get("uid") {
+                None => Err("is required".to_string()),
+                Some(v) => UserId::from_json(v).map_err(|e| e.to_string()),
+            }
+            .map_err(|problem| BodyError { index: at(is_array, i), field: Some("uid"), problem })?;
+            Ok(SystemMessage { uid, fields })
+        })
+        .collect()
+}
+
+/// Parses a `usr-msg` body: each object is a chat, validated as one from a socket.
+pub fn parse_user(body: &[u8]) -> Result<Vec<Chat>, BodyError> {
+    let (items, is_array) = items(body)?;
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            parse_chat(v).map_err(|r| {
+                let (field, problem) = match r {
+                    Refusal::BadFromUser => (Some("fromUser"), "must be a valid user id"),
+                    Refusal::BadToUser => (Some("toUser"), "must be a valid user id"),
+                    Refusal::EmptyMessage => (Some("message"), "must be a non-empty string"),
+                    _ => (None, "must be a JSON object"),
+                };
+                BodyError { index: at(is_array, i), field, problem: problem.into() }
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_object_or_an_array() {
+        assert_eq!(parse_system(br#"{"uid":1,"type":"like"}"#).unwrap().len(), 1);
+        let many = parse_system(br#"[{"uid":"1"},{"uid":"2","song":3}]"#).unwrap();
+        assert_eq!(many[1].uid.as_str(), "2");
+        assert_eq!(many[1].fields["song"], serde_json::json!(3));
+    }
+
+    #[test]
+    fn the_error_names_item_and_field() {
+        let e = parse_system(br#"[{"uid":"1"},{"type":"x"}]"#).unwrap_err();
+        assert_eq!((e.index, e.field), (Some(1), Some("uid")));
+        assert!(e.to_json().contains("item 1: uid: is required"), "{}", e.to_json());
+        let e = parse_user(br#"{"fromUser":1,"toUser":"a b","message":"m"}"#).unwrap_err();
+        assert_eq!((e.index, e.field), (None, Some("toUser")));
+        let e = parse_user(br#"[{"fromUser":1,"toUser":2,"message":""}]"#).unwrap_err();
+        assert_eq!((e.index, e.field), (Some(0), Some("message")));
+    }
+
+    #[test]
+    fn whole_body_errors() {
+        assert!(parse_system(b"{").unwrap_err().problem.starts_with("body is not JSON"));
+        assert_eq!(parse_system(b"[]").unwrap_err().problem, "array body is empty");
+        assert_eq!(parse_system(b"7").unwrap_err().problem, "must be a JSON object");
+        let big = format!("[{}]", vec![r#"{"uid":"1"}"#; MAX_BATCH + 1].join(","));
+        assert!(parse_system(big.as_bytes()).unwrap_err().problem.starts_with("at most"));
+    }
+}

@@ -1,0 +1,41 @@
+//! The D1 gateway: the only code that talks to the history database. It
+//! runs the statements `history` defines and nothing else, so moving history
+//! to several databases (by owner or conversation) changes this file alone.
+
+use worker::wasm_bindgen::JsValue;
+use worker::{D1Database, Env};
+
+use crate::history::{archive_param, page_sql, ArchiveRow, PageQuery, PageRow, ARCHIVE_SQL};
+use crate::user::UserId;
+
+const BINDING: &str = "DB";
+
+fn db(env: &Env) -> worker::Result<D1Database> {
+    env.d1(BINDING)
+}
+
+/// Writes one batch of `owner`'s log in a single statement.
+pub async fn archive(env: &Env, owner: &UserId, rows: &[ArchiveRow]) -> worker::Result<()> {
+    let param = archive_param(owner, rows);
+    let result = db(env)?
+        .prepare(ARCHIVE_SQL)
+        .bind(&[JsValue::from(owner.as_str()), JsValue::from(param)])?
+        .run()
+        .await?;
+    match result.error() {
+        Some(e) => Err(worker::Error::RustError(format!("D1 archive: {e}"))),
+        None => Ok(()),
+    }
+}
+
+/// One page of `owner`'s history, newest first, with one extra row when
+/// another page follows.
+pub async fn page(env: &Env, owner: &UserId, q: &PageQuery) -> worker::Result<Vec<PageRow>> {
+    let p = page_sql(owner, q);
+    let mut binds = vec![JsValue::from(p.owner), JsValue::from(p.before as f64), JsValue::from(p.fetch)];
+    if let Some((sys, conv)) = p.convs {
+        binds.push(JsValue::from(sys));
+        binds.push(JsValue::from(conv));
+    }
+    db(env)?.prepare(p.sql).bind(&binds)?.all().await?.results()
+}

@@ -1,0 +1,252 @@
+//! History: what goes to D1 and how pages come back (the SQL lives here).
+//!
+//! Each user's object archives its own log to D1 in batches, one row per
+//! log entry keyed by (owner, seq), so a user only ever reads rows they own and
+//! pages follow their own sequence numbers. Every row also carries its
+//! conversation id, the key for spreading history over several databases
+//! later. The schema is in `migrations/`; the only code that talks to D1 is
+//! `edge::d1`, which runs the statements defined here.
+
+use crate::message::conversation_id;
+use crate::user::UserId;
+
+/// Page size when the client names none, and the most it may ask for.
+pub const DEFAULT_LIMIT: u32 = 50;
+pub const MAX_LIMIT: u32 = 200;
+
+/// Upper bounds for one archive batch: rows, and bytes of message bodies
+/// (the whole batch is one bound parameter of one D1 statement).
+pub const BATCH_ROWS: u64 = 500;
+pub const BATCH_BYTES: usize = 512 * 1024;
+
+/// How long a new entry may wait before its batch is archived, and how long
+/// to wait after D1 failed, by attempt (capped).
+pub const ARCHIVE_DELAY_MS: u64 = 500;
+pub fn retry_delay_ms(base_ms: u64, attempt: u32) -> u64 {
+    base_ms.saturating_mul(1u64 << attempt.min(6)).min(60_000)
+}
+
+/// One batch, as a single statement: the rows travel as one JSON array
+/// parameter, which keeps D1 statements per message far below one and stays
+/// under D1's limit of 100 bound parameters. Idempotent: a retried batch
+/// writes nothing new, and a row whose delivery state changed is updated.
+pub const ARCHIVE_SQL: &str = "INSERT INTO messages (owner, seq, id, conv, peer, kind, time, body, is_send, peer_seq) \
+SELECT ?1, json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), \
+json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]'), \
+json_extract(value, '$[6]'), json_extract(value, '$[7]'), json_extract(value, '$[8]') \
+FROM json_each(?2) WHERE true \
+ON CONFLICT (owner, seq) DO UPDATE SET is_send = excluded.is_send WHERE messages.is_send <> excluded.is_send";
+
+/// Whether an archived message reached a socket, as the legacy history shows it.
+pub const IS_SEND_DELIVERED: i64 = 1;
+pub const IS_SEND_QUEUED: i64 = 2;
+
+/// One log entry on its way to D1.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ArchiveRow {
+    pub seq: u64,
+    pub id: String,
+    pub peer: Option<UserId>,
+    pub kind: i64,
+    pub time_ms: u64,
+    pub body: String,
+    pub is_send: i64,
+    pub peer_seq: Option<u64>,
+}
+
+/// The JSON array bound as `?2` of [`ARCHIVE_SQL`].
+pub fn archive_param(owner: &UserId, rows: &[ArchiveRow]) -> String {
+    let arr: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| {
+            serde_json::json!([
+                r.seq,
+                r.id,
+                conversation_id(owner, r.peer.as_ref()),
+                r.peer.as_ref().map(UserId::as_str),
+                r.kind,
+                r.time_ms,
+                r.body,
+                r.is_send,
+                r.peer_seq
+            ])
+        })
+        .collect();
+    serde_json::Value::Array(arr).to_string()
+}
+
+/// A client's history request, validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PageQuery {
+    pub limit: u32,
+    /// Only entries with a lower sequence number; `None` for the newest page.
+    pub before: Option<u64>,
+    /// Narrows user messages to the conversation with this peer.
+    pub peer: Option<UserId>,
+}
+
+/// A query-string parameter that could not be used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BadParam {
+    pub param: &'static str,
+    pub problem: &'static str,
+}
+
+impl PageQuery {
+    /// Reads `limit`, `before` and `peer`; other parameters are ignored.
+    /// A limit above the maximum is lowered to it.
+    pub fn parse<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<PageQuery, BadParam> {
+        let mut q = PageQuery { limit: DEFAULT_LIMIT, before: None, peer: None };
+        for (k, v) in pairs {
+            match k {
+                "limit" => {
+                    let n: u32 = v.parse().map_err(|_| BadParam { param: "limit", problem: "must be a positive integer" })?;
+                    if n == 0 {
+                        return Err(BadParam { param: "limit", problem: "must be a positive integer" });
+                    }
+                    q.limit = n.min(MAX_LIMIT);
+                }
+                "before" => {
+                    let n: u64 = v.parse().map_err(|_| BadParam { param: "before", problem: "must be a cursor from `next`" })?;
+                    q.before = Some(n);
+                }
+                "peer" => {
+                    q.peer = Some(UserId::parse(v).map_err(|_| BadParam { param: "peer", problem: "must be a valid user id" })?);
+                }
+                _ => {}
+            }
+        }
+        Ok(q)
+    }
+}
+
+/// Columns every page query returns: kind, the item (body with `isSend`), seq.
+/// A sent message shows the recipient's delivery state once their copy is
+/// archived, and the state the sender learned at send time until then.
+const PAGE_SELECT: &str = "SELECT m.kind AS kind, \
+json_set(m.body, '$.isSend', CASE WHEN m.kind = 2 THEN COALESCE(r.is_send, m.is_send) ELSE m.is_send END) AS item, \
+m.seq AS seq";
+const PAGE_JOIN: &str = "LEFT JOIN messages r ON m.kind = 2 AND r.owner = m.peer AND r.seq = m.peer_seq";
+
+/// A page query and its bindings, for `edge::d1` to run.
+pub struct PageSql {
+    pub sql: String,
+    pub owner: String,
+    pub before: u64,
+    /// One more than the page, to tell whether another page follows.
+    pub fetch: u32,
+    /// With a peer: the user's system channel and the conversation.
+    pub convs: Option<(String, String)>,
+}
+
+/// Newest first, by the owner's sequence number; the primary key serves the
+/// whole-log page, the (owner, conv, seq) index each half of a peer page.
+pub fn page_sql(owner: &UserId, q: &PageQuery) -> PageSql {
+    // Above any sequence number, and exact as a JS number on its way to D1.
+    let before = q.before.unwrap_or((1 << 53) - 1);
+    match &q.peer {
+        None => PageSql {
+            sql: format!(
+                "{PAGE_SELECT} FROM messages m {PAGE_JOIN} WHERE m.owner = ?1 AND m.seq < ?2 ORDER BY m.seq DESC LIMIT ?3"
+            ),
+            owner: owner.to_string(),
+            before,
+            fetch: q.limit + 1,
+            convs: None,
+        },
+        Some(peer) => {
+            let half = "SELECT * FROM (SELECT * FROM messages WHERE owner = ?1 AND conv = {C} AND seq < ?2 ORDER BY seq DESC LIMIT ?3)";
+            PageSql {
+                sql: format!(
+                    "{PAGE_SELECT} FROM ({} UNION ALL {}) m {PAGE_JOIN} ORDER BY m.seq DESC LIMIT ?3",
+                    half.replace("{C}", "?4"),
+                    half.replace("{C}", "?5")
+                ),
+                owner: owner.to_string(),
+                before,
+                fetch: q.limit + 1,
+                convs: Some((conversation_id(owner, None), conversation_id(owner, Some(peer)))),
+            }
+        }
+    }
+}
+
+/// One row of a page result.
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+pub struct PageRow {
+    pub kind: i64,
+    pub item: String,
+    pub seq: u64,
+}
+
+/// The legacy history document `{"sys":[…],"usr":[…],"next":…}` from rows
+/// fetched with [`page_sql`] (newest first, at most limit + 1 of them).
+pub fn page_json(rows: &[PageRow], limit: u32) -> String {
+    let page = &rows[..rows.len().min(limit as usize)];
+    let next = (rows.len() > limit as usize).then(|| page.last().map(|r| r.seq)).flatten();
+    let join = |sys: bool| {
+        page.iter()
+            .filter(|r| (r.kind == crate::message::Kind::System.code()) == sys)
+            .map(|r| r.item.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let next = next.map_or("null".to_string(), |n| n.to_string());
+    format!(r#"{{"sys":[{}],"usr":[{}],"next":{next}}}"#, join(true), join(false))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(s: &str) -> Result<PageQuery, BadParam> {
+        PageQuery::parse(s.split('&').filter(|p| !p.is_empty()).map(|p| p.split_once('=').unwrap_or((p, ""))))
+    }
+
+    #[test]
+    fn page_query_defaults_and_bounds() {
+        assert_eq!(q("").unwrap(), PageQuery { limit: 50, before: None, peer: None });
+        assert_eq!(q("limit=500").unwrap().limit, 200);
+        assert_eq!(q("limit=0").unwrap_err().param, "limit");
+        assert_eq!(q("limit=x").unwrap_err().param, "limit");
+        assert_eq!(q("before=-1").unwrap_err().param, "before");
+        assert_eq!(q("peer=a%20b").unwrap_err().param, "peer");
+        assert_eq!(q("before=9&peer=2&token=t").unwrap().before, Some(9));
+    }
+
+    #[test]
+    fn page_json_splits_and_sets_the_cursor() {
+        let rows = vec![
+            PageRow { kind: 1, item: r#"{"a":3}"#.into(), seq: 30 },
+            PageRow { kind: 3, item: r#"{"a":2}"#.into(), seq: 20 },
+            PageRow { kind: 2, item: r#"{"a":1}"#.into(), seq: 10 },
+        ];
+        assert_eq!(page_json(&rows, 2), r#"{"sys":[{"a":2}],"usr":[{"a":3}],"next":20}"#);
+        assert_eq!(page_json(&rows, 3), r#"{"sys":[{"a":2}],"usr":[{"a":3},{"a":1}],"next":null}"#);
+        assert_eq!(page_json(&[], 3), r#"{"sys":[],"usr":[],"next":null}"#);
+    }
+
+    #[test]
+    fn archive_rows_carry_their_conversation() {
+        let owner = UserId::parse("2").unwrap();
+        let row = ArchiveRow {
+            seq: 7,
+            id: "x".into(),
+            peer: Some(UserId::parse("1").unwrap()),
+            kind: 1,
+            time_ms: 5,
+            body: r#"{"m":"\"q\""}"#.into(),
+            is_send: 1,
+            peer_seq: None,
+        };
+        let v: serde_json::Value = serde_json::from_str(&archive_param(&owner, &[row])).unwrap();
+        assert_eq!(v, serde_json::json!([[7, "x", "u:1|2", "1", 1, 5, r#"{"m":"\"q\""}"#, 1, null]]));
+    }
+
+    #[test]
+    fn retries_back_off_and_cap() {
+        assert_eq!(retry_delay_ms(1000, 0), 1000);
+        assert_eq!(retry_delay_ms(1000, 3), 8000);
+        assert_eq!(retry_delay_ms(1000, 30), 60_000);
+    }
+}

@@ -1,0 +1,130 @@
+//! Messages as stored and delivered: ids, kinds, conversation ids, and the
+//! JSON body a recipient receives.
+//!
+//! The body is built once, when a message enters the system, and then moves
+//! as an opaque string through the hop, the log, the socket and D1; nothing
+//! downstream parses it again.
+
+use serde_json::{Map, Value};
+
+use crate::time::rfc3339;
+use crate::user::UserId;
+
+/// Where an entry of a user's log came from. The number is what logs and D1 store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A chat addressed to the log's owner.
+    Received = 1,
+    /// A chat the owner sent; kept so history (and later the owner's other devices) see it.
+    Sent = 2,
+    /// A system message from the backend.
+    System = 3,
+}
+
+impl Kind {
+    pub fn code(self) -> i64 {
+        self as i64
+    }
+
+    pub fn from_code(code: i64) -> Option<Kind> {
+        match code {
+            1 => Some(Kind::Received),
+            2 => Some(Kind::Sent),
+            3 => Some(Kind::System),
+            _ => None,
+        }
+    }
+
+    /// Whether the owner's sockets are owed this entry.
+    pub fn owed_to_owner(self) -> bool {
+        !matches!(self, Kind::Sent)
+    }
+}
+
+/// A new message id: 12 hex digits of milliseconds then 16 random hex digits.
+/// Sorts roughly by time and needs no coordination between objects.
+pub fn new_id(now_ms: u64, random: u64) -> String {
+    format!("{:012x}{:016x}", now_ms & 0xffff_ffff_ffff, random)
+}
+
+/// Whether `s` could be an id made by [`new_id`]: it travels in hop URLs unescaped.
+pub fn is_id(s: &str) -> bool {
+    s.len() == 28 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The conversation an entry of `owner`'s log belongs to: one per pair of
+/// users (the same id in both users' logs) and one system channel per user.
+/// `|` and `:` cannot occur in user ids, so these never collide.
+pub fn conversation_id(owner: &UserId, peer: Option<&UserId>) -> String {
+    match peer {
+        Some(peer) => {
+            let (a, b) = if owner <= peer { (owner, peer) } else { (peer, owner) };
+            format!("u:{a}|{b}")
+        }
+        None => format!("s:{owner}"),
+    }
+}
+
+/// The frame a chat's recipient gets: the sender's fields (extras carried),
+/// with `fromUser`/`toUser` in legacy id form and the server's `id` and `time`.
+pub fn chat_body(from: &UserId, to: &UserId, mut fields: Map<String, Value>, id: &str, time_ms: u64) -> String {
+    // The front end treats any object with `type` as a system message, so a
+    // client must not be able to forge one through a chat.
+    fields.remove("type");
+    fields.insert("fromUser".into(), from.to_json());
+    fields.insert("toUser".into(), to.to_json());
+    fields.insert("id".into(), Value::from(id));
+    fields.insert("time".into(), Value::from(rfc3339(time_ms)));
+    Value::Object(fields).to_string()
+}
+
+/// A system message is delivered as the backend wrote it; `id` and `time`
+/// are added only when absent.
+pub fn system_body(mut fields: Map<String, Value>, id: &str, time_ms: u64) -> String {
+    fields.entry("id").or_insert_with(|| Value::from(id));
+    fields.entry("time").or_insert_with(|| Value::from(rfc3339(time_ms)));
+    Value::Object(fields).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn uid(s: &str) -> UserId {
+        UserId::parse(s).unwrap()
+    }
+
+    #[test]
+    fn ids_are_fixed_width_hex() {
+        let id = new_id(1_800_000_000_000, 0xdead_beef);
+        assert!(is_id(&id), "{id}");
+        assert!(new_id(1, u64::MAX) < new_id(2, 0));
+        assert!(!is_id("../x"));
+    }
+
+    #[test]
+    fn one_conversation_id_per_pair() {
+        let (a, b) = (uid("1"), uid("2"));
+        assert_eq!(conversation_id(&a, Some(&b)), conversation_id(&b, Some(&a)));
+        assert_ne!(conversation_id(&a, None), conversation_id(&b, None));
+    }
+
+    #[test]
+    fn chat_body_carries_extras_and_drops_type() {
+        let fields = json!({"fromUser": "1", "toUser": 2, "message": "hi", "song": 7, "type": "sys"});
+        let body = chat_body(&uid("1"), &uid("2"), fields.as_object().unwrap().clone(), "abc", 0);
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            v,
+            json!({"fromUser": 1, "toUser": 2, "message": "hi", "song": 7, "id": "abc", "time": "1970-01-01T00:00:00.000Z"})
+        );
+    }
+
+    #[test]
+    fn system_body_keeps_given_fields() {
+        let fields = json!({"uid": "1", "type": "like", "time": "then"});
+        let v: Value = serde_json::from_str(&system_body(fields.as_object().unwrap().clone(), "abc", 0)).unwrap();
+        assert_eq!(v, json!({"uid": "1", "type": "like", "time": "then", "id": "abc"}));
+    }
+}

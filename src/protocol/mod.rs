@@ -1,0 +1,74 @@
+//! The wire protocol: one frame type between wire text and the core.
+//!
+//! Each wire mode (today [`legacy`]; `chat.v1` later) parses client text into
+//! a [`Frame`] and encodes the server's [`Reply`]s back into text. Everything
+//! after parsing works on frames only, so a second mode adds a parser and an
+//! encoder, not a second code path.
+
+pub mod legacy;
+
+use serde_json::{Map, Value};
+
+use crate::user::UserId;
+
+/// Largest client frame accepted, in bytes.
+pub const MAX_FRAME_BYTES: usize = 64 * 1024;
+
+/// A client frame, whatever mode it arrived in.
+#[derive(Debug, PartialEq)]
+pub enum Frame {
+    Heartbeat,
+    Chat(Chat),
+}
+
+/// A chat to deliver. `fields` is the client's whole object, extras included.
+#[derive(Debug, PartialEq)]
+pub struct Chat {
+    pub from: UserId,
+    pub to: UserId,
+    pub fields: Map<String, Value>,
+}
+
+/// Why the server refused a client frame or could not complete it. The
+/// socket stays open after any of these.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    TooLarge,
+    /// Not JSON, not an object, a binary frame, or a field of the wrong type.
+    Format,
+    BadFromUser,
+    BadToUser,
+    EmptyMessage,
+    /// `fromUser` is a valid id but not the authenticated user.
+    NotYou,
+    /// The recipient's store could not be reached or did not confirm; nothing
+    /// was stored, so the client may send again.
+    Unavailable,
+}
+
+/// What the server sends on a socket.
+#[derive(Debug, PartialEq)]
+pub enum Reply<'a> {
+    Heartbeat,
+    /// The chat was durably stored in the recipient's log.
+    Stored,
+    Refused(Refusal),
+    /// A message body (already JSON) for the socket's owner.
+    Deliver(&'a str),
+}
+
+/// Validates a chat object, wherever it came from (socket or backend API).
+pub fn parse_chat(value: Value) -> Result<Chat, Refusal> {
+    let Value::Object(fields) = value else {
+        return Err(Refusal::Format);
+    };
+    let from = fields.get("fromUser").ok_or(Refusal::BadFromUser)?;
+    let from = UserId::from_json(from).map_err(|_| Refusal::BadFromUser)?;
+    let to = fields.get("toUser").ok_or(Refusal::BadToUser)?;
+    let to = UserId::from_json(to).map_err(|_| Refusal::BadToUser)?;
+    match fields.get("message") {
+        Some(Value::String(m)) if !m.is_empty() => {}
+        _ => return Err(Refusal::EmptyMessage),
+    }
+    Ok(Chat { from, to, fields })
+}

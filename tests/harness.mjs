@@ -1,0 +1,195 @@
+// Test harness: runs the built worker (build/index.js + wasm) in workerd via
+// Miniflare, with SQLite-backed Durable Objects and a local D1 database both
+// persisted to a temporary folder, so a test can stop the runtime and start
+// it again on the same state. Clients talk to it over real TCP WebSockets.
+import { Miniflare } from "miniflare";
+import { createHmac } from "node:crypto";
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import WebSocket from "ws";
+
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+export const JWT_SECRET = "test-jwt-secret";
+export const API_KEY = "test-api-key";
+
+/** Options shared by every test runtime; `bindings` may override secrets and vars. */
+function options(persistDir, bindings) {
+  return {
+    host: "127.0.0.1",
+    port: 0,
+    modules: true,
+    modulesRoot: join(ROOT, "build"),
+    scriptPath: join(ROOT, "build", "index.js"),
+    modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"] }],
+    compatibilityDate: "2026-04-20",
+    durableObjects: { USER: { className: "UserObject", useSQLite: true } },
+    d1Databases: { DB: "edge-chat-test" },
+    durableObjectsPersist: join(persistDir, "do"),
+    d1Persist: join(persistDir, "d1"),
+    bindings: {
+      JWT_SECRET,
+      API_KEY,
+      ARCHIVE_DELAY_MS: "50",
+      ARCHIVE_RETRY_MS: "100",
+      ...bindings,
+    },
+  };
+}
+
+/** Applies migrations/*.sql to the D1 database, in file-name order. */
+async function migrate(mf) {
+  const db = await mf.getD1Database("DB");
+  const dir = join(ROOT, "migrations");
+  for (const file of readdirSync(dir).filter((f) => f.endsWith(".sql")).sort()) {
+    const sql = readFileSync(join(dir, file), "utf8").replace(/--.*$/gm, "");
+    for (const stmt of sql.split(";").map((s) => s.trim()).filter(Boolean)) {
+      await db.prepare(stmt).run();
+    }
+  }
+}
+
+/**
+ * A running worker. `restart()` stops workerd and starts a new one on the same
+ * persisted state (the "hot update" case); `close()` stops it and deletes the state.
+ */
+export async function startWorker({ bindings = {} } = {}) {
+  const persistDir = mkdtempSync(join(tmpdir(), "edge-chat-test-"));
+  const w = {
+    persistDir,
+    mf: null,
+    url: null,
+    async start() {
+      this.mf = new Miniflare(options(persistDir, bindings));
+      this.url = (await this.mf.ready).toString().replace(/\/$/, "");
+    },
+    async restart() {
+      await this.mf.dispose();
+      await this.start();
+    },
+    async close() {
+      await this.mf?.dispose();
+      rmSync(persistDir, { recursive: true, force: true });
+    },
+    db() {
+      return this.mf.getD1Database("DB");
+    },
+    wsUrl(path = "/ws") {
+      return this.url.replace(/^http/, "ws") + path;
+    },
+    /** A fetch against the running worker. */
+    fetch(path, init) {
+      return fetch(this.url + path, init);
+    },
+    api(path, body, key = API_KEY) {
+      return this.fetch(path, {
+        method: "POST",
+        headers: { "content-type": "application/json", ...(key ? { authorization: `Bearer ${key}` } : {}) },
+        body: typeof body === "string" ? body : JSON.stringify(body),
+      });
+    },
+    history(uid, params = {}) {
+      const q = new URLSearchParams(params).toString();
+      return this.fetch(`/ws/history${q ? "?" + q : ""}`, { headers: { authorization: `Bearer ${token(uid)}` } });
+    },
+    /** Opens a client socket as `uid`; resolves once it is open. */
+    connect(uid, { tokenValue, protocols } = {}) {
+      return openClient(this.wsUrl(`/ws?token=${encodeURIComponent(tokenValue ?? token(uid))}`), protocols);
+    },
+  };
+  await w.start();
+  await migrate(w.mf);
+  return w;
+}
+
+const b64url = (s) => Buffer.from(s).toString("base64url");
+
+/** An HS256 JWT for `sub`, valid for an hour unless `exp` says otherwise. */
+export function token(sub, { exp = Math.floor(Date.now() / 1000) + 3600, secret = JWT_SECRET, header = { alg: "HS256", typ: "JWT" }, claims } = {}) {
+  const h = b64url(JSON.stringify(header));
+  const p = b64url(JSON.stringify(claims ?? { sub: String(sub), exp }));
+  const sig = createHmac("sha256", secret).update(`${h}.${p}`).digest("base64url");
+  return `${h}.${p}.${sig}`;
+}
+
+/**
+ * A WebSocket client that buffers what it receives: `next()` waits for the
+ * next text frame, `expectSilence()` checks nothing more arrives.
+ */
+export function openClient(url, protocols) {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, protocols);
+    const inbox = [];
+    const waiters = [];
+    const client = {
+      ws,
+      received: inbox,
+      closed: null,
+      send(data) {
+        ws.send(typeof data === "string" ? data : JSON.stringify(data));
+      },
+      next(timeoutMs = 5000) {
+        if (inbox.length > 0) return Promise.resolve(inbox.shift());
+        return new Promise((res, rej) => {
+          const t = setTimeout(() => rej(new Error(`no frame within ${timeoutMs} ms`)), timeoutMs);
+          waiters.push((m) => {
+            clearTimeout(t);
+            res(m);
+          });
+        });
+      },
+      async nextJson(timeoutMs) {
+        const text = await client.next(timeoutMs);
+        try {
+          return JSON.parse(text);
+        } catch {
+          throw new Error(`expected JSON, got ${JSON.stringify(text)}`);
+        }
+      },
+      /** Waits `ms` and asserts that nothing arrived meanwhile. */
+      async expectSilence(ms = 200) {
+        await new Promise((r) => setTimeout(r, ms));
+        if (inbox.length > 0) throw new Error(`unexpected frames: ${JSON.stringify(inbox)}`);
+      },
+      close() {
+        ws.close();
+        return new Promise((r) => (ws.readyState === WebSocket.CLOSED ? r() : ws.once("close", r)));
+      },
+      /** Drops the TCP connection without a close frame. */
+      kill() {
+        ws.terminate();
+      },
+    };
+    ws.on("message", (data, isBinary) => {
+      const text = isBinary ? data : data.toString();
+      const w = waiters.shift();
+      if (w) w(text);
+      else inbox.push(text);
+    });
+    ws.once("open", () => resolve(client));
+    ws.once("unexpected-response", (_req, res) => {
+      let body = "";
+      res.on("data", (c) => (body += c));
+      res.on("end", () => reject(Object.assign(new Error(`upgrade refused: ${res.statusCode} ${body}`), { status: res.statusCode, body })));
+    });
+    ws.once("error", reject);
+    ws.once("close", (code) => (client.closed = code));
+  });
+}
+
+/** Polls `fn` until it returns a truthy value or `timeoutMs` passes. */
+export async function eventually(fn, timeoutMs = 5000, stepMs = 50) {
+  const end = Date.now() + timeoutMs;
+  let last;
+  while (Date.now() < end) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (e) {
+      last = e;
+    }
+    await new Promise((r) => setTimeout(r, stepMs));
+  }
+  throw new Error(`condition not met within ${timeoutMs} ms (last: ${last instanceof Error ? last.message : JSON.stringify(last)})`);
+}
