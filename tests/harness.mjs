@@ -15,7 +15,15 @@ export const JWT_SECRET = "test-jwt-secret";
 export const API_KEY = "test-api-key";
 
 /** Options shared by every test runtime; `bindings` may override secrets and vars. */
-function options(persistDir, bindings) {
+function options(persistDir, bindings, omit) {
+  const all = {
+    JWT_SECRET,
+    API_KEY,
+    ARCHIVE_DELAY_MS: "50",
+    ARCHIVE_RETRY_MS: "100",
+    ...bindings,
+  };
+  for (const name of omit) delete all[name];
   return {
     host: "127.0.0.1",
     port: 0,
@@ -28,13 +36,7 @@ function options(persistDir, bindings) {
     d1Databases: { DB: "edge-chat-test" },
     durableObjectsPersist: join(persistDir, "do"),
     d1Persist: join(persistDir, "d1"),
-    bindings: {
-      JWT_SECRET,
-      API_KEY,
-      ARCHIVE_DELAY_MS: "50",
-      ARCHIVE_RETRY_MS: "100",
-      ...bindings,
-    },
+    bindings: all,
   };
 }
 
@@ -54,14 +56,14 @@ async function migrate(mf) {
  * A running worker. `restart()` stops workerd and starts a new one on the same
  * persisted state (the "hot update" case); `close()` stops it and deletes the state.
  */
-export async function startWorker({ bindings = {} } = {}) {
+export async function startWorker({ bindings = {}, omit = [], extra = {} } = {}) {
   const persistDir = mkdtempSync(join(tmpdir(), "edge-chat-test-"));
   const w = {
     persistDir,
     mf: null,
     url: null,
     async start() {
-      this.mf = new Miniflare(options(persistDir, bindings));
+      this.mf = new Miniflare({ ...options(persistDir, bindings, omit), ...extra });
       this.url = (await this.mf.ready).toString().replace(/\/$/, "");
     },
     async restart() {

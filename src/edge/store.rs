@@ -16,6 +16,7 @@ use crate::message::Kind;
 use crate::user::UserId;
 
 const SCHEMA: [&str; 2] = [
+    // meta.v has no declared type, so no affinity: "92" stays text, 5 stays a number.
     // kind: 1 received chat, 2 sent chat, 3 system (message::Kind).
     // sent: 1 once written to a socket, or never owed to one (kind 2).
     // peer_seq / peer_sent: for a sent chat, its place in the recipient's log
@@ -31,7 +32,7 @@ const SCHEMA: [&str; 2] = [
         peer_seq INTEGER,
         peer_sent INTEGER
     )",
-    "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v ANY)",
+    "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v)",
 ];
 
 /// One entry about to be written to the log.
