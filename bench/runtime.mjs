@@ -9,7 +9,8 @@ import { ROOT, startWorker, token } from "../tests/harness.mjs";
 
 const BASELINE = join(ROOT, "bench", "baselines");
 
-async function startBaseline(queue) {
+async function startBaseline(queue, batch = 0, batchMs = 0) {
+  queue = String(queue);
   const dir = mkdtempSync(join(tmpdir(), "edge-chat-bench-"));
   const mf = new Miniflare({
     host: "127.0.0.1",
@@ -20,7 +21,7 @@ async function startBaseline(queue) {
     compatibilityDate: "2026-04-20",
     durableObjects: { USER: { className: "UserObject", useSQLite: true } },
     durableObjectsPersist: join(dir, "do"),
-    bindings: { QUEUE: queue ? "1" : "0" },
+    bindings: { QUEUE: queue, BATCH: String(batch), BATCH_MS: String(batchMs) },
   });
   const url = (await mf.ready).toString().replace(/\/$/, "").replace(/^http/, "ws");
   return {
@@ -45,8 +46,11 @@ async function startRust() {
 
 /** The targets every scenario runs against, in the order they are interleaved. */
 export const TARGETS = {
-  "js-forward": { label: "JS forwarder, no storage (ceiling)", start: () => startBaseline(false) },
-  "js-queue": { label: "JS forwarder + DO SQLite queue", start: () => startBaseline(true) },
+  "js-forward": { label: "JS forwarder, no storage (ceiling)", start: () => startBaseline(0) },
+  "js-queue": { label: "JS forwarder + DO SQLite queue", start: () => startBaseline(1) },
+  "js-two-logs": { label: "JS forwarder + queue + sender's copy", start: () => startBaseline(2) },
+  "js-gc0": { label: "JS two logs, group commit 0ms", start: () => startBaseline(2, 1, 0) },
+  "js-gc1": { label: "JS two logs, group commit 1ms", start: () => startBaseline(2, 1, 1) },
   rust: { label: "edge-chat (Rust, legacy protocol, history on)", start: startRust },
 };
 

@@ -4,8 +4,8 @@
 //! The log is at once the offline queue (owed entries with `sent = 0`), the
 //! archive outbox (entries past the `archived` cursor) and the window a
 //! reconnect can resume from. Writes are synchronous; the runtime's output gate
-//! holds every socket send and response of the same event until they are
-//! durable, which is what lets the object answer `ok` right after `append`.
+//! holds every socket send and response issued after a write until that write
+//! is durable, which is what lets the object answer right after `append`.
 
 use serde::Deserialize;
 use worker::{SqlStorage, SqlStorageValue as V, Storage};
@@ -36,12 +36,12 @@ const SCHEMA: [&str; 2] = [
 ];
 
 /// One entry about to be written to the log.
-pub struct Entry<'a> {
-    pub id: &'a str,
+pub struct NewEntry {
+    pub id: String,
     pub kind: Kind,
-    pub peer: Option<&'a UserId>,
+    pub peer: Option<UserId>,
     pub time_ms: u64,
-    pub body: &'a str,
+    pub body: String,
     /// For a sent chat: (seq in the recipient's log, pushed live there).
     pub peer_state: Option<(u64, bool)>,
 }
@@ -99,30 +99,42 @@ impl Store {
         Ok(())
     }
 
-    pub fn append(&self, seq: u64, e: &Entry<'_>, sent: bool) -> worker::Result<()> {
-        let (peer_seq, peer_sent) = match e.peer_state {
-            Some((s, pushed)) => (int(s), V::Integer(pushed as i64)),
-            None => (V::Null, V::Null),
-        };
+    /// Appends a batch of entries, `(seq, entry, sent)`, in one statement:
+    /// the rows travel as one JSON parameter, so a batch costs one call
+    /// whatever its size.
+    pub fn append(&self, rows: &[(u64, &NewEntry, bool)]) -> worker::Result<()> {
+        let rows: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(seq, e, sent)| {
+                serde_json::json!([
+                    seq,
+                    e.id,
+                    e.kind.code(),
+                    e.peer.as_ref().map(UserId::as_str),
+                    e.time_ms,
+                    e.body,
+                    *sent as i64,
+                    e.peer_state.map(|(s, _)| s),
+                    e.peer_state.map(|(_, pushed)| pushed as i64),
+                ])
+            })
+            .collect();
         self.sql.exec(
-            "INSERT INTO log (seq, id, kind, peer, time, body, sent, peer_seq, peer_sent) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            vec![
-                int(seq),
-                e.id.into(),
-                V::Integer(e.kind.code()),
-                e.peer.map(|p| p.as_str()).into(),
-                int(e.time_ms),
-                e.body.into(),
-                V::Integer(sent as i64),
-                peer_seq,
-                peer_sent,
-            ],
+            "INSERT INTO log (seq, id, kind, peer, time, body, sent, peer_seq, peer_sent) \
+             SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), \
+             json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]'), \
+             json_extract(value, '$[6]'), json_extract(value, '$[7]'), json_extract(value, '$[8]') FROM json_each(?)",
+            vec![serde_json::Value::Array(rows).to_string().into()],
         )?;
         Ok(())
     }
 
-    pub fn mark_unsent(&self, seq: u64) -> worker::Result<()> {
-        self.sql.exec("UPDATE log SET sent = 0 WHERE seq = ?", vec![int(seq)])?;
+    /// Entries `from..=to` that are owed to the sockets go back to the queue.
+    pub fn mark_unsent(&self, from: u64, to: u64) -> worker::Result<()> {
+        self.sql.exec(
+            "UPDATE log SET sent = 0 WHERE seq BETWEEN ? AND ? AND kind <> ?",
+            vec![int(from), int(to), V::Integer(Kind::Sent.code())],
+        )?;
         Ok(())
     }
 

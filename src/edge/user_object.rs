@@ -9,15 +9,18 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
+use std::time::Duration;
+
+use futures::channel::oneshot;
 use futures::lock::Mutex;
 use serde::{Deserialize, Serialize};
 use worker::{
-    durable_object, DurableObject, Env, Headers, Method, Request, Response, State, WebSocket,
+    durable_object, Delay, DurableObject, Env, Headers, Method, Request, Response, State, WebSocket,
     WebSocketIncomingMessage, WebSocketPair, WebSocketRequestResponsePair,
 };
 
 use super::hop::{self, RawStub};
-use super::store::{Entry, Store};
+use super::store::{NewEntry, Store};
 use super::{d1, json_error, now_ms, random_u64, USER_BINDING};
 use crate::history::{self, page_json, PageQuery, BATCH_BYTES, BATCH_ROWS};
 use crate::inbox::Inbox;
@@ -39,6 +42,20 @@ struct Attachment {
     uid: String,
 }
 
+/// Where an appended entry ended up.
+#[derive(Clone, Copy, Debug)]
+struct Stored {
+    seq: u64,
+    /// Written to at least one open socket.
+    pushed: bool,
+}
+
+/// An entry waiting for the next group write, and the handler waiting for it.
+struct Waiting {
+    entry: NewEntry,
+    done: oneshot::Sender<Result<Stored, String>>,
+}
+
 /// The object's user and log state, loaded on the first event after a wake.
 struct Life {
     owner: UserId,
@@ -51,6 +68,12 @@ pub struct UserObject {
     env: Env,
     store: Store,
     life: RefCell<Option<Life>>,
+    /// Entries appended since the last group write.
+    pending: RefCell<Vec<Waiting>>,
+    commit_scheduled: Cell<bool>,
+    /// Set for one timer tick after a write; entries appended meanwhile wait
+    /// for the group write. Shared with the task that clears it.
+    cooling: Rc<Cell<bool>>,
     stubs: RefCell<HashMap<UserId, RawStub>>,
     /// Shared with the task that sets the alarm, which clears it on failure.
     alarm_armed: Rc<Cell<bool>>,
@@ -82,6 +105,9 @@ impl DurableObject for UserObject {
             env,
             store,
             life: RefCell::new(None),
+            pending: RefCell::new(Vec::new()),
+            commit_scheduled: Cell::new(false),
+            cooling: Rc::new(Cell::new(false)),
             stubs: RefCell::new(HashMap::new()),
             alarm_armed: Rc::new(Cell::new(false)),
             archive_failures: Cell::new(0),
@@ -257,27 +283,90 @@ impl UserObject {
         Ok(())
     }
 
-    /// Appends an entry to the log and pushes it to the open sockets when
-    /// nothing older is queued. Returns its seq and whether a socket got it.
-    fn append(&self, entry: &Entry<'_>) -> worker::Result<(u64, bool)> {
-        let sockets = if entry.kind.owed_to_owner() { self.state.get_websockets_with_tag(LEGACY) } else { Vec::new() };
+    /// Appends an entry to the log; resolves once it is written (and, if
+    /// nothing older is queued, pushed to the open sockets).
+    ///
+    /// Group commit: every event that writes costs the runtime a commit, which
+    /// is most of the price of a message. An entry that finds the log idle is
+    /// written at once; entries that arrive within the next timer tick share
+    /// one later write. Nobody is answered before the write holding their entry,
+    /// and entries are written in the order they were appended.
+    async fn append(&self, entry: NewEntry) -> worker::Result<Stored> {
+        if !self.cooling.get() && self.pending.borrow().is_empty() {
+            self.cooling.set(true);
+            let cooling = Rc::clone(&self.cooling);
+            worker::wasm_bindgen_futures::spawn_local(async move {
+                Delay::from(Duration::ZERO).await;
+                cooling.set(false);
+            });
+            let (done, stored) = oneshot::channel();
+            self.commit(vec![Waiting { entry, done }]);
+            return settle(stored.await);
+        }
+        let (done, stored) = oneshot::channel();
+        self.pending.borrow_mut().push(Waiting { entry, done });
+        if !self.commit_scheduled.replace(true) {
+            Delay::from(Duration::ZERO).await;
+            self.commit_scheduled.set(false);
+            let batch = std::mem::take(&mut *self.pending.borrow_mut());
+            self.commit(batch);
+        }
+        settle(stored.await)
+    }
+
+    fn commit(&self, batch: Vec<Waiting>) {
+        match self.write_batch(&batch) {
+            Ok(stored) => {
+                for (w, s) in batch.into_iter().zip(stored) {
+                    let _ = w.done.send(Ok(s));
+                }
+            }
+            Err(e) => {
+                // Reload from storage on the next event rather than trust
+                // in-memory state a failed write may have left behind.
+                *self.life.borrow_mut() = None;
+                for w in batch {
+                    let _ = w.done.send(Err(e.to_string()));
+                }
+            }
+        }
+    }
+
+    /// Writes a batch in one statement, then pushes the owed entries in order.
+    /// Pushes come after the write, so the output gate holds them until it is durable.
+    fn write_batch(&self, batch: &[Waiting]) -> worker::Result<Vec<Stored>> {
+        let owed = batch.iter().any(|w| w.entry.kind.owed_to_owner());
+        let sockets = if owed { self.state.get_websockets_with_tag(LEGACY) } else { Vec::new() };
         let mut inbox = self.inbox();
-        let adm = inbox.admit(entry.kind, sockets.len());
-        // Only a stored entry moves the in-memory state, so a failed write leaves no gap.
-        self.store.append(adm.seq, entry, adm.push_now || !entry.kind.owed_to_owner())?;
-        let mut pushed = false;
-        if adm.push_now {
-            for ws in &sockets {
-                pushed |= ws.send_with_str(entry.body).is_ok();
+        let admitted: Vec<_> = batch.iter().map(|w| inbox.admit(w.entry.kind, sockets.len())).collect();
+        let rows: Vec<_> = batch
+            .iter()
+            .zip(&admitted)
+            .map(|(w, a)| (a.seq, &w.entry, a.push_now || !w.entry.kind.owed_to_owner()))
+            .collect();
+        self.store.append(&rows)?;
+        let mut stored = Vec::with_capacity(batch.len());
+        let mut failed_from = None;
+        for (w, a) in batch.iter().zip(&admitted) {
+            let mut pushed = false;
+            if a.push_now && failed_from.is_none() {
+                for ws in &sockets {
+                    pushed |= ws.send_with_str(&w.entry.body).is_ok();
+                }
+                if !pushed {
+                    failed_from = Some(a.seq);
+                }
             }
-            if !pushed {
-                self.store.mark_unsent(adm.seq)?;
-                inbox.push_failed(adm.seq);
-            }
+            stored.push(Stored { seq: a.seq, pushed });
+        }
+        if let Some(from) = failed_from {
+            // No socket took it: it and everything after it stay queued, in order.
+            self.store.mark_unsent(from, inbox.head())?;
+            inbox.push_failed(from);
         }
         self.set_inbox(inbox);
         self.want_archive();
-        Ok((adm.seq, pushed))
+        Ok(stored)
     }
 
     /// `POST /deliver`: another object (or the API) stores a message here.
@@ -285,9 +374,9 @@ impl UserObject {
         let body = req.text().await?;
         let Some(d) = delivery else { return status(STATUS_BAD, None) };
         self.load(&d.owner)?;
-        let entry = Entry { id: &d.id, kind: d.kind, peer: d.peer.as_ref(), time_ms: d.time_ms, body: &body, peer_state: None };
-        let (seq, pushed) = self.append(&entry)?;
-        status(if pushed { STATUS_PUSHED } else { STATUS_QUEUED }, Some(seq))
+        let entry = NewEntry { id: d.id, kind: d.kind, peer: d.peer, time_ms: d.time_ms, body, peer_state: None };
+        let stored = self.append(entry).await?;
+        status(if stored.pushed { STATUS_PUSHED } else { STATUS_QUEUED }, Some(stored.seq))
     }
 
     /// `POST /send`: the backend sends a chat on this user's behalf.
@@ -312,8 +401,8 @@ impl UserObject {
     async fn send_chat(&self, owner: &UserId, chat: Chat, id: &str, time: u64) -> Result<(), Refusal> {
         let body = chat_body(&chat.from, &chat.to, chat.fields, id, time);
         if chat.to == *owner {
-            let entry = Entry { id, kind: Kind::Received, peer: Some(owner), time_ms: time, body: &body, peer_state: None };
-            return self.append(&entry).map(|_| ()).map_err(|_| Refusal::Unavailable);
+            let entry = NewEntry { id: id.to_owned(), kind: Kind::Received, peer: Some(owner.clone()), time_ms: time, body, peer_state: None };
+            return self.append(entry).await.map(|_| ()).map_err(|_| Refusal::Unavailable);
         }
         let delivery = Delivery { owner: chat.to.clone(), kind: Kind::Received, id: id.to_owned(), time_ms: time, peer: Some(owner.clone()) };
         let url = format!("https://user/deliver?{}", delivery.to_query());
@@ -327,8 +416,8 @@ impl UserObject {
                 return Err(Refusal::Unavailable);
             }
         };
-        let entry = Entry { id, kind: Kind::Sent, peer: Some(&chat.to), time_ms: time, body: &body, peer_state: Some((peer_seq, pushed)) };
-        if let Err(e) = self.append(&entry) {
+        let entry = NewEntry { id: id.to_owned(), kind: Kind::Sent, peer: Some(chat.to), time_ms: time, body, peer_state: Some((peer_seq, pushed)) };
+        if let Err(e) = self.append(entry).await {
             // The recipient has it, which is what `ok` promises; only this
             // user's own history lacks the copy.
             worker::console_error!("could not keep the sender's copy: {}", e);
@@ -410,6 +499,14 @@ impl UserObject {
     async fn arm_alarm(&self, delay_ms: u64) -> worker::Result<()> {
         self.alarm_armed.set(true);
         self.state.storage().set_alarm(delay_ms as i64).await
+    }
+}
+
+fn settle(r: Result<Result<Stored, String>, oneshot::Canceled>) -> worker::Result<Stored> {
+    match r {
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(e)) => Err(worker::Error::RustError(e)),
+        Err(_) => Err(worker::Error::RustError("log write abandoned".into())),
     }
 }
 
