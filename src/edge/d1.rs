@@ -5,7 +5,7 @@
 use worker::wasm_bindgen::JsValue;
 use worker::{D1Database, Env};
 
-use crate::history::{archive_param, page_sql, ArchiveRow, PageQuery, PageRow, ARCHIVE_SQL};
+use crate::history::{page_sql, PageQuery, PageRow, ARCHIVE_SQL};
 use crate::user::UserId;
 
 const BINDING: &str = "DB";
@@ -14,12 +14,12 @@ fn db(env: &Env) -> worker::Result<D1Database> {
     env.d1(BINDING)
 }
 
-/// Writes one batch of `owner`'s log in a single statement.
-pub async fn archive(env: &Env, owner: &UserId, rows: &[ArchiveRow]) -> worker::Result<()> {
-    let param = archive_param(owner, rows);
+/// Writes one batch of `owner`'s log (a JSON array in the
+/// `history::ARCHIVE_ROW` layout) in a single statement.
+pub async fn archive(env: &Env, owner: &UserId, batch: &str) -> worker::Result<()> {
     let result = db(env)?
         .prepare(ARCHIVE_SQL)
-        .bind(&[JsValue::from(owner.as_str()), JsValue::from(param)])?
+        .bind(&[JsValue::from(owner.as_str()), JsValue::from(batch)])?
         .run()
         .await?;
     match result.error() {

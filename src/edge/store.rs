@@ -10,15 +10,16 @@
 use serde::Deserialize;
 use worker::{SqlStorage, SqlStorageValue as V, Storage};
 
-use crate::history::{ArchiveRow, IS_SEND_DELIVERED, IS_SEND_QUEUED};
+use crate::history::{ARCHIVE_ROW, IS_SEND_DELIVERED, IS_SEND_QUEUED};
 use crate::inbox::Inbox;
-use crate::message::Kind;
+use crate::message::{conversation_id, Kind};
 use crate::user::UserId;
 
 const SCHEMA: [&str; 2] = [
     // meta.v has no declared type, so no affinity: "92" stays text, 5 stays a number.
     // kind: 1 received chat, 2 sent chat, 3 system (message::Kind).
     // sent: 1 once written to a socket, or never owed to one (kind 2).
+    // conv: message::conversation_id, kept so archiving needs no wasm per row.
     // peer_seq / peer_sent: for a sent chat, its place in the recipient's log
     // and whether it reached a socket there when it was stored.
     "CREATE TABLE IF NOT EXISTS log (
@@ -26,6 +27,7 @@ const SCHEMA: [&str; 2] = [
         id TEXT NOT NULL,
         kind INTEGER NOT NULL,
         peer TEXT,
+        conv TEXT NOT NULL,
         time INTEGER NOT NULL,
         body TEXT NOT NULL,
         sent INTEGER NOT NULL,
@@ -48,6 +50,7 @@ pub struct NewEntry {
 
 pub struct Store {
     sql: SqlStorage,
+    archive_query: String,
 }
 
 /// What a log holds when the object wakes.
@@ -66,7 +69,7 @@ impl Store {
         for stmt in SCHEMA {
             sql.exec(stmt, None)?;
         }
-        Ok(Store { sql })
+        Ok(Store { sql, archive_query: archive_query() })
     }
 
     pub fn restore(&self) -> worker::Result<Restored> {
@@ -102,7 +105,7 @@ impl Store {
     /// Appends a batch of entries, `(seq, entry, sent)`, in one statement:
     /// the rows travel as one JSON parameter, so a batch costs one call
     /// whatever its size.
-    pub fn append(&self, rows: &[(u64, &NewEntry, bool)]) -> worker::Result<()> {
+    pub fn append(&self, owner: &UserId, rows: &[(u64, &NewEntry, bool)]) -> worker::Result<()> {
         let rows: Vec<serde_json::Value> = rows
             .iter()
             .map(|(seq, e, sent)| {
@@ -111,6 +114,7 @@ impl Store {
                     e.id,
                     e.kind.code(),
                     e.peer.as_ref().map(UserId::as_str),
+                    conversation_id(owner, e.peer.as_ref()),
                     e.time_ms,
                     e.body,
                     *sent as i64,
@@ -120,10 +124,11 @@ impl Store {
             })
             .collect();
         self.sql.exec(
-            "INSERT INTO log (seq, id, kind, peer, time, body, sent, peer_seq, peer_sent) \
+            "INSERT INTO log (seq, id, kind, peer, conv, time, body, sent, peer_seq, peer_sent) \
              SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), \
              json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]'), \
-             json_extract(value, '$[6]'), json_extract(value, '$[7]'), json_extract(value, '$[8]') FROM json_each(?)",
+             json_extract(value, '$[6]'), json_extract(value, '$[7]'), json_extract(value, '$[8]'), \
+             json_extract(value, '$[9]') FROM json_each(?)",
             vec![serde_json::Value::Array(rows).to_string().into()],
         )?;
         Ok(())
@@ -157,48 +162,20 @@ impl Store {
         Ok(())
     }
 
-    /// Entries `from..=to` for D1, stopping early once `max_bytes` of bodies
-    /// are collected (always at least one entry).
-    pub fn archive_rows(&self, from: u64, to: u64, max_bytes: usize) -> worker::Result<Vec<ArchiveRow>> {
+    /// Entries `from..=to` as an archive batch (`history::ARCHIVE_ROW`
+    /// layout), stopping early once `max_bytes` of bodies are in (always at
+    /// least one entry). Returns the batch and the last seq it holds.
+    pub fn archive_batch(&self, from: u64, to: u64, max_bytes: usize) -> worker::Result<Option<(String, u64)>> {
         #[derive(Deserialize)]
         struct Row {
-            seq: u64,
-            id: String,
-            kind: i64,
-            peer: Option<String>,
-            time: u64,
-            body: String,
-            sent: i64,
-            peer_seq: Option<u64>,
-            peer_sent: Option<i64>,
+            rows: String,
+            upto: Option<u64>,
         }
-        let rows: Vec<Row> = self
+        let row: Row = self
             .sql
-            .exec(
-                "SELECT seq, id, kind, peer, time, body, sent, peer_seq, peer_sent FROM log WHERE seq BETWEEN ? AND ? ORDER BY seq",
-                vec![int(from), int(to)],
-            )?
-            .to_array()?;
-        let mut out = Vec::with_capacity(rows.len());
-        let mut bytes = 0;
-        for r in rows {
-            if !out.is_empty() && bytes + r.body.len() > max_bytes {
-                break;
-            }
-            bytes += r.body.len();
-            let delivered = if r.kind == Kind::Sent.code() { r.peer_sent == Some(1) } else { r.sent == 1 };
-            out.push(ArchiveRow {
-                seq: r.seq,
-                id: r.id,
-                peer: r.peer.as_deref().and_then(|p| UserId::parse(p).ok()),
-                kind: r.kind,
-                time_ms: r.time,
-                body: r.body,
-                is_send: if delivered { IS_SEND_DELIVERED } else { IS_SEND_QUEUED },
-                peer_seq: r.peer_seq,
-            });
-        }
-        Ok(out)
+            .exec(&self.archive_query, vec![int(from), int(to), int(max_bytes as u64)])?
+            .one()?;
+        Ok(row.upto.map(|upto| (row.rows, upto)))
     }
 
     pub fn set_archived(&self, upto: u64) -> worker::Result<()> {
@@ -210,4 +187,20 @@ impl Store {
         self.sql.exec("DELETE FROM log WHERE seq < ?", vec![int(seq)])?;
         Ok(())
     }
+}
+
+/// The query behind [`Store::archive_batch`]: SQLite builds the whole JSON
+/// batch itself, so archiving costs no per-row crossing into wasm.
+fn archive_query() -> String {
+    let is_send = format!(
+        "CASE WHEN (CASE WHEN kind = {} THEN peer_sent ELSE sent END) = 1 THEN {IS_SEND_DELIVERED} ELSE {IS_SEND_QUEUED} END",
+        Kind::Sent.code()
+    );
+    let columns: Vec<&str> = ARCHIVE_ROW.iter().map(|c| if *c == "is_send" { is_send.as_str() } else { c }).collect();
+    format!(
+        "SELECT json_group_array(json(row)) AS rows, MAX(seq) AS upto FROM (\
+         SELECT seq, json_array({}) AS row, SUM(length(body)) OVER (ORDER BY seq) AS acc \
+         FROM log WHERE seq BETWEEN ?1 AND ?2) WHERE acc <= ?3 OR seq = ?1",
+        columns.join(", ")
+    )
 }

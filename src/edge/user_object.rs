@@ -241,6 +241,14 @@ impl UserObject {
         Ok(uid)
     }
 
+    fn owner(&self) -> worker::Result<UserId> {
+        self.life
+            .borrow()
+            .as_ref()
+            .map(|l| l.owner.clone())
+            .ok_or_else(|| worker::Error::RustError("log used before it was loaded".into()))
+    }
+
     fn inbox(&self) -> Inbox {
         self.life.borrow().as_ref().map(|l| l.inbox.clone()).unwrap_or_default()
     }
@@ -338,13 +346,14 @@ impl UserObject {
         let owed = batch.iter().any(|w| w.entry.kind.owed_to_owner());
         let sockets = if owed { self.state.get_websockets_with_tag(LEGACY) } else { Vec::new() };
         let mut inbox = self.inbox();
+        let owner = self.owner()?;
         let admitted: Vec<_> = batch.iter().map(|w| inbox.admit(w.entry.kind, sockets.len())).collect();
         let rows: Vec<_> = batch
             .iter()
             .zip(&admitted)
             .map(|(w, a)| (a.seq, &w.entry, a.push_now || !w.entry.kind.owed_to_owner()))
             .collect();
-        self.store.append(&rows)?;
+        self.store.append(&owner, &rows)?;
         let mut stored = Vec::with_capacity(batch.len());
         let mut failed_from = None;
         for (w, a) in batch.iter().zip(&admitted) {
@@ -465,8 +474,7 @@ impl UserObject {
         let _one_at_a_time = self.archiving.lock().await;
         let Some(owner) = self.load_stored()? else { return Ok(()) };
         while let Some(batch) = self.inbox().to_archive(BATCH_ROWS) {
-            let rows = self.store.archive_rows(batch.from, batch.to, BATCH_BYTES)?;
-            let upto = rows.last().map_or(batch.to, |r| r.seq);
+            let Some((rows, upto)) = self.store.archive_batch(batch.from, batch.to, BATCH_BYTES)? else { break };
             d1::archive(&self.env, &owner, &rows).await?;
             let mut inbox = self.inbox();
             if inbox.archived_upto(batch, upto) {
