@@ -13,6 +13,7 @@
 //! - [`relay`]: the object-to-object delivery hop, its parameters and answers.
 //! - [`history`]: D1 archive batches and history pages (all of the D1 SQL).
 //! - [`api`]: backend API request bodies.
+//! - [`metrics`]: counters of billable operations, for the cost model.
 //! - [`time`]: RFC 3339 timestamps.
 //!
 //! [`edge`] (wasm only) is the thin platform layer: the Worker entry, the
@@ -23,6 +24,7 @@ pub mod auth;
 pub mod history;
 pub mod inbox;
 pub mod message;
+pub mod metrics;
 pub mod protocol;
 pub mod relay;
 pub mod time;

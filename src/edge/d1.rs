@@ -3,15 +3,25 @@
 //! to several databases (by owner or conversation) changes this file alone.
 
 use worker::wasm_bindgen::JsValue;
-use worker::{D1Database, Env};
+use worker::{D1Database, D1Result, Env};
 
 use crate::history::{page_sql, PageQuery, PageRow, ARCHIVE_SQL};
+use crate::metrics::{add, incr, Counter};
 use crate::user::UserId;
 
 const BINDING: &str = "DB";
 
 fn db(env: &Env) -> worker::Result<D1Database> {
     env.d1(BINDING)
+}
+
+/// Counts a query and the rows D1 reports it read and wrote.
+fn count(result: &D1Result) {
+    incr(Counter::D1Queries);
+    if let Ok(Some(meta)) = result.meta() {
+        add(Counter::D1RowsRead, meta.rows_read.unwrap_or(0) as u64);
+        add(Counter::D1RowsWritten, meta.rows_written.unwrap_or(0) as u64);
+    }
 }
 
 /// Writes one batch of `owner`'s log (a JSON array in the
@@ -22,6 +32,7 @@ pub async fn archive(env: &Env, owner: &UserId, batch: &str) -> worker::Result<(
         .bind(&[JsValue::from(owner.as_str()), JsValue::from(batch)])?
         .run()
         .await?;
+    count(&result);
     match result.error() {
         Some(e) => Err(worker::Error::RustError(format!("D1 archive: {e}"))),
         None => Ok(()),
@@ -37,5 +48,7 @@ pub async fn page(env: &Env, owner: &UserId, q: &PageQuery) -> worker::Result<Ve
         binds.push(JsValue::from(sys));
         binds.push(JsValue::from(conv));
     }
-    db(env)?.prepare(p.sql).bind(&binds)?.all().await?.results()
+    let result = db(env)?.prepare(p.sql).bind(&binds)?.all().await?;
+    count(&result);
+    result.results()
 }

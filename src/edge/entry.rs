@@ -10,6 +10,7 @@ use super::{json, json_error, now_ms, random_u64, USER_BINDING};
 use crate::api::{self, BodyError, MAX_BODY_BYTES};
 use crate::auth::{self, AuthError};
 use crate::message::{new_id, system_body, Kind};
+use crate::metrics::{self, incr, Counter};
 use crate::relay::{Delivery, STATUS_PUSHED, STATUS_QUEUED};
 use crate::user::UserId;
 
@@ -18,6 +19,7 @@ const SECRETS: [&str; 2] = ["JWT_SECRET", "API_KEY"];
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
     console_error_panic_hook::set_once();
+    incr(Counter::WorkerRequests);
     let path = req.path();
     if path == "/healthz" {
         return Response::ok("ok");
@@ -34,12 +36,15 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
     match (req.method(), path.as_str()) {
         (Method::Get, "/ws") => connect(req, &env, jwt_secret).await,
         (Method::Get, "/ws/history") => history(req, &env, jwt_secret).await,
-        (Method::Post, "/api/sys-msg") | (Method::Post, "/api/usr-msg") => {
+        (Method::Post, "/api/sys-msg") | (Method::Post, "/api/usr-msg") | (Method::Get, "/api/metrics") => {
             let authz = req.headers().get("authorization")?;
             if let Err(e) = auth::verify_api_key(authz.as_deref(), api_key) {
                 return unauthorized(e);
             }
-            backend(req, &env, path == "/api/sys-msg").await
+            match path.as_str() {
+                "/api/metrics" => json(200, &metrics::snapshot().to_string()),
+                p => backend(req, &env, p == "/api/sys-msg").await,
+            }
         }
         _ => json_error(404, "no such route"),
     }

@@ -8,11 +8,12 @@
 //! is durable, which is what lets the object answer right after `append`.
 
 use serde::Deserialize;
-use worker::{SqlStorage, SqlStorageValue as V, Storage};
+use worker::{SqlCursor, SqlStorage, SqlStorageValue as V, Storage};
 
 use crate::history::{ARCHIVE_ROW, IS_SEND_DELIVERED, IS_SEND_QUEUED};
 use crate::inbox::Inbox;
 use crate::message::{conversation_id, Kind};
+use crate::metrics::{add, Counter};
 use crate::user::UserId;
 
 const SCHEMA: [&str; 2] = [
@@ -63,6 +64,12 @@ fn int(n: u64) -> V {
     V::Integer(n as i64)
 }
 
+/// Counts the rows a finished statement read and wrote, as the runtime bills them.
+fn count(cursor: &SqlCursor) {
+    add(Counter::SqlRowsRead, cursor.rows_read() as u64);
+    add(Counter::SqlRowsWritten, cursor.rows_written() as u64);
+}
+
 impl Store {
     pub fn open(storage: &Storage) -> worker::Result<Store> {
         let sql = storage.sql();
@@ -80,16 +87,15 @@ impl Store {
             archived: Option<u64>,
             owner: Option<String>,
         }
-        let row: Row = self
-            .sql
-            .exec(
+        let cursor = self.sql.exec(
                 "SELECT (SELECT MAX(seq) FROM log) AS head,
                         (SELECT MIN(seq) FROM log WHERE sent = 0) AS first_unsent,
                         (SELECT v FROM meta WHERE k = 'archived') AS archived,
                         (SELECT v FROM meta WHERE k = 'owner') AS owner",
                 None,
-            )?
-            .one()?;
+            )?;
+        let row: Row = cursor.one()?;
+        count(&cursor);
         let owner = row.owner.as_deref().map(UserId::parse).transpose().map_err(|e| worker::Error::RustError(e.to_string()))?;
         Ok(Restored {
             owner,
@@ -98,7 +104,7 @@ impl Store {
     }
 
     pub fn set_owner(&self, owner: &UserId) -> worker::Result<()> {
-        self.sql.exec("INSERT OR REPLACE INTO meta (k, v) VALUES ('owner', ?)", vec![owner.as_str().into()])?;
+        count(&self.sql.exec("INSERT OR REPLACE INTO meta (k, v) VALUES ('owner', ?)", vec![owner.as_str().into()])?);
         Ok(())
     }
 
@@ -123,23 +129,23 @@ impl Store {
                 ])
             })
             .collect();
-        self.sql.exec(
+        count(&self.sql.exec(
             "INSERT INTO log (seq, id, kind, peer, conv, time, body, sent, peer_seq, peer_sent) \
              SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), \
              json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]'), \
              json_extract(value, '$[6]'), json_extract(value, '$[7]'), json_extract(value, '$[8]'), \
              json_extract(value, '$[9]') FROM json_each(?)",
             vec![serde_json::Value::Array(rows).to_string().into()],
-        )?;
+        )?);
         Ok(())
     }
 
     /// Entries `from..=to` that are owed to the sockets go back to the queue.
     pub fn mark_unsent(&self, from: u64, to: u64) -> worker::Result<()> {
-        self.sql.exec(
+        count(&self.sql.exec(
             "UPDATE log SET sent = 0 WHERE seq BETWEEN ? AND ? AND kind <> ?",
             vec![int(from), int(to), V::Integer(Kind::Sent.code())],
-        )?;
+        )?);
         Ok(())
     }
 
@@ -150,15 +156,14 @@ impl Store {
             seq: u64,
             body: String,
         }
-        let rows: Vec<Row> = self
-            .sql
-            .exec("SELECT seq, body FROM log WHERE seq >= ? AND sent = 0 ORDER BY seq", vec![int(from)])?
-            .to_array()?;
+        let cursor = self.sql.exec("SELECT seq, body FROM log WHERE seq >= ? AND sent = 0 ORDER BY seq", vec![int(from)])?;
+        let rows: Vec<Row> = cursor.to_array()?;
+        count(&cursor);
         Ok(rows.into_iter().map(|r| (r.seq, r.body)).collect())
     }
 
     pub fn mark_sent(&self, from: u64, to: u64) -> worker::Result<()> {
-        self.sql.exec("UPDATE log SET sent = 1 WHERE seq BETWEEN ? AND ? AND sent = 0", vec![int(from), int(to)])?;
+        count(&self.sql.exec("UPDATE log SET sent = 1 WHERE seq BETWEEN ? AND ? AND sent = 0", vec![int(from), int(to)])?);
         Ok(())
     }
 
@@ -171,20 +176,19 @@ impl Store {
             rows: String,
             upto: Option<u64>,
         }
-        let row: Row = self
-            .sql
-            .exec(&self.archive_query, vec![int(from), int(to), int(max_bytes as u64)])?
-            .one()?;
+        let cursor = self.sql.exec(&self.archive_query, vec![int(from), int(to), int(max_bytes as u64)])?;
+        let row: Row = cursor.one()?;
+        count(&cursor);
         Ok(row.upto.map(|upto| (row.rows, upto)))
     }
 
     pub fn set_archived(&self, upto: u64) -> worker::Result<()> {
-        self.sql.exec("INSERT OR REPLACE INTO meta (k, v) VALUES ('archived', ?)", vec![int(upto)])?;
+        count(&self.sql.exec("INSERT OR REPLACE INTO meta (k, v) VALUES ('archived', ?)", vec![int(upto)])?);
         Ok(())
     }
 
     pub fn prune_below(&self, seq: u64) -> worker::Result<()> {
-        self.sql.exec("DELETE FROM log WHERE seq < ?", vec![int(seq)])?;
+        count(&self.sql.exec("DELETE FROM log WHERE seq < ?", vec![int(seq)])?);
         Ok(())
     }
 }

@@ -25,6 +25,7 @@ use super::{d1, json_error, now_ms, random_u64, USER_BINDING};
 use crate::history::{self, page_json, PageQuery, BATCH_BYTES, BATCH_ROWS};
 use crate::inbox::Inbox;
 use crate::message::{chat_body, new_id, Kind};
+use crate::metrics::{add, incr, Counter};
 use crate::protocol::{legacy, parse_chat, Chat, Frame, Refusal, Reply};
 use crate::relay::{Delivery, SEQ_HEADER, STATUS_BAD, STATUS_PUSHED, STATUS_QUEUED};
 use crate::user::UserId;
@@ -118,6 +119,7 @@ impl DurableObject for UserObject {
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
+        incr(Counter::DoFetches);
         let url = req.url()?;
         let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
         let pairs = || pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()));
@@ -146,6 +148,7 @@ impl DurableObject for UserObject {
     }
 
     async fn websocket_message(&self, ws: WebSocket, message: WebSocketIncomingMessage) -> worker::Result<()> {
+        incr(Counter::DoWsMessages);
         let text = match message {
             WebSocketIncomingMessage::String(t) => t,
             WebSocketIncomingMessage::Binary(_) => return send_reply(&ws, &Reply::Refused(Refusal::Format)),
@@ -179,6 +182,7 @@ impl DurableObject for UserObject {
     }
 
     async fn alarm(&self) -> worker::Result<Response> {
+        incr(Counter::DoAlarms);
         self.alarm_armed.set(false);
         if self.load_stored()?.is_none() {
             return Response::empty();
@@ -197,7 +201,12 @@ impl DurableObject for UserObject {
 }
 
 fn send_reply(ws: &WebSocket, reply: &Reply<'_>) -> worker::Result<()> {
-    ws.send_with_str(legacy::encode(reply))
+    send(ws, legacy::encode(reply))
+}
+
+fn send(ws: &WebSocket, text: &str) -> worker::Result<()> {
+    incr(Counter::FramesOut);
+    ws.send_with_str(text)
 }
 
 impl UserObject {
@@ -276,7 +285,7 @@ impl UserObject {
         let mut last = None;
         let mut next_unsent = None;
         for (seq, body) in self.store.queued(first)? {
-            if ws.send_with_str(&body).is_err() {
+            if send(ws, &body).is_err() {
                 next_unsent = Some(seq);
                 break;
             }
@@ -354,13 +363,14 @@ impl UserObject {
             .map(|(w, a)| (a.seq, &w.entry, a.push_now || !w.entry.kind.owed_to_owner()))
             .collect();
         self.store.append(&owner, &rows)?;
+        add(Counter::MessagesStored, batch.iter().filter(|w| w.entry.kind.owed_to_owner()).count() as u64);
         let mut stored = Vec::with_capacity(batch.len());
         let mut failed_from = None;
         for (w, a) in batch.iter().zip(&admitted) {
             let mut pushed = false;
             if a.push_now && failed_from.is_none() {
                 for ws in &sockets {
-                    pushed |= ws.send_with_str(&w.entry.body).is_ok();
+                    pushed |= send(ws, &w.entry.body).is_ok();
                 }
                 if !pushed {
                     failed_from = Some(a.seq);

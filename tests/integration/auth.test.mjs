@@ -107,3 +107,26 @@ describe("missing secrets", () => {
     });
   }
 });
+
+describe("metrics", () => {
+  let w;
+  before(async () => (w = await startWorker()));
+  after(() => w.close());
+
+  test("counters need the API key and count what happened", async () => {
+    assert.equal((await w.fetch("/api/metrics")).status, 401);
+    const get = async () => (await w.fetch("/api/metrics", { headers: { authorization: `Bearer ${API_KEY}` } })).json();
+    const before = await get();
+    const a = await w.connect("901");
+    const b = await w.connect("902");
+    a.send({ fromUser: 901, toUser: 902, message: "counted" });
+    assert.equal(await a.next(), "ok");
+    await b.next();
+    const after = await get();
+    assert.equal(after.messages_stored - before.messages_stored, 1);
+    assert.equal(after.do_ws_messages - before.do_ws_messages, 1);
+    assert.ok(after.sql_rows_written - before.sql_rows_written >= 2, "both logs written");
+    assert.ok(after.frames_out - before.frames_out >= 2, "delivery and ok");
+    await Promise.all([a.close(), b.close()]);
+  });
+});
