@@ -1,74 +1,158 @@
-// `npm run bench`: runs every target through the scenarios, interleaved over
-// several rounds, and writes bench/results/latest.json and docs/benchmarks.md.
-// Figures that matter are ratios to the JavaScript baselines of the same run.
-import { mkdirSync, writeFileSync } from "node:fs";
-import { cpus } from "node:os";
+// `npm run bench`: runs the targets through every scenario, interleaved over
+// several rounds, then writes bench/results/latest.json, the plots under
+// docs/bench/ and docs/benchmarks.md. Figures that matter are ratios to the
+// JavaScript baselines measured in the same run.
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
+import { gzipSync } from "node:zlib";
 import { ROOT } from "../tests/harness.mjs";
-import { TARGETS } from "./runtime.mjs";
-import { pairLatency, pairThroughput } from "./scenarios.mjs";
+import { PRICES, costPerMillion } from "./prices.mjs";
+import { startRoomTarget, startRustTarget, TARGETS } from "./runtime.mjs";
+import * as S from "./scenarios.mjs";
 
-const args = Object.fromEntries(process.argv.slice(2).map((a) => a.replace(/^--/, "").split("=")));
+const args = Object.fromEntries(process.argv.slice(2).map((a) => { const [k, v = "true"] = a.replace(/^--/, "").split("="); return [k, v]; }));
 const rounds = Number(args.rounds ?? 3);
 const n = Number(args.n ?? 5000);
 const latencyN = Number(args.latency ?? 1000);
-
+const quick = args.quick !== undefined;
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const log = (...a) => console.log(...a);
+const results = { when: new Date().toISOString(), cmd: `npm run bench${process.argv.length > 2 ? " -- " + process.argv.slice(2).join(" ") : ""}`, rounds, n, latencyN };
 
-const raw = {};
+// 1. One pair, on disk and on tmpfs, every target, interleaved.
+const storages = { disk: undefined };
+if (existsSync("/dev/shm")) storages.tmpfs = "/dev/shm";
+results.pair = {};
+for (const [storage, storageDir] of Object.entries(storages)) {
+  const raw = {};
+  for (let round = 1; round <= rounds; round++) {
+    for (const [name, t] of Object.entries(TARGETS)) {
+      const target = await t.start({ storageDir });
+      try {
+        const thr = await S.pairThroughput(target, { n });
+        const lat = await S.pairLatency(target, { n: latencyN });
+        (raw[name] ??= []).push({ thr, lat });
+        log(`pair ${storage} round ${round} ${name}: ${thr.msgPerSec.toFixed(0)} msg/s, p50 ${lat.p50.toFixed(2)} ms, p99 ${lat.p99.toFixed(2)} ms`);
+      } finally {
+        await target.close();
+      }
+    }
+  }
+  results.pair[storage] = Object.fromEntries(
+    Object.entries(raw).map(([name, runs]) => [
+      name,
+      {
+        msgPerSec: median(runs.map((r) => r.thr.msgPerSec)),
+        p50: median(runs.map((r) => r.lat.p50)),
+        p99: median(runs.map((r) => r.lat.p99)),
+        p999: median(runs.map((r) => r.lat.p999)),
+        rounds: runs.map((r) => ({ msgPerSec: r.thr.msgPerSec, p50: r.lat.p50, p99: r.lat.p99 })),
+        samples: runs.at(-1).lat.samples,
+      },
+    ]),
+  );
+}
+
+// 2. Fan-in and many pairs, every target, interleaved.
+const crowd = {};
 for (let round = 1; round <= rounds; round++) {
   for (const [name, t] of Object.entries(TARGETS)) {
     const target = await t.start();
     try {
-      const thr = await pairThroughput(target, { n });
-      const lat = await pairLatency(target, { n: latencyN });
-      (raw[name] ??= []).push({ round, throughput: thr, latency: { ...lat, samples: undefined } });
-      console.log(`round ${round} ${name}: ${thr.msgPerSec.toFixed(0)} msg/s, p50 ${lat.p50.toFixed(2)} ms, p99 ${lat.p99.toFixed(2)} ms`);
+      const fan = await S.fanIn(target, quick ? { senders: 20, each: 20 } : {});
+      const many = await S.manyPairs(target, quick ? { pairs: 20, each: 20 } : {});
+      (crowd[name] ??= []).push({ fan, many });
+      log(`crowd round ${round} ${name}: fan-in ${fan.msgPerSec.toFixed(0)} msg/s (${fan.errors} errors), 100 pairs ${many.msgPerSec.toFixed(0)} msg/s`);
     } finally {
       await target.close();
     }
   }
 }
+results.crowd = Object.fromEntries(
+  Object.entries(crowd).map(([name, runs]) => [
+    name,
+    {
+      fanIn: { msgPerSec: median(runs.map((r) => r.fan.msgPerSec)), errors: Math.max(...runs.map((r) => r.fan.errors)), senders: runs[0].fan.senders, total: runs[0].fan.total },
+      manyPairs: { msgPerSec: median(runs.map((r) => r.many.msgPerSec)), errors: Math.max(...runs.map((r) => r.many.errors)), pairs: runs[0].many.pairs, total: runs[0].many.total },
+    },
+  ]),
+);
 
-const summary = {};
-for (const [name, runs] of Object.entries(raw)) {
-  summary[name] = {
-    msgPerSec: median(runs.map((r) => r.throughput.msgPerSec)),
-    p50: median(runs.map((r) => r.latency.p50)),
-    p99: median(runs.map((r) => r.latency.p99)),
-    p999: median(runs.map((r) => r.latency.p999)),
-  };
+// 3. edge-chat alone: backlog, history, idle sockets, memory, counts, cold start.
+{
+  const target = await startRustTarget({ inspector: true });
+  try {
+    results.backlog = await S.backlog(target, quick ? { n: 2000 } : {});
+    log(`backlog: ${results.backlog.n} queued, delivered ${results.backlog.ms.toFixed(0)} ms after connect`);
+    results.history = await S.historyPaging(target, quick ? { rows: 20000 } : {});
+    log(`history: first page p50 ${results.history.first.p50.toFixed(1)} ms, page 100 p50 ${results.history.page100.p50.toFixed(1)} ms`);
+    results.idle = await S.idleConnections(target, quick ? { n: 200 } : {});
+    log(`idle sockets: ${results.idle.perSec.toFixed(0)}/s, ${(results.idle.bytesPerConnection / 1024).toFixed(1)} KiB each, ${results.idle.heartbeatWakeups} wake-ups for ${results.idle.heartbeats} heartbeats`);
+    results.counts = await S.billableCounts(target, { n });
+    log(`counts: ${JSON.stringify(results.counts.counts)}`);
+    results.memory = await S.memoryOverTime(target, { rounds: quick ? 3 : 10, n });
+    log(`memory: ${results.memory.map((m) => `${m.rssMB.toFixed(0)}/${m.heapMB.toFixed(1)}/${m.wasmMB.toFixed(1)}`).join(" ")}`);
+  } finally {
+    await target.close();
+  }
+  const cold = [];
+  for (let i = 0; i < 3; i++) cold.push(await S.coldStart(() => startRustTarget()));
+  results.coldStart = { readyMs: median(cold.map((c) => c.readyMs)), firstUpgradeMs: median(cold.map((c) => c.firstUpgradeMs)) };
+  log(`cold start: runtime ready ${results.coldStart.readyMs.toFixed(0)} ms, first upgrade ${results.coldStart.firstUpgradeMs.toFixed(0)} ms`);
 }
 
-const cmd = `npm run bench${process.argv.length > 2 ? " -- " + process.argv.slice(2).join(" ") : ""}`;
-const when = new Date().toISOString();
+// 4. The reference room design, counted the same way.
+{
+  const room = await startRoomTarget();
+  try {
+    const before = await room.metrics();
+    const thr = await S.pairThroughput(room, { n, warmup: 0 });
+    const after = await room.metrics();
+    const lat = await S.pairLatency(room, { n: Math.min(latencyN, 500) });
+    results.room = { msgPerSec: thr.msgPerSec, p50: lat.p50, counts: Object.fromEntries(Object.keys(after).map((k) => [k, after[k] - before[k]])) };
+  } finally {
+    await room.close();
+  }
+}
+
+// 5. Bundle, as wrangler would upload it.
+{
+  const out = join(ROOT, "build", "dry-run");
+  rmSync(out, { recursive: true, force: true });
+  execFileSync("npx", ["wrangler", "deploy", "--dry-run", "--outdir", out], { cwd: ROOT, env: { ...process.env, WRANGLER_SEND_METRICS: "false" }, stdio: "pipe" });
+  results.bundle = readdirSync(out)
+    .filter((f) => /\.(wasm|js|mjs)$/.test(f))
+    .map((f) => ({ file: f, bytes: statSync(join(out, f)).size, gzip: gzipSync(readFileSync(join(out, f))).length }));
+}
+
+// Cost model.
+{
+  const c = results.counts.counts;
+  const stored = c.messages_stored;
+  const perMsg = Object.fromEntries(Object.entries(c).map(([k, v]) => [k, v / stored]));
+  const latency = results.pair.disk.rust;
+  // Sparse traffic: each message keeps the sender's and the recipient's object
+  // active for about one delivery (p50 latency); saturated: two objects active
+  // all the time, shared by msgPerSec messages.
+  const sparse = costPerMillion(perMsg, (2 * latency.p50) / 1000);
+  const saturated = costPerMillion(perMsg, 2 / results.counts.msgPerSec);
+  const r = results.room.counts;
+  const roomPerMsg = Object.fromEntries(Object.entries(r).map(([k, v]) => [k, v / r.messages_stored]));
+  const roomSparse = costPerMillion(roomPerMsg, results.room.p50 / 1000);
+  results.cost = { perMsg, sparse, saturated, roomPerMsg, roomSparse, prices: PRICES };
+}
+
 mkdirSync(join(ROOT, "bench", "results"), { recursive: true });
-writeFileSync(join(ROOT, "bench", "results", "latest.json"), JSON.stringify({ when, cmd, rounds, n, latencyN, raw, summary }, null, 2));
-
-const ceiling = summary["js-forward"];
-const queue = summary["js-queue"];
-const f = (x, d = 0) => x.toFixed(d);
-const rows = Object.entries(summary).map(
-  ([name, s]) =>
-    `| ${TARGETS[name].label} | ${f(s.msgPerSec)} | ${f(s.msgPerSec / ceiling.msgPerSec, 2)} | ${f(s.msgPerSec / queue.msgPerSec, 2)} | ${f(s.p50, 2)} | ${f(s.p99, 2)} | ${f(s.p999, 2)} | ${f(s.p99 / ceiling.p99, 2)} |`,
-);
-const md = `# Benchmarks
-
-Generated by \`${cmd}\` on ${when} (${cpus().length} cores, ${cpus()[0]?.model ?? "unknown CPU"}; client and workerd share them, so absolute numbers drift between runs and the ratios are what to compare).
-
-Each target runs in its own Miniflare (workerd) with SQLite-backed Durable Objects persisted to disk; the client is this Node process. Targets are interleaved over ${rounds} rounds; each cell is the median of the rounds.
-
-## One A→B pair (legacy protocol)
-
-- **Throughput:** A sends ${n} chats back to back (after a warm-up); time from the first send until B has received all of them and A has all its \`ok\`s.
-- **Latency:** one chat at a time, ${latencyN} times; time from A's send to B's receipt.
-- edge-chat runs with history on: every message goes into both users' logs in DO SQLite and is archived to D1 in batches (alarm every 500 ms).
-
-| target | msg/s | × ceiling | × JS queue | p50 ms | p99 ms | p99.9 ms | p99 × ceiling |
-|---|---:|---:|---:|---:|---:|---:|---:|
-${rows.join("\n")}
-
-Raw results: \`bench/results/latest.json\` (not committed; rerun to regenerate).
-`;
-writeFileSync(join(ROOT, "docs", "benchmarks.md"), md);
-console.log(md);
+writeFileSync(join(ROOT, "bench", "results", "latest.json"), JSON.stringify(results, null, 2));
+const py = join(ROOT, "bench", ".venv", "bin", "python");
+let plots = false;
+try {
+  execFileSync(existsSync(py) ? py : "python3", [join(ROOT, "bench", "plot.py")], { cwd: ROOT, stdio: "inherit" });
+  plots = true;
+} catch (e) {
+  log(`plots skipped: ${e.message}`);
+}
+writeFileSync(join(ROOT, "docs", "benchmarks.md"), (await import("./report.mjs")).report(results, { plots, cpu: cpus()[0]?.model ?? "unknown CPU", cores: cpus().length, memGb: totalmem() / 2 ** 30 }));
+log("wrote docs/benchmarks.md");

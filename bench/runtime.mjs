@@ -1,32 +1,65 @@
 // Benchmark targets: each runs in its own Miniflare (one workerd process),
 // persisted to a temporary folder, production settings (no test shortcuts).
+// Also: the workerd process's memory, and V8 heap figures over the inspector.
 import { Miniflare } from "miniflare";
-import { mkdtempSync, rmSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import WebSocket from "ws";
-import { ROOT, startWorker, token } from "../tests/harness.mjs";
+import { API_KEY, ROOT, startWorker, token } from "../tests/harness.mjs";
 
 const BASELINE = join(ROOT, "bench", "baselines");
+let nextInspectorPort = 9400;
 
-async function startBaseline(queue, batch = 0, batchMs = 0) {
-  queue = String(queue);
-  const dir = mkdtempSync(join(tmpdir(), "edge-chat-bench-"));
-  const mf = new Miniflare({
+/** PIDs of workerd processes started by this process. */
+function workerdPids() {
+  try {
+    return execFileSync("pgrep", ["-P", String(process.pid), "workerd"]).toString().trim().split("\n").filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/** Resident memory of a process, in bytes. */
+export function rssBytes(pid) {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  return m ? Number(m[1]) * 1024 : NaN;
+}
+
+async function withPid(start) {
+  const before = new Set(workerdPids());
+  const t = await start();
+  t.pid = workerdPids().find((p) => !before.has(p));
+  return t;
+}
+
+function baselineOptions(dir, script, extra) {
+  return {
     host: "127.0.0.1",
     port: 0,
     modules: true,
     modulesRoot: BASELINE,
-    scriptPath: join(BASELINE, "forwarder.js"),
+    scriptPath: join(BASELINE, script),
     compatibilityDate: "2026-04-20",
-    durableObjects: { USER: { className: "UserObject", useSQLite: true } },
     durableObjectsPersist: join(dir, "do"),
-    bindings: { QUEUE: queue, BATCH: String(batch), BATCH_MS: String(batchMs) },
-  });
-  const url = (await mf.ready).toString().replace(/\/$/, "").replace(/^http/, "ws");
+    ...extra,
+  };
+}
+
+async function startBaseline(queue, { storageDir } = {}) {
+  const dir = mkdtempSync(join(storageDir ?? tmpdir(), "edge-chat-bench-"));
+  const mf = new Miniflare(
+    baselineOptions(dir, "forwarder.js", {
+      durableObjects: { USER: { className: "UserObject", useSQLite: true } },
+      bindings: { QUEUE: String(queue), BATCH: "0", BATCH_MS: "0" },
+    }),
+  );
+  const url = (await mf.ready).toString().replace(/\/$/, "");
   return {
     mf,
-    wsUrl: (uid) => `${url}/ws?uid=${uid}`,
+    url,
+    wsUrl: (uid) => `${url.replace(/^http/, "ws")}/ws?uid=${uid}`,
     async close() {
       await mf.dispose();
       rmSync(dir, { recursive: true, force: true });
@@ -34,33 +67,112 @@ async function startBaseline(queue, batch = 0, batchMs = 0) {
   };
 }
 
-async function startRust() {
-  const w = await startWorker({ bindings: { ARCHIVE_DELAY_MS: "500", ARCHIVE_RETRY_MS: "1000" } });
+async function startRoom() {
+  const dir = mkdtempSync(join(tmpdir(), "edge-chat-bench-"));
+  const mf = new Miniflare(baselineOptions(dir, "room.js", { durableObjects: { ROOM: { className: "Room", useSQLite: true } } }));
+  const url = (await mf.ready).toString().replace(/\/$/, "");
+  return {
+    mf,
+    url,
+    // Both ends of a pair scenario join one room: the conversation.
+    wsUrl: () => `${url.replace(/^http/, "ws")}/ws?room=pair`,
+    metrics: async () => (await fetch(`${url}/api/metrics`)).json(),
+    async close() {
+      await mf.dispose();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export async function startRust({ storageDir, inspector = false } = {}) {
+  const inspectorPort = inspector ? nextInspectorPort++ : undefined;
+  const prevTmp = process.env.TMPDIR;
+  if (storageDir) process.env.TMPDIR = storageDir;
+  let w;
+  try {
+    w = await startWorker({
+      bindings: { ARCHIVE_DELAY_MS: "500", ARCHIVE_RETRY_MS: "1000" },
+      extra: inspectorPort ? { inspectorPort } : {},
+    });
+  } finally {
+    if (storageDir && prevTmp === undefined) delete process.env.TMPDIR;
+    else if (storageDir) process.env.TMPDIR = prevTmp;
+  }
   return {
     mf: w.mf,
     worker: w,
+    url: w.url,
+    inspectorPort,
     wsUrl: (uid) => w.wsUrl(`/ws?token=${token(uid)}`),
+    metrics: async () => (await fetch(`${w.url}/api/metrics`, { headers: { authorization: `Bearer ${API_KEY}` } })).json(),
+    api: (path, body) => w.api(path, body),
     close: () => w.close(),
   };
 }
 
-/** The targets every scenario runs against, in the order they are interleaved. */
+/** The targets compared in every pair scenario, in the order they are interleaved. */
 export const TARGETS = {
-  "js-forward": { label: "JS forwarder, no storage (ceiling)", start: () => startBaseline(0) },
-  "js-queue": { label: "JS forwarder + DO SQLite queue", start: () => startBaseline(1) },
-  "js-two-logs": { label: "JS forwarder + queue + sender's copy", start: () => startBaseline(2) },
-  "js-gc0": { label: "JS two logs, group commit 0ms", start: () => startBaseline(2, 1, 0) },
-  "js-gc1": { label: "JS two logs, group commit 1ms", start: () => startBaseline(2, 1, 1) },
-  rust: { label: "edge-chat (Rust, legacy protocol, history on)", start: startRust },
+  "js-forward": { label: "JS forwarder, no storage (ceiling)", start: (o) => withPid(() => startBaseline(0, o)) },
+  "js-queue": { label: "JS forwarder + DO SQLite queue", start: (o) => withPid(() => startBaseline(1, o)) },
+  rust: { label: "edge-chat (Rust, legacy protocol, history on)", start: (o) => withPid(() => startRust(o)) },
 };
+export const startRoomTarget = () => withPid(startRoom);
+export const startRustTarget = (o) => withPid(() => startRust(o));
 
-/** A lightweight client: counts frames and wakes waiters, no buffering of text. */
+/** A Chrome DevTools Protocol session with the isolate that runs the user objects. */
+export async function inspect(port) {
+  const list = await (await fetch(`http://127.0.0.1:${port}/json`)).json();
+  const target = list.find((x) => /core:user/.test(x.title)) ?? list[0];
+  const ws = new WebSocket(target.webSocketDebuggerUrl);
+  await new Promise((r, j) => (ws.once("open", r), ws.once("error", j)));
+  let id = 0;
+  const pending = new Map();
+  ws.on("message", (d) => {
+    const m = JSON.parse(d);
+    if (process.env.CDP_DEBUG) console.log("cdp<", JSON.stringify(m).slice(0, 200));
+    if (m.id && pending.has(m.id)) {
+      pending.get(m.id)(m.result);
+      pending.delete(m.id);
+    }
+  });
+  const call = (method, params = {}) =>
+    new Promise((r) => {
+      const i = ++id;
+      pending.set(i, r);
+      ws.send(JSON.stringify({ id: i, method, params }));
+    });
+  return {
+    call,
+    /**
+     * V8 heap in use after a forced full GC, in bytes. workerd serves
+     * inspector commands when the isolate runs, so `poke` makes it run.
+     */
+    async heapAfterGc(poke) {
+      const whilePoking = async (method) => {
+        let done = false;
+        const answer = call(method).finally(() => (done = true));
+        while (!done) {
+          await poke();
+          await new Promise((r) => setTimeout(r, 20));
+        }
+        return answer;
+      };
+      await whilePoking("HeapProfiler.enable");
+      await whilePoking("HeapProfiler.collectGarbage");
+      return (await whilePoking("Runtime.getHeapUsage")).usedSize;
+    },
+    close: () => ws.close(),
+  };
+}
+
+/** A lightweight client: counts frames, remembers errors, no buffering of text. */
 export function client(url) {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(url, { perMessageDeflate: false });
     const c = {
       ws,
       count: 0,
+      errors: 0,
       onFrame: null,
       send: (s) => ws.send(s),
       close: () => new Promise((r) => (ws.readyState === WebSocket.CLOSED ? r() : (ws.once("close", r), ws.close()))),
@@ -78,8 +190,9 @@ export function client(url) {
         });
       },
     };
-    ws.on("message", () => {
+    ws.on("message", (data) => {
       c.count++;
+      if (data.length < 40 && data.toString().startsWith("error")) c.errors++;
       c.onFrame?.();
     });
     ws.once("open", () => resolve(c));

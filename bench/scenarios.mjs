@@ -1,9 +1,12 @@
 // Benchmark scenarios. Each takes a started target and returns plain numbers.
-import { client } from "./runtime.mjs";
+import { execFileSync } from "node:child_process";
+import { client, inspect, rssBytes } from "./runtime.mjs";
+import { ROOT } from "../tests/harness.mjs";
 
 const chat = (from, to, i) => JSON.stringify({ fromUser: from, toUser: to, message: `message number ${i} with a little text` });
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-function percentile(sorted, p) {
+export function percentile(sorted, p) {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
@@ -19,7 +22,7 @@ export async function pairThroughput(target, { n = 5000, warmup = 300, pair = 0 
   await Promise.all([a.until(warmup + n), b.until(warmup + n)]);
   const ms = performance.now() - t0;
   await Promise.all([a.close(), b.close()]);
-  return { n, ms, msgPerSec: (n / ms) * 1000 };
+  return { n, ms, msgPerSec: (n / ms) * 1000, errors: a.errors };
 }
 
 /** One message at a time: latency from send to B's receipt, in ms. */
@@ -39,4 +42,173 @@ export async function pairLatency(target, { n = 1000, warmup = 100 } = {}) {
   await Promise.all([a.close(), b.close()]);
   samples.sort((x, y) => x - y);
   return { n, p50: percentile(samples, 50), p99: percentile(samples, 99), p999: percentile(samples, 99.9), samples };
+}
+
+/** `senders` users each send `each` messages back to back to one user, all at once. */
+export async function fanIn(target, { senders = 100, each = 50 } = {}) {
+  const to = "3000";
+  const b = await client(target.wsUrl(to));
+  const clients = await Promise.all(Array.from({ length: senders }, (_, i) => client(target.wsUrl(String(3001 + i)))));
+  const total = senders * each;
+  const t0 = performance.now();
+  clients.forEach((c, i) => {
+    for (let k = 0; k < each; k++) c.send(chat(String(3001 + i), to, k));
+  });
+  await Promise.all([b.until(total), ...clients.map((c) => c.until(each))]);
+  const ms = performance.now() - t0;
+  const errors = clients.reduce((s, c) => s + c.errors, 0);
+  await Promise.all([b.close(), ...clients.map((c) => c.close())]);
+  return { senders, each, total, ms, msgPerSec: (total / ms) * 1000, errors };
+}
+
+/** `pairs` pairs (2 × pairs users) each send `each` messages back to back, all at once. */
+export async function manyPairs(target, { pairs = 100, each = 50 } = {}) {
+  const ends = await Promise.all(
+    Array.from({ length: pairs }, async (_, p) => {
+      const [from, to] = [String(4000 + 2 * p), String(4001 + 2 * p)];
+      return { from, to, a: await client(target.wsUrl(from)), b: await client(target.wsUrl(to)) };
+    }),
+  );
+  const t0 = performance.now();
+  for (const e of ends) for (let k = 0; k < each; k++) e.a.send(chat(e.from, e.to, k));
+  await Promise.all(ends.flatMap((e) => [e.a.until(each), e.b.until(each)]));
+  const ms = performance.now() - t0;
+  const errors = ends.reduce((s, e) => s + e.a.errors, 0);
+  await Promise.all(ends.flatMap((e) => [e.a.close(), e.b.close()]));
+  return { pairs, users: 2 * pairs, total: pairs * each, ms, msgPerSec: ((pairs * each) / ms) * 1000, errors };
+}
+
+/** `n` messages queued for an offline user (backend API, 1000 per call); then the user connects. */
+export async function backlog(target, { n = 10000 } = {}) {
+  const uid = "5000";
+  const tq = performance.now();
+  for (let i = 0; i < n; i += 1000) {
+    const batch = Array.from({ length: Math.min(1000, n - i) }, (_, k) => ({ uid, type: "notice", n: i + k }));
+    const r = await target.api("/api/sys-msg", batch);
+    if (r.status !== 200) throw new Error(`queueing failed: ${r.status} ${await r.text()}`);
+  }
+  const queueMs = performance.now() - tq;
+  const t0 = performance.now();
+  const b = await client(target.wsUrl(uid));
+  const openMs = performance.now() - t0;
+  await b.until(n);
+  const ms = performance.now() - t0;
+  await b.close();
+  return { n, queueMs, openMs, ms };
+}
+
+/** History of a 100,000-message conversation: first page and page 100, with query plans. */
+export async function historyPaging(target, { rows = 100000, samples = 20 } = {}) {
+  const db = await target.worker.db();
+  const owner = "h1";
+  const peer = "h2";
+  for (let start = 1; start <= rows; start += 5000) {
+    const batch = [];
+    for (let seq = start; seq < Math.min(start + 5000, rows + 1); seq++) {
+      const sent = seq % 2 === 0;
+      const body = JSON.stringify({ fromUser: sent ? owner : peer, toUser: sent ? peer : owner, message: `history message ${seq}`, id: `id${seq}`, time: "2026-11-27T00:00:00.000Z" });
+      batch.push([seq, `id${seq}`, "u:h1|h2", peer, sent ? 2 : 1, seq, body, 1, sent ? seq : null]);
+    }
+    await db
+      .prepare(
+        "INSERT INTO messages (owner, seq, id, conv, peer, kind, time, body, is_send, peer_seq) SELECT ?1, json_extract(value,'$[0]'), json_extract(value,'$[1]'), json_extract(value,'$[2]'), json_extract(value,'$[3]'), json_extract(value,'$[4]'), json_extract(value,'$[5]'), json_extract(value,'$[6]'), json_extract(value,'$[7]'), json_extract(value,'$[8]') FROM json_each(?2)",
+      )
+      .bind(owner, JSON.stringify(batch))
+      .run();
+  }
+  const page100 = rows - 99 * 50 + 1;
+  const time = async (params) => {
+    const lat = [];
+    for (let i = 0; i < samples; i++) {
+      const t0 = performance.now();
+      const r = await target.worker.history(owner, params);
+      const body = await r.json();
+      lat.push(performance.now() - t0);
+      if (r.status !== 200 || body.usr.length !== 50) throw new Error(`bad page: ${r.status}`);
+    }
+    lat.sort((a, b) => a - b);
+    return { p50: percentile(lat, 50), p99: percentile(lat, 99) };
+  };
+  const result = {
+    rows,
+    first: await time({ limit: 50 }),
+    page100: await time({ limit: 50, before: page100 }),
+    firstPeer: await time({ limit: 50, peer }),
+    page100Peer: await time({ limit: 50, peer, before: page100 }),
+    plans: {},
+  };
+  const shapes = JSON.parse(execFileSync("cargo", ["run", "--quiet", "--example", "history_sql"], { cwd: ROOT }).toString());
+  for (const s of shapes) {
+    const plan = await db.prepare(`EXPLAIN QUERY PLAN ${s.sql}`).bind(...s.binds).all();
+    result.plans[s.name] = plan.results.map((r) => r.detail);
+  }
+  return result;
+}
+
+/** Opens `n` idle sockets (spread over users, `perUser` each); setup rate and memory per socket. */
+export async function idleConnections(target, { n = 1000, perUser = 4, parallel = 50 } = {}) {
+  const rss0 = rssBytes(target.pid);
+  const open = [];
+  const t0 = performance.now();
+  for (let i = 0; i < n; i += parallel) {
+    const batch = Array.from({ length: Math.min(parallel, n - i) }, (_, k) => client(target.wsUrl(String(6000 + Math.floor((i + k) / perUser)))));
+    open.push(...(await Promise.all(batch)));
+  }
+  const ms = performance.now() - t0;
+  await sleep(1000);
+  const rss1 = rssBytes(target.pid);
+  // Heartbeats are answered by the runtime: the objects must not see them.
+  const before = await target.metrics();
+  for (const c of open) c.send("heartbeat");
+  await Promise.all(open.map((c) => c.until(1)));
+  const after = await target.metrics();
+  await Promise.all(open.map((c) => c.close()));
+  return {
+    n,
+    ms,
+    perSec: (n / ms) * 1000,
+    rssBeforeMB: rss0 / 2 ** 20,
+    rssAfterMB: rss1 / 2 ** 20,
+    bytesPerConnection: (rss1 - rss0) / n,
+    heartbeats: n,
+    heartbeatWakeups: after.do_ws_messages - before.do_ws_messages,
+  };
+}
+
+/** Rounds of pair traffic; after each, workerd RSS, V8 heap after a forced GC, wasm memory. */
+export async function memoryOverTime(target, { rounds = 10, n = 5000 } = {}) {
+  const cdp = await inspect(target.inspectorPort);
+  const series = [];
+  for (let r = 1; r <= rounds; r++) {
+    const thr = await pairThroughput(target, { n, warmup: 0, pair: 10 + r });
+    await sleep(700); // let the archive alarm run
+    const heap = await cdp.heapAfterGc(() => target.metrics());
+    const m = await target.metrics();
+    series.push({ round: r, msgPerSec: thr.msgPerSec, rssMB: rssBytes(target.pid) / 2 ** 20, heapMB: heap / 2 ** 20, wasmMB: m.wasm_memory_bytes / 2 ** 20 });
+  }
+  cdp.close();
+  return series;
+}
+
+/** Counters of billable operations over one pair run, per message stored. */
+export async function billableCounts(target, { n = 5000 } = {}) {
+  const before = await target.metrics();
+  const thr = await pairThroughput(target, { n, warmup: 0, pair: 50 });
+  await sleep(1500); // the archive alarm writes the last batch
+  const after = await target.metrics();
+  const diff = Object.fromEntries(Object.keys(after).map((k) => [k, after[k] - (before[k] ?? 0)]));
+  return { n, msgPerSec: thr.msgPerSec, counts: diff };
+}
+
+/** Time for a freshly started runtime to answer its first upgrade. */
+export async function coldStart(start) {
+  const t0 = performance.now();
+  const target = await start();
+  const ready = performance.now() - t0;
+  const t1 = performance.now();
+  const c = await client(target.wsUrl("7000"));
+  const firstUpgradeMs = performance.now() - t1;
+  await c.close();
+  await target.close();
+  return { readyMs: ready, firstUpgradeMs };
 }

@@ -42,7 +42,12 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
                 return unauthorized(e);
             }
             match path.as_str() {
-                "/api/metrics" => json(200, &metrics::snapshot().to_string()),
+                "/api/metrics" => {
+                    let mut counts = metrics::snapshot();
+                    let pages = core::arch::wasm32::memory_size(0) as u64;
+                    counts["wasm_memory_bytes"] = (pages * 65_536).into();
+                    json(200, &counts.to_string())
+                }
                 p => backend(req, &env, p == "/api/sys-msg").await,
             }
         }
