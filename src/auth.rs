@@ -66,9 +66,17 @@ struct Claims {
     nbf: Option<serde_json::Value>,
 }
 
+/// A verified client token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verified {
+    pub user: UserId,
+    /// Expiry, seconds since the epoch; a v1 socket is closed when it passes.
+    pub exp: u64,
+}
+
 /// Verifies an HS256 JWT and returns the user it speaks for.
 /// `now` is seconds since the epoch.
-pub fn verify_jwt(token: &str, secret: &[u8], now: u64) -> Result<UserId, AuthError> {
+pub fn verify_jwt(token: &str, secret: &[u8], now: u64) -> Result<Verified, AuthError> {
     let mut parts = token.split('.');
     let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
         return Err(AuthError::Malformed);
@@ -97,10 +105,11 @@ pub fn verify_jwt(token: &str, secret: &[u8], now: u64) -> Result<UserId, AuthEr
             return Err(AuthError::NotYetValid);
         }
     }
-    match claims.sub {
-        Some(serde_json::Value::String(sub)) => UserId::parse(&sub).map_err(|_| AuthError::BadSubject),
-        _ => Err(AuthError::BadSubject),
-    }
+    let user = match claims.sub {
+        Some(serde_json::Value::String(sub)) => UserId::parse(&sub).map_err(|_| AuthError::BadSubject)?,
+        _ => return Err(AuthError::BadSubject),
+    };
+    Ok(Verified { user, exp: exp as u64 })
 }
 
 /// Signs an HS256 JWT for `sub` expiring at `exp` (seconds). Used by tests,
@@ -168,7 +177,8 @@ mod tests {
     #[test]
     fn a_signed_token_names_its_user() {
         let t = sign_jwt("42", NOW + 60, SECRET);
-        assert_eq!(verify_jwt(&t, SECRET, NOW).unwrap().as_str(), "42");
+        let v = verify_jwt(&t, SECRET, NOW).unwrap();
+        assert_eq!((v.user.as_str(), v.exp), ("42", NOW + 60));
     }
 
     #[test]

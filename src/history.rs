@@ -52,6 +52,8 @@ pub struct PageQuery {
     pub limit: u32,
     /// Only entries with a lower sequence number; `None` for the newest page.
     pub before: Option<u64>,
+    /// Only entries with a higher sequence number (v1), oldest first.
+    pub after: Option<u64>,
     /// Narrows user messages to the conversation with this peer.
     pub peer: Option<UserId>,
 }
@@ -67,7 +69,7 @@ impl PageQuery {
     /// Reads `limit`, `before` and `peer`; other parameters are ignored.
     /// A limit above the maximum is lowered to it.
     pub fn parse<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<PageQuery, BadParam> {
-        let mut q = PageQuery { limit: DEFAULT_LIMIT, before: None, peer: None };
+        let mut q = PageQuery { limit: DEFAULT_LIMIT, before: None, after: None, peer: None };
         for (k, v) in pairs {
             match k {
                 "limit" => {
@@ -80,6 +82,10 @@ impl PageQuery {
                 "before" => {
                     let n: u64 = v.parse().map_err(|_| BadParam { param: "before", problem: "must be a cursor from `next`" })?;
                     q.before = Some(n);
+                }
+                "after" => {
+                    let n: u64 = v.parse().map_err(|_| BadParam { param: "after", problem: "must be a sequence number" })?;
+                    q.after = Some(n);
                 }
                 "peer" => {
                     q.peer = Some(UserId::parse(v).map_err(|_| BadParam { param: "peer", problem: "must be a valid user id" })?);
@@ -99,47 +105,102 @@ json_set(m.body, '$.isSend', CASE WHEN m.kind = 2 THEN COALESCE(r.is_send, m.is_
 m.seq AS seq";
 const PAGE_JOIN: &str = "LEFT JOIN messages r ON m.kind = 2 AND r.owner = m.peer AND r.seq = m.peer_seq";
 
-/// A page query and its bindings, for `edge::d1` to run.
-pub struct PageSql {
+/// A bound value of a query.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Bind {
+    Text(String),
+    Int(u64),
+}
+
+/// A query and its bindings (`?1`, `?2`, … in order), for `edge::d1` to run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Query {
     pub sql: String,
-    pub owner: String,
-    pub before: u64,
-    /// One more than the page, to tell whether another page follows.
-    pub fetch: u32,
-    /// With a peer: the user's system channel and the conversation.
-    pub convs: Option<(String, String)>,
+    pub binds: Vec<Bind>,
 }
 
 /// Newest first, by the owner's sequence number; the primary key serves the
 /// whole-log page, the (owner, conv, seq) index each half of a peer page.
-pub fn page_sql(owner: &UserId, q: &PageQuery) -> PageSql {
+/// Fetches one row more than the page, to tell whether another follows.
+pub fn page_sql(owner: &UserId, q: &PageQuery) -> Query {
     // Above any sequence number, and exact as a JS number on its way to D1.
     let before = q.before.unwrap_or((1 << 53) - 1);
-    match &q.peer {
-        None => PageSql {
-            sql: format!(
-                "{PAGE_SELECT} FROM messages m {PAGE_JOIN} WHERE m.owner = ?1 AND m.seq < ?2 ORDER BY m.seq DESC LIMIT ?3"
-            ),
-            owner: owner.to_string(),
-            before,
-            fetch: q.limit + 1,
-            convs: None,
-        },
+    let mut binds = vec![Bind::Text(owner.to_string()), Bind::Int(before), Bind::Int(q.limit as u64 + 1)];
+    let sql = match &q.peer {
+        None => format!("{PAGE_SELECT} FROM messages m {PAGE_JOIN} WHERE m.owner = ?1 AND m.seq < ?2 ORDER BY m.seq DESC LIMIT ?3"),
         Some(peer) => {
-            let half = "SELECT * FROM (SELECT * FROM messages WHERE owner = ?1 AND conv = {C} AND seq < ?2 ORDER BY seq DESC LIMIT ?3)";
-            PageSql {
-                sql: format!(
-                    "{PAGE_SELECT} FROM ({} UNION ALL {}) m {PAGE_JOIN} ORDER BY m.seq DESC LIMIT ?3",
-                    half.replace("{C}", "?4"),
-                    half.replace("{C}", "?5")
-                ),
-                owner: owner.to_string(),
-                before,
-                fetch: q.limit + 1,
-                convs: Some((conversation_id(owner, None), conversation_id(owner, Some(peer)))),
-            }
+            binds.push(Bind::Text(conversation_id(owner, None)));
+            binds.push(Bind::Text(conversation_id(owner, Some(peer))));
+            // INDEXED BY: without statistics SQLite would rather walk the
+            // primary key and filter on conv, which reads the owner's whole
+            // log for a quiet conversation.
+            let half = "SELECT * FROM (SELECT * FROM messages INDEXED BY messages_conv \
+                        WHERE owner = ?1 AND conv = {C} AND seq < ?2 ORDER BY seq DESC LIMIT ?3)";
+            format!(
+                "{PAGE_SELECT} FROM ({} UNION ALL {}) m {PAGE_JOIN} ORDER BY m.seq DESC LIMIT ?3",
+                half.replace("{C}", "?4"),
+                half.replace("{C}", "?5")
+            )
         }
+    };
+    Query { sql, binds }
+}
+
+/// A v1 page: the owner's log entries as `msg` frames, newest first, or
+/// oldest first after `after`. With `peer`, one conversation (index
+/// `(owner, conv, seq)`); without, the whole log (primary key).
+pub fn log_page_sql(owner: &UserId, q: &PageQuery) -> Query {
+    let before = q.before.unwrap_or((1 << 53) - 1);
+    let order = if q.after.is_some() && q.before.is_none() { "ASC" } else { "DESC" };
+    let mut binds = vec![
+        Bind::Text(owner.to_string()),
+        Bind::Int(before),
+        Bind::Int(q.limit as u64 + 1),
+        Bind::Int(q.after.unwrap_or(0)),
+    ];
+    let (index, conv) = match &q.peer {
+        Some(p) => {
+            binds.push(Bind::Text(conversation_id(owner, Some(p))));
+            (" INDEXED BY messages_conv", " AND conv = ?5")
+        }
+        None => ("", ""),
+    };
+    Query {
+        sql: format!(
+            "SELECT seq, kind, peer, id AS mid, body FROM messages{index} \
+             WHERE owner = ?1 AND seq < ?2 AND seq > ?4{conv} ORDER BY seq {order} LIMIT ?3"
+        ),
+        binds,
     }
+}
+
+/// One row of a v1 page.
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+pub struct LogRow {
+    pub seq: u64,
+    pub kind: i64,
+    pub peer: Option<String>,
+    pub mid: String,
+    pub body: String,
+}
+
+/// The `msg` frames of a v1 page and the cursor that continues it.
+pub fn log_page(rows: &[LogRow], limit: u32) -> (Vec<String>, Option<u64>) {
+    use crate::protocol::v1::{msg, EntryKind};
+    let page = &rows[..rows.len().min(limit as usize)];
+    let next = (rows.len() > limit as usize).then(|| page.last().map(|r| r.seq)).flatten();
+    let items = page
+        .iter()
+        .map(|r| {
+            let kind = match crate::message::Kind::from_code(r.kind) {
+                Some(crate::message::Kind::Sent) => EntryKind::Out,
+                Some(crate::message::Kind::System) => EntryKind::Sys,
+                _ => EntryKind::In,
+            };
+            msg(r.seq, kind, r.peer.as_deref(), &r.mid, &r.body)
+        })
+        .collect();
+    (items, next)
 }
 
 /// One row of a page result.
@@ -176,7 +237,8 @@ mod tests {
 
     #[test]
     fn page_query_defaults_and_bounds() {
-        assert_eq!(q("").unwrap(), PageQuery { limit: 50, before: None, peer: None });
+        assert_eq!(q("").unwrap(), PageQuery { limit: 50, before: None, after: None, peer: None });
+        assert_eq!(q("after=4").unwrap().after, Some(4));
         assert_eq!(q("limit=500").unwrap().limit, 200);
         assert_eq!(q("limit=0").unwrap_err().param, "limit");
         assert_eq!(q("limit=x").unwrap_err().param, "limit");
@@ -205,6 +267,21 @@ mod tests {
         for i in 0..ARCHIVE_ROW.len() {
             assert!(ARCHIVE_SQL.contains(&format!("'$[{i}]'")), "position {i}");
         }
+    }
+
+    #[test]
+    fn v1_pages_go_both_ways() {
+        let owner = UserId::parse("1").unwrap();
+        let newest = log_page_sql(&owner, &q("peer=2&limit=10").unwrap());
+        assert!(newest.sql.contains("ORDER BY seq DESC") && newest.sql.contains("conv = ?5"));
+        let forward = log_page_sql(&owner, &q("after=7").unwrap());
+        assert!(forward.sql.contains("ORDER BY seq ASC") && !forward.sql.contains("conv"));
+        let rows: Vec<LogRow> = (1..=3)
+            .map(|seq| LogRow { seq, kind: 2, peer: Some("2".into()), mid: format!("m{seq}"), body: "{}".into() })
+            .collect();
+        let (items, next) = log_page(&rows, 2);
+        assert_eq!((items.len(), next), (2, Some(2)));
+        assert!(items[0].contains(r#""kind":"out""#));
     }
 
     #[test]

@@ -114,13 +114,23 @@ impl Inbox {
         self.archived
     }
 
-    /// Entries with a lower sequence number may leave the log: delivered,
-    /// archived, and older than the `keep` newest. The head entry always stays,
-    /// so the next sequence number survives a restart.
-    pub fn prunable_below(&self, keep: u64) -> u64 {
+    /// Entries with a lower sequence number may leave the log.
+    ///
+    /// An entry stays while it is queued for a legacy socket, not yet in D1,
+    /// not yet acknowledged by every v1 device (`devices_acked`: the lowest
+    /// device cursor), or among the `keep` newest (the resume window for a
+    /// device the log has not met yet). `cap` bounds the log whatever the
+    /// devices and sockets: past it, the oldest archived entries go, and a
+    /// device that resumes from before them is told so. The head entry always
+    /// stays, so the next sequence number survives a restart.
+    pub fn prunable_below(&self, keep: u64, cap: u64, devices_acked: Option<u64>) -> u64 {
+        let archived_limit = self.archived + 1;
         let newest_kept = self.head.saturating_sub(keep.max(1)) + 1;
         let unsent = self.first_unsent.unwrap_or(u64::MAX);
-        newest_kept.min(unsent).min(self.archived + 1)
+        let acked = devices_acked.map_or(u64::MAX, |a| a + 1);
+        let wanted = newest_kept.min(unsent).min(acked).min(archived_limit);
+        let over_cap = (self.head.saturating_sub(cap.max(1)) + 1).min(archived_limit);
+        wanted.max(over_cap)
     }
 }
 
@@ -213,18 +223,31 @@ mod tests {
     }
 
     #[test]
-    fn pruning_keeps_queued_unarchived_and_recent_entries() {
+    fn pruning_keeps_queued_unarchived_unacked_and_recent_entries() {
         let mut ib = Inbox::default();
         for _ in 0..10 {
             ib.admit(Kind::Received, 1);
         }
-        assert_eq!(ib.prunable_below(3), 1, "nothing archived yet");
+        assert_eq!(ib.prunable_below(3, 100, None), 1, "nothing archived yet");
         let b = ib.to_archive(10).unwrap();
         ib.archived_upto(b, 10);
-        assert_eq!(ib.prunable_below(3), 8);
-        assert_eq!(ib.prunable_below(0), 10, "the head entry always stays");
+        assert_eq!(ib.prunable_below(3, 100, None), 8);
+        assert_eq!(ib.prunable_below(0, 100, None), 10, "the head entry always stays");
+        assert_eq!(ib.prunable_below(3, 100, Some(4)), 5, "a device acked up to 4");
         ib.push_failed(6);
-        assert_eq!(ib.prunable_below(3), 6);
+        assert_eq!(ib.prunable_below(3, 100, None), 6);
+    }
+
+    #[test]
+    fn the_cap_overrides_devices_and_sockets_but_not_the_archive() {
+        let mut ib = Inbox::default();
+        for _ in 0..10 {
+            ib.admit(Kind::Received, 0);
+        }
+        assert_eq!(ib.prunable_below(1, 4, Some(0)), 1, "unarchived entries stay whatever the cap");
+        let b = ib.to_archive(10).unwrap();
+        ib.archived_upto(b, 10);
+        assert_eq!(ib.prunable_below(1, 4, Some(0)), 7, "only the 4 newest stay");
     }
 
     /// A tiny deterministic generator, so the randomized test needs no crate.

@@ -18,6 +18,8 @@ pub const STATUS_QUEUED: u16 = 202;
 pub const STATUS_BAD: u16 = 400;
 
 pub const SEQ_HEADER: &str = "x-seq";
+/// Present (`1`) when a delivery was a retry of one already stored.
+pub const DUP_HEADER: &str = "x-dup";
 
 /// A message on its way into `owner`'s log.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,6 +30,8 @@ pub struct Delivery {
     pub time_ms: u64,
     /// The other party of a chat.
     pub peer: Option<UserId>,
+    /// The id is derived from an idempotency key: store it at most once.
+    pub dedup: bool,
 }
 
 impl Delivery {
@@ -38,11 +42,14 @@ impl Delivery {
             q.push_str("&peer=");
             q.push_str(p.as_str());
         }
+        if self.dedup {
+            q.push_str("&dedup=1");
+        }
         q
     }
 
     pub fn from_query<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Option<Delivery> {
-        let (mut owner, mut kind, mut id, mut time, mut peer) = (None, None, None, None, None);
+        let (mut owner, mut kind, mut id, mut time, mut peer, mut dedup) = (None, None, None, None, None, false);
         for (k, v) in pairs {
             match k {
                 "owner" => owner = UserId::parse(v).ok(),
@@ -50,10 +57,69 @@ impl Delivery {
                 "id" => id = is_id(v).then(|| v.to_owned()),
                 "time" => time = v.parse().ok(),
                 "peer" => peer = Some(UserId::parse(v).ok()?),
+                "dedup" => dedup = v == "1",
                 _ => {}
             }
         }
-        Some(Delivery { owner: owner?, kind: kind?, id: id?, time_ms: time?, peer })
+        Some(Delivery { owner: owner?, kind: kind?, id: id?, time_ms: time?, peer, dedup })
+    }
+}
+
+/// A receipt on its way to the object of the user whose messages it is
+/// about: `from` received or read `owner`'s messages up to `up_to`, a seq of
+/// `from`'s log (the owner's object maps it to its own).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Receipt {
+    pub owner: UserId,
+    pub from: UserId,
+    pub read: bool,
+    pub up_to: u64,
+}
+
+impl Receipt {
+    pub fn to_query(&self) -> String {
+        format!("owner={}&from={}&type={}&up_to={}", self.owner, self.from, if self.read { "read" } else { "delivered" }, self.up_to)
+    }
+
+    pub fn from_query<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Option<Receipt> {
+        let (mut owner, mut from, mut read, mut up_to) = (None, None, None, None);
+        for (k, v) in pairs {
+            match k {
+                "owner" => owner = UserId::parse(v).ok(),
+                "from" => from = UserId::parse(v).ok(),
+                "type" => read = match v { "read" => Some(true), "delivered" => Some(false), _ => None },
+                "up_to" => up_to = v.parse().ok(),
+                _ => {}
+            }
+        }
+        Some(Receipt { owner: owner?, from: from?, read: read?, up_to: up_to? })
+    }
+}
+
+/// A typing indicator on its way to `owner`'s live sockets; never stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Typing {
+    pub owner: UserId,
+    pub from: UserId,
+    pub active: bool,
+}
+
+impl Typing {
+    pub fn to_query(&self) -> String {
+        format!("owner={}&from={}&active={}", self.owner, self.from, self.active as u8)
+    }
+
+    pub fn from_query<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Option<Typing> {
+        let (mut owner, mut from, mut active) = (None, None, None);
+        for (k, v) in pairs {
+            match k {
+                "owner" => owner = UserId::parse(v).ok(),
+                "from" => from = UserId::parse(v).ok(),
+                "active" => active = Some(v == "1"),
+                _ => {}
+            }
+        }
+        Some(Typing { owner: owner?, from: from?, active: active? })
     }
 }
 
@@ -69,10 +135,17 @@ mod tests {
             id: crate::message::new_id(5, 6),
             time_ms: 5,
             peer: Some(UserId::parse("1").unwrap()),
+            dedup: true,
         };
-        let q = d.to_query();
-        let back = Delivery::from_query(q.split('&').filter_map(|p| p.split_once('=')));
-        assert_eq!(back, Some(d));
+        let pairs = |q: &str| q.split('&').filter_map(|p| p.split_once('=')).map(|(a, b)| (a.to_owned(), b.to_owned())).collect::<Vec<_>>();
+        let q = pairs(&d.to_query());
+        assert_eq!(Delivery::from_query(q.iter().map(|(a, b)| (a.as_str(), b.as_str()))), Some(d));
+        let r = Receipt { owner: UserId::parse("a").unwrap(), from: UserId::parse("b").unwrap(), read: true, up_to: 9 };
+        let q = pairs(&r.to_query());
+        assert_eq!(Receipt::from_query(q.iter().map(|(a, b)| (a.as_str(), b.as_str()))), Some(r));
+        let t = Typing { owner: UserId::parse("a").unwrap(), from: UserId::parse("b").unwrap(), active: false };
+        let q = pairs(&t.to_query());
+        assert_eq!(Typing::from_query(q.iter().map(|(a, b)| (a.as_str(), b.as_str()))), Some(t));
     }
 
     #[test]

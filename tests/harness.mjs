@@ -195,3 +195,66 @@ export async function eventually(fn, timeoutMs = 5000, stepMs = 50) {
   }
   throw new Error(`condition not met within ${timeoutMs} ms (last: ${last instanceof Error ? last.message : JSON.stringify(last)})`);
 }
+
+/**
+ * A `chat.v1` client: frames are parsed JSON; `take(pred)` returns the first
+ * buffered or future frame matching `pred` (others stay buffered, in order);
+ * `request(frame)` gives the frame an id and resolves with its reply.
+ */
+export async function connectV1(w, uid, { device = "d1", since, tokenValue } = {}) {
+  const q = new URLSearchParams({ token: tokenValue ?? token(uid), device });
+  if (since !== undefined) q.set("since", String(since));
+  const raw = await openClient(w.wsUrl(`/ws?${q}`), ["chat.v1"]);
+  const parse = (text) => (text === "heartbeat" ? { op: "heartbeat" } : JSON.parse(text));
+  // Frames that arrived with the upgrade were buffered by openClient.
+  const frames = raw.received.splice(0).map(parse);
+  let waiters = [];
+  raw.ws.removeAllListeners("message");
+  raw.ws.on("message", (data) => {
+    frames.push(parse(data.toString()));
+    const ws = waiters;
+    waiters = [];
+    ws.forEach((f) => f());
+  });
+  let nextId = 0;
+  const c = {
+    raw,
+    ws: raw.ws,
+    frames,
+    take(pred = () => true, timeoutMs = 5000) {
+      return new Promise((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error(`no matching frame within ${timeoutMs} ms; buffered: ${JSON.stringify(frames).slice(0, 500)}`)), timeoutMs);
+        const look = () => {
+          const i = frames.findIndex(pred);
+          if (i >= 0) {
+            clearTimeout(t);
+            resolve(frames.splice(i, 1)[0]);
+          } else waiters.push(look);
+        };
+        look();
+      });
+    },
+    /** The next `msg` frame. */
+    msg(timeoutMs) {
+      return c.take((f) => f.op === "msg", timeoutMs);
+    },
+    send(frame) {
+      raw.ws.send(typeof frame === "string" ? frame : JSON.stringify(frame));
+    },
+    request(frame, timeoutMs) {
+      const id = `r${++nextId}`;
+      c.send({ ...frame, id });
+      return c.take((f) => f.re === id, timeoutMs);
+    },
+    /** Waits `ms` and asserts that no frame matching `pred` arrived. */
+    async expectNone(pred = () => true, ms = 200) {
+      await new Promise((r) => setTimeout(r, ms));
+      const hit = frames.find(pred);
+      if (hit) throw new Error(`unexpected frame: ${JSON.stringify(hit)}`);
+    },
+    close: () => raw.close(),
+    kill: () => raw.kill(),
+  };
+  c.welcome = await c.take((f) => f.op === "welcome");
+  return c;
+}

@@ -5,7 +5,7 @@
 use worker::wasm_bindgen::JsValue;
 use worker::{D1Database, D1Result, Env};
 
-use crate::history::{page_sql, PageQuery, PageRow, ARCHIVE_SQL};
+use crate::history::{log_page_sql, page_sql, Bind, LogRow, PageQuery, PageRow, Query, ARCHIVE_SQL};
 use crate::metrics::{add, incr, Counter};
 use crate::user::UserId;
 
@@ -39,16 +39,28 @@ pub async fn archive(env: &Env, owner: &UserId, batch: &str) -> worker::Result<(
     }
 }
 
-/// One page of `owner`'s history, newest first, with one extra row when
-/// another page follows.
+/// One page of `owner`'s history (legacy shape), newest first, with one
+/// extra row when another page follows.
 pub async fn page(env: &Env, owner: &UserId, q: &PageQuery) -> worker::Result<Vec<PageRow>> {
-    let p = page_sql(owner, q);
-    let mut binds = vec![JsValue::from(p.owner), JsValue::from(p.before as f64), JsValue::from(p.fetch)];
-    if let Some((sys, conv)) = p.convs {
-        binds.push(JsValue::from(sys));
-        binds.push(JsValue::from(conv));
-    }
-    let result = db(env)?.prepare(p.sql).bind(&binds)?.all().await?;
+    run(env, page_sql(owner, q)).await
+}
+
+/// One page of `owner`'s log as v1 entries, with one extra row when another
+/// page follows.
+pub async fn log_page(env: &Env, owner: &UserId, q: &PageQuery) -> worker::Result<Vec<LogRow>> {
+    run(env, log_page_sql(owner, q)).await
+}
+
+async fn run<T: serde::de::DeserializeOwned>(env: &Env, q: Query) -> worker::Result<Vec<T>> {
+    let binds: Vec<JsValue> = q
+        .binds
+        .into_iter()
+        .map(|b| match b {
+            Bind::Text(s) => JsValue::from(s),
+            Bind::Int(n) => JsValue::from(n as f64),
+        })
+        .collect();
+    let result = db(env)?.prepare(q.sql).bind(&binds)?.all().await?;
     count(&result);
     result.results()
 }

@@ -8,8 +8,9 @@ use worker::{event, Context, Env, Method, Request, RequestInit, Response};
 use super::hop;
 use super::{json, json_error, now_ms, random_u64, USER_BINDING};
 use crate::api::{self, BodyError, MAX_BODY_BYTES};
-use crate::auth::{self, AuthError};
-use crate::message::{new_id, system_body, Kind};
+use crate::auth::{self, AuthError, Verified};
+use crate::message::{derived_id, new_id, system_body, Kind};
+use crate::protocol::v1::SUBPROTOCOL;
 use crate::metrics::{self, incr, Counter};
 use crate::relay::{Delivery, STATUS_PUSHED, STATUS_QUEUED};
 use crate::user::UserId;
@@ -35,7 +36,9 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
     let (jwt_secret, api_key) = (&secrets[0], &secrets[1]);
     match (req.method(), path.as_str()) {
         (Method::Get, "/ws") => connect(req, &env, jwt_secret).await,
-        (Method::Get, "/ws/history") => history(req, &env, jwt_secret).await,
+        (Method::Get, "/ws/history") => forward_read(req, &env, jwt_secret, "/history").await,
+        (Method::Get, "/v1/history") => forward_read(req, &env, jwt_secret, "/v1/history").await,
+        (Method::Get, "/v1/conversations") => forward_read(req, &env, jwt_secret, "/conversations").await,
         (Method::Post, "/api/sys-msg") | (Method::Post, "/api/usr-msg") | (Method::Get, "/api/metrics") => {
             let authz = req.headers().get("authorization")?;
             if let Err(e) = auth::verify_api_key(authz.as_deref(), api_key) {
@@ -60,7 +63,7 @@ fn unauthorized(e: AuthError) -> worker::Result<Response> {
 }
 
 /// The verified user of a client request, from `?token=` or `Authorization`.
-fn client_user(req: &Request, secret: &str) -> worker::Result<Result<UserId, AuthError>> {
+fn client_user(req: &Request, secret: &str) -> worker::Result<Result<Verified, AuthError>> {
     let url = req.url()?;
     let query_token = url.query_pairs().find(|(k, _)| k == "token").map(|(_, v)| v.into_owned());
     let authz = req.headers().get("authorization")?;
@@ -68,39 +71,61 @@ fn client_user(req: &Request, secret: &str) -> worker::Result<Result<UserId, Aut
         .and_then(|t| auth::verify_jwt(t, secret.as_bytes(), now_ms() / 1000)))
 }
 
-/// `GET /ws`: the upgrade goes to the user's own object.
+/// `GET /ws`: the upgrade goes to the user's own object. A client that offers
+/// the `chat.v1` subprotocol gets v1 and must name its device; any other
+/// client gets the legacy protocol.
 async fn connect(req: Request, env: &Env, secret: &str) -> worker::Result<Response> {
-    let uid = match client_user(&req, secret)? {
-        Ok(uid) => uid,
+    let v = match client_user(&req, secret)? {
+        Ok(v) => v,
         Err(e) => return unauthorized(e),
     };
     let upgrade = req.headers().get("upgrade")?.unwrap_or_default();
     if !upgrade.eq_ignore_ascii_case("websocket") {
         return json_error(426, "expected a WebSocket upgrade");
     }
+    let offered = req.headers().get("sec-websocket-protocol")?.unwrap_or_default();
+    let v1 = offered.split(',').any(|p| p.trim() == SUBPROTOCOL);
+    let mut inner = worker::url::form_urlencoded::Serializer::new(String::new());
+    inner.append_pair("uid", v.user.as_str());
+    if v1 {
+        let url = req.url()?;
+        let param = |name: &str| url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
+        let Some(device) = param("device").filter(|d| UserId::parse(d).is_ok()) else {
+            return json_error(400, "chat.v1 needs device=<id>: 1 to 64 of letters, digits, _ - . @");
+        };
+        inner.append_pair("device", &device);
+        inner.append_pair("exp", &v.exp.to_string());
+        if let Some(since) = param("since") {
+            if since.parse::<u64>().is_err() {
+                return json_error(400, "since must be a sequence number");
+            }
+            inner.append_pair("since", &since);
+        }
+    }
     let mut init = RequestInit::new();
     init.with_method(Method::Get).with_headers(req.headers().clone());
-    let inner = Request::new_with_init(&format!("https://user/connect?uid={uid}"), &init)?;
-    env.durable_object(USER_BINDING)?.get_by_name(uid.as_str())?.fetch_with_request(inner).await
+    let inner = Request::new_with_init(&format!("https://user/connect?{}", inner.finish()), &init)?;
+    env.durable_object(USER_BINDING)?.get_by_name(v.user.as_str())?.fetch_with_request(inner).await
 }
 
-/// `GET /ws/history`: served by the user's object, which archives what is
-/// pending before it reads D1.
-async fn history(req: Request, env: &Env, secret: &str) -> worker::Result<Response> {
-    let uid = match client_user(&req, secret)? {
-        Ok(uid) => uid,
+/// `GET /ws/history`, `/v1/history`, `/v1/conversations`: served by the
+/// user's object (which archives what is pending before it reads D1), with
+/// the verified user and the page parameters only.
+async fn forward_read(req: Request, env: &Env, secret: &str, path: &str) -> worker::Result<Response> {
+    let v = match client_user(&req, secret)? {
+        Ok(v) => v,
         Err(e) => return unauthorized(e),
     };
     let url = req.url()?;
     let mut inner = worker::url::form_urlencoded::Serializer::new(String::new());
-    inner.append_pair("uid", uid.as_str());
-    for (k, v) in url.query_pairs() {
-        if matches!(k.as_ref(), "limit" | "before" | "peer") {
-            inner.append_pair(&k, &v);
+    inner.append_pair("uid", v.user.as_str());
+    for (k, val) in url.query_pairs() {
+        if matches!(k.as_ref(), "limit" | "before" | "after" | "peer") {
+            inner.append_pair(&k, &val);
         }
     }
-    let inner_url = format!("https://user/history?{}", inner.finish());
-    env.durable_object(USER_BINDING)?.get_by_name(uid.as_str())?.fetch_with_str(&inner_url).await
+    let inner_url = format!("https://user{path}?{}", inner.finish());
+    env.durable_object(USER_BINDING)?.get_by_name(v.user.as_str())?.fetch_with_str(&inner_url).await
 }
 
 /// Reads a request body, refusing more than [`MAX_BODY_BYTES`].
@@ -128,13 +153,19 @@ async fn backend(mut req: Request, env: &Env, system: bool) -> worker::Result<Re
         return json_error(413, &format!("request body over {MAX_BODY_BYTES} bytes"));
     };
     let is_array = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
+    // With an idempotency key, every item's id is derived from it: a retried
+    // call stores nothing new and answers the same ids.
+    let key = req.headers().get("idempotency-key")?.filter(|k| !k.is_empty() && k.len() <= 128);
+    let item_key = |i: usize| key.as_ref().map(|k| format!("{k}#{i}"));
     let now = now_ms();
     let outgoing: Result<Vec<Outgoing>, BodyError> = if system {
         api::parse_system(&body).map(|msgs| {
             msgs.into_iter()
-                .map(|m| {
-                    let id = new_id(now, random_u64());
-                    let d = Delivery { owner: m.uid.clone(), kind: Kind::System, id: id.clone(), time_ms: now, peer: None };
+                .enumerate()
+                .map(|(i, m)| {
+                    let k = item_key(i);
+                    let id = k.as_deref().map_or_else(|| new_id(now, random_u64()), |k| derived_id("api-sys", m.uid.as_str(), k));
+                    let d = Delivery { owner: m.uid.clone(), kind: Kind::System, id: id.clone(), time_ms: now, peer: None, dedup: k.is_some() };
                     Outgoing { object: m.uid, url: format!("https://user/deliver?{}", d.to_query()), body: system_body(m.fields, &id, now), id }
                 })
                 .collect()
@@ -143,9 +174,20 @@ async fn backend(mut req: Request, env: &Env, system: bool) -> worker::Result<Re
         api::parse_user(&body).map(|chats| {
             chats
                 .into_iter()
-                .map(|c| {
-                    let id = new_id(now, random_u64());
-                    let url = format!("https://user/send?uid={}&id={id}&time={now}", c.from);
+                .enumerate()
+                .map(|(i, c)| {
+                    let mut url = worker::url::form_urlencoded::Serializer::new(String::new());
+                    url.append_pair("uid", c.from.as_str()).append_pair("time", &now.to_string());
+                    let id = match item_key(i) {
+                        Some(k) => {
+                            let cmid = format!("api:{k}");
+                            url.append_pair("cmid", &cmid);
+                            derived_id("send", c.from.as_str(), &cmid)
+                        }
+                        None => new_id(now, random_u64()),
+                    };
+                    url.append_pair("id", &id);
+                    let url = format!("https://user/send?{}", url.finish());
                     let body = serde_json::Value::Object(c.fields).to_string();
                     Outgoing { object: c.from, url, body, id }
                 })

@@ -16,7 +16,7 @@ use crate::message::{conversation_id, Kind};
 use crate::metrics::{add, Counter};
 use crate::user::UserId;
 
-const SCHEMA: [&str; 2] = [
+const SCHEMA: [&str; 6] = [
     // meta.v has no declared type, so no affinity: "92" stays text, 5 stays a number.
     // kind: 1 received chat, 2 sent chat, 3 system (message::Kind).
     // sent: 1 once written to a socket, or never owed to one (kind 2).
@@ -36,6 +36,25 @@ const SCHEMA: [&str; 2] = [
         peer_sent INTEGER
     )",
     "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v)",
+    // v1 devices and how far each acknowledged the log.
+    "CREATE TABLE IF NOT EXISTS devices (device TEXT PRIMARY KEY, acked INTEGER NOT NULL, seen INTEGER NOT NULL)",
+    // One row per conversation: its newest entry, unread count, read cursor,
+    // and how far the peer received and read this user's messages (own seqs).
+    "CREATE TABLE IF NOT EXISTS convs (
+        peer TEXT PRIMARY KEY,
+        last_seq INTEGER NOT NULL,
+        last_kind INTEGER NOT NULL,
+        last_mid TEXT NOT NULL,
+        last_body TEXT NOT NULL,
+        unread INTEGER NOT NULL DEFAULT 0,
+        read_up_to INTEGER NOT NULL DEFAULT 0,
+        peer_delivered INTEGER NOT NULL DEFAULT 0,
+        peer_read INTEGER NOT NULL DEFAULT 0
+    )",
+    // Idempotency, kept 24 h: client message ids this user sent, and derived
+    // message ids this log already holds.
+    "CREATE TABLE IF NOT EXISTS sends (cmid TEXT PRIMARY KEY, mid TEXT NOT NULL, seq INTEGER NOT NULL, time INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS seen (mid TEXT PRIMARY KEY, seq INTEGER NOT NULL, pushed INTEGER NOT NULL, time INTEGER NOT NULL)",
 ];
 
 /// One entry about to be written to the log.
@@ -47,6 +66,34 @@ pub struct NewEntry {
     pub body: String,
     /// For a sent chat: (seq in the recipient's log, pushed live there).
     pub peer_state: Option<(u64, bool)>,
+    /// The client message id of the send that made this entry (v1, API key).
+    pub cmid: Option<String>,
+    /// The id is derived from an idempotency key: remember it in `seen`.
+    pub dedup: bool,
+}
+
+/// A conversation as the conversation list shows it.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Conversation {
+    pub peer: String,
+    pub last_seq: u64,
+    pub last_kind: i64,
+    pub last_mid: String,
+    pub last_body: String,
+    pub unread: u64,
+    pub read_up_to: u64,
+    pub peer_delivered: u64,
+    pub peer_read: u64,
+}
+
+/// A log entry as a v1 replay sends it.
+#[derive(Clone, Debug, Deserialize)]
+pub struct LogEntry {
+    pub seq: u64,
+    pub kind: i64,
+    pub peer: Option<String>,
+    pub id: String,
+    pub body: String,
 }
 
 pub struct Store {
@@ -111,8 +158,8 @@ impl Store {
     /// Appends a batch of entries, `(seq, entry, sent)`, in one statement:
     /// the rows travel as one JSON parameter, so a batch costs one call
     /// whatever its size.
-    pub fn append(&self, owner: &UserId, rows: &[(u64, &NewEntry, bool)]) -> worker::Result<()> {
-        let rows: Vec<serde_json::Value> = rows
+    pub fn append(&self, owner: &UserId, rows_in: &[(u64, &NewEntry, bool)]) -> worker::Result<()> {
+        let rows: Vec<serde_json::Value> = rows_in
             .iter()
             .map(|(seq, e, sent)| {
                 serde_json::json!([
@@ -137,6 +184,197 @@ impl Store {
              json_extract(value, '$[9]') FROM json_each(?)",
             vec![serde_json::Value::Array(rows).to_string().into()],
         )?);
+        self.index_entries(rows_in)?;
+        Ok(())
+    }
+
+    /// The side tables a batch of entries updates: conversations (newest
+    /// entry, unread), sent client ids and derived ids. Same event as the log
+    /// write, so they commit together.
+    fn index_entries(&self, rows: &[(u64, &NewEntry, bool)]) -> worker::Result<()> {
+        let convs: Vec<serde_json::Value> = rows
+            .iter()
+            .filter(|(_, e, _)| e.kind != Kind::System)
+            .filter_map(|(seq, e, _)| {
+                let peer = e.peer.as_ref()?;
+                let unread = (e.kind == Kind::Received) as u64;
+                Some(serde_json::json!([peer.as_str(), seq, e.kind.code(), e.id, e.body, unread]))
+            })
+            .collect();
+        if !convs.is_empty() {
+            count(&self.sql.exec(
+                "INSERT INTO convs (peer, last_seq, last_kind, last_mid, last_body, unread) \
+                 SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), \
+                 json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]') FROM json_each(?) WHERE true \
+                 ON CONFLICT (peer) DO UPDATE SET last_seq = excluded.last_seq, last_kind = excluded.last_kind, \
+                 last_mid = excluded.last_mid, last_body = excluded.last_body, unread = unread + excluded.unread",
+                vec![serde_json::Value::Array(convs).to_string().into()],
+            )?);
+        }
+        for (seq, e, sent) in rows {
+            if let Some(cmid) = &e.cmid {
+                count(&self.sql.exec(
+                    "INSERT OR REPLACE INTO sends (cmid, mid, seq, time) VALUES (?, ?, ?, ?)",
+                    vec![cmid.as_str().into(), e.id.as_str().into(), int(*seq), int(e.time_ms)],
+                )?);
+            }
+            if e.dedup {
+                count(&self.sql.exec(
+                    "INSERT OR REPLACE INTO seen (mid, seq, pushed, time) VALUES (?, ?, ?, ?)",
+                    vec![e.id.as_str().into(), int(*seq), V::Integer(*sent as i64), int(e.time_ms)],
+                )?);
+            }
+        }
+        Ok(())
+    }
+
+    /// The original result of a send with this client message id: (mid, seq).
+    pub fn sent_before(&self, cmid: &str) -> worker::Result<Option<(String, u64)>> {
+        #[derive(Deserialize)]
+        struct Row {
+            mid: String,
+            seq: u64,
+        }
+        let cursor = self.sql.exec("SELECT mid, seq FROM sends WHERE cmid = ?", vec![cmid.into()])?;
+        let rows: Vec<Row> = cursor.to_array()?;
+        count(&cursor);
+        Ok(rows.into_iter().next().map(|r| (r.mid, r.seq)))
+    }
+
+    /// Where a message with this derived id already is: (seq, pushed live).
+    pub fn seen(&self, mid: &str) -> worker::Result<Option<(u64, bool)>> {
+        #[derive(Deserialize)]
+        struct Row {
+            seq: u64,
+            pushed: i64,
+        }
+        let cursor = self.sql.exec("SELECT seq, pushed FROM seen WHERE mid = ?", vec![mid.into()])?;
+        let rows: Vec<Row> = cursor.to_array()?;
+        count(&cursor);
+        Ok(rows.into_iter().next().map(|r| (r.seq, r.pushed == 1)))
+    }
+
+    /// Entries after `since`, oldest first (a v1 replay).
+    pub fn entries_after(&self, since: u64) -> worker::Result<Vec<LogEntry>> {
+        let cursor = self.sql.exec("SELECT seq, kind, peer, id, body FROM log WHERE seq > ? ORDER BY seq", vec![int(since)])?;
+        let rows = cursor.to_array()?;
+        count(&cursor);
+        Ok(rows)
+    }
+
+    /// The oldest entry still kept, if any.
+    pub fn oldest(&self) -> worker::Result<Option<u64>> {
+        #[derive(Deserialize)]
+        struct Row {
+            oldest: Option<u64>,
+        }
+        let cursor = self.sql.exec("SELECT MIN(seq) AS oldest FROM log", None)?;
+        let row: Row = cursor.one()?;
+        count(&cursor);
+        Ok(row.oldest)
+    }
+
+    /// v1 devices and their acknowledged cursors.
+    pub fn devices(&self) -> worker::Result<Vec<(String, u64, u64)>> {
+        #[derive(Deserialize)]
+        struct Row {
+            device: String,
+            acked: u64,
+            seen: u64,
+        }
+        let cursor = self.sql.exec("SELECT device, acked, seen FROM devices", None)?;
+        let rows: Vec<Row> = cursor.to_array()?;
+        count(&cursor);
+        Ok(rows.into_iter().map(|r| (r.device, r.acked, r.seen)).collect())
+    }
+
+    pub fn save_device(&self, device: &str, acked: u64, seen: u64) -> worker::Result<()> {
+        count(&self.sql.exec(
+            "INSERT INTO devices (device, acked, seen) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (device) DO UPDATE SET acked = max(acked, ?2), seen = ?3",
+            vec![device.into(), int(acked), int(seen)],
+        )?);
+        Ok(())
+    }
+
+    pub fn forget_devices_unseen_since(&self, time: u64) -> worker::Result<()> {
+        count(&self.sql.exec("DELETE FROM devices WHERE seen < ?", vec![int(time)])?);
+        Ok(())
+    }
+
+    /// For each peer with received chats in `(from, to]`: the newest such seq.
+    pub fn received_by_peer(&self, from: u64, to: u64) -> worker::Result<Vec<(String, u64)>> {
+        #[derive(Deserialize)]
+        struct Row {
+            peer: String,
+            up_to: u64,
+        }
+        let cursor = self.sql.exec(
+            "SELECT peer, MAX(seq) AS up_to FROM log WHERE kind = ? AND seq > ? AND seq <= ? AND peer IS NOT NULL GROUP BY peer",
+            vec![V::Integer(Kind::Received.code()), int(from), int(to)],
+        )?;
+        let rows: Vec<Row> = cursor.to_array()?;
+        count(&cursor);
+        Ok(rows.into_iter().map(|r| (r.peer, r.up_to)).collect())
+    }
+
+    /// Marks the conversation with `peer` read up to `up_to` and recounts its
+    /// unread chats. Returns (unread, read_up_to), or None for no such conversation.
+    pub fn mark_read(&self, peer: &str, up_to: u64) -> worker::Result<Option<(u64, u64)>> {
+        #[derive(Deserialize)]
+        struct Row {
+            unread: u64,
+            read_up_to: u64,
+        }
+        let cursor = self.sql.exec(
+            "UPDATE convs SET read_up_to = max(read_up_to, ?2), \
+             unread = (SELECT COUNT(*) FROM log WHERE kind = ?3 AND peer = ?1 AND seq > max(convs.read_up_to, ?2)) \
+             WHERE peer = ?1 RETURNING unread, read_up_to",
+            vec![peer.into(), int(up_to), V::Integer(Kind::Received.code())],
+        )?;
+        let rows: Vec<Row> = cursor.to_array()?;
+        count(&cursor);
+        Ok(rows.into_iter().next().map(|r| (r.unread, r.read_up_to)))
+    }
+
+    /// Records that `peer` received or read this user's messages up to their
+    /// seq `peer_seq`; returns the matching seq of this log, if it has one.
+    pub fn peer_receipt(&self, peer: &str, read: bool, peer_seq: u64) -> worker::Result<Option<u64>> {
+        #[derive(Deserialize)]
+        struct Row {
+            up_to: Option<u64>,
+        }
+        let cursor = self.sql.exec(
+            "SELECT MAX(seq) AS up_to FROM log WHERE kind = ? AND peer = ? AND peer_seq <= ?",
+            vec![V::Integer(Kind::Sent.code()), peer.into(), int(peer_seq)],
+        )?;
+        let row: Row = cursor.one()?;
+        count(&cursor);
+        let Some(up_to) = row.up_to else { return Ok(None) };
+        let column = if read { "peer_read" } else { "peer_delivered" };
+        count(&self.sql.exec(
+            &format!("UPDATE convs SET {column} = max({column}, ?2) WHERE peer = ?1"),
+            vec![peer.into(), int(up_to)],
+        )?);
+        Ok(Some(up_to))
+    }
+
+    /// Conversations by newest activity, `limit` from before `before` (a last_seq).
+    pub fn conversations(&self, before: u64, limit: u32) -> worker::Result<Vec<Conversation>> {
+        let cursor = self.sql.exec(
+            "SELECT peer, last_seq, last_kind, last_mid, last_body, unread, read_up_to, peer_delivered, peer_read \
+             FROM convs WHERE last_seq < ? ORDER BY last_seq DESC LIMIT ?",
+            vec![int(before), int(limit as u64)],
+        )?;
+        let rows = cursor.to_array()?;
+        count(&cursor);
+        Ok(rows)
+    }
+
+    /// Forgets idempotency records older than `time`.
+    pub fn expire_idempotency(&self, time: u64) -> worker::Result<()> {
+        count(&self.sql.exec("DELETE FROM sends WHERE time < ?", vec![int(time)])?);
+        count(&self.sql.exec("DELETE FROM seen WHERE time < ?", vec![int(time)])?);
         Ok(())
     }
 

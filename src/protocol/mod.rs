@@ -1,11 +1,12 @@
 //! The wire protocol: one frame type between wire text and the core.
 //!
-//! Each wire mode (today [`legacy`]; `chat.v1` later) parses client text into
-//! a [`Frame`] and encodes the server's [`Reply`]s back into text. Everything
-//! after parsing works on frames only, so a second mode adds a parser and an
-//! encoder, not a second code path.
+//! Each wire mode ([`legacy`], [`v1`]) parses client text into a [`Frame`]
+//! and has its own encoder for what the server sends. Everything after
+//! parsing works on frames only: a legacy chat and a v1 `send` take the same
+//! path to the recipient's log.
 
 pub mod legacy;
+pub mod v1;
 
 use serde_json::{Map, Value};
 
@@ -14,11 +15,25 @@ use crate::user::UserId;
 /// Largest client frame accepted, in bytes.
 pub const MAX_FRAME_BYTES: usize = 64 * 1024;
 
+/// A request's id, echoed as `re` in its reply (v1): a string or a number.
+pub type RequestId = Value;
+
 /// A client frame, whatever mode it arrived in.
 #[derive(Debug, PartialEq)]
 pub enum Frame {
     Heartbeat,
+    /// Legacy: a chat object, answered `ok` or an error string.
     Chat(Chat),
+    /// v1: a chat with a client message id that makes retries idempotent.
+    Send { id: RequestId, to: UserId, cmid: String, body: Map<String, Value> },
+    /// v1: this device processed the log up to `up_to`.
+    Ack { up_to: u64 },
+    /// v1: the user read the conversation with `peer` up to `up_to`.
+    Read { id: RequestId, peer: UserId, up_to: u64 },
+    /// v1: a page of the user's log from D1.
+    History { id: RequestId, peer: Option<UserId>, before: Option<u64>, after: Option<u64>, limit: Option<u32> },
+    /// v1: typing started or stopped; never stored.
+    Typing { to: UserId, active: bool },
 }
 
 /// A chat to deliver. `fields` is the client's whole object, extras included.

@@ -4,19 +4,25 @@
 //!
 //! It never holds a `RefCell` borrow across an `.await`: each handler reads
 //! what it needs, awaits, then borrows again.
+//!
+//! - this file: lifecycle hooks, routing, the legacy protocol, delivery hops
+//!   and the history archive;
+//! - [`commit`]: group commit of log entries and the pushes that follow;
+//! - [`v1`]: the `chat.v1` session: handshake, requests, acks, receipts.
+
+mod commit;
+mod v1;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use std::time::Duration;
-
 use futures::channel::oneshot;
 use futures::lock::Mutex;
 use serde::{Deserialize, Serialize};
 use worker::{
-    durable_object, Delay, DurableObject, Env, Headers, Method, Request, Response, State, WebSocket,
-    WebSocketIncomingMessage, WebSocketPair, WebSocketRequestResponsePair,
+    durable_object, DurableObject, Env, Headers, Method, Request, Response, State, WebSocket, WebSocketIncomingMessage,
+    WebSocketPair, WebSocketRequestResponsePair,
 };
 
 use super::hop::{self, RawStub};
@@ -25,15 +31,22 @@ use super::{d1, json_error, now_ms, random_u64, USER_BINDING};
 use crate::history::{self, page_json, PageQuery, BATCH_BYTES, BATCH_ROWS};
 use crate::inbox::Inbox;
 use crate::message::{chat_body, new_id, Kind};
-use crate::metrics::{add, incr, Counter};
+use crate::metrics::{incr, Counter};
 use crate::protocol::{legacy, parse_chat, Chat, Frame, Refusal, Reply};
-use crate::relay::{Delivery, SEQ_HEADER, STATUS_BAD, STATUS_PUSHED, STATUS_QUEUED};
+use crate::relay::{Delivery, Receipt, Typing, DUP_HEADER, SEQ_HEADER, STATUS_BAD, STATUS_PUSHED, STATUS_QUEUED};
 use crate::user::UserId;
 
-/// Tag of sockets speaking the legacy protocol.
+/// Tags of sockets speaking the legacy protocol and `chat.v1`.
 const LEGACY: &str = "legacy";
+const V1: &str = "v1";
 /// Log entries kept after they are delivered and archived (the resume window).
 const KEEP_ENTRIES: u64 = 1000;
+/// Default bound of a log, whatever its devices have acknowledged (`LOG_CAP`).
+const LOG_CAP: u64 = 10_000;
+/// A device not seen for this long no longer holds entries in the log.
+const DEVICE_TTL_MS: u64 = 30 * 24 * 3600 * 1000;
+/// How long a send's client id and a derived message id are remembered.
+const IDEMPOTENCY_MS: u64 = 24 * 3600 * 1000;
 /// Stubs cached per peer; one stub per peer keeps a sender's messages in order.
 const MAX_STUBS: usize = 256;
 
@@ -41,6 +54,11 @@ const MAX_STUBS: usize = 256;
 #[derive(Serialize, Deserialize)]
 struct Attachment {
     uid: String,
+    /// Set for `chat.v1` sockets: the device, and the token's expiry (s).
+    #[serde(default)]
+    device: Option<String>,
+    #[serde(default)]
+    exp: u64,
 }
 
 /// Where an appended entry ended up.
@@ -61,6 +79,15 @@ struct Waiting {
 struct Life {
     owner: UserId,
     inbox: Inbox,
+    /// v1 devices: how far each acknowledged, and whether that is unsaved.
+    devices: HashMap<String, Device>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Device {
+    acked: u64,
+    seen: u64,
+    dirty: bool,
 }
 
 #[durable_object]
@@ -76,6 +103,8 @@ pub struct UserObject {
     /// for the group write. Shared with the task that clears it.
     cooling: Rc<Cell<bool>>,
     stubs: RefCell<HashMap<UserId, RawStub>>,
+    /// Client message ids of v1 sends waiting for the recipient's answer.
+    inflight: RefCell<std::collections::HashSet<String>>,
     /// Shared with the task that sets the alarm, which clears it on failure.
     alarm_armed: Rc<Cell<bool>>,
     archive_failures: Cell<u32>,
@@ -83,6 +112,7 @@ pub struct UserObject {
     archiving: Mutex<()>,
     archive_delay_ms: u64,
     archive_retry_ms: u64,
+    log_cap: u64,
 }
 
 impl DurableObject for UserObject {
@@ -101,6 +131,7 @@ impl DurableObject for UserObject {
         };
         let archive_delay_ms = var_ms("ARCHIVE_DELAY_MS", history::ARCHIVE_DELAY_MS);
         let archive_retry_ms = var_ms("ARCHIVE_RETRY_MS", 1000);
+        let log_cap = var_ms("LOG_CAP", LOG_CAP);
         UserObject {
             state,
             env,
@@ -110,11 +141,13 @@ impl DurableObject for UserObject {
             commit_scheduled: Cell::new(false),
             cooling: Rc::new(Cell::new(false)),
             stubs: RefCell::new(HashMap::new()),
+            inflight: RefCell::new(Default::default()),
             alarm_armed: Rc::new(Cell::new(false)),
             archive_failures: Cell::new(0),
             archiving: Mutex::new(()),
             archive_delay_ms,
             archive_retry_ms,
+            log_cap,
         }
     }
 
@@ -126,18 +159,38 @@ impl DurableObject for UserObject {
         let uid = pairs().find(|(k, _)| *k == "uid").and_then(|(_, v)| UserId::parse(v).ok());
         match (req.method(), url.path()) {
             (Method::Post, "/deliver") => self.on_deliver(req, Delivery::from_query(pairs())).await,
-            (Method::Get, "/connect") => match uid {
-                Some(uid) => self.on_connect(&uid),
-                None => json_error(400, "uid required"),
-            },
+            (Method::Post, "/receipt") => self.on_receipt(Receipt::from_query(pairs())),
+            (Method::Post, "/typing") => self.on_typing(Typing::from_query(pairs())),
+            (Method::Get, "/connect") => {
+                let param = |name: &str| pairs().find(|(k, _)| *k == name).map(|(_, v)| v.to_owned());
+                match (uid, param("device")) {
+                    (Some(uid), None) => self.on_connect(&uid),
+                    (Some(uid), Some(device)) => {
+                        let since = param("since").and_then(|v| v.parse().ok());
+                        let exp = param("exp").and_then(|v| v.parse().ok()).unwrap_or(u64::MAX);
+                        self.on_connect_v1(&uid, &device, since, exp)
+                    }
+                    (None, _) => json_error(400, "uid required"),
+                }
+            }
             (Method::Post, "/send") => {
-                let id = pairs().find(|(k, _)| *k == "id").map(|(_, v)| v.to_owned());
-                let time = pairs().find(|(k, _)| *k == "time").and_then(|(_, v)| v.parse().ok());
-                match (uid, id, time) {
-                    (Some(uid), Some(id), Some(time)) => self.on_api_send(req, &uid, &id, time).await,
+                let param = |name: &str| pairs().find(|(k, _)| *k == name).map(|(_, v)| v.to_owned());
+                let time = param("time").and_then(|v| v.parse().ok());
+                match (uid, param("id"), time) {
+                    (Some(uid), Some(id), Some(time)) => self.on_api_send(req, &uid, &id, time, param("cmid")).await,
                     _ => json_error(400, "uid, id and time required"),
                 }
             }
+            (Method::Get, "/v1/history") => match (uid, PageQuery::parse(pairs())) {
+                (Some(uid), Ok(q)) => self.on_v1_history(&uid, &q).await,
+                (None, _) => json_error(400, "uid required"),
+                (_, Err(bad)) => json_error(400, &format!("{}: {}", bad.param, bad.problem)),
+            },
+            (Method::Get, "/conversations") => match (uid, PageQuery::parse(pairs())) {
+                (Some(uid), Ok(q)) => self.on_conversations(&uid, &q),
+                (None, _) => json_error(400, "uid required"),
+                (_, Err(bad)) => json_error(400, &format!("{}: {}", bad.param, bad.problem)),
+            },
             (Method::Get, "/history") => match (uid, PageQuery::parse(pairs())) {
                 (Some(uid), Ok(q)) => self.on_history(&uid, &q).await,
                 (None, _) => json_error(400, "uid required"),
@@ -153,17 +206,24 @@ impl DurableObject for UserObject {
             WebSocketIncomingMessage::String(t) => t,
             WebSocketIncomingMessage::Binary(_) => return send_reply(&ws, &Reply::Refused(Refusal::Format)),
         };
-        let owner = self.socket_owner(&ws)?;
+        let att = attachment(&ws)?;
+        let owner = UserId::parse(&att.uid).map_err(|e| worker::Error::RustError(e.to_string()))?;
+        self.load(&owner)?;
+        if let Some(device) = att.device {
+            return self.on_v1_frame(&ws, &owner, &device, att.exp, &text).await;
+        }
         let reply = match legacy::parse(&text) {
             Ok(Frame::Heartbeat) => Reply::Heartbeat,
             Ok(Frame::Chat(chat)) if chat.from != owner => Reply::Refused(Refusal::NotYou),
             Ok(Frame::Chat(chat)) => {
                 let id = new_id(now_ms(), random_u64());
-                match self.send_chat(&owner, chat, &id, now_ms()).await {
-                    Ok(()) => Reply::Stored,
+                match self.send_chat(&owner, chat, &id, now_ms(), None).await {
+                    Ok(_) => Reply::Stored,
                     Err(r) => Reply::Refused(r),
                 }
             }
+            // The legacy parser makes no v1 frames.
+            Ok(_) => Reply::Refused(Refusal::Format),
             Err(r) => Reply::Refused(r),
         };
         send_reply(&ws, &reply)
@@ -200,6 +260,14 @@ impl DurableObject for UserObject {
     }
 }
 
+fn attachment_v1(uid: &UserId, device: &str, exp: u64) -> Attachment {
+    Attachment { uid: uid.to_string(), device: Some(device.to_owned()), exp }
+}
+
+fn attachment(ws: &WebSocket) -> worker::Result<Attachment> {
+    ws.deserialize_attachment()?.ok_or_else(|| worker::Error::RustError("socket without attachment".into()))
+}
+
 fn send_reply(ws: &WebSocket, reply: &Reply<'_>) -> worker::Result<()> {
     send(ws, legacy::encode(reply))
 }
@@ -223,8 +291,18 @@ impl UserObject {
             Some(_) => {}
             None => self.store.set_owner(uid)?,
         }
-        *self.life.borrow_mut() = Some(Life { owner: uid.clone(), inbox: restored.inbox });
+        let devices = self.restore_devices()?;
+        *self.life.borrow_mut() = Some(Life { owner: uid.clone(), inbox: restored.inbox, devices });
         Ok(())
+    }
+
+    fn restore_devices(&self) -> worker::Result<HashMap<String, Device>> {
+        Ok(self
+            .store
+            .devices()?
+            .into_iter()
+            .map(|(d, acked, seen)| (d, Device { acked, seen, dirty: false }))
+            .collect())
     }
 
     /// Loads the log state without a request to name the user (alarms).
@@ -234,20 +312,9 @@ impl UserObject {
         }
         let restored = self.store.restore()?;
         let Some(owner) = restored.owner else { return Ok(None) };
-        *self.life.borrow_mut() = Some(Life { owner: owner.clone(), inbox: restored.inbox });
+        let devices = self.restore_devices()?;
+        *self.life.borrow_mut() = Some(Life { owner: owner.clone(), inbox: restored.inbox, devices });
         Ok(Some(owner))
-    }
-
-    fn socket_owner(&self, ws: &WebSocket) -> worker::Result<UserId> {
-        if let Some(life) = self.life.borrow().as_ref() {
-            return Ok(life.owner.clone());
-        }
-        let att: Attachment = ws
-            .deserialize_attachment()?
-            .ok_or_else(|| worker::Error::RustError("socket without attachment".into()))?;
-        let uid = UserId::parse(&att.uid).map_err(|e| worker::Error::RustError(e.to_string()))?;
-        self.load(&uid)?;
-        Ok(uid)
     }
 
     fn owner(&self) -> worker::Result<UserId> {
@@ -274,7 +341,7 @@ impl UserObject {
         self.load(uid)?;
         let pair = WebSocketPair::new()?;
         self.state.accept_websocket_with_tags(&pair.server, &[LEGACY]);
-        pair.server.serialize_attachment(Attachment { uid: uid.to_string() })?;
+        pair.server.serialize_attachment(Attachment { uid: uid.to_string(), device: None, exp: 0 })?;
         self.replay(&pair.server)?;
         Response::from_websocket(pair.client)
     }
@@ -300,130 +367,58 @@ impl UserObject {
         Ok(())
     }
 
-    /// Appends an entry to the log; resolves once it is written (and, if
-    /// nothing older is queued, pushed to the open sockets).
-    ///
-    /// Group commit: every event that writes costs the runtime a commit, which
-    /// is most of the price of a message. An entry that finds the log idle is
-    /// written at once; entries that arrive within the next timer tick share
-    /// one later write. Nobody is answered before the write holding their entry,
-    /// and entries are written in the order they were appended.
-    async fn append(&self, entry: NewEntry) -> worker::Result<Stored> {
-        if !self.cooling.get() && self.pending.borrow().is_empty() {
-            self.cooling.set(true);
-            let cooling = Rc::clone(&self.cooling);
-            worker::wasm_bindgen_futures::spawn_local(async move {
-                Delay::from(Duration::ZERO).await;
-                cooling.set(false);
-            });
-            let (done, stored) = oneshot::channel();
-            self.commit(vec![Waiting { entry, done }]);
-            return settle(stored.await);
-        }
-        let (done, stored) = oneshot::channel();
-        self.pending.borrow_mut().push(Waiting { entry, done });
-        if !self.commit_scheduled.replace(true) {
-            Delay::from(Duration::ZERO).await;
-            self.commit_scheduled.set(false);
-            let batch = std::mem::take(&mut *self.pending.borrow_mut());
-            self.commit(batch);
-        }
-        settle(stored.await)
-    }
-
-    fn commit(&self, batch: Vec<Waiting>) {
-        match self.write_batch(&batch) {
-            Ok(stored) => {
-                for (w, s) in batch.into_iter().zip(stored) {
-                    let _ = w.done.send(Ok(s));
-                }
-            }
-            Err(e) => {
-                // Reload from storage on the next event rather than trust
-                // in-memory state a failed write may have left behind.
-                *self.life.borrow_mut() = None;
-                for w in batch {
-                    let _ = w.done.send(Err(e.to_string()));
-                }
-            }
-        }
-    }
-
-    /// Writes a batch in one statement, then pushes the owed entries in order.
-    /// Pushes come after the write, so the output gate holds them until it is durable.
-    fn write_batch(&self, batch: &[Waiting]) -> worker::Result<Vec<Stored>> {
-        let owed = batch.iter().any(|w| w.entry.kind.owed_to_owner());
-        let sockets = if owed { self.state.get_websockets_with_tag(LEGACY) } else { Vec::new() };
-        let mut inbox = self.inbox();
-        let owner = self.owner()?;
-        let admitted: Vec<_> = batch.iter().map(|w| inbox.admit(w.entry.kind, sockets.len())).collect();
-        let rows: Vec<_> = batch
-            .iter()
-            .zip(&admitted)
-            .map(|(w, a)| (a.seq, &w.entry, a.push_now || !w.entry.kind.owed_to_owner()))
-            .collect();
-        self.store.append(&owner, &rows)?;
-        add(Counter::MessagesStored, batch.iter().filter(|w| w.entry.kind.owed_to_owner()).count() as u64);
-        let mut stored = Vec::with_capacity(batch.len());
-        let mut failed_from = None;
-        for (w, a) in batch.iter().zip(&admitted) {
-            let mut pushed = false;
-            if a.push_now && failed_from.is_none() {
-                for ws in &sockets {
-                    pushed |= send(ws, &w.entry.body).is_ok();
-                }
-                if !pushed {
-                    failed_from = Some(a.seq);
-                }
-            }
-            stored.push(Stored { seq: a.seq, pushed });
-        }
-        if let Some(from) = failed_from {
-            // No socket took it: it and everything after it stay queued, in order.
-            self.store.mark_unsent(from, inbox.head())?;
-            inbox.push_failed(from);
-        }
-        self.set_inbox(inbox);
-        self.want_archive();
-        Ok(stored)
-    }
-
     /// `POST /deliver`: another object (or the API) stores a message here.
     async fn on_deliver(&self, mut req: Request, delivery: Option<Delivery>) -> worker::Result<Response> {
         let body = req.text().await?;
         let Some(d) = delivery else { return status(STATUS_BAD, None) };
         self.load(&d.owner)?;
-        let entry = NewEntry { id: d.id, kind: d.kind, peer: d.peer, time_ms: d.time_ms, body, peer_state: None };
+        if d.dedup {
+            if let Some((seq, pushed)) = self.store.seen(&d.id)? {
+                let res = status(if pushed { STATUS_PUSHED } else { STATUS_QUEUED }, Some(seq))?;
+                res.headers().set(DUP_HEADER, "1")?;
+                return Ok(res);
+            }
+        }
+        let entry = NewEntry { id: d.id, kind: d.kind, peer: d.peer, time_ms: d.time_ms, body, peer_state: None, cmid: None, dedup: d.dedup };
         let stored = self.append(entry).await?;
         status(if stored.pushed { STATUS_PUSHED } else { STATUS_QUEUED }, Some(stored.seq))
     }
 
     /// `POST /send`: the backend sends a chat on this user's behalf.
-    async fn on_api_send(&self, mut req: Request, uid: &UserId, id: &str, time: u64) -> worker::Result<Response> {
+    async fn on_api_send(&self, mut req: Request, uid: &UserId, id: &str, time: u64, cmid: Option<String>) -> worker::Result<Response> {
         let body = req.text().await?;
         self.load(uid)?;
+        if let Some(cmid) = &cmid {
+            if self.store.sent_before(cmid)?.is_some() {
+                return status(STATUS_PUSHED, None);
+            }
+        }
         let chat = serde_json::from_str(&body).map_err(|_| Refusal::Format).and_then(parse_chat);
         let result = match chat {
-            Ok(chat) if chat.from == *uid => self.send_chat(uid, chat, id, time).await,
+            Ok(chat) if chat.from == *uid => self.send_chat(uid, chat, id, time, cmid.as_deref()).await,
             Ok(_) => Err(Refusal::NotYou),
             Err(r) => Err(r),
         };
         match result {
-            Ok(()) => status(STATUS_PUSHED, None),
+            Ok(_) => status(STATUS_PUSHED, None),
             Err(Refusal::Unavailable) => status(503, None),
             Err(_) => status(STATUS_BAD, None),
         }
     }
 
     /// Stores a chat in the recipient's log (through their object), then in
-    /// the sender's own log. `Ok` means the recipient's copy is durable.
-    async fn send_chat(&self, owner: &UserId, chat: Chat, id: &str, time: u64) -> Result<(), Refusal> {
+    /// the sender's own log; returns the seq of the sender's entry. `Ok`
+    /// means the recipient's copy is durable. With a client message id the
+    /// message id is derived from it, so the recipient stores a retry once.
+    async fn send_chat(&self, owner: &UserId, chat: Chat, id: &str, time: u64, cmid: Option<&str>) -> Result<u64, Refusal> {
         let body = chat_body(&chat.from, &chat.to, chat.fields, id, time);
+        let cmid = cmid.map(str::to_owned);
+        let dedup = cmid.is_some();
         if chat.to == *owner {
-            let entry = NewEntry { id: id.to_owned(), kind: Kind::Received, peer: Some(owner.clone()), time_ms: time, body, peer_state: None };
-            return self.append(entry).await.map(|_| ()).map_err(|_| Refusal::Unavailable);
+            let entry = NewEntry { id: id.to_owned(), kind: Kind::Received, peer: Some(owner.clone()), time_ms: time, body, peer_state: None, cmid, dedup };
+            return self.append(entry).await.map(|s| s.seq).map_err(|_| Refusal::Unavailable);
         }
-        let delivery = Delivery { owner: chat.to.clone(), kind: Kind::Received, id: id.to_owned(), time_ms: time, peer: Some(owner.clone()) };
+        let delivery = Delivery { owner: chat.to.clone(), kind: Kind::Received, id: id.to_owned(), time_ms: time, peer: Some(owner.clone()), dedup };
         let url = format!("https://user/deliver?{}", delivery.to_query());
         let stub = self.stub(&chat.to).map_err(|_| Refusal::Unavailable)?;
         let answer = hop::post(&stub, &url, &body).await;
@@ -435,13 +430,16 @@ impl UserObject {
                 return Err(Refusal::Unavailable);
             }
         };
-        let entry = NewEntry { id: id.to_owned(), kind: Kind::Sent, peer: Some(chat.to), time_ms: time, body, peer_state: Some((peer_seq, pushed)) };
-        if let Err(e) = self.append(entry).await {
-            // The recipient has it, which is what `ok` promises; only this
-            // user's own history lacks the copy.
-            worker::console_error!("could not keep the sender's copy: {}", e);
+        let entry = NewEntry { id: id.to_owned(), kind: Kind::Sent, peer: Some(chat.to), time_ms: time, body, peer_state: Some((peer_seq, pushed)), cmid, dedup: false };
+        match self.append(entry).await {
+            Ok(stored) => Ok(stored.seq),
+            Err(e) => {
+                // The recipient has it, which is what `ok` promises; only this
+                // user's own log lacks the copy.
+                worker::console_error!("could not keep the sender's copy: {}", e);
+                Ok(0)
+            }
         }
-        Ok(())
     }
 
     fn stub(&self, peer: &UserId) -> worker::Result<RawStub> {
@@ -492,8 +490,10 @@ impl UserObject {
             }
             self.set_inbox(inbox);
         }
-        let below = self.inbox().prunable_below(KEEP_ENTRIES);
+        self.save_devices()?;
+        let below = self.inbox().prunable_below(KEEP_ENTRIES, self.log_cap, self.devices_acked());
         self.store.prune_below(below)?;
+        self.store.expire_idempotency(now_ms().saturating_sub(IDEMPOTENCY_MS))?;
         Ok(())
     }
 
@@ -517,14 +517,6 @@ impl UserObject {
     async fn arm_alarm(&self, delay_ms: u64) -> worker::Result<()> {
         self.alarm_armed.set(true);
         self.state.storage().set_alarm(delay_ms as i64).await
-    }
-}
-
-fn settle(r: Result<Result<Stored, String>, oneshot::Canceled>) -> worker::Result<Stored> {
-    match r {
-        Ok(Ok(s)) => Ok(s),
-        Ok(Err(e)) => Err(worker::Error::RustError(e)),
-        Err(_) => Err(worker::Error::RustError("log write abandoned".into())),
     }
 }
 

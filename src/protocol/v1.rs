@@ -1,0 +1,332 @@
+//! The `chat.v1` wire mode: JSON frames with an `op`, requests carrying an
+//! `id` that the reply echoes as `re`. The specification is
+//! `docs/protocol.md`; this module is its parser and encoder.
+
+use serde_json::{Map, Value};
+
+use super::{Frame, Refusal, RequestId, MAX_FRAME_BYTES};
+use crate::user::UserId;
+
+/// The WebSocket subprotocol that selects this mode.
+pub const SUBPROTOCOL: &str = "chat.v1";
+/// How often a client should send `heartbeat` (the runtime answers it).
+pub const HEARTBEAT_MS: u64 = 30_000;
+/// Longest client message id accepted.
+pub const MAX_CMID: usize = 64;
+
+/// A refused v1 frame: the refusal and, when the frame had one, its id.
+#[derive(Debug, PartialEq)]
+pub struct Refused {
+    pub re: Option<RequestId>,
+    pub error: V1Error,
+}
+
+/// Error codes of v1 replies (`docs/protocol.md` lists them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum V1Error {
+    TooLarge,
+    BadFrame,
+    UnknownOp,
+    BadField(&'static str),
+    Forbidden,
+    Unavailable,
+}
+
+impl V1Error {
+    pub fn code(self) -> &'static str {
+        match self {
+            V1Error::TooLarge => "too_large",
+            V1Error::BadFrame => "bad_frame",
+            V1Error::UnknownOp => "unknown_op",
+            V1Error::BadField(_) => "bad_field",
+            V1Error::Forbidden => "forbidden",
+            V1Error::Unavailable => "unavailable",
+        }
+    }
+
+    /// Whether sending the same frame again can succeed.
+    pub fn retry(self) -> bool {
+        matches!(self, V1Error::Unavailable)
+    }
+
+    fn message(self) -> String {
+        match self {
+            V1Error::TooLarge => format!("frame over {MAX_FRAME_BYTES} bytes"),
+            V1Error::BadFrame => "not a JSON object with a string op".into(),
+            V1Error::UnknownOp => "unknown op".into(),
+            V1Error::BadField(f) => format!("missing or invalid field: {f}"),
+            V1Error::Forbidden => "not allowed".into(),
+            V1Error::Unavailable => "temporarily unavailable; nothing was stored, send again".into(),
+        }
+    }
+
+    pub fn from_refusal(r: Refusal) -> V1Error {
+        match r {
+            Refusal::TooLarge => V1Error::TooLarge,
+            Refusal::Format => V1Error::BadFrame,
+            Refusal::BadFromUser => V1Error::BadField("from"),
+            Refusal::BadToUser => V1Error::BadField("to"),
+            Refusal::EmptyMessage => V1Error::BadField("body.message"),
+            Refusal::NotYou => V1Error::Forbidden,
+            Refusal::Unavailable => V1Error::Unavailable,
+        }
+    }
+}
+
+/// Parses one v1 client text frame.
+pub fn parse(text: &str) -> Result<Frame, Refused> {
+    let refuse = |re: Option<RequestId>, error| Refused { re, error };
+    if text.len() > MAX_FRAME_BYTES {
+        return Err(refuse(None, V1Error::TooLarge));
+    }
+    if text == super::legacy::HEARTBEAT {
+        return Ok(Frame::Heartbeat);
+    }
+    let Ok(Value::Object(mut f)) = serde_json::from_str::<Value>(text) else {
+        return Err(refuse(None, V1Error::BadFrame));
+    };
+    let id = f.remove("id");
+    let op = match f.get("op") {
+        Some(Value::String(op)) => op.clone(),
+        _ => return Err(refuse(id, V1Error::BadFrame)),
+    };
+    let bad = |field| refuse(id.clone(), V1Error::BadField(field));
+    let uid = |f: &Map<String, Value>, k: &'static str| f.get(k).and_then(|v| UserId::from_json(v).ok()).ok_or_else(|| bad(k));
+    let seq = |f: &Map<String, Value>, k: &'static str| f.get(k).and_then(Value::as_u64).ok_or_else(|| bad(k));
+    let opt_seq = |f: &Map<String, Value>, k: &'static str| match f.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v.as_u64().map(Some).ok_or_else(|| bad(k)),
+    };
+    // Requests that get a reply need an id to put in it.
+    let need_id = || id.clone().filter(|v| v.is_string() || v.is_number()).ok_or_else(|| bad("id"));
+    match op.as_str() {
+        "send" => {
+            let id = need_id()?;
+            let to = uid(&f, "to")?;
+            let cmid = match f.get("cmid") {
+                Some(Value::String(c)) if !c.is_empty() && c.len() <= MAX_CMID => c.clone(),
+                _ => return Err(bad("cmid")),
+            };
+            let body = match f.remove("body") {
+                Some(Value::Object(b)) => b,
+                _ => return Err(bad("body")),
+            };
+            match body.get("message") {
+                Some(Value::String(m)) if !m.is_empty() => {}
+                _ => return Err(bad("body.message")),
+            }
+            Ok(Frame::Send { id, to, cmid, body })
+        }
+        "ack" => Ok(Frame::Ack { up_to: seq(&f, "up_to")? }),
+        "read" => Ok(Frame::Read { id: need_id()?, peer: uid(&f, "peer")?, up_to: seq(&f, "up_to")? }),
+        "history" => {
+            let id = need_id()?;
+            let peer = match f.get("peer") {
+                None | Some(Value::Null) => None,
+                Some(_) => Some(uid(&f, "peer")?),
+            };
+            let limit = opt_seq(&f, "limit")?.map(|l| l.min(u32::MAX as u64) as u32);
+            if limit == Some(0) {
+                return Err(bad("limit"));
+            }
+            Ok(Frame::History { id, peer, before: opt_seq(&f, "before")?, after: opt_seq(&f, "after")?, limit })
+        }
+        "typing" => {
+            let active = f.get("active").and_then(Value::as_bool).ok_or_else(|| bad("active"))?;
+            Ok(Frame::Typing { to: uid(&f, "to")?, active })
+        }
+        _ => Err(refuse(id, V1Error::UnknownOp)),
+    }
+}
+
+/// `{"op":"error",…}`: the reply to a refused frame.
+pub fn error(re: Option<&RequestId>, e: V1Error) -> String {
+    let mut v = serde_json::json!({ "op": "error", "code": e.code(), "retry": e.retry(), "message": e.message() });
+    if let V1Error::BadField(field) = e {
+        v["field"] = field.into();
+    }
+    if let Some(re) = re {
+        v["re"] = re.clone();
+    }
+    v.to_string()
+}
+
+/// What a log entry is, as a `msg` frame says it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntryKind {
+    In,
+    Out,
+    Sys,
+}
+
+/// `{"op":"msg",…}`: one log entry. `body` is already JSON; it is spliced in
+/// as is, so delivering a message costs no re-encoding of its body.
+pub fn msg(seq: u64, kind: EntryKind, peer: Option<&str>, mid: &str, body: &str) -> String {
+    let kind = match kind {
+        EntryKind::In => "in",
+        EntryKind::Out => "out",
+        EntryKind::Sys => "sys",
+    };
+    let peer = peer.map_or("null".to_string(), |p| Value::from(p).to_string());
+    format!(r#"{{"op":"msg","seq":{seq},"kind":"{kind}","peer":{peer},"mid":"{mid}","body":{body}}}"#)
+}
+
+/// `{"op":"welcome",…}`: the first frame of a v1 connection.
+pub struct Welcome<'a> {
+    pub user: &'a UserId,
+    pub device: &'a str,
+    pub head: u64,
+    /// Entries after this one follow.
+    pub since: u64,
+    /// False when entries the client asked for are no longer kept.
+    pub recovered: bool,
+}
+
+impl Welcome<'_> {
+    pub fn encode(&self) -> String {
+        serde_json::json!({
+            "op": "welcome",
+            "v": 1,
+            "user": self.user.as_str(),
+            "device": self.device,
+            "head": self.head,
+            "since": self.since,
+            "recovered": self.recovered,
+            "heartbeat_ms": HEARTBEAT_MS,
+            "limits": { "frame_bytes": MAX_FRAME_BYTES, "history_page": crate::history::MAX_LIMIT, "cmid_chars": MAX_CMID },
+        })
+        .to_string()
+    }
+}
+
+/// `{"op":"sent",…}`: a send is stored in the recipient's and the sender's log.
+pub fn sent(re: &RequestId, mid: &str, seq: u64, duplicate: bool) -> String {
+    serde_json::json!({ "op": "sent", "re": re, "mid": mid, "seq": seq, "duplicate": duplicate }).to_string()
+}
+
+/// `{"op":"ok","re":…}`: a request without a result succeeded.
+pub fn ok(re: &RequestId) -> String {
+    serde_json::json!({ "op": "ok", "re": re }).to_string()
+}
+
+/// `{"op":"unread",…}`: a conversation's unread count and read cursor changed.
+pub fn unread(peer: &str, count: u64, read_up_to: u64) -> String {
+    serde_json::json!({ "op": "unread", "peer": peer, "count": count, "read_up_to": read_up_to }).to_string()
+}
+
+/// Which receipt a peer sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReceiptKind {
+    Delivered,
+    Read,
+}
+
+impl ReceiptKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReceiptKind::Delivered => "delivered",
+            ReceiptKind::Read => "read",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ReceiptKind> {
+        match s {
+            "delivered" => Some(ReceiptKind::Delivered),
+            "read" => Some(ReceiptKind::Read),
+            _ => None,
+        }
+    }
+}
+
+/// `{"op":"receipt",…}`: `peer` has received or read this user's messages up
+/// to `up_to` (a seq of this user's log).
+pub fn receipt(peer: &str, kind: ReceiptKind, up_to: u64) -> String {
+    serde_json::json!({ "op": "receipt", "peer": peer, "type": kind.as_str(), "up_to": up_to }).to_string()
+}
+
+/// `{"op":"typing",…}`: `from` started or stopped typing to this user.
+pub fn typing(from: &str, active: bool) -> String {
+    serde_json::json!({ "op": "typing", "from": from, "active": active }).to_string()
+}
+
+/// `{"op":"history","re":…}`: a page of `msg` frames (already encoded).
+pub fn history(re: &RequestId, items: &[String], next: Option<u64>) -> String {
+    let next = next.map_or("null".to_string(), |n| n.to_string());
+    format!(r#"{{"op":"history","re":{},"items":[{}],"next":{next}}}"#, re, items.join(","))
+}
+
+/// Close codes a v1 server uses, and what a client should do.
+pub mod close {
+    /// The frame stream broke the protocol: fix the client, do not reconnect.
+    pub const PROTOCOL: u16 = 4000;
+    /// The token expired: reconnect with a fresh token.
+    pub const TOKEN_EXPIRED: u16 = 4001;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn err(text: &str) -> (Option<Value>, &'static str) {
+        let r = parse(text).unwrap_err();
+        (r.re, r.error.code())
+    }
+
+    #[test]
+    fn send() {
+        let r = parse(r#"{"op":"send","id":7,"to":"2","cmid":"c1","body":{"message":"hi","x":1}}"#).unwrap();
+        let Frame::Send { id, to, cmid, body } = r else { panic!() };
+        assert_eq!((id, to.as_str(), cmid.as_str()), (json!(7), "2", "c1"));
+        assert_eq!(body["x"], json!(1));
+    }
+
+    #[test]
+    fn send_needs_id_cmid_and_a_message() {
+        assert_eq!(err(r#"{"op":"send","to":"2","cmid":"c","body":{"message":"m"}}"#), (None, "bad_field"));
+        assert_eq!(err(r#"{"op":"send","id":1,"to":"2","body":{"message":"m"}}"#), (Some(json!(1)), "bad_field"));
+        let long = "c".repeat(MAX_CMID + 1);
+        let text = format!(r#"{{"op":"send","id":1,"to":"2","cmid":"{long}","body":{{"message":"m"}}}}"#);
+        assert_eq!(err(&text).1, "bad_field");
+        assert_eq!(err(r#"{"op":"send","id":1,"to":"2","cmid":"c","body":{"message":""}}"#).1, "bad_field");
+        assert_eq!(err(r#"{"op":"send","id":1,"to":"a b","cmid":"c","body":{"message":"m"}}"#).1, "bad_field");
+    }
+
+    #[test]
+    fn other_requests() {
+        assert_eq!(parse(r#"{"op":"ack","up_to":5}"#).unwrap(), Frame::Ack { up_to: 5 });
+        assert_eq!(
+            parse(r#"{"op":"read","id":"r","peer":2,"up_to":9}"#).unwrap(),
+            Frame::Read { id: json!("r"), peer: UserId::parse("2").unwrap(), up_to: 9 }
+        );
+        assert_eq!(
+            parse(r#"{"op":"history","id":1,"peer":"2","before":10}"#).unwrap(),
+            Frame::History { id: json!(1), peer: UserId::parse("2").ok(), before: Some(10), after: None, limit: None }
+        );
+        assert_eq!(parse(r#"{"op":"typing","to":"2","active":true}"#).unwrap(), Frame::Typing { to: UserId::parse("2").unwrap(), active: true });
+    }
+
+    #[test]
+    fn bad_frames() {
+        assert_eq!(err("heartbeats"), (None, "bad_frame"));
+        assert_eq!(err(r#"{"id":3}"#), (Some(json!(3)), "bad_frame"));
+        assert_eq!(err(r#"{"op":"fly","id":3}"#), (Some(json!(3)), "unknown_op"));
+        assert_eq!(err(r#"{"op":"ack","up_to":-1}"#), (None, "bad_field"));
+        assert_eq!(err(r#"{"op":"history","id":1,"limit":0}"#).1, "bad_field");
+        assert_eq!(err(&"x".repeat(MAX_FRAME_BYTES + 1)), (None, "too_large"));
+    }
+
+    #[test]
+    fn encoded_frames_are_json() {
+        let m: Value = serde_json::from_str(&msg(3, EntryKind::In, Some("a\"b"), "mid", r#"{"message":"x"}"#)).unwrap();
+        assert_eq!(m, json!({"op":"msg","seq":3,"kind":"in","peer":"a\"b","mid":"mid","body":{"message":"x"}}));
+        let e: Value = serde_json::from_str(&error(Some(&json!(1)), V1Error::BadField("to"))).unwrap();
+        assert_eq!((e["code"].as_str(), e["field"].as_str(), e["retry"].as_bool(), e["re"].as_i64()), (Some("bad_field"), Some("to"), Some(false), Some(1)));
+        let h: Value = serde_json::from_str(&history(&json!("q"), &[msg(1, EntryKind::Sys, None, "m", "{}")], Some(1))).unwrap();
+        assert_eq!(h["items"][0]["peer"], Value::Null);
+        assert_eq!(h["next"], json!(1));
+        let w = Welcome { user: &UserId::parse("1").unwrap(), device: "d", head: 5, since: 3, recovered: false };
+        let w: Value = serde_json::from_str(&w.encode()).unwrap();
+        assert_eq!((w["head"].as_u64(), w["recovered"].as_bool()), (Some(5), Some(false)));
+    }
+}
