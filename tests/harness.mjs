@@ -134,11 +134,16 @@ export function openClient(url, protocols) {
       next(timeoutMs = 5000) {
         if (inbox.length > 0) return Promise.resolve(inbox.shift());
         return new Promise((res, rej) => {
-          const t = setTimeout(() => rej(new Error(`no frame within ${timeoutMs} ms`)), timeoutMs);
-          waiters.push((m) => {
+          const waiter = (m) => {
             clearTimeout(t);
             res(m);
-          });
+          };
+          const t = setTimeout(() => {
+            // A timed-out wait must not take a frame that arrives later.
+            waiters.splice(waiters.indexOf(waiter), 1);
+            rej(new Error(`no frame within ${timeoutMs} ms`));
+          }, timeoutMs);
+          waiters.push(waiter);
         });
       },
       async nextJson(timeoutMs) {
@@ -223,10 +228,17 @@ export async function connectV1(w, uid, { device = "d1", since, tokenValue } = {
     frames,
     take(pred = () => true, timeoutMs = 5000) {
       return new Promise((resolve, reject) => {
-        const t = setTimeout(() => reject(new Error(`no matching frame within ${timeoutMs} ms; buffered: ${JSON.stringify(frames).slice(0, 500)}`)), timeoutMs);
+        let done = false;
+        const t = setTimeout(() => {
+          // A timed-out wait must not take a frame that arrives later.
+          done = true;
+          reject(new Error(`no matching frame within ${timeoutMs} ms; buffered: ${JSON.stringify(frames).slice(0, 500)}`));
+        }, timeoutMs);
         const look = () => {
+          if (done) return;
           const i = frames.findIndex(pred);
           if (i >= 0) {
+            done = true;
             clearTimeout(t);
             resolve(frames.splice(i, 1)[0]);
           } else waiters.push(look);
