@@ -255,10 +255,8 @@ pub fn history(re: &RequestId, items: &[String], next: Option<u64>) -> String {
     format!(r#"{{"op":"history","re":{},"items":[{}],"next":{next}}}"#, re, items.join(","))
 }
 
-/// Close codes a v1 server uses, and what a client should do.
+/// Close codes a v1 server sends, and what a client should do.
 pub mod close {
-    /// The frame stream broke the protocol: fix the client, do not reconnect.
-    pub const PROTOCOL: u16 = 4000;
     /// The token expired: reconnect with a fresh token.
     pub const TOKEN_EXPIRED: u16 = 4001;
 }
