@@ -11,7 +11,7 @@ root = pathlib.Path(__file__).resolve().parent.parent
 r = json.loads((root / "bench" / "results" / "latest.json").read_text())
 out = root / "docs" / "bench"
 out.mkdir(parents=True, exist_ok=True)
-labels = {"js-forward": "JS ceiling (no storage)", "js-queue": "JS + SQLite queue", "rust": "edge-chat"}
+labels = {"js-forward": "JS ceiling (no storage)", "js-queue": "JS + SQLite queue", "rust": "edge-chat legacy", "rust-v1": "edge-chat v1"}
 
 fig, axes = plt.subplots(1, len(r["pair"]), figsize=(11, 4), sharey=True)
 axes = axes if hasattr(axes, "__len__") else [axes]
@@ -29,10 +29,14 @@ fig.tight_layout()
 fig.savefig(out / "latency.png", dpi=110)
 
 names = list(r["pair"]["disk"].keys())
+nan = float("nan")
 scen = [("pair (disk)", lambda n: r["pair"]["disk"][n]["msgPerSec"])]
 if "tmpfs" in r["pair"]:
     scen.append(("pair (tmpfs)", lambda n: r["pair"]["tmpfs"][n]["msgPerSec"]))
-scen += [("fan-in 100→1", lambda n: r["crowd"][n]["fanIn"]["msgPerSec"]), ("100 pairs", lambda n: r["crowd"][n]["manyPairs"]["msgPerSec"])]
+scen += [
+    ("fan-in 100→1", lambda n: r["crowd"][n]["fanIn"]["msgPerSec"] if n in r["crowd"] else nan),
+    ("100 pairs", lambda n: r["crowd"][n]["manyPairs"]["msgPerSec"] if n in r["crowd"] else nan),
+]
 fig, ax = plt.subplots(figsize=(10, 4))
 w = 0.8 / len(names)
 for i, name in enumerate(names):

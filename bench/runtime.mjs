@@ -84,7 +84,24 @@ async function startRoom() {
   };
 }
 
-export async function startRust({ storageDir, inspector = false } = {}) {
+/** How a target's clients speak: legacy frames, or chat.v1 `send` frames. */
+export const LEGACY_PROTO = {
+  encode: (from, to, i) => JSON.stringify({ fromUser: from, toUser: to, message: `message number ${i} with a little text` }),
+  // frames the sender gets per message (ok), frames on connect
+  senderFrames: 1,
+  initial: 0,
+};
+let cmids = 0;
+export const V1_PROTO = {
+  encode: (from, to, i) =>
+    JSON.stringify({ op: "send", id: i, to, cmid: `b${++cmids}`, body: { message: `message number ${i} with a little text` } }),
+  // `sent` and the sender's own `msg`; `welcome` on connect
+  senderFrames: 2,
+  initial: 1,
+  protocols: ["chat.v1"],
+};
+
+export async function startRust({ storageDir, inspector = false, v1 = false } = {}) {
   const inspectorPort = inspector ? nextInspectorPort++ : undefined;
   const prevTmp = process.env.TMPDIR;
   if (storageDir) process.env.TMPDIR = storageDir;
@@ -103,7 +120,8 @@ export async function startRust({ storageDir, inspector = false } = {}) {
     worker: w,
     url: w.url,
     inspectorPort,
-    wsUrl: (uid) => w.wsUrl(`/ws?token=${token(uid)}`),
+    wsUrl: (uid) => w.wsUrl(`/ws?token=${token(uid)}${v1 ? "&device=bench" : ""}`),
+    proto: v1 ? V1_PROTO : LEGACY_PROTO,
     metrics: async () => (await fetch(`${w.url}/api/metrics`, { headers: { authorization: `Bearer ${API_KEY}` } })).json(),
     api: (path, body) => w.api(path, body),
     close: () => w.close(),
@@ -115,7 +133,10 @@ export const TARGETS = {
   "js-forward": { label: "JS forwarder, no storage (ceiling)", start: (o) => withPid(() => startBaseline(0, o)) },
   "js-queue": { label: "JS forwarder + DO SQLite queue", start: (o) => withPid(() => startBaseline(1, o)) },
   rust: { label: "edge-chat (Rust, legacy protocol, history on)", start: (o) => withPid(() => startRust(o)) },
+  "rust-v1": { label: "edge-chat (Rust, chat.v1, history on)", start: (o) => withPid(() => startRust({ ...o, v1: true })) },
 };
+/** The targets of the many-users scenarios (legacy frames only). */
+export const CROWD_TARGETS = ["js-forward", "js-queue", "rust"];
 export const startRoomTarget = () => withPid(startRoom);
 export const startRustTarget = (o) => withPid(() => startRust(o));
 
@@ -166,9 +187,9 @@ export async function inspect(port) {
 }
 
 /** A lightweight client: counts frames, remembers errors, no buffering of text. */
-export function client(url) {
+export function client(url, protocols) {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, { perMessageDeflate: false });
+    const ws = new WebSocket(url, protocols, { perMessageDeflate: false });
     const c = {
       ws,
       count: 0,
@@ -192,7 +213,7 @@ export function client(url) {
     };
     ws.on("message", (data) => {
       c.count++;
-      if (data.length < 40 && data.toString().startsWith("error")) c.errors++;
+      if (data.length < 200 && /^error|"op":"error"/.test(data.toString())) c.errors++;
       c.onFrame?.();
     });
     ws.once("open", () => resolve(c));
