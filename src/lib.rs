@@ -14,6 +14,7 @@
 //! - [`history`]: D1 archive batches and history pages (all of the D1 SQL).
 //! - [`api`]: backend API request bodies.
 //! - [`metrics`]: counters of billable operations, for the cost model.
+//! - [`ratelimit`]: the per-user send rate (token bucket).
 //! - [`time`]: RFC 3339 timestamps.
 //!
 //! [`edge`] (wasm only) is the thin platform layer: the Worker entry, the
@@ -26,6 +27,7 @@ pub mod inbox;
 pub mod message;
 pub mod metrics;
 pub mod protocol;
+pub mod ratelimit;
 pub mod relay;
 pub mod time;
 pub mod user;

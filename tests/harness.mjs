@@ -21,6 +21,9 @@ function options(persistDir, bindings, omit) {
     API_KEY,
     ARCHIVE_DELAY_MS: "50",
     ARCHIVE_RETRY_MS: "100",
+    // Tests send in bursts; the rate limit has its own test.
+    SEND_RATE: "100000",
+    SEND_BURST: "100000",
     ...bindings,
   };
   for (const name of omit) delete all[name];

@@ -39,6 +39,7 @@ fn refusal_text(r: Refusal) -> &'static str {
         Refusal::EmptyMessage => "error message",
         Refusal::NotYou => "error forbidden",
         Refusal::Unavailable => "error unavailable",
+        Refusal::RateLimited { .. } => "error rate",
     }
 }
 

@@ -59,6 +59,8 @@ pub enum Refusal {
     /// The recipient's store could not be reached or did not confirm; nothing
     /// was stored, so the client may send again.
     Unavailable,
+    /// The user sends faster than the rate allows; nothing was stored.
+    RateLimited { retry_after_ms: u64 },
 }
 
 /// What the server sends on a socket.

@@ -30,6 +30,7 @@ pub enum V1Error {
     BadField(&'static str),
     Forbidden,
     Unavailable,
+    RateLimited { retry_after_ms: u64 },
 }
 
 impl V1Error {
@@ -41,12 +42,13 @@ impl V1Error {
             V1Error::BadField(_) => "bad_field",
             V1Error::Forbidden => "forbidden",
             V1Error::Unavailable => "unavailable",
+            V1Error::RateLimited { .. } => "rate_limited",
         }
     }
 
     /// Whether sending the same frame again can succeed.
     pub fn retry(self) -> bool {
-        matches!(self, V1Error::Unavailable)
+        matches!(self, V1Error::Unavailable | V1Error::RateLimited { .. })
     }
 
     fn message(self) -> String {
@@ -57,6 +59,7 @@ impl V1Error {
             V1Error::BadField(f) => format!("missing or invalid field: {f}"),
             V1Error::Forbidden => "not allowed".into(),
             V1Error::Unavailable => "temporarily unavailable; nothing was stored, send again".into(),
+            V1Error::RateLimited { retry_after_ms } => format!("too many sends; nothing was stored, send again in {retry_after_ms} ms"),
         }
     }
 
@@ -69,6 +72,7 @@ impl V1Error {
             Refusal::EmptyMessage => V1Error::BadField("body.message"),
             Refusal::NotYou => V1Error::Forbidden,
             Refusal::Unavailable => V1Error::Unavailable,
+            Refusal::RateLimited { retry_after_ms } => V1Error::RateLimited { retry_after_ms },
         }
     }
 }
@@ -142,8 +146,10 @@ pub fn parse(text: &str) -> Result<Frame, Refused> {
 /// `{"op":"error",…}`: the reply to a refused frame.
 pub fn error(re: Option<&RequestId>, e: V1Error) -> String {
     let mut v = serde_json::json!({ "op": "error", "code": e.code(), "retry": e.retry(), "message": e.message() });
-    if let V1Error::BadField(field) = e {
-        v["field"] = field.into();
+    match e {
+        V1Error::BadField(field) => v["field"] = field.into(),
+        V1Error::RateLimited { retry_after_ms } => v["retry_after_ms"] = retry_after_ms.into(),
+        _ => {}
     }
     if let Some(re) = re {
         v["re"] = re.clone();
@@ -180,6 +186,8 @@ pub struct Welcome<'a> {
     pub since: u64,
     /// False when entries the client asked for are no longer kept.
     pub recovered: bool,
+    /// The user's send rate: sends per second, and the burst allowed.
+    pub rate: crate::ratelimit::Rate,
 }
 
 impl Welcome<'_> {
@@ -193,7 +201,13 @@ impl Welcome<'_> {
             "since": self.since,
             "recovered": self.recovered,
             "heartbeat_ms": HEARTBEAT_MS,
-            "limits": { "frame_bytes": MAX_FRAME_BYTES, "history_page": crate::history::MAX_LIMIT, "cmid_chars": MAX_CMID },
+            "limits": {
+                "frame_bytes": MAX_FRAME_BYTES,
+                "history_page": crate::history::MAX_LIMIT,
+                "cmid_chars": MAX_CMID,
+                "sends_per_second": self.rate.per_second,
+                "send_burst": self.rate.burst,
+            },
         })
         .to_string()
     }
@@ -323,8 +337,12 @@ mod tests {
         let h: Value = serde_json::from_str(&history(&json!("q"), &[msg(1, EntryKind::Sys, None, "m", "{}")], Some(1))).unwrap();
         assert_eq!(h["items"][0]["peer"], Value::Null);
         assert_eq!(h["next"], json!(1));
-        let w = Welcome { user: &UserId::parse("1").unwrap(), device: "d", head: 5, since: 3, recovered: false };
+        let rate = crate::ratelimit::Rate { per_second: 1.0, burst: 2.0 };
+        let w = Welcome { user: &UserId::parse("1").unwrap(), device: "d", head: 5, since: 3, recovered: false, rate };
         let w: Value = serde_json::from_str(&w.encode()).unwrap();
         assert_eq!((w["head"].as_u64(), w["recovered"].as_bool()), (Some(5), Some(false)));
+        assert_eq!(w["limits"]["send_burst"].as_f64(), Some(2.0));
+        let e: Value = serde_json::from_str(&error(None, V1Error::RateLimited { retry_after_ms: 70 })).unwrap();
+        assert_eq!((e["code"].as_str(), e["retry"].as_bool(), e["retry_after_ms"].as_u64()), (Some("rate_limited"), Some(true), Some(70)));
     }
 }

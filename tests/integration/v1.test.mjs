@@ -282,3 +282,29 @@ describe("protocol v1 with a small log cap", () => {
     await Promise.all([a.close(), b.close()]);
   });
 });
+
+describe("send rate", () => {
+  let w;
+  before(async () => (w = await startWorker({ bindings: { SEND_RATE: "2", SEND_BURST: "3" } })));
+  after(() => w.close());
+
+  test("a user over the rate is refused, nothing is stored, and may send again later", async () => {
+    const a = await connectV1(w, "rl1");
+    assert.deepEqual([a.welcome.limits.sends_per_second, a.welcome.limits.send_burst], [2, 3]);
+    const replies = [];
+    for (let i = 0; i < 5; i++) replies.push(await a.request({ op: "send", to: "rl2", cmid: `r${i}`, body: text(`r${i}`) }));
+    assert.deepEqual(replies.map((r) => r.op), ["sent", "sent", "sent", "error", "error"]);
+    assert.equal(replies[3].code, "rate_limited");
+    assert.equal(replies[3].retry, true);
+    assert.ok(replies[3].retry_after_ms > 0 && replies[3].retry_after_ms <= 500);
+    // The same user's legacy socket shares the bucket.
+    const old = await w.connect("rl1");
+    old.send({ fromUser: "rl1", toUser: "rl2", message: "legacy" });
+    assert.equal(await old.next(), "error rate");
+    await new Promise((r) => setTimeout(r, replies[4].retry_after_ms + 50));
+    assert.equal((await a.request({ op: "send", to: "rl2", cmid: "r3", body: text("r3") })).op, "sent");
+    const stored = (await (await w.history("rl2")).json()).usr.map((m) => m.message);
+    assert.deepEqual(stored.sort(), ["r0", "r1", "r2", "r3"]);
+    await Promise.all([a.close(), old.close()]);
+  });
+});

@@ -33,6 +33,7 @@ use crate::inbox::Inbox;
 use crate::message::{chat_body, new_id, Kind};
 use crate::metrics::{incr, Counter};
 use crate::protocol::{legacy, parse_chat, Chat, Frame, Refusal, Reply};
+use crate::ratelimit::{Bucket, Rate};
 use crate::relay::{Delivery, Receipt, Typing, DUP_HEADER, SEQ_HEADER, STATUS_BAD, STATUS_PUSHED, STATUS_QUEUED};
 use crate::user::UserId;
 
@@ -45,6 +46,10 @@ const KEEP_ENTRIES: u64 = 1000;
 const LOG_CAP: u64 = 10_000;
 /// A device not seen for this long no longer holds entries in the log.
 const DEVICE_TTL_MS: u64 = 30 * 24 * 3600 * 1000;
+/// Default send rate of one user over all their sockets (`SEND_RATE`,
+/// `SEND_BURST`): far above what a person types, far below a flood.
+const SEND_RATE: f64 = 20.0;
+const SEND_BURST: f64 = 60.0;
 /// How long a send's client id and a derived message id are remembered.
 const IDEMPOTENCY_MS: u64 = 24 * 3600 * 1000;
 /// Stubs cached per peer; one stub per peer keeps a sender's messages in order.
@@ -113,6 +118,9 @@ pub struct UserObject {
     archive_delay_ms: u64,
     archive_retry_ms: u64,
     log_cap: u64,
+    /// The user's send rate over all their sockets.
+    rate: Rate,
+    bucket: RefCell<Option<Bucket>>,
 }
 
 impl DurableObject for UserObject {
@@ -132,6 +140,8 @@ impl DurableObject for UserObject {
         let archive_delay_ms = var_ms("ARCHIVE_DELAY_MS", history::ARCHIVE_DELAY_MS);
         let archive_retry_ms = var_ms("ARCHIVE_RETRY_MS", 1000);
         let log_cap = var_ms("LOG_CAP", LOG_CAP);
+        let var_f = |name: &str, default: f64| env.var(name).ok().and_then(|v| v.to_string().parse().ok()).unwrap_or(default);
+        let rate = Rate { per_second: var_f("SEND_RATE", SEND_RATE), burst: var_f("SEND_BURST", SEND_BURST) };
         UserObject {
             state,
             env,
@@ -148,6 +158,8 @@ impl DurableObject for UserObject {
             archive_delay_ms,
             archive_retry_ms,
             log_cap,
+            rate,
+            bucket: RefCell::new(None),
         }
     }
 
@@ -215,13 +227,16 @@ impl DurableObject for UserObject {
         let reply = match legacy::parse(&text) {
             Ok(Frame::Heartbeat) => Reply::Heartbeat,
             Ok(Frame::Chat(chat)) if chat.from != owner => Reply::Refused(Refusal::NotYou),
-            Ok(Frame::Chat(chat)) => {
-                let id = new_id(now_ms(), random_u64());
-                match self.send_chat(&owner, chat, &id, now_ms(), None).await {
-                    Ok(_) => Reply::Stored,
-                    Err(r) => Reply::Refused(r),
+            Ok(Frame::Chat(chat)) => match self.admit_send() {
+                Err(r) => Reply::Refused(r),
+                Ok(()) => {
+                    let id = new_id(now_ms(), random_u64());
+                    match self.send_chat(&owner, chat, &id, now_ms(), None).await {
+                        Ok(_) => Reply::Stored,
+                        Err(r) => Reply::Refused(r),
+                    }
                 }
-            }
+            },
             // The legacy parser makes no v1 frames.
             Ok(_) => Reply::Refused(Refusal::Format),
             Err(r) => Reply::Refused(r),
@@ -315,6 +330,14 @@ impl UserObject {
         let devices = self.restore_devices()?;
         *self.life.borrow_mut() = Some(Life { owner: owner.clone(), inbox: restored.inbox, devices });
         Ok(Some(owner))
+    }
+
+    /// Takes a token from the user's send bucket.
+    fn admit_send(&self) -> Result<(), Refusal> {
+        let now = now_ms();
+        let mut bucket = self.bucket.borrow_mut();
+        let b = bucket.get_or_insert_with(|| Bucket::full(self.rate, now));
+        b.take(self.rate, now).map_err(|retry_after_ms| Refusal::RateLimited { retry_after_ms })
     }
 
     fn owner(&self) -> worker::Result<UserId> {

@@ -35,7 +35,7 @@ impl UserObject {
         let pair = WebSocketPair::new()?;
         self.state.accept_websocket_with_tags(&pair.server, &[V1]);
         pair.server.serialize_attachment(attachment_v1(uid, device, exp))?;
-        let welcome = Welcome { user: uid, device, head, since: start, recovered };
+        let welcome = Welcome { user: uid, device, head, since: start, recovered, rate: self.rate };
         send(&pair.server, &welcome.encode())?;
         for e in self.store.entries_after(start)? {
             send(&pair.server, &v1::msg(e.seq, entry_kind(e.kind), e.peer.as_deref(), &e.id, &e.body))?;
@@ -87,6 +87,9 @@ impl UserObject {
     async fn v1_send(&self, owner: &UserId, id: &RequestId, to: UserId, cmid: String, body: serde_json::Map<String, serde_json::Value>) -> worker::Result<String> {
         if let Some((mid, seq)) = self.store.sent_before(&cmid)? {
             return Ok(v1::sent(id, &mid, seq, true));
+        }
+        if let Err(r) = self.admit_send() {
+            return Ok(v1::error(Some(id), V1Error::from_refusal(r)));
         }
         if !self.inflight.borrow_mut().insert(cmid.clone()) {
             return Ok(v1::error(Some(id), V1Error::Unavailable));
