@@ -5,12 +5,24 @@ import { Miniflare } from "miniflare";
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
+import { createServer } from "node:net";
 import { join } from "node:path";
 import WebSocket from "ws";
 import { API_KEY, ROOT, startWorker, token } from "../tests/harness.mjs";
 
 const BASELINE = join(ROOT, "bench", "baselines");
-let nextInspectorPort = 9400;
+
+/** A TCP port nothing listens on right now (for workerd's inspector). */
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
 
 /** PIDs of workerd processes started by this process. */
 function workerdPids() {
@@ -102,7 +114,7 @@ export const V1_PROTO = {
 };
 
 export async function startRust({ storageDir, inspector = false, v1 = false } = {}) {
-  const inspectorPort = inspector ? nextInspectorPort++ : undefined;
+  const inspectorPort = inspector ? await freePort() : undefined;
   const prevTmp = process.env.TMPDIR;
   if (storageDir) process.env.TMPDIR = storageDir;
   let w;
