@@ -1,37 +1,40 @@
 //! A token bucket: how many sends a user may make, and for how long one who
 //! made too many must wait. Kept in the user's object, so it covers every
-//! socket and device of that user.
+//! socket and device of that user. Integer arithmetic in thousandths of a
+//! token, so the wasm carries no float formatting or parsing for it.
 
-/// Refill rate and capacity.
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// Refill rate (tokens per second) and capacity (tokens).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rate {
-    pub per_second: f64,
-    pub burst: f64,
+    pub per_second: u32,
+    pub burst: u32,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Bucket {
-    tokens: f64,
+    /// Thousandths of a token.
+    milli: u64,
     last_ms: u64,
 }
 
 impl Bucket {
     pub fn full(rate: Rate, now_ms: u64) -> Bucket {
-        Bucket { tokens: rate.burst, last_ms: now_ms }
+        Bucket { milli: rate.burst as u64 * 1000, last_ms: now_ms }
     }
 
     /// Takes one token, or says how many milliseconds until one is there.
     pub fn take(&mut self, rate: Rate, now_ms: u64) -> Result<(), u64> {
-        let elapsed = now_ms.saturating_sub(self.last_ms) as f64 / 1000.0;
-        self.tokens = (self.tokens + elapsed * rate.per_second).min(rate.burst);
+        let elapsed = now_ms.saturating_sub(self.last_ms);
+        // tokens/s × ms = thousandths of a token
+        self.milli = (self.milli + elapsed * rate.per_second as u64).min(rate.burst as u64 * 1000);
         self.last_ms = self.last_ms.max(now_ms);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
+        if self.milli >= 1000 {
+            self.milli -= 1000;
             Ok(())
-        } else if rate.per_second <= 0.0 {
+        } else if rate.per_second == 0 {
             Err(u64::MAX)
         } else {
-            Err((((1.0 - self.tokens) / rate.per_second) * 1000.0).ceil() as u64)
+            Err((1000 - self.milli).div_ceil(rate.per_second as u64))
         }
     }
 }
@@ -40,7 +43,7 @@ impl Bucket {
 mod tests {
     use super::*;
 
-    const RATE: Rate = Rate { per_second: 2.0, burst: 3.0 };
+    const RATE: Rate = Rate { per_second: 2, burst: 3 };
 
     #[test]
     fn a_burst_then_the_rate() {
@@ -49,7 +52,7 @@ mod tests {
             assert_eq!(b.take(RATE, 0), Ok(()));
         }
         assert_eq!(b.take(RATE, 0), Err(500));
-        assert_eq!(b.take(RATE, 499), Err(2));
+        assert_eq!(b.take(RATE, 499), Err(1));
         assert_eq!(b.take(RATE, 500), Ok(()));
         assert_eq!(b.take(RATE, 500), Err(500));
     }

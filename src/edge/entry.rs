@@ -6,7 +6,7 @@ use futures::future::join_all;
 use worker::{event, Context, Env, Method, Request, RequestInit, Response};
 
 use super::hop;
-use super::{json, json_error, now_ms, random_u64, USER_BINDING};
+use super::{json, json_error, now_ms, query_pairs, query_param, random_u64, USER_BINDING};
 use crate::api::{self, BodyError, MAX_BODY_BYTES};
 use crate::auth::{self, AuthError, Verified};
 use crate::message::{derived_id, new_id, system_body, Kind};
@@ -64,8 +64,7 @@ fn unauthorized(e: AuthError) -> worker::Result<Response> {
 
 /// The verified user of a client request, from `?token=` or `Authorization`.
 fn client_user(req: &Request, secret: &str) -> worker::Result<Result<Verified, AuthError>> {
-    let url = req.url()?;
-    let query_token = url.query_pairs().find(|(k, _)| k == "token").map(|(_, v)| v.into_owned());
+    let query_token = query_param(&query_pairs(req), "token");
     let authz = req.headers().get("authorization")?;
     Ok(auth::client_token(query_token.as_deref(), authz.as_deref())
         .and_then(|t| auth::verify_jwt(t, secret.as_bytes(), now_ms() / 1000)))
@@ -88,8 +87,8 @@ async fn connect(req: Request, env: &Env, secret: &str) -> worker::Result<Respon
     let mut inner = worker::url::form_urlencoded::Serializer::new(String::new());
     inner.append_pair("uid", v.user.as_str());
     if v1 {
-        let url = req.url()?;
-        let param = |name: &str| url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
+        let pairs = query_pairs(&req);
+        let param = |name: &str| query_param(&pairs, name);
         let Some(device) = param("device").filter(|d| UserId::parse(d).is_ok()) else {
             return json_error(400, "chat.v1 needs device=<id>: 1 to 64 of letters, digits, _ - . @");
         };
@@ -116,11 +115,10 @@ async fn forward_read(req: Request, env: &Env, secret: &str, path: &str) -> work
         Ok(v) => v,
         Err(e) => return unauthorized(e),
     };
-    let url = req.url()?;
     let mut inner = worker::url::form_urlencoded::Serializer::new(String::new());
     inner.append_pair("uid", v.user.as_str());
-    for (k, val) in url.query_pairs() {
-        if matches!(k.as_ref(), "limit" | "before" | "after" | "peer") {
+    for (k, val) in query_pairs(&req) {
+        if matches!(k.as_str(), "limit" | "before" | "after" | "peer") {
             inner.append_pair(&k, &val);
         }
     }

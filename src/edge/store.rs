@@ -192,14 +192,20 @@ impl Store {
     /// entry, unread), sent client ids and derived ids. Same event as the log
     /// write, so they commit together.
     fn index_entries(&self, rows: &[(u64, &NewEntry, bool)]) -> worker::Result<()> {
-        let convs: Vec<serde_json::Value> = rows
+        // One row per conversation per batch (rows written are billed): its
+        // newest entry, and how many received chats the batch adds to unread.
+        let mut latest: Vec<(&UserId, u64, &NewEntry, u64)> = Vec::new();
+        for (seq, e, _) in rows.iter().filter(|(_, e, _)| e.kind != Kind::System) {
+            let Some(peer) = e.peer.as_ref() else { continue };
+            let unread = (e.kind == Kind::Received) as u64;
+            match latest.iter_mut().find(|(p, ..)| *p == peer) {
+                Some(c) => *c = (peer, *seq, *e, c.3 + unread),
+                None => latest.push((peer, *seq, *e, unread)),
+            }
+        }
+        let convs: Vec<serde_json::Value> = latest
             .iter()
-            .filter(|(_, e, _)| e.kind != Kind::System)
-            .filter_map(|(seq, e, _)| {
-                let peer = e.peer.as_ref()?;
-                let unread = (e.kind == Kind::Received) as u64;
-                Some(serde_json::json!([peer.as_str(), seq, e.kind.code(), e.id, e.body, unread]))
-            })
+            .map(|(peer, seq, e, unread)| serde_json::json!([peer.as_str(), seq, e.kind.code(), e.id, e.body, unread]))
             .collect();
         if !convs.is_empty() {
             count(&self.sql.exec(

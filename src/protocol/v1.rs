@@ -337,11 +337,11 @@ mod tests {
         let h: Value = serde_json::from_str(&history(&json!("q"), &[msg(1, EntryKind::Sys, None, "m", "{}")], Some(1))).unwrap();
         assert_eq!(h["items"][0]["peer"], Value::Null);
         assert_eq!(h["next"], json!(1));
-        let rate = crate::ratelimit::Rate { per_second: 1.0, burst: 2.0 };
+        let rate = crate::ratelimit::Rate { per_second: 1, burst: 2 };
         let w = Welcome { user: &UserId::parse("1").unwrap(), device: "d", head: 5, since: 3, recovered: false, rate };
         let w: Value = serde_json::from_str(&w.encode()).unwrap();
         assert_eq!((w["head"].as_u64(), w["recovered"].as_bool()), (Some(5), Some(false)));
-        assert_eq!(w["limits"]["send_burst"].as_f64(), Some(2.0));
+        assert_eq!(w["limits"]["send_burst"].as_u64(), Some(2));
         let e: Value = serde_json::from_str(&error(None, V1Error::RateLimited { retry_after_ms: 70 })).unwrap();
         assert_eq!((e["code"].as_str(), e["retry"].as_bool(), e["retry_after_ms"].as_u64()), (Some("rate_limited"), Some(true), Some(70)));
     }

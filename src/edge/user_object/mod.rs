@@ -27,7 +27,7 @@ use worker::{
 
 use super::hop::{self, RawStub};
 use super::store::{NewEntry, Store};
-use super::{d1, json_error, now_ms, random_u64, USER_BINDING};
+use super::{d1, json_error, now_ms, query_pairs, random_u64, USER_BINDING};
 use crate::history::{self, page_json, PageQuery, BATCH_BYTES, BATCH_ROWS};
 use crate::inbox::Inbox;
 use crate::message::{chat_body, new_id, Kind};
@@ -48,8 +48,8 @@ const LOG_CAP: u64 = 10_000;
 const DEVICE_TTL_MS: u64 = 30 * 24 * 3600 * 1000;
 /// Default send rate of one user over all their sockets (`SEND_RATE`,
 /// `SEND_BURST`): far above what a person types, far below a flood.
-const SEND_RATE: f64 = 20.0;
-const SEND_BURST: f64 = 60.0;
+const SEND_RATE: u32 = 20;
+const SEND_BURST: u32 = 60;
 /// How long a send's client id and a derived message id are remembered.
 const IDEMPOTENCY_MS: u64 = 24 * 3600 * 1000;
 /// Stubs cached per peer; one stub per peer keeps a sender's messages in order.
@@ -140,8 +140,8 @@ impl DurableObject for UserObject {
         let archive_delay_ms = var_ms("ARCHIVE_DELAY_MS", history::ARCHIVE_DELAY_MS);
         let archive_retry_ms = var_ms("ARCHIVE_RETRY_MS", 1000);
         let log_cap = var_ms("LOG_CAP", LOG_CAP);
-        let var_f = |name: &str, default: f64| env.var(name).ok().and_then(|v| v.to_string().parse().ok()).unwrap_or(default);
-        let rate = Rate { per_second: var_f("SEND_RATE", SEND_RATE), burst: var_f("SEND_BURST", SEND_BURST) };
+        let var_u32 = |name: &str, default: u32| env.var(name).ok().and_then(|v| v.to_string().parse().ok()).unwrap_or(default);
+        let rate = Rate { per_second: var_u32("SEND_RATE", SEND_RATE), burst: var_u32("SEND_BURST", SEND_BURST) };
         UserObject {
             state,
             env,
@@ -165,11 +165,10 @@ impl DurableObject for UserObject {
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
         incr(Counter::DoFetches);
-        let url = req.url()?;
-        let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+        let pairs = query_pairs(&req);
         let pairs = || pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()));
         let uid = pairs().find(|(k, _)| *k == "uid").and_then(|(_, v)| UserId::parse(v).ok());
-        match (req.method(), url.path()) {
+        match (req.method(), req.path().as_str()) {
             (Method::Post, "/deliver") => self.on_deliver(req, Delivery::from_query(pairs())).await,
             (Method::Post, "/receipt") => self.on_receipt(Receipt::from_query(pairs())),
             (Method::Post, "/typing") => self.on_typing(Typing::from_query(pairs())),
