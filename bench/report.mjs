@@ -167,7 +167,7 @@ The room design (\`bench/baselines/room.js\`: one object per conversation that s
 Profiled with the V8 inspector on this machine (\`inspectorPort\`), one pair flat out:
 
 - A write in a Durable Object costs a commit, and on a local disk that is a flush: the JavaScript queue baseline runs at about 0.45 × the ceiling on disk and about 0.9 × on tmpfs. Keeping a sender's copy as a second write per message took the JavaScript design to about 0.6 × the queue baseline.
-- edge-chat therefore groups log writes (group commit): an entry that finds its log idle is written at once; entries arriving within the next timer tick share one statement (\`INSERT … SELECT FROM json_each(?)\`). Nobody is answered before the write holding their entry. That took edge-chat from 0.5 × to about 1.4 × the queue baseline on disk.
+- edge-chat therefore groups log writes (group commit): an entry that finds its log idle is written at once; entries arriving within the next timer tick share one statement (\`INSERT … SELECT FROM json_each(?)\`). Nobody is answered before the write holding their entry. That took edge-chat from 0.5 × to 1.2–1.6 × the queue baseline on disk (across runs).
 - What remains is wrapper and runtime work per event (promise and closure bookkeeping of \`wasm-bindgen-futures\`, \`Request\`/\`Response\` conversion in the \`#[durable_object]\` glue, reading the hop body); Rust code itself is a few percent of the profile. The hop uses the stub's own \`fetch\` through a small binding and answers with an empty response whose status and \`x-seq\` header are the result.
 - Archiving to D1 reads a whole batch as one JSON string built by SQLite (\`json_group_array\`), one D1 statement per up to 500 entries.
 `;
