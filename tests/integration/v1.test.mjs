@@ -153,6 +153,24 @@ describe("protocol v1", () => {
     await Promise.all([a.close(), old.close(), modern.close()]);
   });
 
+  test("what a v1 device received is not replayed to a later legacy socket", async () => {
+    const a = await connectV1(w, "lq1");
+    // Queued while the user is offline, then delivered to their v1 device on connect.
+    await a.request({ op: "send", to: "lq2", cmid: "offline", body: text("while offline") });
+    const modern = await connectV1(w, "lq2", { since: 0 });
+    assert.equal((await modern.msg()).body.message, "while offline");
+    // Delivered live to the v1 device.
+    await a.request({ op: "send", to: "lq2", cmid: "live", body: text("live") });
+    assert.equal((await modern.msg()).body.message, "live");
+    await modern.close();
+    const old = await w.connect("lq2");
+    await old.expectSilence(300);
+    // And the legacy socket still gets what is new.
+    await a.request({ op: "send", to: "lq2", cmid: "new", body: text("new") });
+    assert.equal((await old.nextJson()).message, "new");
+    await Promise.all([a.close(), old.close()]);
+  });
+
   test("receipts and unread counts through an ack and a read", async () => {
     const a = await connectV1(w, "u1");
     const b = await connectV1(w, "u2", { device: "b1" });

@@ -72,7 +72,9 @@ impl UserObject {
         let v1_sockets = self.state.get_websockets_with_tag(V1);
         let mut inbox = self.inbox();
         let owner = self.owner()?;
-        let admitted: Vec<_> = batch.iter().map(|w| inbox.admit(w.entry.kind, sockets.len())).collect();
+        // Any open socket of the user, legacy or v1, takes an entry off the queue.
+        let open = sockets.len() + v1_sockets.len();
+        let admitted: Vec<_> = batch.iter().map(|w| inbox.admit(w.entry.kind, open)).collect();
         let rows: Vec<_> = batch
             .iter()
             .zip(&admitted)
@@ -83,22 +85,23 @@ impl UserObject {
         let mut stored = Vec::with_capacity(batch.len());
         let mut failed_from = None;
         for (w, a) in batch.iter().zip(&admitted) {
+            let live = a.push_now && failed_from.is_none();
             let mut pushed = false;
-            if a.push_now && failed_from.is_none() {
+            if live {
                 for ws in &sockets {
                     pushed |= send(ws, &w.entry.body).is_ok();
                 }
-                if !pushed {
-                    failed_from = Some(a.seq);
-                }
             }
-            // v1 devices get every entry, their own sends included; what
-            // they have is decided by their acks, not by this push.
+            // v1 devices get every entry in seq order, their own sends
+            // included; what a device has is decided by its acks.
             if !v1_sockets.is_empty() {
                 let frame = v1_frame(a.seq, &w.entry);
                 for ws in &v1_sockets {
-                    pushed |= send(ws, &frame).is_ok();
+                    pushed |= send(ws, &frame).is_ok() && live;
                 }
+            }
+            if live && !pushed {
+                failed_from = Some(a.seq);
             }
             stored.push(Stored { seq: a.seq, pushed });
         }

@@ -40,6 +40,15 @@ impl UserObject {
         for e in self.store.entries_after(start)? {
             send(&pair.server, &v1::msg(e.seq, entry_kind(e.kind), e.peer.as_deref(), &e.id, &e.body))?;
         }
+        // The user now has every entry: those up to `start` this device
+        // processed before, the rest were just written to it. Nothing is left
+        // to replay to a legacy socket.
+        let mut inbox = self.inbox();
+        if let Some(first) = inbox.first_unsent() {
+            self.store.mark_sent(first, head)?;
+            inbox.replayed(first, head, None);
+            self.set_inbox(inbox);
+        }
         if let Some(life) = self.life.borrow_mut().as_mut() {
             let d = life.devices.entry(device.to_owned()).or_insert(Device { acked: start, seen: 0, dirty: true });
             d.seen = now_ms();
