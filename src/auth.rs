@@ -137,9 +137,7 @@ fn decode_json<T: serde::de::DeserializeOwned>(part: &str) -> Result<T, AuthErro
 /// Both sides are hashed first so the comparison takes the same time whatever
 /// the length or content of the guess.
 pub fn verify_api_key(authorization: Option<&str>, api_key: &str) -> Result<(), AuthError> {
-    let given = authorization
-        .and_then(|h| h.strip_prefix("Bearer "))
-        .ok_or(AuthError::BadApiKey)?;
+    let given = authorization.and_then(|h| h.strip_prefix("Bearer ")).ok_or(AuthError::BadApiKey)?;
     let a = Sha256::digest(given.as_bytes());
     let b = Sha256::digest(api_key.as_bytes());
     let diff = a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y));
@@ -186,7 +184,8 @@ mod tests {
         assert_eq!(verify_jwt(&sign_jwt("42", NOW, SECRET), SECRET, NOW), Err(AuthError::Expired));
         let no_exp = forge(r#"{"alg":"HS256"}"#, r#"{"sub":"42"}"#, SECRET);
         assert_eq!(verify_jwt(&no_exp, SECRET, NOW), Err(AuthError::NoExpiry));
-        let early = forge(r#"{"alg":"HS256"}"#, &format!(r#"{{"sub":"42","exp":{},"nbf":{}}}"#, NOW + 60, NOW + 30), SECRET);
+        let early =
+            forge(r#"{"alg":"HS256"}"#, &format!(r#"{{"sub":"42","exp":{},"nbf":{}}}"#, NOW + 60, NOW + 30), SECRET);
         assert_eq!(verify_jwt(&early, SECRET, NOW), Err(AuthError::NotYetValid));
     }
 

@@ -73,22 +73,27 @@ impl PageQuery {
         for (k, v) in pairs {
             match k {
                 "limit" => {
-                    let n: u32 = v.parse().map_err(|_| BadParam { param: "limit", problem: "must be a positive integer" })?;
+                    let n: u32 =
+                        v.parse().map_err(|_| BadParam { param: "limit", problem: "must be a positive integer" })?;
                     if n == 0 {
                         return Err(BadParam { param: "limit", problem: "must be a positive integer" });
                     }
                     q.limit = n.min(MAX_LIMIT);
                 }
                 "before" => {
-                    let n: u64 = v.parse().map_err(|_| BadParam { param: "before", problem: "must be a cursor from `next`" })?;
+                    let n: u64 =
+                        v.parse().map_err(|_| BadParam { param: "before", problem: "must be a cursor from `next`" })?;
                     q.before = Some(n);
                 }
                 "after" => {
-                    let n: u64 = v.parse().map_err(|_| BadParam { param: "after", problem: "must be a sequence number" })?;
+                    let n: u64 =
+                        v.parse().map_err(|_| BadParam { param: "after", problem: "must be a sequence number" })?;
                     q.after = Some(n);
                 }
                 "peer" => {
-                    q.peer = Some(UserId::parse(v).map_err(|_| BadParam { param: "peer", problem: "must be a valid user id" })?);
+                    q.peer = Some(
+                        UserId::parse(v).map_err(|_| BadParam { param: "peer", problem: "must be a valid user id" })?,
+                    );
                 }
                 _ => {}
             }
@@ -127,7 +132,9 @@ pub fn page_sql(owner: &UserId, q: &PageQuery) -> Query {
     let before = q.before.unwrap_or((1 << 53) - 1);
     let mut binds = vec![Bind::Text(owner.to_string()), Bind::Int(before), Bind::Int(q.limit as u64 + 1)];
     let sql = match &q.peer {
-        None => format!("{PAGE_SELECT} FROM messages m {PAGE_JOIN} WHERE m.owner = ?1 AND m.seq < ?2 ORDER BY m.seq DESC LIMIT ?3"),
+        None => format!(
+            "{PAGE_SELECT} FROM messages m {PAGE_JOIN} WHERE m.owner = ?1 AND m.seq < ?2 ORDER BY m.seq DESC LIMIT ?3"
+        ),
         Some(peer) => {
             binds.push(Bind::Text(conversation_id(owner, None)));
             binds.push(Bind::Text(conversation_id(owner, Some(peer))));

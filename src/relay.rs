@@ -78,7 +78,13 @@ pub struct Receipt {
 
 impl Receipt {
     pub fn to_query(&self) -> String {
-        format!("owner={}&from={}&type={}&up_to={}", self.owner, self.from, if self.read { "read" } else { "delivered" }, self.up_to)
+        format!(
+            "owner={}&from={}&type={}&up_to={}",
+            self.owner,
+            self.from,
+            if self.read { "read" } else { "delivered" },
+            self.up_to
+        )
     }
 
     pub fn from_query<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Option<Receipt> {
@@ -87,7 +93,13 @@ impl Receipt {
             match k {
                 "owner" => owner = UserId::parse(v).ok(),
                 "from" => from = UserId::parse(v).ok(),
-                "type" => read = match v { "read" => Some(true), "delivered" => Some(false), _ => None },
+                "type" => {
+                    read = match v {
+                        "read" => Some(true),
+                        "delivered" => Some(false),
+                        _ => None,
+                    }
+                }
                 "up_to" => up_to = v.parse().ok(),
                 _ => {}
             }
@@ -137,7 +149,12 @@ mod tests {
             peer: Some(UserId::parse("1").unwrap()),
             dedup: true,
         };
-        let pairs = |q: &str| q.split('&').filter_map(|p| p.split_once('=')).map(|(a, b)| (a.to_owned(), b.to_owned())).collect::<Vec<_>>();
+        let pairs = |q: &str| {
+            q.split('&')
+                .filter_map(|p| p.split_once('='))
+                .map(|(a, b)| (a.to_owned(), b.to_owned()))
+                .collect::<Vec<_>>()
+        };
         let q = pairs(&d.to_query());
         assert_eq!(Delivery::from_query(q.iter().map(|(a, b)| (a.as_str(), b.as_str()))), Some(d));
         let r = Receipt { owner: UserId::parse("a").unwrap(), from: UserId::parse("b").unwrap(), read: true, up_to: 9 };

@@ -48,9 +48,7 @@ impl UserId {
         if s.len() > MAX_LEN {
             return Err(InvalidUserId::TooLong);
         }
-        let ok = s
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'@'));
+        let ok = s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'@'));
         if !ok {
             return Err(InvalidUserId::BadCharacter);
         }

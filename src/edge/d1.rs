@@ -27,11 +27,8 @@ fn count(result: &D1Result) {
 /// Writes one batch of `owner`'s log (a JSON array in the
 /// `history::ARCHIVE_ROW` layout) in a single statement.
 pub async fn archive(env: &Env, owner: &UserId, batch: &str) -> worker::Result<()> {
-    let result = db(env)?
-        .prepare(ARCHIVE_SQL)
-        .bind(&[JsValue::from(owner.as_str()), JsValue::from(batch)])?
-        .run()
-        .await?;
+    let result =
+        db(env)?.prepare(ARCHIVE_SQL).bind(&[JsValue::from(owner.as_str()), JsValue::from(batch)])?.run().await?;
     count(&result);
     match result.error() {
         Some(e) => Err(worker::Error::RustError(format!("D1 archive: {e}"))),

@@ -10,8 +10,8 @@ use super::{json, json_error, now_ms, query_pairs, query_param, random_u64, USER
 use crate::api::{self, BodyError, MAX_BODY_BYTES};
 use crate::auth::{self, AuthError, Verified};
 use crate::message::{derived_id, new_id, system_body, Kind};
-use crate::protocol::v1::SUBPROTOCOL;
 use crate::metrics::{self, incr, Counter};
+use crate::protocol::v1::SUBPROTOCOL;
 use crate::relay::{Delivery, STATUS_PUSHED, STATUS_QUEUED};
 use crate::user::UserId;
 
@@ -162,9 +162,23 @@ async fn backend(mut req: Request, env: &Env, system: bool) -> worker::Result<Re
                 .enumerate()
                 .map(|(i, m)| {
                     let k = item_key(i);
-                    let id = k.as_deref().map_or_else(|| new_id(now, random_u64()), |k| derived_id("api-sys", m.uid.as_str(), k));
-                    let d = Delivery { owner: m.uid.clone(), kind: Kind::System, id: id.clone(), time_ms: now, peer: None, dedup: k.is_some() };
-                    Outgoing { object: m.uid, url: format!("https://user/deliver?{}", d.to_query()), body: system_body(m.fields, &id, now), id }
+                    let id = k
+                        .as_deref()
+                        .map_or_else(|| new_id(now, random_u64()), |k| derived_id("api-sys", m.uid.as_str(), k));
+                    let d = Delivery {
+                        owner: m.uid.clone(),
+                        kind: Kind::System,
+                        id: id.clone(),
+                        time_ms: now,
+                        peer: None,
+                        dedup: k.is_some(),
+                    };
+                    Outgoing {
+                        object: m.uid,
+                        url: format!("https://user/deliver?{}", d.to_query()),
+                        body: system_body(m.fields, &id, now),
+                        id,
+                    }
                 })
                 .collect()
         })
@@ -204,7 +218,8 @@ async fn backend(mut req: Request, env: &Env, system: bool) -> worker::Result<Re
     }
     // Partial failure: say exactly which items were stored, so a retry can
     // send only the others.
-    let doc = serde_json::json!({ "error": "some messages could not be stored; retry those with a null id", "ids": ids });
+    let doc =
+        serde_json::json!({ "error": "some messages could not be stored; retry those with a null id", "ids": ids });
     json(503, &doc.to_string())
 }
 
@@ -239,4 +254,3 @@ async fn deliver_all(env: &Env, outgoing: &[Outgoing]) -> worker::Result<Vec<boo
     }
     Ok(stored)
 }
-

@@ -6,8 +6,8 @@
 //! Rust code (measured in the toolchain notes); this keeps one hop to one
 //! small JS object and two property reads.
 
-use worker::js_sys::{Object, Promise, Reflect};
 use wasm_bindgen::prelude::*;
+use worker::js_sys::{Object, Promise, Reflect};
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::ObjectNamespace;
 

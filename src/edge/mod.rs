@@ -7,10 +7,10 @@
 //! - [`hop`]: the fast object-to-object request.
 
 pub mod d1;
+pub mod entry;
 pub mod hop;
 pub mod store;
 pub mod user_object;
-pub mod entry;
 
 use ::worker::{Headers, Response};
 

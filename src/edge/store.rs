@@ -135,15 +135,16 @@ impl Store {
             owner: Option<String>,
         }
         let cursor = self.sql.exec(
-                "SELECT (SELECT MAX(seq) FROM log) AS head,
+            "SELECT (SELECT MAX(seq) FROM log) AS head,
                         (SELECT MIN(seq) FROM log WHERE sent = 0) AS first_unsent,
                         (SELECT v FROM meta WHERE k = 'archived') AS archived,
                         (SELECT v FROM meta WHERE k = 'owner') AS owner",
-                None,
-            )?;
+            None,
+        )?;
         let row: Row = cursor.one()?;
         count(&cursor);
-        let owner = row.owner.as_deref().map(UserId::parse).transpose().map_err(|e| worker::Error::RustError(e.to_string()))?;
+        let owner =
+            row.owner.as_deref().map(UserId::parse).transpose().map_err(|e| worker::Error::RustError(e.to_string()))?;
         Ok(Restored {
             owner,
             inbox: Inbox::restore(row.head.unwrap_or(0), row.first_unsent, row.archived.unwrap_or(0)),
@@ -262,7 +263,8 @@ impl Store {
 
     /// Entries after `since`, oldest first (a v1 replay).
     pub fn entries_after(&self, since: u64) -> worker::Result<Vec<LogEntry>> {
-        let cursor = self.sql.exec("SELECT seq, kind, peer, id, body FROM log WHERE seq > ? ORDER BY seq", vec![int(since)])?;
+        let cursor =
+            self.sql.exec("SELECT seq, kind, peer, id, body FROM log WHERE seq > ? ORDER BY seq", vec![int(since)])?;
         let rows = cursor.to_array()?;
         count(&cursor);
         Ok(rows)
@@ -400,14 +402,19 @@ impl Store {
             seq: u64,
             body: String,
         }
-        let cursor = self.sql.exec("SELECT seq, body FROM log WHERE seq >= ? AND sent = 0 ORDER BY seq", vec![int(from)])?;
+        let cursor =
+            self.sql.exec("SELECT seq, body FROM log WHERE seq >= ? AND sent = 0 ORDER BY seq", vec![int(from)])?;
         let rows: Vec<Row> = cursor.to_array()?;
         count(&cursor);
         Ok(rows.into_iter().map(|r| (r.seq, r.body)).collect())
     }
 
     pub fn mark_sent(&self, from: u64, to: u64) -> worker::Result<()> {
-        count(&self.sql.exec("UPDATE log SET sent = 1 WHERE seq BETWEEN ? AND ? AND sent = 0", vec![int(from), int(to)])?);
+        count(
+            &self
+                .sql
+                .exec("UPDATE log SET sent = 1 WHERE seq BETWEEN ? AND ? AND sent = 0", vec![int(from), int(to)])?,
+        );
         Ok(())
     }
 

@@ -25,15 +25,35 @@ pub enum Frame {
     /// Legacy: a chat object, answered `ok` or an error string.
     Chat(Chat),
     /// v1: a chat with a client message id that makes retries idempotent.
-    Send { id: RequestId, to: UserId, cmid: String, body: Map<String, Value> },
+    Send {
+        id: RequestId,
+        to: UserId,
+        cmid: String,
+        body: Map<String, Value>,
+    },
     /// v1: this device processed the log up to `up_to`.
-    Ack { up_to: u64 },
+    Ack {
+        up_to: u64,
+    },
     /// v1: the user read the conversation with `peer` up to `up_to`.
-    Read { id: RequestId, peer: UserId, up_to: u64 },
+    Read {
+        id: RequestId,
+        peer: UserId,
+        up_to: u64,
+    },
     /// v1: a page of the user's log from D1.
-    History { id: RequestId, peer: Option<UserId>, before: Option<u64>, after: Option<u64>, limit: Option<u32> },
+    History {
+        id: RequestId,
+        peer: Option<UserId>,
+        before: Option<u64>,
+        after: Option<u64>,
+        limit: Option<u32>,
+    },
     /// v1: typing started or stopped; never stored.
-    Typing { to: UserId, active: bool },
+    Typing {
+        to: UserId,
+        active: bool,
+    },
 }
 
 /// A chat to deliver. `fields` is the client's whole object, extras included.
@@ -60,7 +80,9 @@ pub enum Refusal {
     /// was stored, so the client may send again.
     Unavailable,
     /// The user sends faster than the rate allows; nothing was stored.
-    RateLimited { retry_after_ms: u64 },
+    RateLimited {
+        retry_after_ms: u64,
+    },
 }
 
 /// What the server sends on a socket.

@@ -59,7 +59,9 @@ impl V1Error {
             V1Error::BadField(f) => format!("missing or invalid field: {f}"),
             V1Error::Forbidden => "not allowed".into(),
             V1Error::Unavailable => "temporarily unavailable; nothing was stored, send again".into(),
-            V1Error::RateLimited { retry_after_ms } => format!("too many sends; nothing was stored, send again in {retry_after_ms} ms"),
+            V1Error::RateLimited { retry_after_ms } => {
+                format!("too many sends; nothing was stored, send again in {retry_after_ms} ms")
+            }
         }
     }
 
@@ -95,7 +97,9 @@ pub fn parse(text: &str) -> Result<Frame, Refused> {
         _ => return Err(refuse(id, V1Error::BadFrame)),
     };
     let bad = |field| refuse(id.clone(), V1Error::BadField(field));
-    let uid = |f: &Map<String, Value>, k: &'static str| f.get(k).and_then(|v| UserId::from_json(v).ok()).ok_or_else(|| bad(k));
+    let uid = |f: &Map<String, Value>, k: &'static str| {
+        f.get(k).and_then(|v| UserId::from_json(v).ok()).ok_or_else(|| bad(k))
+    };
     let seq = |f: &Map<String, Value>, k: &'static str| f.get(k).and_then(Value::as_u64).ok_or_else(|| bad(k));
     let opt_seq = |f: &Map<String, Value>, k: &'static str| match f.get(k) {
         None | Some(Value::Null) => Ok(None),
@@ -315,7 +319,10 @@ mod tests {
             parse(r#"{"op":"history","id":1,"peer":"2","before":10}"#).unwrap(),
             Frame::History { id: json!(1), peer: UserId::parse("2").ok(), before: Some(10), after: None, limit: None }
         );
-        assert_eq!(parse(r#"{"op":"typing","to":"2","active":true}"#).unwrap(), Frame::Typing { to: UserId::parse("2").unwrap(), active: true });
+        assert_eq!(
+            parse(r#"{"op":"typing","to":"2","active":true}"#).unwrap(),
+            Frame::Typing { to: UserId::parse("2").unwrap(), active: true }
+        );
     }
 
     #[test]
@@ -333,8 +340,12 @@ mod tests {
         let m: Value = serde_json::from_str(&msg(3, EntryKind::In, Some("a\"b"), "mid", r#"{"message":"x"}"#)).unwrap();
         assert_eq!(m, json!({"op":"msg","seq":3,"kind":"in","peer":"a\"b","mid":"mid","body":{"message":"x"}}));
         let e: Value = serde_json::from_str(&error(Some(&json!(1)), V1Error::BadField("to"))).unwrap();
-        assert_eq!((e["code"].as_str(), e["field"].as_str(), e["retry"].as_bool(), e["re"].as_i64()), (Some("bad_field"), Some("to"), Some(false), Some(1)));
-        let h: Value = serde_json::from_str(&history(&json!("q"), &[msg(1, EntryKind::Sys, None, "m", "{}")], Some(1))).unwrap();
+        assert_eq!(
+            (e["code"].as_str(), e["field"].as_str(), e["retry"].as_bool(), e["re"].as_i64()),
+            (Some("bad_field"), Some("to"), Some(false), Some(1))
+        );
+        let h: Value =
+            serde_json::from_str(&history(&json!("q"), &[msg(1, EntryKind::Sys, None, "m", "{}")], Some(1))).unwrap();
         assert_eq!(h["items"][0]["peer"], Value::Null);
         assert_eq!(h["next"], json!(1));
         let rate = crate::ratelimit::Rate { per_second: 1, burst: 2 };
@@ -343,6 +354,9 @@ mod tests {
         assert_eq!((w["head"].as_u64(), w["recovered"].as_bool()), (Some(5), Some(false)));
         assert_eq!(w["limits"]["send_burst"].as_u64(), Some(2));
         let e: Value = serde_json::from_str(&error(None, V1Error::RateLimited { retry_after_ms: 70 })).unwrap();
-        assert_eq!((e["code"].as_str(), e["retry"].as_bool(), e["retry_after_ms"].as_u64()), (Some("rate_limited"), Some(true), Some(70)));
+        assert_eq!(
+            (e["code"].as_str(), e["retry"].as_bool(), e["retry_after_ms"].as_u64()),
+            (Some("rate_limited"), Some(true), Some(70))
+        );
     }
 }

@@ -5,7 +5,6 @@
 use std::rc::Rc;
 use std::time::Duration;
 
-
 use futures::channel::oneshot;
 use worker::Delay;
 
@@ -114,7 +113,6 @@ impl UserObject {
         self.want_archive();
         Ok(stored)
     }
-
 }
 
 fn settle(r: Result<Result<Stored, String>, oneshot::Canceled>) -> worker::Result<Stored> {
@@ -124,7 +122,6 @@ fn settle(r: Result<Result<Stored, String>, oneshot::Canceled>) -> worker::Resul
         Err(_) => Err(worker::Error::RustError("log write abandoned".into())),
     }
 }
-
 
 /// The `msg` frame of a new entry for v1 sockets.
 fn v1_frame(seq: u64, e: &NewEntry) -> String {

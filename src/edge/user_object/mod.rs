@@ -134,13 +134,13 @@ impl DurableObject for UserObject {
             // Without its log the object can do nothing useful; fail loudly.
             Err(e) => panic!("cannot open the user log: {e}"),
         };
-        let var_ms = |name: &str, default: u64| {
-            env.var(name).ok().and_then(|v| v.to_string().parse().ok()).unwrap_or(default)
-        };
+        let var_ms =
+            |name: &str, default: u64| env.var(name).ok().and_then(|v| v.to_string().parse().ok()).unwrap_or(default);
         let archive_delay_ms = var_ms("ARCHIVE_DELAY_MS", history::ARCHIVE_DELAY_MS);
         let archive_retry_ms = var_ms("ARCHIVE_RETRY_MS", 1000);
         let log_cap = var_ms("LOG_CAP", LOG_CAP);
-        let var_u32 = |name: &str, default: u32| env.var(name).ok().and_then(|v| v.to_string().parse().ok()).unwrap_or(default);
+        let var_u32 =
+            |name: &str, default: u32| env.var(name).ok().and_then(|v| v.to_string().parse().ok()).unwrap_or(default);
         let rate = Rate { per_second: var_u32("SEND_RATE", SEND_RATE), burst: var_u32("SEND_BURST", SEND_BURST) };
         UserObject {
             state,
@@ -401,13 +401,29 @@ impl UserObject {
                 return Ok(res);
             }
         }
-        let entry = NewEntry { id: d.id, kind: d.kind, peer: d.peer, time_ms: d.time_ms, body, peer_state: None, cmid: None, dedup: d.dedup };
+        let entry = NewEntry {
+            id: d.id,
+            kind: d.kind,
+            peer: d.peer,
+            time_ms: d.time_ms,
+            body,
+            peer_state: None,
+            cmid: None,
+            dedup: d.dedup,
+        };
         let stored = self.append(entry).await?;
         status(if stored.pushed { STATUS_PUSHED } else { STATUS_QUEUED }, Some(stored.seq))
     }
 
     /// `POST /send`: the backend sends a chat on this user's behalf.
-    async fn on_api_send(&self, mut req: Request, uid: &UserId, id: &str, time: u64, cmid: Option<String>) -> worker::Result<Response> {
+    async fn on_api_send(
+        &self,
+        mut req: Request,
+        uid: &UserId,
+        id: &str,
+        time: u64,
+        cmid: Option<String>,
+    ) -> worker::Result<Response> {
         let body = req.text().await?;
         self.load(uid)?;
         if let Some(cmid) = &cmid {
@@ -432,27 +448,61 @@ impl UserObject {
     /// the sender's own log; returns the seq of the sender's entry. `Ok`
     /// means the recipient's copy is durable. With a client message id the
     /// message id is derived from it, so the recipient stores a retry once.
-    async fn send_chat(&self, owner: &UserId, chat: Chat, id: &str, time: u64, cmid: Option<&str>) -> Result<u64, Refusal> {
+    async fn send_chat(
+        &self,
+        owner: &UserId,
+        chat: Chat,
+        id: &str,
+        time: u64,
+        cmid: Option<&str>,
+    ) -> Result<u64, Refusal> {
         let body = chat_body(&chat.from, &chat.to, chat.fields, id, time);
         let cmid = cmid.map(str::to_owned);
         let dedup = cmid.is_some();
         if chat.to == *owner {
-            let entry = NewEntry { id: id.to_owned(), kind: Kind::Received, peer: Some(owner.clone()), time_ms: time, body, peer_state: None, cmid, dedup };
+            let entry = NewEntry {
+                id: id.to_owned(),
+                kind: Kind::Received,
+                peer: Some(owner.clone()),
+                time_ms: time,
+                body,
+                peer_state: None,
+                cmid,
+                dedup,
+            };
             return self.append(entry).await.map(|s| s.seq).map_err(|_| Refusal::Unavailable);
         }
-        let delivery = Delivery { owner: chat.to.clone(), kind: Kind::Received, id: id.to_owned(), time_ms: time, peer: Some(owner.clone()), dedup };
+        let delivery = Delivery {
+            owner: chat.to.clone(),
+            kind: Kind::Received,
+            id: id.to_owned(),
+            time_ms: time,
+            peer: Some(owner.clone()),
+            dedup,
+        };
         let url = format!("https://user/deliver?{}", delivery.to_query());
         let stub = self.stub(&chat.to).map_err(|_| Refusal::Unavailable)?;
         let answer = hop::post(&stub, &url, &body).await;
         let (peer_seq, pushed) = match answer {
-            Ok(a) if a.status == STATUS_PUSHED || a.status == STATUS_QUEUED => (a.seq.unwrap_or(0), a.status == STATUS_PUSHED),
+            Ok(a) if a.status == STATUS_PUSHED || a.status == STATUS_QUEUED => {
+                (a.seq.unwrap_or(0), a.status == STATUS_PUSHED)
+            }
             _ => {
                 // A broken stub stays broken; the next send gets a fresh one.
                 self.stubs.borrow_mut().remove(&chat.to);
                 return Err(Refusal::Unavailable);
             }
         };
-        let entry = NewEntry { id: id.to_owned(), kind: Kind::Sent, peer: Some(chat.to), time_ms: time, body, peer_state: Some((peer_seq, pushed)), cmid, dedup: false };
+        let entry = NewEntry {
+            id: id.to_owned(),
+            kind: Kind::Sent,
+            peer: Some(chat.to),
+            time_ms: time,
+            body,
+            peer_state: Some((peer_seq, pushed)),
+            cmid,
+            dedup: false,
+        };
         match self.append(entry).await {
             Ok(stored) => Ok(stored.seq),
             Err(e) => {

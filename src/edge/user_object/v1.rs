@@ -18,7 +18,13 @@ impl UserObject {
     /// A new v1 socket: `welcome`, then every entry after `since` (or after
     /// what this device last acknowledged), then live entries. No await in
     /// between, so nothing can come between the replay and the live stream.
-    pub(super) fn on_connect_v1(&self, uid: &UserId, device: &str, since: Option<u64>, exp: u64) -> worker::Result<Response> {
+    pub(super) fn on_connect_v1(
+        &self,
+        uid: &UserId,
+        device: &str,
+        since: Option<u64>,
+        exp: u64,
+    ) -> worker::Result<Response> {
         self.load(uid)?;
         if UserId::parse(device).is_err() {
             return json_error(400, "device must be 1 to 64 of letters, digits, _ - . @");
@@ -61,7 +67,14 @@ impl UserObject {
     }
 
     /// One frame from a v1 socket.
-    pub(super) async fn on_v1_frame(&self, ws: &WebSocket, owner: &UserId, device: &str, exp: u64, text: &str) -> worker::Result<()> {
+    pub(super) async fn on_v1_frame(
+        &self,
+        ws: &WebSocket,
+        owner: &UserId,
+        device: &str,
+        exp: u64,
+        text: &str,
+    ) -> worker::Result<()> {
         if now_ms() / 1000 >= exp {
             return ws.close(Some(close::TOKEN_EXPIRED), Some("token expired"));
         }
@@ -75,7 +88,12 @@ impl UserObject {
             }
             Ok(Frame::Read { id, peer, up_to }) => Some(self.v1_read(owner, &id, &peer, up_to)?),
             Ok(Frame::History { id, peer, before, after, limit }) => {
-                let q = PageQuery { limit: limit.unwrap_or(history::DEFAULT_LIMIT).min(history::MAX_LIMIT), before, after, peer };
+                let q = PageQuery {
+                    limit: limit.unwrap_or(history::DEFAULT_LIMIT).min(history::MAX_LIMIT),
+                    before,
+                    after,
+                    peer,
+                };
                 Some(self.v1_history(owner, &id, &q).await)
             }
             Ok(Frame::Typing { to, active }) => {
@@ -93,7 +111,14 @@ impl UserObject {
 
     /// `send`: at most once per client message id. A repeat gets the first
     /// reply; a repeat while the first is still in flight is told to retry.
-    async fn v1_send(&self, owner: &UserId, id: &RequestId, to: UserId, cmid: String, body: serde_json::Map<String, serde_json::Value>) -> worker::Result<String> {
+    async fn v1_send(
+        &self,
+        owner: &UserId,
+        id: &RequestId,
+        to: UserId,
+        cmid: String,
+        body: serde_json::Map<String, serde_json::Value>,
+    ) -> worker::Result<String> {
         if let Some((mid, seq)) = self.store.sent_before(&cmid)? {
             return Ok(v1::sent(id, &mid, seq, true));
         }
@@ -256,10 +281,14 @@ impl UserObject {
             let mut life = self.life.borrow_mut();
             let Some(life) = life.as_mut() else { return Ok(()) };
             life.devices.retain(|_, d| d.seen >= cutoff || d.seen == 0);
-            life.devices.iter_mut().filter(|(_, d)| d.dirty).map(|(k, d)| {
-                d.dirty = false;
-                (k.clone(), *d)
-            }).collect()
+            life.devices
+                .iter_mut()
+                .filter(|(_, d)| d.dirty)
+                .map(|(k, d)| {
+                    d.dirty = false;
+                    (k.clone(), *d)
+                })
+                .collect()
         };
         for (device, d) in dirty {
             self.store.save_device(&device, d.acked, d.seen)?;
