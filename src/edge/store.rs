@@ -16,7 +16,12 @@ use crate::message::{conversation_id, Kind};
 use crate::metrics::{add, Counter};
 use crate::user::UserId;
 
-const SCHEMA: [&str; 6] = [
+/// Schema versions, in order: each object upgrades its own database the first
+/// time a newer deployment opens it (the version is kept in `meta.schema`).
+/// A change to the schema is a new entry here, never an edit of an old one.
+const MIGRATIONS: [(i64, &[&str]); 1] = [(1, &SCHEMA_V1)];
+
+const SCHEMA_V1: [&str; 6] = [
     // meta.v has no declared type, so no affinity: "92" stays text, 5 stays a number.
     // kind: 1 received chat, 2 sent chat, 3 system (message::Kind).
     // sent: 1 once written to a socket, or never owed to one (kind 2).
@@ -120,8 +125,18 @@ fn count(cursor: &SqlCursor) {
 impl Store {
     pub fn open(storage: &Storage) -> worker::Result<Store> {
         let sql = storage.sql();
-        for stmt in SCHEMA {
-            sql.exec(stmt, None)?;
+        sql.exec("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v)", None)?;
+        #[derive(Deserialize)]
+        struct Row {
+            version: Option<i64>,
+        }
+        let row: Row = sql.exec("SELECT (SELECT v FROM meta WHERE k = 'schema') AS version", None)?.one()?;
+        let current = row.version.unwrap_or(0);
+        for (version, statements) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+            for stmt in *statements {
+                sql.exec(stmt, None)?;
+            }
+            sql.exec("INSERT OR REPLACE INTO meta (k, v) VALUES ('schema', ?)", vec![V::Integer(*version)])?;
         }
         Ok(Store { sql, archive_query: archive_query() })
     }
