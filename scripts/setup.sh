@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing need, skipping whatever is already there:
 # npm packages, the wasm32 target, wasm-bindgen-cli and worker-build (pinned,
-# built from crates.io because their prebuilt downloads come from GitHub).
+# built with `cargo install` because their prebuilt binaries are downloaded from elsewhere).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
