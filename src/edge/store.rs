@@ -276,13 +276,16 @@ impl Store {
         Ok(rows.into_iter().next().map(|r| (r.seq, r.pushed == 1)))
     }
 
-    /// Entries after `since`, oldest first (a v1 replay).
-    pub fn entries_after(&self, since: u64) -> worker::Result<Vec<LogEntry>> {
+    /// Calls `each` for every entry after `since`, oldest first (a v1
+    /// replay), reading one row at a time.
+    pub fn entries_after(&self, since: u64, mut each: impl FnMut(LogEntry) -> worker::Result<()>) -> worker::Result<()> {
         let cursor =
             self.sql.exec("SELECT seq, kind, peer, id, body FROM log WHERE seq > ? ORDER BY seq", vec![int(since)])?;
-        let rows = cursor.to_array()?;
+        for row in cursor.next::<LogEntry>() {
+            each(row?)?;
+        }
         count(&cursor);
-        Ok(rows)
+        Ok(())
     }
 
     /// The oldest entry still kept, if any.
@@ -411,7 +414,10 @@ impl Store {
     }
 
     /// Queued entries from `from` on, oldest first.
-    pub fn queued(&self, from: u64) -> worker::Result<Vec<(u64, String)>> {
+    /// Calls `each(seq, body)` for the queued entries from `from` on, oldest
+    /// first, until it returns false. Rows are read one at a time, so a long
+    /// queue never sits in wasm memory at once (linear memory never shrinks).
+    pub fn queued(&self, from: u64, mut each: impl FnMut(u64, &str) -> bool) -> worker::Result<()> {
         #[derive(Deserialize)]
         struct Row {
             seq: u64,
@@ -419,9 +425,14 @@ impl Store {
         }
         let cursor =
             self.sql.exec("SELECT seq, body FROM log WHERE seq >= ? AND sent = 0 ORDER BY seq", vec![int(from)])?;
-        let rows: Vec<Row> = cursor.to_array()?;
+        for row in cursor.next::<Row>() {
+            let row = row?;
+            if !each(row.seq, &row.body) {
+                break;
+            }
+        }
         count(&cursor);
-        Ok(rows.into_iter().map(|r| (r.seq, r.body)).collect())
+        Ok(())
     }
 
     pub fn mark_sent(&self, from: u64, to: u64) -> worker::Result<()> {

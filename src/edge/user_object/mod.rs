@@ -373,13 +373,14 @@ impl UserObject {
         let Some(first) = inbox.first_unsent() else { return Ok(()) };
         let mut last = None;
         let mut next_unsent = None;
-        for (seq, body) in self.store.queued(first)? {
-            if send(ws, &body).is_err() {
+        self.store.queued(first, |seq, body| {
+            if send(ws, body).is_err() {
                 next_unsent = Some(seq);
-                break;
+                return false;
             }
             last = Some(seq);
-        }
+            true
+        })?;
         if let Some(last) = last {
             self.store.mark_sent(first, last)?;
             inbox.replayed(first, last, next_unsent);

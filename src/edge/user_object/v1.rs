@@ -43,9 +43,9 @@ impl UserObject {
         pair.server.serialize_attachment(attachment_v1(uid, device, exp))?;
         let welcome = Welcome { user: uid, device, head, since: start, recovered, rate: self.rate };
         send(&pair.server, &welcome.encode())?;
-        for e in self.store.entries_after(start)? {
-            send(&pair.server, &v1::msg(e.seq, entry_kind(e.kind), e.peer.as_deref(), &e.id, &e.body))?;
-        }
+        self.store.entries_after(start, |e| {
+            send(&pair.server, &v1::msg(e.seq, entry_kind(e.kind), e.peer.as_deref(), &e.id, &e.body))
+        })?;
         // The user now has every entry: those up to `start` this device
         // processed before, the rest were just written to it. Nothing is left
         // to replay to a legacy socket.
