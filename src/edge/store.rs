@@ -278,7 +278,11 @@ impl Store {
 
     /// Calls `each` for every entry after `since`, oldest first (a v1
     /// replay), reading one row at a time.
-    pub fn entries_after(&self, since: u64, mut each: impl FnMut(LogEntry) -> worker::Result<()>) -> worker::Result<()> {
+    pub fn entries_after(
+        &self,
+        since: u64,
+        mut each: impl FnMut(LogEntry) -> worker::Result<()>,
+    ) -> worker::Result<()> {
         let cursor =
             self.sql.exec("SELECT seq, kind, peer, id, body FROM log WHERE seq > ? ORDER BY seq", vec![int(since)])?;
         for row in cursor.next::<LogEntry>() {

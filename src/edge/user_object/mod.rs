@@ -27,7 +27,7 @@ use worker::{
 
 use super::hop::{self, RawStub};
 use super::store::{NewEntry, Store};
-use super::{d1, json_error, now_ms, query_pairs, random_u64, USER_BINDING};
+use super::{d1, json_error, now_ms, query_pairs, query_param, random_u64, USER_BINDING};
 use crate::history::{self, page_json, PageQuery, BATCH_BYTES, BATCH_ROWS};
 use crate::inbox::Inbox;
 use crate::message::{chat_body, new_id, Kind};
@@ -165,48 +165,42 @@ impl DurableObject for UserObject {
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
         incr(Counter::DoFetches);
-        let pairs = query_pairs(&req);
-        let pairs = || pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()));
-        let uid = pairs().find(|(k, _)| *k == "uid").and_then(|(_, v)| UserId::parse(v).ok());
+        let raw = query_pairs(&req);
+        let pairs = || raw.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        let param = |name: &str| query_param(&raw, name);
+        let uid = param("uid").and_then(|v| UserId::parse(&v).ok());
         match (req.method(), req.path().as_str()) {
             (Method::Post, "/deliver") => self.on_deliver(req, Delivery::from_query(pairs())).await,
             (Method::Post, "/receipt") => self.on_receipt(Receipt::from_query(pairs())),
             (Method::Post, "/typing") => self.on_typing(Typing::from_query(pairs())),
-            (Method::Get, "/connect") => {
-                let param = |name: &str| pairs().find(|(k, _)| *k == name).map(|(_, v)| v.to_owned());
-                match (uid, param("device")) {
-                    (Some(uid), None) => self.on_connect(&uid),
-                    (Some(uid), Some(device)) => {
-                        let since = param("since").and_then(|v| v.parse().ok());
-                        let exp = param("exp").and_then(|v| v.parse().ok()).unwrap_or(u64::MAX);
-                        self.on_connect_v1(&uid, &device, since, exp)
-                    }
-                    (None, _) => json_error(400, "uid required"),
+            (Method::Get, "/connect") => match (uid, param("device")) {
+                (Some(uid), None) => self.on_connect(&uid),
+                (Some(uid), Some(device)) => {
+                    let since = param("since").and_then(|v| v.parse().ok());
+                    let exp = param("exp").and_then(|v| v.parse().ok()).unwrap_or(u64::MAX);
+                    self.on_connect_v1(&uid, &device, since, exp)
                 }
-            }
+                (None, _) => json_error(400, "uid required"),
+            },
             (Method::Post, "/send") => {
-                let param = |name: &str| pairs().find(|(k, _)| *k == name).map(|(_, v)| v.to_owned());
                 let time = param("time").and_then(|v| v.parse().ok());
                 match (uid, param("id"), time) {
                     (Some(uid), Some(id), Some(time)) => self.on_api_send(req, &uid, &id, time, param("cmid")).await,
                     _ => json_error(400, "uid, id and time required"),
                 }
             }
-            (Method::Get, "/v1/history") => match (uid, PageQuery::parse(pairs())) {
-                (Some(uid), Ok(q)) => self.on_v1_history(&uid, &q).await,
-                (None, _) => json_error(400, "uid required"),
-                (_, Err(bad)) => json_error(400, &format!("{}: {}", bad.param, bad.problem)),
-            },
-            (Method::Get, "/conversations") => match (uid, PageQuery::parse(pairs())) {
-                (Some(uid), Ok(q)) => self.on_conversations(&uid, &q),
-                (None, _) => json_error(400, "uid required"),
-                (_, Err(bad)) => json_error(400, &format!("{}: {}", bad.param, bad.problem)),
-            },
-            (Method::Get, "/history") => match (uid, PageQuery::parse(pairs())) {
-                (Some(uid), Ok(q)) => self.on_history(&uid, &q).await,
-                (None, _) => json_error(400, "uid required"),
-                (_, Err(bad)) => json_error(400, &format!("{}: {}", bad.param, bad.problem)),
-            },
+            (Method::Get, path @ ("/history" | "/v1/history" | "/conversations")) => {
+                let Some(uid) = uid else { return json_error(400, "uid required") };
+                let q = match PageQuery::parse(pairs()) {
+                    Ok(q) => q,
+                    Err(bad) => return json_error(400, &format!("{}: {}", bad.param, bad.problem)),
+                };
+                match path {
+                    "/history" => self.on_history(&uid, &q).await,
+                    "/v1/history" => self.on_v1_history(&uid, &q).await,
+                    _ => self.on_conversations(&uid, &q),
+                }
+            }
             _ => json_error(404, "no such route"),
         }
     }
@@ -542,12 +536,16 @@ impl UserObject {
                 headers.set("content-type", "application/json")?;
                 Ok(Response::ok(page_json(&rows, q.limit))?.with_headers(headers))
             }
-            Err(e) => {
-                worker::console_error!("history unavailable: {}", e);
-                self.want_archive();
-                json_error(503, "history is temporarily unavailable; retry")
-            }
+            Err(e) => self.history_unavailable(e),
         }
+    }
+
+    /// The answer when D1 could not be written or read: the archive is
+    /// scheduled again, and the client is told to retry.
+    fn history_unavailable(&self, e: worker::Error) -> worker::Result<Response> {
+        worker::console_error!("history unavailable: {}", e);
+        self.want_archive();
+        json_error(503, "history is temporarily unavailable; retry")
     }
 
     /// Writes the log to D1 up to its head, batch by batch, then prunes.

@@ -209,10 +209,7 @@ impl UserObject {
                 let next = next.map_or("null".to_string(), |n| n.to_string());
                 json(200, &format!(r#"{{"items":[{}],"next":{next}}}"#, items.join(",")))
             }
-            Err(e) => {
-                worker::console_error!("history unavailable: {}", e);
-                json_error(503, "history is temporarily unavailable; retry")
-            }
+            Err(e) => self.history_unavailable(e),
         }
     }
 
