@@ -5,24 +5,11 @@ import { Miniflare } from "miniflare";
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { createServer } from "node:net";
 import { join } from "node:path";
 import WebSocket from "ws";
-import { API_KEY, ROOT, startWorker, token } from "../tests/harness.mjs";
+import { API_KEY, ROOT, freePort, startWorker, token } from "../tests/harness.mjs";
 
 const BASELINE = join(ROOT, "bench", "baselines");
-
-/** A TCP port nothing listens on right now (for workerd's inspector). */
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 /** PIDs of workerd processes started by this process. */
 function workerdPids() {

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Every test: native unit tests of the core, then the integration suite
-# against the built worker in workerd (Miniflare). Installs what it needs.
+# Every test: native unit tests of the core, fuzzing of every parser for a
+# bounded time, the integration suite against the built worker in workerd
+# (Miniflare), the client SDK's tests, and the demo page in headless
+# Chromium. Installs what it needs.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/build.sh || exit 1
@@ -8,13 +10,19 @@ log=$(mktemp)
 status=0
 echo "== cargo test (core, native)"
 cargo test --quiet 2>&1 | tee -a "$log" || status=1
+echo "== fuzzing (every parser of outside bytes, FUZZ_SECONDS each)"
+bash scripts/fuzz.sh "${FUZZ_SECONDS:-10}" 2>&1 | tee -a "$log" || status=1
 echo "== integration tests (built worker in workerd)"
-node --test --test-concurrency=2 --test-reporter=spec tests/integration/ 2>&1 | tee -a "$log" || status=1
-# One closing line for both runners.
+node --test --test-concurrency=2 --test-reporter=spec tests/integration/*.test.mjs 2>&1 | tee -a "$log" || status=1
+bash client/test.sh 2>&1 | tee -a "$log" || status=1
+echo "== browser tests (demo page in headless Chromium)"
+bash tests/browser/run.sh 2>&1 | tee -a "$log" || status=1
+# One closing line for every runner.
 awk '
   /^test result: / { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
   /^ℹ pass / { p += $3 }
   /^ℹ fail / { f += $3 }
+  /^fuzz: [0-9]+ passed/ { p += $2; f += $4 }
   END { printf "%d passed, %d failed\n", p, f }
 ' "$log"
 rm -f "$log"

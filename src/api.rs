@@ -9,10 +9,9 @@ use serde_json::{Map, Value};
 use crate::protocol::{parse_chat, Chat, Refusal};
 use crate::user::UserId;
 
-/// Largest request body accepted, in bytes (answered with 413 beyond it).
-pub const MAX_BODY_BYTES: usize = 1024 * 1024;
-/// Most messages in one call.
-pub const MAX_BATCH: usize = 1000;
+/// Most messages one call may carry whatever `API_MAX_BATCH` says; the
+/// configured bound ([`crate::limits::Limits::api_batch`]) is checked by the entry.
+pub const MAX_BATCH: usize = 10_000;
 
 /// A system message for one user, delivered as the backend wrote it.
 #[derive(Clone, Debug, PartialEq)]
@@ -29,11 +28,18 @@ pub struct BodyError {
     /// The field at fault, when one is.
     pub field: Option<&'static str>,
     pub problem: String,
+    /// The array holds more items than one call may carry: a 413, where
+    /// every other body error is a 400.
+    pub too_many: bool,
 }
 
 impl BodyError {
     fn whole(problem: impl Into<String>) -> BodyError {
-        BodyError { index: None, field: None, problem: problem.into() }
+        BodyError { index: None, field: None, problem: problem.into(), too_many: false }
+    }
+
+    fn item(index: Option<usize>, field: Option<&'static str>, problem: impl Into<String>) -> BodyError {
+        BodyError { index, field, problem: problem.into(), too_many: false }
     }
 
     /// The JSON error document a 400 carries.
@@ -50,16 +56,19 @@ impl BodyError {
     }
 }
 
-/// The items of a body that holds one object or an array of objects.
-fn items(body: &[u8]) -> Result<(Vec<Value>, bool), BodyError> {
+/// The items of a body that holds one object or an array of at most
+/// `max_batch` objects; the count is checked before any item is.
+fn items(body: &[u8], max_batch: usize) -> Result<(Vec<Value>, bool), BodyError> {
     let value: Value = serde_json::from_slice(body).map_err(|e| BodyError::whole(format!("body is not JSON: {e}")))?;
     match value {
         Value::Array(items) => {
             if items.is_empty() {
                 return Err(BodyError::whole("array body is empty"));
             }
-            if items.len() > MAX_BATCH {
-                return Err(BodyError::whole(format!("at most {MAX_BATCH} messages per call")));
+            let max_batch = max_batch.min(MAX_BATCH);
+            if items.len() > max_batch {
+                let problem = format!("at most {max_batch} messages per call (API_MAX_BATCH)");
+                return Err(BodyError { too_many: true, ..BodyError::whole(problem) });
             }
             Ok((items, true))
         }
@@ -73,19 +82,24 @@ fn at(is_array: bool, i: usize) -> Option<usize> {
 
 /// Parses a `sys-msg` body: each object needs a valid `uid`.
 pub fn parse_system(body: &[u8]) -> Result<Vec<SystemMessage>, BodyError> {
-    let (items, is_array) = items(body)?;
+    parse_system_within(body, MAX_BATCH)
+}
+
+/// [`parse_system`] with the operator's batch limit.
+pub fn parse_system_within(body: &[u8], max_batch: usize) -> Result<Vec<SystemMessage>, BodyError> {
+    let (items, is_array) = items(body, max_batch)?;
     items
         .into_iter()
         .enumerate()
         .map(|(i, v)| {
             let Value::Object(fields) = v else {
-                return Err(BodyError { index: at(is_array, i), field: None, problem: "must be a JSON object".into() });
+                return Err(BodyError::item(at(is_array, i), None, "must be a JSON object"));
             };
             let uid = match fields.get("uid") {
                 None => Err("is required".to_string()),
                 Some(v) => UserId::from_json(v).map_err(|e| e.to_string()),
             }
-            .map_err(|problem| BodyError { index: at(is_array, i), field: Some("uid"), problem })?;
+            .map_err(|problem| BodyError::item(at(is_array, i), Some("uid"), problem))?;
             Ok(SystemMessage { uid, fields })
         })
         .collect()
@@ -93,7 +107,12 @@ pub fn parse_system(body: &[u8]) -> Result<Vec<SystemMessage>, BodyError> {
 
 /// Parses a `usr-msg` body: each object is a chat, validated as one from a socket.
 pub fn parse_user(body: &[u8]) -> Result<Vec<Chat>, BodyError> {
-    let (items, is_array) = items(body)?;
+    parse_user_within(body, MAX_BATCH)
+}
+
+/// [`parse_user`] with the operator's batch limit.
+pub fn parse_user_within(body: &[u8], max_batch: usize) -> Result<Vec<Chat>, BodyError> {
+    let (items, is_array) = items(body, max_batch)?;
     items
         .into_iter()
         .enumerate()
@@ -105,7 +124,7 @@ pub fn parse_user(body: &[u8]) -> Result<Vec<Chat>, BodyError> {
                     Refusal::EmptyMessage => (Some("message"), "must be a non-empty string"),
                     _ => (None, "must be a JSON object"),
                 };
-                BodyError { index: at(is_array, i), field, problem: problem.into() }
+                BodyError::item(at(is_array, i), field, problem)
             })
         })
         .collect()
@@ -140,6 +159,15 @@ mod tests {
         assert_eq!(parse_system(b"[]").unwrap_err().problem, "array body is empty");
         assert_eq!(parse_system(b"7").unwrap_err().problem, "must be a JSON object");
         let big = format!("[{}]", vec![r#"{"uid":"1"}"#; MAX_BATCH + 1].join(","));
-        assert!(parse_system(big.as_bytes()).unwrap_err().problem.starts_with("at most"));
+        assert!(parse_system(big.as_bytes()).unwrap_err().too_many);
+    }
+
+    #[test]
+    fn the_batch_limit_is_checked_before_the_items() {
+        let e = parse_user_within(br#"[{"fromUser":1},{"fromUser":2},{"fromUser":3}]"#, 2).unwrap_err();
+        assert!(e.too_many, "three bad items over a limit of two: too many, not a bad item");
+        assert_eq!(e.problem, "at most 2 messages per call (API_MAX_BATCH)");
+        assert!(!parse_user(br#"[{"fromUser":1}]"#).unwrap_err().too_many);
+        assert_eq!(parse_system_within(br#"[{"uid":1},{"uid":2}]"#, 2).unwrap().len(), 2);
     }
 }

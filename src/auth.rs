@@ -157,9 +157,38 @@ pub fn client_token<'a>(query_token: Option<&'a str>, authorization: Option<&'a 
         .ok_or(AuthError::Missing)
 }
 
+/// Whether a WebSocket upgrade from `origin` may proceed under
+/// `ALLOWED_ORIGINS` (comma-separated origins, `*` or empty for any).
+/// Browsers always send `Origin`, so this stops other sites' pages from
+/// opening sockets with a user's token; apps and servers send none, and a
+/// token is what authenticates them.
+pub fn origin_allowed(allowed: &str, origin: Option<&str>) -> bool {
+    let mut list = allowed.split(',').map(str::trim).filter(|o| !o.is_empty()).peekable();
+    if list.peek().is_none() {
+        return true;
+    }
+    match origin {
+        None => true,
+        Some(origin) => list.any(|o| o == "*" || o.eq_ignore_ascii_case(origin.trim_end_matches('/'))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn origins_are_checked_only_when_configured_and_only_for_browsers() {
+        let list = "https://app.example, http://localhost:5173";
+        assert!(origin_allowed("", Some("https://evil.example")));
+        assert!(origin_allowed(list, Some("https://app.example")));
+        assert!(origin_allowed(list, Some("HTTP://LOCALHOST:5173")));
+        assert!(!origin_allowed(list, Some("https://evil.example")));
+        assert!(!origin_allowed(list, Some("https://app.example.evil")));
+        assert!(!origin_allowed(list, Some("null")));
+        assert!(origin_allowed(list, None), "no Origin: not a browser");
+        assert!(origin_allowed("*", Some("https://any.example")));
+    }
 
     const SECRET: &[u8] = b"dev-secret";
     const NOW: u64 = 1_800_000_000;

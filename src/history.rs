@@ -10,9 +10,9 @@
 use crate::message::conversation_id;
 use crate::user::UserId;
 
-/// Page size when the client names none, and the most it may ask for.
+/// Page size when the client names none. The most a page may hold is the
+/// operator's `HISTORY_PAGE_MAX` ([`crate::limits::Limits::history_page`]).
 pub const DEFAULT_LIMIT: u32 = 50;
-pub const MAX_LIMIT: u32 = 200;
 
 /// Upper bounds for one archive batch: rows, and bytes of message bodies
 /// (the whole batch is one bound parameter of one D1 statement).
@@ -67,18 +67,24 @@ pub struct BadParam {
 
 impl PageQuery {
     /// Reads `limit`, `before` and `peer`; other parameters are ignored.
-    /// A limit above the maximum is lowered to it.
     pub fn parse<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<PageQuery, BadParam> {
-        let mut q = PageQuery { limit: DEFAULT_LIMIT, before: None, after: None, peer: None };
+        PageQuery::parse_within(pairs, u32::MAX)
+    }
+
+    /// As [`PageQuery::parse`], refusing a page larger than `max` (the
+    /// operator's page limit): a client asking for more learns the bound
+    /// instead of getting a short page. Without a `limit`, the default page
+    /// is lowered to `max`.
+    pub fn parse_within<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+        max: u32,
+    ) -> Result<PageQuery, BadParam> {
+        let mut q = PageQuery { limit: page_limit(None, max)?, before: None, after: None, peer: None };
         for (k, v) in pairs {
             match k {
                 "limit" => {
-                    let n: u32 =
-                        v.parse().map_err(|_| BadParam { param: "limit", problem: "must be a positive integer" })?;
-                    if n == 0 {
-                        return Err(BadParam { param: "limit", problem: "must be a positive integer" });
-                    }
-                    q.limit = n.min(MAX_LIMIT);
+                    let n = v.parse().map_err(|_| BadParam { param: "limit", problem: "must be a positive integer" })?;
+                    q.limit = page_limit(Some(n), max)?;
                 }
                 "before" => {
                     let n: u64 =
@@ -99,6 +105,17 @@ impl PageQuery {
             }
         }
         Ok(q)
+    }
+}
+
+/// The page size of a request (`None`: it named none) under a page limit of
+/// `max`, over HTTP and over the socket alike.
+pub fn page_limit(asked: Option<u32>, max: u32) -> Result<u32, BadParam> {
+    match asked {
+        None => Ok(DEFAULT_LIMIT.min(max)),
+        Some(0) => Err(BadParam { param: "limit", problem: "must be a positive integer" }),
+        Some(n) if n > max => Err(BadParam { param: "limit", problem: "over the page limit (HISTORY_PAGE_MAX)" }),
+        Some(n) => Ok(n),
     }
 }
 
@@ -246,7 +263,10 @@ mod tests {
     fn page_query_defaults_and_bounds() {
         assert_eq!(q("").unwrap(), PageQuery { limit: 50, before: None, after: None, peer: None });
         assert_eq!(q("after=4").unwrap().after, Some(4));
-        assert_eq!(q("limit=500").unwrap().limit, 200);
+        let within = |s: &str, max| PageQuery::parse_within(s.split('&').filter_map(|kv| kv.split_once('=')), max);
+        assert_eq!(within("limit=200", 200).unwrap().limit, 200);
+        assert_eq!(within("limit=201", 200).unwrap_err().param, "limit");
+        assert_eq!(within("", 10).unwrap().limit, 10, "the default page fits the limit");
         assert_eq!(q("limit=0").unwrap_err().param, "limit");
         assert_eq!(q("limit=x").unwrap_err().param, "limit");
         assert_eq!(q("before=-1").unwrap_err().param, "before");

@@ -58,6 +58,20 @@ impl Inbox {
         self.first_unsent
     }
 
+    /// Entries from the oldest queued one to the head: what `QUEUE_MAX`
+    /// bounds. Own sent chats in between count too, so it never undercounts.
+    pub fn queued_span(&self) -> u64 {
+        self.first_unsent.map_or(0, |f| self.head - f + 1)
+    }
+
+    /// Queued entries before `next_unsent` (or all, for `None`) expired: they
+    /// leave the offline queue without reaching a socket. D1 keeps them as
+    /// never delivered, which is what they are, so the archive stays as is.
+    pub fn expire_queue(&mut self, next_unsent: Option<u64>) {
+        debug_assert!(next_unsent.is_none_or(|n| Some(n) > self.first_unsent && n <= self.head));
+        self.first_unsent = next_unsent;
+    }
+
     /// Assigns the next sequence number to a new entry of `kind`.
     pub fn admit(&mut self, kind: Kind, open_sockets: usize) -> Admission {
         self.head += 1;
@@ -157,6 +171,24 @@ mod tests {
         assert_eq!(ib.first_unsent(), Some(1));
         ib.replayed(1, 2, None);
         assert_eq!(ib.admit(Kind::Received, 1), Admission { seq: 3, push_now: true });
+    }
+
+    #[test]
+    fn the_queue_span_runs_from_the_oldest_queued_entry_and_expiry_shortens_it() {
+        let mut ib = Inbox::default();
+        ib.admit(Kind::Received, 1);
+        assert_eq!(ib.queued_span(), 0, "pushed live, nothing queued");
+        for _ in 0..4 {
+            ib.admit(Kind::Received, 0);
+        }
+        ib.admit(Kind::Sent, 0);
+        assert_eq!(ib.queued_span(), 5, "entries 2..=6, the own chat included");
+        ib.expire_queue(Some(4));
+        assert_eq!((ib.first_unsent(), ib.queued_span()), (Some(4), 3));
+        assert_eq!(ib.prunable_below(0, 100, None), 1, "expired but not archived: kept");
+        ib.expire_queue(None);
+        assert_eq!(ib.queued_span(), 0);
+        assert!(ib.admit(Kind::Received, 1).push_now, "nothing queued ahead of a live entry");
     }
 
     #[test]

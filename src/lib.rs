@@ -15,6 +15,8 @@
 //! - [`api`]: backend API request bodies.
 //! - [`metrics`]: counters of billable operations, for the cost model.
 //! - [`ratelimit`]: the per-user send rate (token bucket).
+//! - [`limits`]: operator-set limits (`wrangler.toml` vars) and their defaults.
+//! - [`query`]: query strings (form-urlencoded), decoded and encoded.
 //! - [`time`]: RFC 3339 timestamps.
 //!
 //! [`edge`] (wasm only) is the thin platform layer: the Worker entry, the
@@ -24,9 +26,11 @@ pub mod api;
 pub mod auth;
 pub mod history;
 pub mod inbox;
+pub mod limits;
 pub mod message;
 pub mod metrics;
 pub mod protocol;
+pub mod query;
 pub mod ratelimit;
 pub mod relay;
 pub mod time;

@@ -26,9 +26,22 @@ pub enum Counter {
     MessagesStored,
     /// Text frames written to client sockets.
     FramesOut,
+    /// Refusals at a limit, one counter per limit.
+    RefusedRate,
+    RefusedBusy,
+    RefusedFrame,
+    RefusedBody,
+    RefusedBatch,
+    RefusedPage,
+    RefusedSockets,
+    RefusedQueueFull,
+    RefusedOrigin,
+    /// Queued entries dropped from the offline queue by `QUEUE_TTL_S` (they
+    /// stay in history).
+    QueueExpired,
 }
 
-const ALL: [(Counter, &str); 11] = [
+const ALL: [(Counter, &str); 21] = [
     (Counter::WorkerRequests, "worker_requests"),
     (Counter::DoFetches, "do_fetches"),
     (Counter::DoWsMessages, "do_ws_messages"),
@@ -40,6 +53,16 @@ const ALL: [(Counter, &str); 11] = [
     (Counter::D1RowsWritten, "d1_rows_written"),
     (Counter::MessagesStored, "messages_stored"),
     (Counter::FramesOut, "frames_out"),
+    (Counter::RefusedRate, "refused_rate"),
+    (Counter::RefusedBusy, "refused_busy"),
+    (Counter::RefusedFrame, "refused_frame"),
+    (Counter::RefusedBody, "refused_body"),
+    (Counter::RefusedBatch, "refused_batch"),
+    (Counter::RefusedPage, "refused_page"),
+    (Counter::RefusedSockets, "refused_sockets"),
+    (Counter::RefusedQueueFull, "refused_queue_full"),
+    (Counter::RefusedOrigin, "refused_origin"),
+    (Counter::QueueExpired, "queue_expired"),
 ];
 
 static COUNTS: [AtomicU64; ALL.len()] = [const { AtomicU64::new(0) }; ALL.len()];

@@ -10,12 +10,42 @@
 use crate::message::{is_id, Kind};
 use crate::user::UserId;
 
-/// Stored and written to an open socket.
-pub const STATUS_PUSHED: u16 = 200;
-/// Stored and queued for the recipient's next connection.
-pub const STATUS_QUEUED: u16 = 202;
-/// Stored nothing: the request was malformed.
-pub const STATUS_BAD: u16 = 400;
+/// What a hop did, as its status code carries it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Stored, and written to an open socket (`pushed`) or queued for the
+    /// recipient's next connection.
+    Stored { pushed: bool },
+    /// Stored nothing: the recipient's offline queue is at `QUEUE_MAX`.
+    Full,
+    /// Stored nothing: the request was malformed.
+    Bad,
+    /// Stored nothing, or the answer was lost: sending again is safe.
+    Unavailable,
+}
+
+impl Outcome {
+    pub fn status(self) -> u16 {
+        match self {
+            Outcome::Stored { pushed: true } => 200,
+            Outcome::Stored { pushed: false } => 202,
+            Outcome::Bad => 400,
+            Outcome::Unavailable => 503,
+            Outcome::Full => 507,
+        }
+    }
+
+    /// Any code this module does not send (a runtime error, say) is `Unavailable`.
+    pub fn from_status(code: u16) -> Outcome {
+        match code {
+            200 => Outcome::Stored { pushed: true },
+            202 => Outcome::Stored { pushed: false },
+            400 => Outcome::Bad,
+            507 => Outcome::Full,
+            _ => Outcome::Unavailable,
+        }
+    }
+}
 
 pub const SEQ_HEADER: &str = "x-seq";
 /// Present (`1`) when a delivery was a retry of one already stored.
@@ -137,6 +167,20 @@ impl Typing {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn every_outcome_survives_its_status_code() {
+        for o in [
+            Outcome::Stored { pushed: true },
+            Outcome::Stored { pushed: false },
+            Outcome::Full,
+            Outcome::Bad,
+            Outcome::Unavailable,
+        ] {
+            assert_eq!(Outcome::from_status(o.status()), o);
+        }
+        assert_eq!(Outcome::from_status(500), Outcome::Unavailable);
+    }
+
     use super::*;
 
     #[test]

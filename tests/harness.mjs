@@ -5,6 +5,7 @@
 import { Miniflare } from "miniflare";
 import { createHmac } from "node:crypto";
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -15,7 +16,7 @@ export const JWT_SECRET = "test-jwt-secret";
 export const API_KEY = "test-api-key";
 
 /** Options shared by every test runtime; `bindings` may override secrets and vars. */
-function options(persistDir, bindings, omit) {
+function options(persistDir, bindings, omit, onOutput) {
   const all = {
     JWT_SECRET,
     API_KEY,
@@ -40,6 +41,16 @@ function options(persistDir, bindings, omit) {
     durableObjectsPersist: join(persistDir, "do"),
     d1Persist: join(persistDir, "d1"),
     bindings: all,
+    // Everything the runtime prints (console output of the worker and its
+    // objects included) is kept, so tests can check what reaches the logs.
+    handleRuntimeStdio(stdout, stderr) {
+      for (const stream of [stdout, stderr]) {
+        stream.on("data", (chunk) => {
+          onOutput(chunk.toString());
+          if (process.env.TEST_RUNTIME_LOGS) process.stderr.write(chunk);
+        });
+      }
+    },
   };
 }
 
@@ -65,8 +76,10 @@ export async function startWorker({ bindings = {}, omit = [], extra = {} } = {})
     persistDir,
     mf: null,
     url: null,
+    /** What the runtime printed since the first start (TEST_RUNTIME_LOGS=1 echoes it). */
+    output: "",
     async start() {
-      this.mf = new Miniflare({ ...options(persistDir, bindings, omit), ...extra });
+      this.mf = new Miniflare({ ...options(persistDir, bindings, omit, (text) => (this.output += text)), ...extra });
       this.url = (await this.mf.ready).toString().replace(/\/$/, "");
     },
     async restart() {
@@ -94,13 +107,18 @@ export async function startWorker({ bindings = {}, omit = [], extra = {} } = {})
         body: typeof body === "string" ? body : JSON.stringify(body),
       });
     },
+    /** The counters of `/api/metrics`. */
+    async metrics() {
+      return (await this.fetch("/api/metrics", { headers: { authorization: `Bearer ${API_KEY}` } })).json();
+    },
     history(uid, params = {}) {
       const q = new URLSearchParams(params).toString();
       return this.fetch(`/ws/history${q ? "?" + q : ""}`, { headers: { authorization: `Bearer ${token(uid)}` } });
     },
     /** Opens a client socket as `uid`; resolves once it is open. */
-    connect(uid, { tokenValue, protocols } = {}) {
-      return openClient(this.wsUrl(`/ws?token=${encodeURIComponent(tokenValue ?? token(uid))}`), protocols);
+    connect(uid, { tokenValue, protocols, origin } = {}) {
+      const url = this.wsUrl(`/ws?token=${encodeURIComponent(tokenValue ?? token(uid))}`);
+      return openClient(url, protocols, origin ? { origin } : undefined);
     },
   };
   await w.start();
@@ -122,9 +140,9 @@ export function token(sub, { exp = Math.floor(Date.now() / 1000) + 3600, secret 
  * A WebSocket client that buffers what it receives: `next()` waits for the
  * next text frame, `expectSilence()` checks nothing more arrives.
  */
-export function openClient(url, protocols) {
+export function openClient(url, protocols, options) {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, protocols);
+    const ws = new WebSocket(url, protocols, options);
     const inbox = [];
     const waiters = [];
     const client = {
@@ -188,6 +206,20 @@ export function openClient(url, protocols) {
   });
 }
 
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** A TCP port nobody listens on now (for a runtime that must keep its URL across restarts). */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
 /** Polls `fn` until it returns a truthy value or `timeoutMs` passes. */
 export async function eventually(fn, timeoutMs = 5000, stepMs = 50) {
   const end = Date.now() + timeoutMs;
@@ -209,10 +241,10 @@ export async function eventually(fn, timeoutMs = 5000, stepMs = 50) {
  * buffered or future frame matching `pred` (others stay buffered, in order);
  * `request(frame)` gives the frame an id and resolves with its reply.
  */
-export async function connectV1(w, uid, { device = "d1", since, tokenValue } = {}) {
+export async function connectV1(w, uid, { device = "d1", since, tokenValue, origin } = {}) {
   const q = new URLSearchParams({ token: tokenValue ?? token(uid), device });
   if (since !== undefined) q.set("since", String(since));
-  const raw = await openClient(w.wsUrl(`/ws?${q}`), ["chat.v1"]);
+  const raw = await openClient(w.wsUrl(`/ws?${q}`), ["chat.v1"], origin ? { origin } : undefined);
   const parse = (text) => (text === "heartbeat" ? { op: "heartbeat" } : JSON.parse(text));
   // Frames that arrived with the upgrade were buffered by openClient.
   const frames = raw.received.splice(0).map(parse);

@@ -6,16 +6,20 @@ use futures::future::join_all;
 use worker::{event, Context, Env, Method, Request, RequestInit, Response};
 
 use super::hop;
-use super::{json, json_error, now_ms, query_pairs, query_param, random_u64, USER_BINDING};
-use crate::api::{self, BodyError, MAX_BODY_BYTES};
+use super::{json, json_error, limits, now_ms, query_pairs, query_param, random_u64, USER_BINDING};
+use crate::api::{self, BodyError};
 use crate::auth::{self, AuthError, Verified};
+use crate::limits::Limits;
 use crate::message::{derived_id, new_id, system_body, Kind};
 use crate::metrics::{self, incr, Counter};
+use crate::query;
 use crate::protocol::v1::SUBPROTOCOL;
-use crate::relay::{Delivery, STATUS_PUSHED, STATUS_QUEUED};
+use crate::relay::{Delivery, Outcome};
 use crate::user::UserId;
 
 const SECRETS: [&str; 2] = ["JWT_SECRET", "API_KEY"];
+/// Lifetime of a token from `/dev/token`.
+const DEV_TOKEN_TTL_S: u64 = 3600;
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
@@ -34,8 +38,13 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
         }
     }
     let (jwt_secret, api_key) = (&secrets[0], &secrets[1]);
+    let limits = match limits(&env) {
+        Ok(l) => l,
+        Err(e) => return json_error(500, &format!("server misconfigured: {e}")),
+    };
     match (req.method(), path.as_str()) {
         (Method::Get, "/ws") => connect(req, &env, jwt_secret).await,
+        (Method::Get, "/dev/token") => dev_token(&req, &env, jwt_secret),
         (Method::Get, "/ws/history") => forward_read(req, &env, jwt_secret, "/history").await,
         (Method::Get, "/v1/history") => forward_read(req, &env, jwt_secret, "/v1/history").await,
         (Method::Get, "/v1/conversations") => forward_read(req, &env, jwt_secret, "/conversations").await,
@@ -51,11 +60,27 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
                     counts["wasm_memory_bytes"] = (pages * 65_536).into();
                     json(200, &counts.to_string())
                 }
-                p => backend(req, &env, p == "/api/sys-msg").await,
+                p => backend(req, &env, &limits, p == "/api/sys-msg").await,
             }
         }
         _ => json_error(404, "no such route"),
     }
+}
+
+/// `GET /dev/token?user=<id>`: a client token for any user, so the demo page
+/// can sign in. Only when the `DEV_TOKENS` var is `1` (`npm run dev` sets it);
+/// otherwise the route does not exist.
+fn dev_token(req: &Request, env: &Env, secret: &str) -> worker::Result<Response> {
+    if !env.var("DEV_TOKENS").is_ok_and(|v| v.to_string() == "1") {
+        return json_error(404, "no such route");
+    }
+    let user = query_param(&query_pairs(req), "user").unwrap_or_default();
+    let Ok(user) = UserId::parse(&user) else {
+        return json_error(400, "user must be 1 to 64 of letters, digits, _ - . @");
+    };
+    let exp = now_ms() / 1000 + DEV_TOKEN_TTL_S;
+    let token = auth::sign_jwt(user.as_str(), exp, secret.as_bytes());
+    json(200, &serde_json::json!({ "token": token, "user": user.as_str(), "exp": exp }).to_string())
 }
 
 fn unauthorized(e: AuthError) -> worker::Result<Response> {
@@ -82,28 +107,33 @@ async fn connect(req: Request, env: &Env, secret: &str) -> worker::Result<Respon
     if !upgrade.eq_ignore_ascii_case("websocket") {
         return json_error(426, "expected a WebSocket upgrade");
     }
+    let allowed = env.var("ALLOWED_ORIGINS").map(|v| v.to_string()).unwrap_or_default();
+    if !auth::origin_allowed(&allowed, req.headers().get("origin")?.as_deref()) {
+        incr(Counter::RefusedOrigin);
+        return json_error(403, "origin not allowed");
+    }
     let offered = req.headers().get("sec-websocket-protocol")?.unwrap_or_default();
     let v1 = offered.split(',').any(|p| p.trim() == SUBPROTOCOL);
-    let mut inner = worker::url::form_urlencoded::Serializer::new(String::new());
-    inner.append_pair("uid", v.user.as_str());
+    let mut inner = vec![("uid", v.user.as_str().to_owned())];
     if v1 {
         let pairs = query_pairs(&req);
         let param = |name: &str| query_param(&pairs, name);
         let Some(device) = param("device").filter(|d| UserId::parse(d).is_ok()) else {
             return json_error(400, "chat.v1 needs device=<id>: 1 to 64 of letters, digits, _ - . @");
         };
-        inner.append_pair("device", &device);
-        inner.append_pair("exp", &v.exp.to_string());
+        inner.push(("device", device));
+        inner.push(("exp", v.exp.to_string()));
         if let Some(since) = param("since") {
             if since.parse::<u64>().is_err() {
                 return json_error(400, "since must be a sequence number");
             }
-            inner.append_pair("since", &since);
+            inner.push(("since", since));
         }
     }
+    let query = query::encode(inner.iter().map(|(k, v)| (*k, v.as_str())));
     let mut init = RequestInit::new();
     init.with_method(Method::Get).with_headers(req.headers().clone());
-    let inner = Request::new_with_init(&format!("https://user/connect?{}", inner.finish()), &init)?;
+    let inner = Request::new_with_init(&format!("https://user/connect?{query}"), &init)?;
     env.durable_object(USER_BINDING)?.get_by_name(v.user.as_str())?.fetch_with_request(inner).await
 }
 
@@ -115,25 +145,21 @@ async fn forward_read(req: Request, env: &Env, secret: &str, path: &str) -> work
         Ok(v) => v,
         Err(e) => return unauthorized(e),
     };
-    let mut inner = worker::url::form_urlencoded::Serializer::new(String::new());
-    inner.append_pair("uid", v.user.as_str());
-    for (k, val) in query_pairs(&req) {
-        if matches!(k.as_str(), "limit" | "before" | "after" | "peer") {
-            inner.append_pair(&k, &val);
-        }
-    }
-    let inner_url = format!("https://user{path}?{}", inner.finish());
+    let pairs = query_pairs(&req);
+    let page = pairs.iter().filter(|(k, _)| matches!(k.as_str(), "limit" | "before" | "after" | "peer"));
+    let query = query::encode([("uid", v.user.as_str())].into_iter().chain(page.map(|(k, v)| (k.as_str(), v.as_str()))));
+    let inner_url = format!("https://user{path}?{query}");
     env.durable_object(USER_BINDING)?.get_by_name(v.user.as_str())?.fetch_with_str(&inner_url).await
 }
 
-/// Reads a request body, refusing more than [`MAX_BODY_BYTES`].
-async fn read_body(req: &mut Request) -> worker::Result<Option<Vec<u8>>> {
+/// Reads a request body, refusing more than `max` bytes.
+async fn read_body(req: &mut Request, max: usize) -> worker::Result<Option<Vec<u8>>> {
     let declared = req.headers().get("content-length")?.and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+    if declared.is_some_and(|n| n > max) {
         return Ok(None);
     }
     let body = req.bytes().await?;
-    Ok((body.len() <= MAX_BODY_BYTES).then_some(body))
+    Ok((body.len() <= max).then_some(body))
 }
 
 /// One message of a backend call, ready to go to the object that stores it.
@@ -146,9 +172,10 @@ struct Outgoing {
 }
 
 /// `POST /api/sys-msg` and `POST /api/usr-msg`.
-async fn backend(mut req: Request, env: &Env, system: bool) -> worker::Result<Response> {
-    let Some(body) = read_body(&mut req).await? else {
-        return json_error(413, &format!("request body over {MAX_BODY_BYTES} bytes"));
+async fn backend(mut req: Request, env: &Env, limits: &Limits, system: bool) -> worker::Result<Response> {
+    let Some(body) = read_body(&mut req, limits.body_bytes).await? else {
+        incr(Counter::RefusedBody);
+        return json_error(413, &format!("request body over {} bytes (BODY_MAX_BYTES)", limits.body_bytes));
     };
     let is_array = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
     // With an idempotency key, every item's id is derived from it: a retried
@@ -157,7 +184,7 @@ async fn backend(mut req: Request, env: &Env, system: bool) -> worker::Result<Re
     let item_key = |i: usize| key.as_ref().map(|k| format!("{k}#{i}"));
     let now = now_ms();
     let outgoing: Result<Vec<Outgoing>, BodyError> = if system {
-        api::parse_system(&body).map(|msgs| {
+        api::parse_system_within(&body, limits.api_batch).map(|msgs| {
             msgs.into_iter()
                 .enumerate()
                 .map(|(i, m)| {
@@ -183,23 +210,21 @@ async fn backend(mut req: Request, env: &Env, system: bool) -> worker::Result<Re
                 .collect()
         })
     } else {
-        api::parse_user(&body).map(|chats| {
+        api::parse_user_within(&body, limits.api_batch).map(|chats| {
             chats
                 .into_iter()
                 .enumerate()
                 .map(|(i, c)| {
-                    let mut url = worker::url::form_urlencoded::Serializer::new(String::new());
-                    url.append_pair("uid", c.from.as_str()).append_pair("time", &now.to_string());
-                    let id = match item_key(i) {
-                        Some(k) => {
-                            let cmid = format!("api:{k}");
-                            url.append_pair("cmid", &cmid);
-                            derived_id("send", c.from.as_str(), &cmid)
-                        }
+                    let cmid = item_key(i).map(|k| format!("api:{k}"));
+                    let id = match &cmid {
+                        Some(cmid) => derived_id("send", c.from.as_str(), cmid),
                         None => new_id(now, random_u64()),
                     };
-                    url.append_pair("id", &id);
-                    let url = format!("https://user/send?{}", url.finish());
+                    let time = now.to_string();
+                    let mut params = vec![("uid", c.from.as_str()), ("time", &time)];
+                    params.extend(cmid.as_deref().map(|cmid| ("cmid", cmid)));
+                    params.push(("id", &id));
+                    let url = format!("https://user/send?{}", query::encode(params));
                     let body = serde_json::Value::Object(c.fields).to_string();
                     Outgoing { object: c.from, url, body, id }
                 })
@@ -208,24 +233,45 @@ async fn backend(mut req: Request, env: &Env, system: bool) -> worker::Result<Re
     };
     let outgoing = match outgoing {
         Ok(o) => o,
+        Err(e) if e.too_many => {
+            incr(Counter::RefusedBatch);
+            return json(413, &e.to_json());
+        }
         Err(e) => return json(400, &e.to_json()),
     };
-    let stored = deliver_all(env, &outgoing).await?;
-    let ids: Vec<Option<&str>> = outgoing.iter().zip(&stored).map(|(o, ok)| ok.then_some(o.id.as_str())).collect();
-    if stored.iter().all(|ok| *ok) {
+    let outcomes = deliver_all(env, &outgoing).await?;
+    let stored = |r: &Outcome| matches!(r, Outcome::Stored { .. });
+    let ids: Vec<Option<&str>> = outgoing.iter().zip(&outcomes).map(|(o, r)| stored(r).then_some(o.id.as_str())).collect();
+    if outcomes.iter().all(stored) {
         let doc = if is_array { serde_json::json!({ "ids": ids }) } else { serde_json::json!({ "id": ids[0] }) };
         return json(200, &doc.to_string());
     }
-    // Partial failure: say exactly which items were stored, so a retry can
-    // send only the others.
-    let doc =
-        serde_json::json!({ "error": "some messages could not be stored; retry those with a null id", "ids": ids });
-    json(503, &doc.to_string())
+    // Partial failure: say exactly which items were stored and why the others
+    // were not, so a retry can send only those that may succeed.
+    let errors: Vec<Option<&str>> = outcomes.iter().map(|r| item_error(*r)).collect();
+    let all_full = outcomes.iter().all(|r| matches!(r, Outcome::Stored { .. } | Outcome::Full));
+    let (code, error) = if all_full {
+        (Outcome::Full.status(), "recipient's offline queue is full (QUEUE_MAX); those with a null id were not stored")
+    } else {
+        (503, "some messages could not be stored; retry those with a null id")
+    };
+    let doc = serde_json::json!({ "error": error, "ids": ids, "errors": errors });
+    json(code, &doc.to_string())
+}
+
+/// Why one message of a backend call was not stored, as the answer names it:
+/// `recipient_full` helps only once they connect; `unavailable` may be retried.
+fn item_error(outcome: Outcome) -> Option<&'static str> {
+    match outcome {
+        Outcome::Stored { .. } => None,
+        Outcome::Full => Some("recipient_full"),
+        Outcome::Bad | Outcome::Unavailable => Some("unavailable"),
+    }
 }
 
 /// Sends each message to its object: one after another per object (so a
 /// user's queue keeps the call's order), objects in parallel.
-async fn deliver_all(env: &Env, outgoing: &[Outgoing]) -> worker::Result<Vec<bool>> {
+async fn deliver_all(env: &Env, outgoing: &[Outgoing]) -> worker::Result<Vec<Outcome>> {
     let ns = env.durable_object(USER_BINDING)?;
     let mut order: Vec<&UserId> = Vec::new();
     for o in outgoing {
@@ -239,18 +285,18 @@ async fn deliver_all(env: &Env, outgoing: &[Outgoing]) -> worker::Result<Vec<boo
             let mut results = Vec::new();
             let stub = hop::stub(ns, object.as_str());
             for (i, o) in outgoing.iter().enumerate().filter(|(_, o)| o.object == *object) {
-                let ok = match &stub {
-                    Ok(stub) => matches!(hop::post(stub, &o.url, &o.body).await, Ok(a) if a.status == STATUS_PUSHED || a.status == STATUS_QUEUED),
-                    Err(_) => false,
+                let outcome = match &stub {
+                    Ok(stub) => hop::post(stub, &o.url, &o.body).await.map_or(Outcome::Unavailable, |a| a.outcome),
+                    Err(_) => Outcome::Unavailable,
                 };
-                results.push((i, ok));
+                results.push((i, outcome));
             }
             results
         }
     });
-    let mut stored = vec![false; outgoing.len()];
-    for (i, ok) in join_all(chains).await.into_iter().flatten() {
-        stored[i] = ok;
+    let mut outcomes = vec![Outcome::Unavailable; outgoing.len()];
+    for (i, outcome) in join_all(chains).await.into_iter().flatten() {
+        outcomes[i] = outcome;
     }
-    Ok(stored)
+    Ok(outcomes)
 }

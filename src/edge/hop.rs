@@ -11,7 +11,7 @@ use worker::js_sys::{Object, Promise, Reflect};
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::ObjectNamespace;
 
-use crate::relay::SEQ_HEADER;
+use crate::relay::{Outcome, SEQ_HEADER};
 
 #[wasm_bindgen]
 extern "C" {
@@ -35,7 +35,7 @@ extern "C" {
 /// What the other object answered.
 #[derive(Clone, Copy, Debug)]
 pub struct Answer {
-    pub status: u16,
+    pub outcome: Outcome,
     pub seq: Option<u64>,
 }
 
@@ -52,5 +52,5 @@ pub async fn post(stub: &RawStub, url: &str, body: &str) -> Result<Answer, JsVal
     Reflect::set(&init, &"body".into(), &body.into())?;
     let res: RawResponse = JsFuture::from(stub.fetch(url, &init)?).await?.unchecked_into();
     let seq = res.headers().get(SEQ_HEADER).and_then(|s| s.parse().ok());
-    Ok(Answer { status: res.status(), seq })
+    Ok(Answer { outcome: Outcome::from_status(res.status()), seq })
 }

@@ -12,10 +12,22 @@ pub mod hop;
 pub mod store;
 pub mod user_object;
 
-use ::worker::{Headers, Response};
+use ::worker::{Env, Headers, Response};
+
+use crate::limits::{LimitError, Limits};
 
 /// The Durable Object namespace binding of the per-user objects.
 pub const USER_BINDING: &str = "USER";
+
+thread_local! {
+    /// Vars cannot change while an isolate lives, so they are read once.
+    static LIMITS: std::cell::OnceCell<Result<Limits, LimitError>> = const { std::cell::OnceCell::new() };
+}
+
+/// The operator's limits from the vars, for the entry and the objects alike.
+pub fn limits(env: &Env) -> Result<Limits, LimitError> {
+    LIMITS.with(|l| l.get_or_init(|| Limits::from_vars(|name| env.var(name).ok().map(|v| v.to_string()))).clone())
+}
 
 pub fn now_ms() -> u64 {
     ::worker::Date::now().as_millis()
@@ -31,16 +43,15 @@ pub fn random_u64() -> u64 {
 /// The decoded query parameters of a request. Taken from the URL string the
 /// runtime already serialized, rather than through `Request::url()`, whose
 /// full URL parser and its IDNA tables were about 70 KB of the gzipped wasm.
+/// Decoded by the core's [`crate::query`], which is unit-tested and fuzzed.
 pub fn query_pairs(req: &::worker::Request) -> Vec<(String, String)> {
     let url = req.inner().url();
-    let query = url.split_once('?').map_or("", |(_, q)| q);
-    let query = query.split_once('#').map_or(query, |(q, _)| q);
-    ::worker::url::form_urlencoded::parse(query.as_bytes()).into_owned().collect()
+    crate::query::parse(crate::query::of_url(&url).as_bytes())
 }
 
 /// The value of one query parameter.
 pub fn query_param(pairs: &[(String, String)], name: &str) -> Option<String> {
-    pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    crate::query::param(pairs, name)
 }
 
 /// A JSON error response: `{"error": "..."}`.

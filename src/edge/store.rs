@@ -151,7 +151,8 @@ impl Store {
         }
         let cursor = self.sql.exec(
             "SELECT (SELECT MAX(seq) FROM log) AS head,
-                        (SELECT MIN(seq) FROM log WHERE sent = 0) AS first_unsent,
+                        (SELECT MIN(seq) FROM log WHERE sent = 0
+                           AND seq >= COALESCE((SELECT v FROM meta WHERE k = 'queue_floor'), 0)) AS first_unsent,
                         (SELECT v FROM meta WHERE k = 'archived') AS archived,
                         (SELECT v FROM meta WHERE k = 'owner') AS owner",
             None,
@@ -437,6 +438,52 @@ impl Store {
         }
         count(&cursor);
         Ok(())
+    }
+
+    /// Expires the queue from `first` (its oldest entry) if that entry is
+    /// older than `cutoff`: the queue then starts at the first entry of
+    /// `cutoff` or later, which is kept as `meta.queue_floor` so a restart
+    /// does not bring the expired entries back. Returns the new oldest queued
+    /// entry and how many queued entries expired; `None` (one row read) when
+    /// nothing has expired.
+    pub fn expire_queue(&self, first: u64, cutoff: u64) -> worker::Result<Option<(Option<u64>, u64)>> {
+        #[derive(Deserialize)]
+        struct Row {
+            expired: Option<i64>,
+        }
+        let cursor = self.sql.exec("SELECT time < ? AS expired FROM log WHERE seq = ?", vec![int(cutoff), int(first)])?;
+        let rows: Vec<Row> = cursor.to_array()?;
+        count(&cursor);
+        if rows.first().and_then(|r| r.expired) != Some(1) {
+            return Ok(None);
+        }
+        #[derive(Deserialize)]
+        struct Floor {
+            floor: u64,
+            dropped: u64,
+        }
+        let cursor = self.sql.exec(
+            "SELECT f.floor AS floor, (SELECT COUNT(*) FROM log WHERE seq >= ?1 AND seq < f.floor AND sent = 0) AS dropped
+             FROM (SELECT COALESCE((SELECT MIN(seq) FROM log WHERE seq > ?1 AND time >= ?2),
+                                   (SELECT MAX(seq) FROM log) + 1) AS floor) AS f",
+            vec![int(first), int(cutoff)],
+        )?;
+        let f: Floor = cursor.one()?;
+        count(&cursor);
+        count(&self.sql.exec("INSERT OR REPLACE INTO meta (k, v) VALUES ('queue_floor', ?)", vec![int(f.floor)])?);
+        Ok(Some((self.first_unsent_from(f.floor)?, f.dropped)))
+    }
+
+    /// The oldest queued entry from `from` on.
+    pub fn first_unsent_from(&self, from: u64) -> worker::Result<Option<u64>> {
+        #[derive(Deserialize)]
+        struct Next {
+            next: Option<u64>,
+        }
+        let cursor = self.sql.exec("SELECT MIN(seq) AS next FROM log WHERE seq >= ? AND sent = 0", vec![int(from)])?;
+        let next: Next = cursor.one()?;
+        count(&cursor);
+        Ok(next.next)
     }
 
     pub fn mark_sent(&self, from: u64, to: u64) -> worker::Result<()> {

@@ -40,6 +40,7 @@ fn refusal_text(r: Refusal) -> &'static str {
         Refusal::NotYou => "error forbidden",
         Refusal::Unavailable => "error unavailable",
         Refusal::RateLimited { .. } => "error rate",
+        Refusal::RecipientFull => "error full",
     }
 }
 

@@ -12,8 +12,15 @@ use serde_json::{Map, Value};
 
 use crate::user::UserId;
 
-/// Largest client frame accepted, in bytes.
-pub const MAX_FRAME_BYTES: usize = 64 * 1024;
+/// Largest client frame either parser accepts, in bytes: the platform's own
+/// message limit. The operator's smaller `FRAME_MAX_BYTES` is checked first,
+/// by [`within_frame_limit`].
+pub const MAX_FRAME_BYTES: usize = crate::limits::FRAME_CEILING;
+
+/// Whether a client frame fits the operator's frame limit.
+pub fn within_frame_limit(text: &str, limits: &crate::limits::Limits) -> bool {
+    text.len() <= limits.frame_bytes
+}
 
 /// A request's id, echoed as `re` in its reply (v1): a string or a number.
 pub type RequestId = Value;
@@ -79,10 +86,14 @@ pub enum Refusal {
     /// The recipient's store could not be reached or did not confirm; nothing
     /// was stored, so the client may send again.
     Unavailable,
-    /// The user sends faster than the rate allows; nothing was stored.
+    /// The user sends faster than the rate allows, or has too many sends in
+    /// flight; nothing was stored.
     RateLimited {
         retry_after_ms: u64,
     },
+    /// The recipient's offline queue is at `QUEUE_MAX`; nothing was stored,
+    /// and sending again helps only once they connect.
+    RecipientFull,
 }
 
 /// What the server sends on a socket.

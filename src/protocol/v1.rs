@@ -31,6 +31,7 @@ pub enum V1Error {
     Forbidden,
     Unavailable,
     RateLimited { retry_after_ms: u64 },
+    RecipientFull,
 }
 
 impl V1Error {
@@ -43,6 +44,7 @@ impl V1Error {
             V1Error::Forbidden => "forbidden",
             V1Error::Unavailable => "unavailable",
             V1Error::RateLimited { .. } => "rate_limited",
+            V1Error::RecipientFull => "recipient_full",
         }
     }
 
@@ -53,7 +55,7 @@ impl V1Error {
 
     fn message(self) -> String {
         match self {
-            V1Error::TooLarge => format!("frame over {MAX_FRAME_BYTES} bytes"),
+            V1Error::TooLarge => "frame over the size limit (welcome limits.frame_bytes)".into(),
             V1Error::BadFrame => "not a JSON object with a string op".into(),
             V1Error::UnknownOp => "unknown op".into(),
             V1Error::BadField(f) => format!("missing or invalid field: {f}"),
@@ -62,6 +64,7 @@ impl V1Error {
             V1Error::RateLimited { retry_after_ms } => {
                 format!("too many sends; nothing was stored, send again in {retry_after_ms} ms")
             }
+            V1Error::RecipientFull => "the recipient has too many undelivered messages; nothing was stored".into(),
         }
     }
 
@@ -75,6 +78,7 @@ impl V1Error {
             Refusal::NotYou => V1Error::Forbidden,
             Refusal::Unavailable => V1Error::Unavailable,
             Refusal::RateLimited { retry_after_ms } => V1Error::RateLimited { retry_after_ms },
+            Refusal::RecipientFull => V1Error::RecipientFull,
         }
     }
 }
@@ -190,8 +194,8 @@ pub struct Welcome<'a> {
     pub since: u64,
     /// False when entries the client asked for are no longer kept.
     pub recovered: bool,
-    /// The user's send rate: sends per second, and the burst allowed.
-    pub rate: crate::ratelimit::Rate,
+    /// What the client may send: frame size, page size, send rate.
+    pub limits: &'a crate::limits::Limits,
 }
 
 impl Welcome<'_> {
@@ -206,11 +210,13 @@ impl Welcome<'_> {
             "recovered": self.recovered,
             "heartbeat_ms": HEARTBEAT_MS,
             "limits": {
-                "frame_bytes": MAX_FRAME_BYTES,
-                "history_page": crate::history::MAX_LIMIT,
+                "frame_bytes": self.limits.frame_bytes,
+                "history_page": self.limits.history_page,
                 "cmid_chars": MAX_CMID,
-                "sends_per_second": self.rate.per_second,
-                "send_burst": self.rate.burst,
+                "sends_per_second": self.limits.send_rate.per_second,
+                "send_burst": self.limits.send_rate.burst,
+                "queue_max": self.limits.queue_max,
+                "queue_ttl_s": self.limits.queue_ttl_ms / 1000,
             },
         })
         .to_string()
@@ -348,8 +354,11 @@ mod tests {
             serde_json::from_str(&history(&json!("q"), &[msg(1, EntryKind::Sys, None, "m", "{}")], Some(1))).unwrap();
         assert_eq!(h["items"][0]["peer"], Value::Null);
         assert_eq!(h["next"], json!(1));
-        let rate = crate::ratelimit::Rate { per_second: 1, burst: 2 };
-        let w = Welcome { user: &UserId::parse("1").unwrap(), device: "d", head: 5, since: 3, recovered: false, rate };
+        let limits = crate::limits::Limits {
+            send_rate: crate::ratelimit::Rate { per_second: 1, burst: 2 },
+            ..Default::default()
+        };
+        let w = Welcome { user: &UserId::parse("1").unwrap(), device: "d", head: 5, since: 3, recovered: false, limits: &limits };
         let w: Value = serde_json::from_str(&w.encode()).unwrap();
         assert_eq!((w["head"].as_u64(), w["recovered"].as_bool()), (Some(5), Some(false)));
         assert_eq!(w["limits"]["send_burst"].as_u64(), Some(2));

@@ -278,6 +278,9 @@ describe("protocol v1 with a small log cap", () => {
     let b = await connectV1(w, "q2");
     assert.equal(b.welcome.recovered, true);
     await b.close();
+    // Another device of q2 is online meanwhile, so nothing queues: an offline
+    // user's queue is bounded by QUEUE_MAX, which is at most LOG_CAP.
+    const online = await connectV1(w, "q2", { device: "online" });
     const a = await connectV1(w, "q1");
     for (let i = 0; i < 20; i++) await a.request({ op: "send", to: "q2", cmid: `q${i}`, body: text(`q${i}`) });
     // Archive and prune run from the alarm; wait until the log is cut to its cap.
@@ -297,7 +300,7 @@ describe("protocol v1 with a small log cap", () => {
     // What was cut from the log is still in history.
     const page = await b.request({ op: "history", limit: 50 });
     assert.equal(page.items.length, 20);
-    await Promise.all([a.close(), b.close()]);
+    await Promise.all([a.close(), b.close(), online.close()]);
   });
 });
 

@@ -30,11 +30,15 @@ use super::store::{NewEntry, Store};
 use super::{d1, json_error, now_ms, query_pairs, query_param, random_u64, USER_BINDING};
 use crate::history::{self, page_json, PageQuery, BATCH_BYTES, BATCH_ROWS};
 use crate::inbox::Inbox;
+use crate::limits::Limits;
 use crate::message::{chat_body, new_id, Kind};
-use crate::metrics::{incr, Counter};
-use crate::protocol::{legacy, parse_chat, Chat, Frame, Refusal, Reply};
-use crate::ratelimit::{Bucket, Rate};
-use crate::relay::{Delivery, Receipt, Typing, DUP_HEADER, SEQ_HEADER, STATUS_BAD, STATUS_PUSHED, STATUS_QUEUED};
+use crate::metrics::{self, incr, Counter};
+use crate::protocol::v1::{error as v1_error, V1Error};
+use crate::protocol::{legacy, parse_chat, within_frame_limit, Chat, Frame, Refusal, Reply};
+use crate::ratelimit::Bucket;
+use crate::relay::{
+    Delivery, Outcome, Receipt, Typing, DUP_HEADER, SEQ_HEADER,
+};
 use crate::user::UserId;
 
 /// Tags of sockets speaking the legacy protocol and `chat.v1`.
@@ -42,14 +46,10 @@ const LEGACY: &str = "legacy";
 const V1: &str = "v1";
 /// Log entries kept after they are delivered and archived (the resume window).
 const KEEP_ENTRIES: u64 = 1000;
-/// Default bound of a log, whatever its devices have acknowledged (`LOG_CAP`).
-const LOG_CAP: u64 = 10_000;
 /// A device not seen for this long no longer holds entries in the log.
 const DEVICE_TTL_MS: u64 = 30 * 24 * 3600 * 1000;
-/// Default send rate of one user over all their sockets (`SEND_RATE`,
-/// `SEND_BURST`): far above what a person types, far below a flood.
-const SEND_RATE: u32 = 20;
-const SEND_BURST: u32 = 60;
+/// How long a send refused for too many in flight should wait.
+const BUSY_RETRY_MS: u64 = 100;
 /// How long a send's client id and a derived message id are remembered.
 const IDEMPOTENCY_MS: u64 = 24 * 3600 * 1000;
 /// Stubs cached per peer; one stub per peer keeps a sender's messages in order.
@@ -110,6 +110,9 @@ pub struct UserObject {
     stubs: RefCell<HashMap<UserId, RawStub>>,
     /// Client message ids of v1 sends waiting for the recipient's answer.
     inflight: RefCell<std::collections::HashSet<String>>,
+    /// Sends of any protocol waiting for the recipient's answer: each holds
+    /// its message in memory, so their number is bounded (`INFLIGHT_SENDS`).
+    sends_waiting: Cell<usize>,
     /// Shared with the task that sets the alarm, which clears it on failure.
     alarm_armed: Rc<Cell<bool>>,
     archive_failures: Cell<u32>,
@@ -117,10 +120,11 @@ pub struct UserObject {
     archiving: Mutex<()>,
     archive_delay_ms: u64,
     archive_retry_ms: u64,
-    log_cap: u64,
+    limits: Limits,
     /// The user's send rate over all their sockets.
-    rate: Rate,
     bucket: RefCell<Option<Bucket>>,
+    /// `FAULTS=1` (tests only): a frame `__panic` panics inside the handler.
+    faults: bool,
 }
 
 impl DurableObject for UserObject {
@@ -138,10 +142,10 @@ impl DurableObject for UserObject {
             |name: &str, default: u64| env.var(name).ok().and_then(|v| v.to_string().parse().ok()).unwrap_or(default);
         let archive_delay_ms = var_ms("ARCHIVE_DELAY_MS", history::ARCHIVE_DELAY_MS);
         let archive_retry_ms = var_ms("ARCHIVE_RETRY_MS", 1000);
-        let log_cap = var_ms("LOG_CAP", LOG_CAP);
-        let var_u32 =
-            |name: &str, default: u32| env.var(name).ok().and_then(|v| v.to_string().parse().ok()).unwrap_or(default);
-        let rate = Rate { per_second: var_u32("SEND_RATE", SEND_RATE), burst: var_u32("SEND_BURST", SEND_BURST) };
+        // The entry refuses every request while a limit var is invalid, so a
+        // default here only ever serves hops already under way.
+        let limits = super::limits(&env).unwrap_or_default();
+        let faults = env.var("FAULTS").is_ok_and(|v| v.to_string() == "1");
         UserObject {
             state,
             env,
@@ -152,14 +156,15 @@ impl DurableObject for UserObject {
             cooling: Rc::new(Cell::new(false)),
             stubs: RefCell::new(HashMap::new()),
             inflight: RefCell::new(Default::default()),
+            sends_waiting: Cell::new(0),
             alarm_armed: Rc::new(Cell::new(false)),
             archive_failures: Cell::new(0),
             archiving: Mutex::new(()),
             archive_delay_ms,
             archive_retry_ms,
-            log_cap,
-            rate,
+            limits,
             bucket: RefCell::new(None),
+            faults,
         }
     }
 
@@ -191,9 +196,14 @@ impl DurableObject for UserObject {
             }
             (Method::Get, path @ ("/history" | "/v1/history" | "/conversations")) => {
                 let Some(uid) = uid else { return json_error(400, "uid required") };
-                let q = match PageQuery::parse(pairs()) {
+                let q = match PageQuery::parse_within(pairs(), self.limits.history_page) {
                     Ok(q) => q,
-                    Err(bad) => return json_error(400, &format!("{}: {}", bad.param, bad.problem)),
+                    Err(bad) => {
+                        if bad.param == "limit" {
+                            incr(Counter::RefusedPage);
+                        }
+                        return json_error(400, &format!("{}: {}", bad.param, bad.problem));
+                    }
                 };
                 match path {
                     "/history" => self.on_history(&uid, &q).await,
@@ -214,6 +224,16 @@ impl DurableObject for UserObject {
         let att = attachment(&ws)?;
         let owner = UserId::parse(&att.uid).map_err(|e| worker::Error::RustError(e.to_string()))?;
         self.load(&owner)?;
+        if self.faults && text == "__panic" {
+            panic!("fault injected by a test");
+        }
+        if !within_frame_limit(&text, &self.limits) {
+            incr(Counter::RefusedFrame);
+            return match att.device {
+                Some(_) => send(&ws, &v1_error(None, V1Error::TooLarge)),
+                None => send_reply(&ws, &Reply::Refused(Refusal::TooLarge)),
+            };
+        }
         if let Some(device) = att.device {
             return self.on_v1_frame(&ws, &owner, &device, att.exp, &text).await;
         }
@@ -329,8 +349,12 @@ impl UserObject {
     fn admit_send(&self) -> Result<(), Refusal> {
         let now = now_ms();
         let mut bucket = self.bucket.borrow_mut();
-        let b = bucket.get_or_insert_with(|| Bucket::full(self.rate, now));
-        b.take(self.rate, now).map_err(|retry_after_ms| Refusal::RateLimited { retry_after_ms })
+        let rate = self.limits.send_rate;
+        let b = bucket.get_or_insert_with(|| Bucket::full(rate, now));
+        b.take(rate, now).map_err(|retry_after_ms| {
+            incr(Counter::RefusedRate);
+            Refusal::RateLimited { retry_after_ms }
+        })
     }
 
     fn owner(&self) -> worker::Result<UserId> {
@@ -355,6 +379,10 @@ impl UserObject {
     /// it before anything live (no await in between, so nothing can overtake).
     fn on_connect(&self, uid: &UserId) -> worker::Result<Response> {
         self.load(uid)?;
+        if let Some(refused) = self.refuse_socket()? {
+            return Ok(refused);
+        }
+        self.expire_queue()?;
         let pair = WebSocketPair::new()?;
         self.state.accept_websocket_with_tags(&pair.server, &[LEGACY]);
         pair.server.serialize_attachment(Attachment { uid: uid.to_string(), device: None, exp: 0 })?;
@@ -362,9 +390,56 @@ impl UserObject {
         Response::from_websocket(pair.client)
     }
 
-    fn replay(&self, ws: &WebSocket) -> worker::Result<()> {
+    /// A new socket past `SOCKETS_PER_USER` is refused before the upgrade
+    /// (429), rather than closing an old one: two clients over the bound
+    /// would otherwise take turns closing each other.
+    fn refuse_socket(&self) -> worker::Result<Option<Response>> {
+        let open = self.state.get_websockets().len();
+        if open < self.limits.sockets_per_user {
+            return Ok(None);
+        }
+        incr(Counter::RefusedSockets);
+        let message = format!("too many open sockets for this user (at most {})", self.limits.sockets_per_user);
+        json_error(429, &message).map(Some)
+    }
+
+    /// Drops from the offline queue the entries no socket received within
+    /// `QUEUE_TTL_S`. They stay in the log and in D1 history, and leave the
+    /// log through the usual pruning; a v1 device that resumes from before
+    /// them once they are pruned is told `recovered: false`.
+    fn expire_queue(&self) -> worker::Result<()> {
         let mut inbox = self.inbox();
         let Some(first) = inbox.first_unsent() else { return Ok(()) };
+        let cutoff = now_ms().saturating_sub(self.limits.queue_ttl_ms);
+        if let Some((next, dropped)) = self.store.expire_queue(first, cutoff)? {
+            metrics::add(Counter::QueueExpired, dropped);
+            inbox.expire_queue(next);
+            self.set_inbox(inbox);
+        }
+        Ok(())
+    }
+
+    /// Whether the offline queue is at `QUEUE_MAX`, once expired entries left
+    /// it. Owed entries still waiting for the group write count too, or
+    /// concurrent deliveries would all pass the check and overshoot it.
+    fn queue_full(&self) -> worker::Result<bool> {
+        let waiting = self.pending.borrow().iter().filter(|w| w.entry.kind.owed_to_owner()).count() as u64;
+        if self.inbox().queued_span() + waiting < self.limits.queue_max {
+            return Ok(false);
+        }
+        self.expire_queue()?;
+        let span = self.inbox().queued_span();
+        // With nothing queued and a socket open, waiting entries go out live.
+        let waiting = if span == 0 && !self.state.get_websockets().is_empty() { 0 } else { waiting };
+        let full = span + waiting >= self.limits.queue_max;
+        if full {
+            incr(Counter::RefusedQueueFull);
+        }
+        Ok(full)
+    }
+
+    fn replay(&self, ws: &WebSocket) -> worker::Result<()> {
+        let Some(first) = self.inbox().first_unsent() else { return Ok(()) };
         let mut last = None;
         let mut next_unsent = None;
         self.store.queued(first, |seq, body| {
@@ -377,24 +452,41 @@ impl UserObject {
         })?;
         if let Some(last) = last {
             self.store.mark_sent(first, last)?;
-            inbox.replayed(first, last, next_unsent);
-            self.set_inbox(inbox);
+            self.replayed(first, last, next_unsent)?;
             self.want_archive();
         }
+        Ok(())
+    }
+
+    /// The queue from `first` to `last` reached a socket. If D1 already has
+    /// some of those entries as queued, the archive cursor moves back, and
+    /// that is saved at once: an object that forgot it would leave them
+    /// "queued" in D1 for good.
+    fn replayed(&self, first: u64, last: u64, next_unsent: Option<u64>) -> worker::Result<()> {
+        let mut inbox = self.inbox();
+        let archived = inbox.archived();
+        inbox.replayed(first, last, next_unsent);
+        if inbox.archived() < archived {
+            self.store.set_archived(inbox.archived())?;
+        }
+        self.set_inbox(inbox);
         Ok(())
     }
 
     /// `POST /deliver`: another object (or the API) stores a message here.
     async fn on_deliver(&self, mut req: Request, delivery: Option<Delivery>) -> worker::Result<Response> {
         let body = req.text().await?;
-        let Some(d) = delivery else { return status(STATUS_BAD, None) };
+        let Some(d) = delivery else { return answer(Outcome::Bad, None) };
         self.load(&d.owner)?;
         if d.dedup {
             if let Some((seq, pushed)) = self.store.seen(&d.id)? {
-                let res = status(if pushed { STATUS_PUSHED } else { STATUS_QUEUED }, Some(seq))?;
+                let res = answer(Outcome::Stored { pushed }, Some(seq))?;
                 res.headers().set(DUP_HEADER, "1")?;
                 return Ok(res);
             }
+        }
+        if self.queue_full()? {
+            return answer(Outcome::Full, None);
         }
         let entry = NewEntry {
             id: d.id,
@@ -407,7 +499,7 @@ impl UserObject {
             dedup: d.dedup,
         };
         let stored = self.append(entry).await?;
-        status(if stored.pushed { STATUS_PUSHED } else { STATUS_QUEUED }, Some(stored.seq))
+        answer(Outcome::Stored { pushed: stored.pushed }, Some(stored.seq))
     }
 
     /// `POST /send`: the backend sends a chat on this user's behalf.
@@ -423,7 +515,7 @@ impl UserObject {
         self.load(uid)?;
         if let Some(cmid) = &cmid {
             if self.store.sent_before(cmid)?.is_some() {
-                return status(STATUS_PUSHED, None);
+                return answer(Outcome::Stored { pushed: true }, None);
             }
         }
         let chat = serde_json::from_str(&body).map_err(|_| Refusal::Format).and_then(parse_chat);
@@ -432,11 +524,13 @@ impl UserObject {
             Ok(_) => Err(Refusal::NotYou),
             Err(r) => Err(r),
         };
-        match result {
-            Ok(_) => status(STATUS_PUSHED, None),
-            Err(Refusal::Unavailable) => status(503, None),
-            Err(_) => status(STATUS_BAD, None),
-        }
+        let outcome = match result {
+            Ok(_) => Outcome::Stored { pushed: true },
+            Err(Refusal::Unavailable | Refusal::RateLimited { .. }) => Outcome::Unavailable,
+            Err(Refusal::RecipientFull) => Outcome::Full,
+            Err(_) => Outcome::Bad,
+        };
+        answer(outcome, None)
     }
 
     /// Stores a chat in the recipient's log (through their object), then in
@@ -455,6 +549,9 @@ impl UserObject {
         let cmid = cmid.map(str::to_owned);
         let dedup = cmid.is_some();
         if chat.to == *owner {
+            if self.queue_full().map_err(|_| Refusal::Unavailable)? {
+                return Err(Refusal::RecipientFull);
+            }
             let entry = NewEntry {
                 id: id.to_owned(),
                 kind: Kind::Received,
@@ -477,11 +574,16 @@ impl UserObject {
         };
         let url = format!("https://user/deliver?{}", delivery.to_query());
         let stub = self.stub(&chat.to).map_err(|_| Refusal::Unavailable)?;
+        if self.sends_waiting.get() >= self.limits.inflight_sends {
+            incr(Counter::RefusedBusy);
+            return Err(Refusal::RateLimited { retry_after_ms: BUSY_RETRY_MS });
+        }
+        self.sends_waiting.set(self.sends_waiting.get() + 1);
         let answer = hop::post(&stub, &url, &body).await;
-        let (peer_seq, pushed) = match answer {
-            Ok(a) if a.status == STATUS_PUSHED || a.status == STATUS_QUEUED => {
-                (a.seq.unwrap_or(0), a.status == STATUS_PUSHED)
-            }
+        self.sends_waiting.set(self.sends_waiting.get() - 1);
+        let (peer_seq, pushed) = match answer.map(|a| (a.outcome, a.seq)) {
+            Ok((Outcome::Stored { pushed }, seq)) => (seq.unwrap_or(0), pushed),
+            Ok((Outcome::Full, _)) => return Err(Refusal::RecipientFull),
             _ => {
                 // A broken stub stays broken; the next send gets a fresh one.
                 self.stubs.borrow_mut().remove(&chat.to);
@@ -562,8 +664,16 @@ impl UserObject {
             self.set_inbox(inbox);
         }
         self.save_devices()?;
-        let below = self.inbox().prunable_below(KEEP_ENTRIES, self.log_cap, self.devices_acked());
+        self.expire_queue()?;
+        let mut inbox = self.inbox();
+        let below = inbox.prunable_below(KEEP_ENTRIES, self.limits.log_cap, self.devices_acked());
         self.store.prune_below(below)?;
+        // The cap may take queued entries (the queue can outgrow the log by
+        // own sent chats in between): the queue then starts after them.
+        if inbox.first_unsent().is_some_and(|f| f < below) {
+            inbox.expire_queue(self.store.first_unsent_from(below)?);
+            self.set_inbox(inbox);
+        }
         self.store.expire_idempotency(now_ms().saturating_sub(IDEMPOTENCY_MS))?;
         Ok(())
     }
@@ -592,8 +702,8 @@ impl UserObject {
 }
 
 /// An empty response whose status (and `x-seq`) is the whole answer.
-fn status(code: u16, seq: Option<u64>) -> worker::Result<Response> {
-    let res = Response::empty()?.with_status(code);
+fn answer(outcome: Outcome, seq: Option<u64>) -> worker::Result<Response> {
+    let res = Response::empty()?.with_status(outcome.status());
     match seq {
         Some(seq) => {
             let headers = Headers::new();

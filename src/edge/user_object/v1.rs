@@ -4,14 +4,15 @@
 
 use worker::{Headers, Response, WebSocket, WebSocketPair};
 
-use super::{attachment_v1, json_error, send, status, Device, UserObject, DEVICE_TTL_MS, V1};
+use super::{answer, attachment_v1, json_error, send, Device, UserObject, DEVICE_TTL_MS, V1};
 use crate::edge::hop;
 use crate::edge::{d1, json, now_ms};
 use crate::history::{self, log_page, PageQuery};
 use crate::message::{derived_id, Kind};
+use crate::metrics::{incr, Counter};
 use crate::protocol::v1::{self, close, EntryKind, ReceiptKind, V1Error, Welcome};
 use crate::protocol::{Chat, Frame, RequestId};
-use crate::relay::{Receipt, Typing};
+use crate::relay::{Outcome, Receipt, Typing};
 use crate::user::UserId;
 
 impl UserObject {
@@ -29,6 +30,10 @@ impl UserObject {
         if UserId::parse(device).is_err() {
             return json_error(400, "device must be 1 to 64 of letters, digits, _ - . @");
         }
+        if let Some(refused) = self.refuse_socket()? {
+            return Ok(refused);
+        }
+        self.expire_queue()?;
         let head = self.inbox().head();
         let oldest = self.store.oldest()?.unwrap_or(head + 1);
         let known = self.life.borrow().as_ref().and_then(|l| l.devices.get(device).map(|d| d.acked));
@@ -41,7 +46,7 @@ impl UserObject {
         let pair = WebSocketPair::new()?;
         self.state.accept_websocket_with_tags(&pair.server, &[V1]);
         pair.server.serialize_attachment(attachment_v1(uid, device, exp))?;
-        let welcome = Welcome { user: uid, device, head, since: start, recovered, rate: self.rate };
+        let welcome = Welcome { user: uid, device, head, since: start, recovered, limits: &self.limits };
         send(&pair.server, &welcome.encode())?;
         self.store.entries_after(start, |e| {
             send(&pair.server, &v1::msg(e.seq, entry_kind(e.kind), e.peer.as_deref(), &e.id, &e.body))
@@ -49,16 +54,21 @@ impl UserObject {
         // The user now has every entry: those up to `start` this device
         // processed before, the rest were just written to it. Nothing is left
         // to replay to a legacy socket.
-        let mut inbox = self.inbox();
-        if let Some(first) = inbox.first_unsent() {
+        if let Some(first) = self.inbox().first_unsent() {
             self.store.mark_sent(first, head)?;
-            inbox.replayed(first, head, None);
-            self.set_inbox(inbox);
+            self.replayed(first, head, None)?;
         }
-        if let Some(life) = self.life.borrow_mut().as_mut() {
+        // Saved now, not at the next archive pass: an object evicted before
+        // then would forget the device, stop holding entries for it, and
+        // resume it at the head.
+        let d = self.life.borrow_mut().as_mut().map(|life| {
             let d = life.devices.entry(device.to_owned()).or_insert(Device { acked: start, seen: 0, dirty: true });
             d.seen = now_ms();
-            d.dirty = true;
+            d.dirty = false;
+            *d
+        });
+        if let Some(d) = d {
+            self.store.save_device(device, d.acked, d.seen)?;
         }
         self.want_archive();
         let headers = Headers::new();
@@ -88,13 +98,16 @@ impl UserObject {
             }
             Ok(Frame::Read { id, peer, up_to }) => Some(self.v1_read(owner, &id, &peer, up_to)?),
             Ok(Frame::History { id, peer, before, after, limit }) => {
-                let q = PageQuery {
-                    limit: limit.unwrap_or(history::DEFAULT_LIMIT).min(history::MAX_LIMIT),
-                    before,
-                    after,
-                    peer,
-                };
-                Some(self.v1_history(owner, &id, &q).await)
+                match history::page_limit(limit, self.limits.history_page) {
+                    Ok(limit) => {
+                        let q = PageQuery { limit, before, after, peer };
+                        Some(self.v1_history(owner, &id, &q).await)
+                    }
+                    Err(_) => {
+                        incr(Counter::RefusedPage);
+                        Some(v1::error(Some(&id), V1Error::BadField("limit")))
+                    }
+                }
             }
             Ok(Frame::Typing { to, active }) => {
                 let t = Typing { owner: to.clone(), from: owner.clone(), active };
@@ -238,7 +251,7 @@ impl UserObject {
 
     /// `POST /receipt`: a peer received or read this user's messages.
     pub(super) fn on_receipt(&self, receipt: Option<Receipt>) -> worker::Result<Response> {
-        let Some(r) = receipt else { return status(400, None) };
+        let Some(r) = receipt else { return answer(Outcome::Bad, None) };
         self.load(&r.owner)?;
         if let Some(up_to) = self.store.peer_receipt(r.from.as_str(), r.read, r.up_to)? {
             let kind = if r.read { ReceiptKind::Read } else { ReceiptKind::Delivered };
@@ -247,17 +260,17 @@ impl UserObject {
                 let _ = send(&ws, &frame);
             }
         }
-        status(204, None)
+        Ok(Response::empty()?.with_status(204))
     }
 
     /// `POST /typing`: shown on this user's live v1 sockets, never stored.
     pub(super) fn on_typing(&self, typing: Option<Typing>) -> worker::Result<Response> {
-        let Some(t) = typing else { return status(400, None) };
+        let Some(t) = typing else { return answer(Outcome::Bad, None) };
         let frame = v1::typing(t.from.as_str(), t.active);
         for ws in self.state.get_websockets_with_tag(V1) {
             let _ = send(&ws, &frame);
         }
-        status(204, None)
+        Ok(Response::empty()?.with_status(204))
     }
 
     /// A request to another user's object whose answer nobody waits for

@@ -1,0 +1,433 @@
+// ChatClient: the public face of the SDK and the glue between its parts. It
+// checks calls, loads and saves the client state (store), hands each server
+// frame to the part that owns it, and keeps the public state and events.
+//   connection.ts     socket lifecycle: token, URL, heartbeats, dead sockets, reconnects
+//   receiver.ts       message processing in seq order, the cursor, acks after saving
+//   sender.ts         the outbox over the socket: sends, replies, retries, frame limit
+//   requests.ts       read / history requests
+//   conversations.ts  the conversation list over HTTP
+// Everything platform-specific (WebSocket, fetch, timers, random) is injectable.
+
+import type { BackoffOptions } from "./backoff.ts";
+import { Connection, OPEN, type SocketConstructor, type TokenSource } from "./connection.ts";
+import { fetchConversations, type ConversationQuery } from "./conversations.ts";
+import { ChatError, fromErrorFrame } from "./errors.ts";
+import { Emitter, type Listener } from "./events.ts";
+import {
+  ID_RE,
+  isSeq,
+  parseFrame,
+  type Body,
+  type ConversationPage,
+  type HistoryPage,
+  type HistoryQuery,
+  type Msg,
+  type Receipt,
+  type Resync,
+  type SendResult,
+  type Typing,
+  type Unread,
+  type Welcome,
+} from "./frames.ts";
+import { Receiver } from "./receiver.ts";
+import { Requests } from "./requests.ts";
+import { Sender, type SentEvent } from "./sender.ts";
+import { MemoryStore, Persister, type ClientStore, type OutboxEntry, type StoredState } from "./store.ts";
+import { realTimers, type Timers } from "./timers.ts";
+import { deferred, randomId, type Deferred } from "./util.ts";
+
+export type State = "connecting" | "open" | "reconnecting" | "closed";
+
+export interface ChatClientOptions {
+  /** The /ws endpoint, e.g. `wss://chat.example.com/ws`. */
+  url: string;
+  /** A JWT, or a function returning one (called on every connect and reconnect). */
+  token: TokenSource;
+  /** Device id (1–64 of `[A-Za-z0-9_.@-]`); default: the stored one, else a random one, then stored. */
+  device?: string;
+  /** Resume from this seq on the first connect instead of the stored cursor. */
+  since?: number;
+  /** Persistence for the outbox, cursor, device and user. Default: a MemoryStore. */
+  store?: ClientStore;
+  /** WebSocket constructor. Default: globalThis.WebSocket. */
+  WebSocket?: SocketConstructor;
+  /** fetch, for conversations(). Default: globalThis.fetch. */
+  fetch?: typeof globalThis.fetch;
+  /** Reconnect and retry backoff (full jitter). Default { baseMs: 500, maxMs: 30000 }. */
+  backoff?: BackoffOptions;
+  /** A socket with no incoming frame this long after a heartbeat or request is closed and replaced. Default 10000. */
+  deadAfterMs?: number;
+  /** How long to wait for the welcome after creating a socket. Default 10000. */
+  connectTimeoutMs?: number;
+  /** Heartbeat period; the smaller of this and welcome.heartbeat_ms is used. */
+  heartbeatMs?: number;
+  /** Acks (and cursor saves) are batched over this window. Default 20. */
+  ackDelayMs?: number;
+  /** Injectable timers (tests). */
+  timers?: Timers;
+  /** Injectable randomness in [0, 1) for backoff jitter (tests). */
+  random?: () => number;
+}
+
+export interface ChatEvents {
+  state: State;
+  welcome: Welcome;
+  resync: Resync;
+  message: Msg;
+  receipt: Receipt;
+  unread: Unread;
+  typing: Typing;
+  sent: SentEvent;
+  error: ChatError;
+}
+
+export interface SendOptions {
+  /** Client message id; default random. Re-using a pending one joins that send. */
+  cmid?: string;
+}
+
+export class ChatClient {
+  readonly #url: string;
+  readonly #store: ClientStore;
+  readonly #fetch: typeof globalThis.fetch | undefined;
+  readonly #optDevice: string | undefined;
+  readonly #optSince: number | undefined;
+
+  readonly #events = new Emitter<ChatEvents>();
+  readonly #conn: Connection;
+  readonly #rx: Receiver;
+  readonly #tx: Sender;
+  readonly #req: Requests;
+  readonly #persister: Persister;
+  readonly #loaded: Promise<void>;
+  #isLoaded = false;
+
+  #state: State = "closed";
+  #user: string | null = null;
+  #storedUser: string | null = null;
+  #device: string | null = null;
+  #everOpen = false;
+  #first: Deferred<Welcome> | null = null;
+
+  constructor(opts: ChatClientOptions) {
+    if (!opts || typeof opts.url !== "string") throw new TypeError("ChatClient: `url` is required");
+    const u = new URL(opts.url);
+    if (!/^(wss?|https?):$/.test(u.protocol)) throw new TypeError(`ChatClient: url must be ws: or wss:, got ${u.protocol}`);
+    if (typeof opts.token !== "string" && typeof opts.token !== "function") throw new TypeError("ChatClient: `token` must be a string or a function");
+    if (opts.device !== undefined && !ID_RE.test(opts.device)) throw new TypeError("ChatClient: `device` must be 1 to 64 of letters, digits, _ - . @");
+    if (opts.since !== undefined && !isSeq(opts.since)) throw new TypeError("ChatClient: `since` must be a non-negative integer");
+    this.#url = opts.url;
+    this.#store = opts.store ?? new MemoryStore();
+    this.#fetch = opts.fetch ?? (typeof globalThis.fetch === "function" ? globalThis.fetch.bind(globalThis) : undefined);
+    this.#optDevice = opts.device;
+    this.#optSince = opts.since;
+    const timers = opts.timers ?? realTimers;
+    const random = opts.random ?? Math.random;
+    const backoff = { ...opts.backoff };
+    const error = (e: ChatError): void => this.#error(e);
+    const persist = (): Promise<boolean> => this.#persist();
+
+    this.#conn = new Connection(
+      {
+        url: opts.url,
+        token: opts.token,
+        WebSocket: opts.WebSocket ?? (globalThis as { WebSocket?: SocketConstructor }).WebSocket,
+        timers,
+        backoff,
+        random,
+        deadAfterMs: opts.deadAfterMs ?? 10_000,
+        connectTimeoutMs: opts.connectTimeoutMs ?? 10_000,
+        heartbeatMs: opts.heartbeatMs ?? Infinity,
+      },
+      {
+        ready: () => this.#loaded,
+        params: () => ({ device: this.#device ?? "", since: this.#rx.cursor }),
+        onData: (data) => this.#onData(data),
+        onDown: () => this.#setState(this.#everOpen ? "reconnecting" : "connecting"),
+        onDetach: () => {
+          this.#tx.disconnected();
+          this.#req.disconnected();
+        },
+        onFatal: (e) => void this.#shutdown(e),
+        onError: error,
+      },
+    );
+    const link = this.#conn;
+    this.#rx = new Receiver({
+      link,
+      timers,
+      ackDelayMs: opts.ackDelayMs ?? 20,
+      backoff,
+      random,
+      deliver: (m) => this.#events.emitSerial("message", m),
+      resync: (r) => this.#emit("resync", r),
+      error,
+      persist,
+      handlerFailed: (gen) => this.#conn.abandon(1000, "handler failed", gen),
+      running: () => this.#conn.running,
+    });
+    this.#tx = new Sender({ link, timers, backoff, random, persist, sent: (e) => this.#emit("sent", e), error });
+    this.#req = new Requests({ link, timers, backoff, random });
+    this.#persister = new Persister(this.#store, () => this.#snapshot(), (e) =>
+      this.#error(new ChatError("store", `saving client state failed: ${String(e)}`, { retry: true, cause: e })),
+    );
+    this.#loaded = this.#load();
+  }
+
+  // ---------------------------------------------------------------- public
+
+  get state(): State {
+    return this.#state;
+  }
+  /** User id from the last welcome (or the store), null before. */
+  get user(): string | null {
+    return this.#user ?? this.#storedUser;
+  }
+  get device(): string | null {
+    return this.#device;
+  }
+  /** Last processed seq; null before the first welcome of a new device. */
+  get cursor(): number | null {
+    return this.#rx.cursor;
+  }
+  /** Sends not confirmed yet. */
+  get pending(): number {
+    return this.#tx.outbox.size;
+  }
+  /** Resolves once the store was loaded (device, cursor, outbox known). */
+  get ready(): Promise<void> {
+    return this.#loaded;
+  }
+
+  on<K extends keyof ChatEvents>(name: K, fn: Listener<ChatEvents[K]>): () => void {
+    return this.#events.on(name, fn);
+  }
+  off<K extends keyof ChatEvents>(name: K, fn: Listener<ChatEvents[K]>): void {
+    this.#events.off(name, fn);
+  }
+
+  /** Starts connecting (and reconnecting, until close()). Resolves at the first welcome. */
+  connect(): Promise<Welcome> {
+    if (this.#conn.running && this.#first) return this.#first.promise;
+    this.#everOpen = false;
+    this.#first = deferred<Welcome>();
+    this.#first.promise.catch(() => {}); // a caller that does not await must not get an unhandled rejection
+    this.#conn.start();
+    this.#setState("connecting");
+    return this.#first.promise;
+  }
+
+  /**
+   * Stops: the socket is closed (after saving the cursor and sending the last
+   * ack), pending read/history calls reject with `closed`. Sends stay in the
+   * outbox (and the store) and go out after the next connect().
+   */
+  close(): Promise<void> {
+    return this.#shutdown(new ChatError("closed", "the client was closed"));
+  }
+
+  /** Sends a chat to `to`. Resolves with the server's `sent` once stored; survives reconnects. */
+  async send(to: string, body: Body | string, opts: SendOptions = {}): Promise<SendResult> {
+    if (typeof to !== "string" || !ID_RE.test(to)) throw new ChatError("bad_field", "`to` must be a user id (1 to 64 of letters, digits, _ - . @)", { field: "to" });
+    const b = typeof body === "string" ? { message: body } : body;
+    if (typeof b !== "object" || b === null || Array.isArray(b)) throw new ChatError("bad_field", "body must be an object", { field: "body" });
+    if (typeof b.message !== "string" || b.message === "") throw new ChatError("bad_field", "body.message must be a non-empty string", { field: "body.message" });
+    if (opts.cmid !== undefined && (typeof opts.cmid !== "string" || opts.cmid.length < 1 || opts.cmid.length > 64)) {
+      throw new ChatError("bad_field", "cmid must be 1 to 64 characters", { field: "cmid" });
+    }
+    let copy: Body;
+    try {
+      copy = JSON.parse(JSON.stringify(b)) as Body;
+    } catch (e) {
+      throw new ChatError("bad_field", "body must be JSON-serializable", { field: "body", cause: e });
+    }
+    await this.#loaded;
+    return this.#tx.queue({ cmid: opts.cmid ?? randomId(), to, body: copy });
+  }
+
+  /** Marks the conversation with `peer` read up to `upTo` (a seq of your log). */
+  async read(peer: string, upTo: number): Promise<void> {
+    if (typeof peer !== "string" || !ID_RE.test(peer)) throw new ChatError("bad_field", "`peer` must be a user id", { field: "peer" });
+    if (!isSeq(upTo)) throw new ChatError("bad_field", "`upTo` must be a non-negative integer", { field: "up_to" });
+    await this.#request({ op: "read", peer, up_to: upTo });
+  }
+
+  /** One page of the log (over the socket): newest first with `before`, oldest first with `after`. */
+  async history(q: HistoryQuery = {}): Promise<HistoryPage> {
+    const frame: Record<string, unknown> = { op: "history" };
+    if (q.peer !== undefined) frame.peer = q.peer;
+    if (q.before !== undefined) frame.before = q.before;
+    if (q.after !== undefined) frame.after = q.after;
+    if (q.limit !== undefined) frame.limit = q.limit;
+    const f = (await this.#request(frame)) as { items: Msg[]; next: number | null };
+    return { items: f.items, next: f.next };
+  }
+
+  /** The conversation list with unread counts: GET /v1/conversations on the same host. */
+  async conversations(q: ConversationQuery = {}): Promise<ConversationPage> {
+    const f = this.#fetch;
+    if (!f) throw new ChatError("network", "no fetch available; pass `fetch` in the options");
+    const conn = this.#conn;
+    return fetchConversations(f, this.#url, q, {
+      current: async () => conn.lastToken ?? (await conn.token()),
+      fresh: conn.refreshable ? () => conn.token() : null,
+    });
+  }
+
+  /** Tells `to` whether you are typing. Fire-and-forget: false when not connected. */
+  typing(to: string, active: boolean): boolean {
+    if (!this.#conn.isOpen || typeof to !== "string" || !ID_RE.test(to)) return false;
+    return this.#conn.send({ op: "typing", to, active: active === true });
+  }
+
+  // ---------------------------------------------------------- frames in
+
+  #onData(data: unknown): void {
+    if (typeof data !== "string") {
+      this.#error(new ChatError("protocol", "unexpected binary frame from the server"));
+      return;
+    }
+    let f;
+    try {
+      f = parseFrame(data);
+    } catch (e) {
+      this.#error(new ChatError("protocol", String(e instanceof Error ? e.message : e), { cause: e }));
+      return;
+    }
+    switch (f.op) {
+      case "heartbeat":
+      case "unknown":
+        return;
+      case "welcome":
+        return this.#onWelcome(f);
+      case "msg": {
+        const { op: _op, ...m } = f;
+        return this.#rx.msg(m, this.#conn.socketGen);
+      }
+      case "sent":
+        return this.#tx.onSent(f.re, { mid: f.mid, seq: f.seq, duplicate: f.duplicate });
+      case "ok":
+      case "history":
+        return this.#req.answered(f.re, f);
+      case "error":
+        // A reply to a send or a request; one that answers nothing in flight
+        // is for a socket long gone. Without `re`, it is about the connection.
+        if (f.re !== undefined) {
+          if (!this.#tx.onError(f.re, f)) this.#req.onError(f.re, f);
+          return;
+        }
+        return this.#error(fromErrorFrame(f));
+      case "unread":
+        return this.#emit("unread", { peer: f.peer, count: f.count, read_up_to: f.read_up_to });
+      case "receipt":
+        return this.#emit("receipt", { peer: f.peer, type: f.type, up_to: f.up_to });
+      case "typing":
+        return this.#emit("typing", { from: f.from, active: f.active });
+    }
+  }
+
+  #onWelcome(w: Welcome): void {
+    if (this.#storedUser !== null && this.#storedUser !== w.user) {
+      void this.#shutdown(
+        new ChatError("wrong_user", `the store holds the state of user ${this.#storedUser}, but the token is user ${w.user}; use one store (key) per user`),
+      );
+      return;
+    }
+    this.#user = w.user;
+    this.#storedUser = w.user;
+    this.#everOpen = true;
+    if (typeof w.limits?.frame_bytes === "number" && w.limits.frame_bytes > 0) this.#tx.frameBytes = w.limits.frame_bytes;
+    // After a failed handler the backoff keeps growing until a message is processed.
+    this.#conn.welcomed(w.heartbeat_ms, !this.#rx.poisoned);
+    this.#rx.welcome(w, this.#conn.socketGen);
+    this.#setState("open");
+    this.#emit("welcome", w);
+    this.#first?.resolve(w);
+    this.#tx.pump();
+    this.#req.pump();
+  }
+
+  // ---------------------------------------------------------- plumbing
+
+  #request(frame: Record<string, unknown>): Promise<unknown> {
+    if (!this.#conn.running) return Promise.reject(new ChatError("closed", "the client is not connected: call connect() first"));
+    return this.#req.request(frame);
+  }
+
+  async #shutdown(reason: ChatError): Promise<void> {
+    const wasOpen = this.#conn.isOpen;
+    if (reason.code !== "closed") this.#error(reason);
+    const ws = this.#conn.stop();
+    this.#rx.halt(this.#conn.gen); // frames received but not processed yet are dropped
+    this.#tx.stop();
+    this.#req.rejectAll(reason);
+    this.#first?.reject(reason);
+    this.#first = null;
+    this.#setState("closed");
+    const upTo = await this.#rx.settle();
+    if (!ws) return;
+    if (wasOpen && upTo !== null && ws.readyState === OPEN) {
+      try {
+        ws.send(JSON.stringify({ op: "ack", up_to: upTo }));
+      } catch {
+        /* closing anyway */
+      }
+    }
+    try {
+      ws.close(1000, "client closed");
+    } catch {
+      /* already closing */
+    }
+  }
+
+  #setState(s: State): void {
+    if (this.#state === s) return;
+    this.#state = s;
+    this.#emit("state", s);
+  }
+
+  #emit<K extends keyof ChatEvents>(name: K, value: ChatEvents[K]): void {
+    this.#events.emit(name, value, (e) => {
+      if (name !== "error") this.#error(new ChatError("listener_failed", `a "${String(name)}" listener failed: ${String(e)}`, { cause: e }));
+    });
+  }
+
+  #error(e: ChatError): void {
+    this.#events.emit("error", e, () => {});
+  }
+
+  async #load(): Promise<void> {
+    let s: StoredState | null = null;
+    try {
+      s = (await this.#store.load()) ?? null;
+    } catch (e) {
+      this.#error(new ChatError("store", `loading client state failed: ${String(e)}`, { cause: e }));
+    }
+    this.#storedUser = typeof s?.user === "string" ? s.user : null;
+    const stored = typeof s?.device === "string" && ID_RE.test(s.device) ? s.device : undefined;
+    this.#device = this.#optDevice ?? stored ?? randomId();
+    this.#rx.cursor = this.#optSince ?? (isSeq(s?.cursor) ? s.cursor : null);
+    for (const e of Array.isArray(s?.outbox) ? s.outbox : []) {
+      if (isEntry(e)) this.#tx.outbox.add({ cmid: e.cmid, to: e.to, body: e.body });
+    }
+    this.#isLoaded = true;
+    if (this.#device !== stored) await this.#persist();
+  }
+
+  /** Saves the state; resolves false when the save failed (the store error is emitted). */
+  #persist(): Promise<boolean> {
+    // Never save before the stored state was loaded: that would overwrite it with an empty one.
+    if (!this.#isLoaded) return this.#loaded.then(() => this.#persister.save());
+    return this.#persister.save();
+  }
+
+  #snapshot(): StoredState {
+    return { user: this.#storedUser, device: this.#device ?? undefined, cursor: this.#rx.cursor, outbox: this.#tx.outbox.entries } as StoredState;
+  }
+}
+
+function isEntry(e: unknown): e is OutboxEntry {
+  if (typeof e !== "object" || e === null) return false;
+  const x = e as Record<string, unknown>;
+  return typeof x.cmid === "string" && typeof x.to === "string" && typeof x.body === "object" && x.body !== null;
+}

@@ -1,0 +1,216 @@
+// Protocol v1 frame types (docs/protocol.md) and the parsing of server
+// frames: every text frame is JSON with an `op`, except the text `heartbeat`.
+// Parsing checks the fields the client relies on and keeps the rest as sent.
+
+export const SUBPROTOCOL = "chat.v1";
+export const HEARTBEAT = "heartbeat";
+/** The server's frame limit when the welcome does not say otherwise. */
+export const DEFAULT_FRAME_BYTES = 65_536;
+/** User ids (and device ids): 1 to 64 of letters, digits, `_ - . @`. */
+export const ID_RE = /^[A-Za-z0-9_.@-]{1,64}$/;
+
+export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+export type Body = { [key: string]: unknown };
+export type RequestId = string | number;
+
+export interface Limits {
+  frame_bytes: number;
+  history_page: number;
+  cmid_chars: number;
+  sends_per_second: number;
+  send_burst: number;
+}
+
+export interface Welcome {
+  op: "welcome";
+  v: number;
+  user: string;
+  device: string;
+  /** Newest seq of the user's log. */
+  head: number;
+  /** Entries after this seq follow. */
+  since: number;
+  /** False: entries this device asked for are gone from the log (read them with history). */
+  recovered: boolean;
+  heartbeat_ms: number;
+  limits: Limits;
+}
+
+/** A `resync` event: the welcome, plus the range that was not replayed. */
+export interface Resync extends Welcome {
+  gap: { after: number | null; upTo: number };
+}
+
+/** One entry of the user's log (a `msg` frame without its `op`). */
+export interface Msg {
+  seq: number;
+  kind: "in" | "out" | "sys";
+  /** The other user; null for system messages. */
+  peer: string | null;
+  mid: string;
+  body: Body;
+}
+
+export interface Receipt {
+  peer: string;
+  type: "delivered" | "read";
+  up_to: number;
+}
+
+export interface Unread {
+  peer: string;
+  count: number;
+  read_up_to: number;
+}
+
+export interface Typing {
+  from: string;
+  active: boolean;
+}
+
+export interface SendResult {
+  mid: string;
+  seq: number;
+  duplicate: boolean;
+}
+
+export interface HistoryPage {
+  items: Msg[];
+  next: number | null;
+}
+
+export interface HistoryQuery {
+  peer?: string;
+  before?: number;
+  after?: number;
+  limit?: number;
+}
+
+export interface Conversation {
+  peer: string;
+  unread: number;
+  read_up_to: number;
+  peer_delivered: number;
+  peer_read: number;
+  last: Msg | null;
+  [key: string]: unknown;
+}
+
+export interface ConversationPage {
+  items: Conversation[];
+  next: number | null;
+}
+
+export interface ErrorFrame {
+  op: "error";
+  re?: RequestId;
+  code: string;
+  retry: boolean;
+  message?: string;
+  field?: string;
+  retry_after_ms?: number;
+}
+
+export type ServerFrame =
+  | { op: "heartbeat" }
+  | Welcome
+  | ({ op: "msg" } & Msg)
+  | { op: "sent"; re: RequestId; mid: string; seq: number; duplicate: boolean }
+  | { op: "ok"; re: RequestId }
+  | { op: "history"; re: RequestId; items: Msg[]; next: number | null }
+  | ({ op: "unread" } & Unread)
+  | ({ op: "receipt" } & Receipt)
+  | ({ op: "typing" } & Typing)
+  | ErrorFrame
+  | { op: "unknown"; frame: { op: string; [key: string]: unknown } };
+
+const isObj = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+/** A seq (or count): a non-negative safe integer. */
+export const isSeq = (v: unknown): v is number => typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
+const isId = (v: unknown): v is RequestId => typeof v === "string" || typeof v === "number";
+
+/** Thrown by parseFrame for a frame that does not match the protocol. */
+export class FrameError extends Error {
+  override name = "FrameError";
+}
+
+function fail(what: string, text: string): never {
+  throw new FrameError(`${what}: ${text.length > 200 ? text.slice(0, 200) + "…" : text}`);
+}
+
+/** Checks a `msg` object (a frame or a history item) and returns it without `op`. */
+export function toMsg(v: unknown, text = JSON.stringify(v)): Msg {
+  if (!isObj(v) || !isSeq(v.seq) || (v.kind !== "in" && v.kind !== "out" && v.kind !== "sys")) fail("bad msg", text);
+  if (!(v.peer === null || typeof v.peer === "string") || typeof v.mid !== "string" || !isObj(v.body)) fail("bad msg", text);
+  const { op: _op, ...rest } = v;
+  return rest as unknown as Msg;
+}
+
+/** Parses one server text frame. Unknown ops are returned as `unknown` (forward compatible). */
+export function parseFrame(text: string): ServerFrame {
+  if (text === HEARTBEAT) return { op: "heartbeat" };
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    fail("not JSON", text);
+  }
+  if (!isObj(v) || typeof v.op !== "string") fail("no op", text);
+  switch (v.op) {
+    case "welcome":
+      if (typeof v.user !== "string" || !isSeq(v.head) || !isSeq(v.since) || typeof v.recovered !== "boolean") fail("bad welcome", text);
+      return {
+        ...(v as unknown as Welcome),
+        heartbeat_ms: typeof v.heartbeat_ms === "number" && v.heartbeat_ms > 0 ? v.heartbeat_ms : 30_000,
+        limits: (isObj(v.limits) ? v.limits : {}) as unknown as Limits,
+      };
+    case "msg":
+      return { op: "msg", ...toMsg(v, text) };
+    case "sent":
+      if (!isId(v.re) || typeof v.mid !== "string" || !isSeq(v.seq)) fail("bad sent", text);
+      return { op: "sent", re: v.re, mid: v.mid, seq: v.seq, duplicate: v.duplicate === true };
+    case "ok":
+      if (!isId(v.re)) fail("bad ok", text);
+      return { op: "ok", re: v.re };
+    case "history": {
+      if (!isId(v.re) || !Array.isArray(v.items)) fail("bad history", text);
+      const next = isSeq(v.next) ? v.next : null;
+      return { op: "history", re: v.re, items: v.items.map((i) => toMsg(i, text)), next };
+    }
+    case "unread":
+      if (typeof v.peer !== "string" || !isSeq(v.count) || !isSeq(v.read_up_to)) fail("bad unread", text);
+      return { op: "unread", peer: v.peer, count: v.count, read_up_to: v.read_up_to };
+    case "receipt":
+      if (typeof v.peer !== "string" || (v.type !== "delivered" && v.type !== "read") || !isSeq(v.up_to)) fail("bad receipt", text);
+      return { op: "receipt", peer: v.peer, type: v.type, up_to: v.up_to };
+    case "typing":
+      if (typeof v.from !== "string" || typeof v.active !== "boolean") fail("bad typing", text);
+      return { op: "typing", from: v.from, active: v.active };
+    case "error": {
+      if (typeof v.code !== "string") fail("bad error", text);
+      const e: ErrorFrame = { op: "error", code: v.code, retry: v.retry === true };
+      if (isId(v.re)) e.re = v.re;
+      if (typeof v.message === "string") e.message = v.message;
+      if (typeof v.field === "string") e.field = v.field;
+      if (typeof v.retry_after_ms === "number") e.retry_after_ms = v.retry_after_ms;
+      return e;
+    }
+    default:
+      return { op: "unknown", frame: v as { op: string } };
+  }
+}
+
+/** UTF-8 length of a string (what the server's frame limit counts). */
+export function utf8Length(s: string): number {
+  let n = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x80) n += 1;
+    else if (c < 0x800) n += 2;
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length && (s.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+      n += 4;
+      i++;
+    } else n += 3;
+  }
+  return n;
+}

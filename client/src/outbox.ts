@@ -1,0 +1,99 @@
+// The outbox: sends the server has not confirmed yet, in call order, with
+// the promises waiting for them. Pure bookkeeping; the client decides when
+// to transmit. One send per peer is in flight at a time, so a conversation's
+// messages are stored in the order they were sent, even across retries and
+// reconnects. Each entry keeps its cmid for life, so a re-send after a drop
+// is recognised by the server (`duplicate: true`) instead of stored twice.
+
+import type { SendResult, RequestId } from "./frames.ts";
+import type { OutboxEntry } from "./store.ts";
+
+export interface Waiter {
+  resolve(r: SendResult): void;
+  reject(e: unknown): void;
+}
+
+export interface OutboxItem {
+  readonly entry: OutboxEntry;
+  /** Promises of send() calls for this cmid (none for entries restored from the store). */
+  readonly waiters: Waiter[];
+  /** The request id of the transmission awaiting a reply, or null. */
+  inflight: RequestId | null;
+  /** A pending retry timer (after a `retry: true` error), or null. */
+  timer: unknown;
+  /** How many `retry: true` errors this entry got in a row. */
+  attempts: number;
+}
+
+export class Outbox {
+  #items: OutboxItem[] = [];
+  #byId = new Map<RequestId, OutboxItem>();
+
+  get size(): number {
+    return this.#items.length;
+  }
+
+  /** The entries to persist, in order. */
+  get entries(): OutboxEntry[] {
+    return this.#items.map((i) => i.entry);
+  }
+
+  get items(): readonly OutboxItem[] {
+    return this.#items;
+  }
+
+  find(cmid: string): OutboxItem | undefined {
+    return this.#items.find((i) => i.entry.cmid === cmid);
+  }
+
+  /** Appends an entry (or returns the pending one with the same cmid). */
+  add(entry: OutboxEntry): OutboxItem {
+    const old = this.find(entry.cmid);
+    if (old) return old;
+    const item: OutboxItem = { entry, waiters: [], inflight: null, timer: null, attempts: 0 };
+    this.#items.push(item);
+    return item;
+  }
+
+  /**
+   * The entries that may be transmitted now: for every peer, its oldest
+   * entry, if that one is neither awaiting a reply nor waiting to retry.
+   */
+  ready(): OutboxItem[] {
+    const seen = new Set<string>();
+    const out: OutboxItem[] = [];
+    for (const item of this.#items) {
+      if (seen.has(item.entry.to)) continue;
+      seen.add(item.entry.to);
+      if (item.inflight === null && item.timer === null) out.push(item);
+    }
+    return out;
+  }
+
+  transmitted(item: OutboxItem, id: RequestId): void {
+    item.inflight = id;
+    this.#byId.set(id, item);
+  }
+
+  /** The entry a reply with `re` answers; it is no longer in flight. */
+  answered(re: RequestId): OutboxItem | undefined {
+    const item = this.#byId.get(re);
+    if (!item) return undefined;
+    this.#byId.delete(re);
+    item.inflight = null;
+    return item;
+  }
+
+  remove(item: OutboxItem): void {
+    const i = this.#items.indexOf(item);
+    if (i >= 0) this.#items.splice(i, 1);
+    if (item.inflight !== null) this.#byId.delete(item.inflight);
+    item.inflight = null;
+  }
+
+  /** The socket is gone: nothing is in flight any more (replies to old ids can't come). */
+  disconnected(): void {
+    this.#byId.clear();
+    for (const item of this.#items) item.inflight = null;
+  }
+}

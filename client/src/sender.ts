@@ -1,0 +1,136 @@
+// Sender: drives the outbox over the connection. Once the socket is open it
+// sends every peer's oldest unconfirmed entry, matches `sent` replies and
+// `error` frames to entries by request id, retries `retry: true` refusals
+// with backoff (`rate_limited`: after retry_after_ms), and drops for good
+// what the server refused or what is over the frame limit, rejecting the
+// send() promises (entries restored from the store have none: an `error`
+// event then). Every change of the outbox is saved.
+
+import { backoffDelay, type BackoffOptions } from "./backoff.ts";
+import type { Link } from "./connection.ts";
+import { ChatError, fromErrorFrame } from "./errors.ts";
+import { DEFAULT_FRAME_BYTES, utf8Length, type ErrorFrame, type RequestId, type SendResult } from "./frames.ts";
+import { Outbox, type OutboxItem } from "./outbox.ts";
+import type { OutboxEntry } from "./store.ts";
+import type { Timers } from "./timers.ts";
+import { deferred } from "./util.ts";
+
+/** Every confirmed outbox entry, including those restored after a reload. */
+export interface SentEvent extends SendResult {
+  cmid: string;
+  to: string;
+}
+
+export interface SenderDeps {
+  link: Link;
+  timers: Timers;
+  backoff: BackoffOptions;
+  random: () => number;
+  /** Saves the client state (the outbox with it). */
+  persist(): Promise<boolean>;
+  sent(e: SentEvent): void;
+  error(e: ChatError): void;
+}
+
+export class Sender {
+  readonly outbox = new Outbox();
+  /** The server's frame limit (the welcome's limits.frame_bytes). */
+  frameBytes = DEFAULT_FRAME_BYTES;
+  readonly #d: SenderDeps;
+
+  constructor(deps: SenderDeps) {
+    this.#d = deps;
+  }
+
+  /** Queues a send (or joins the pending one with the same cmid); resolves with the server's reply. */
+  async queue(entry: OutboxEntry): Promise<SendResult> {
+    const { to, cmid, body } = entry;
+    const frame = JSON.stringify({ op: "send", id: Number.MAX_SAFE_INTEGER, to, cmid, body });
+    if (utf8Length(frame) > this.frameBytes) throw this.#tooLarge(cmid);
+    const isNew = !this.outbox.find(cmid);
+    const item = this.outbox.add(entry);
+    const d = deferred<SendResult>();
+    item.waiters.push(d);
+    if (isNew) await this.#d.persist();
+    this.pump();
+    return d.promise;
+  }
+
+  /** Sends what may go now: each peer's oldest entry, if it is neither in flight nor waiting to retry. */
+  pump(): void {
+    const link = this.#d.link;
+    if (!link.isOpen) return;
+    for (const item of this.outbox.ready()) {
+      const id = link.nextId();
+      const { to, cmid, body } = item.entry;
+      const text = JSON.stringify({ op: "send", id, to, cmid, body });
+      // queue() checked the size, but not for entries restored from the store
+      // or queued before a welcome lowered the limit; the server would answer
+      // too_large without `re`, leaving the entry in flight for ever.
+      if (utf8Length(text) > this.frameBytes) {
+        this.#refused(item, this.#tooLarge(cmid));
+        return this.pump(); // the next entry of that peer may go now
+      }
+      if (!link.sendText(text)) return;
+      this.outbox.transmitted(item, id);
+      link.armDead();
+    }
+  }
+
+  /** A `sent` reply (ignored when it answers no entry in flight). */
+  onSent(re: RequestId, r: SendResult): void {
+    const item = this.outbox.answered(re);
+    if (!item) return;
+    item.attempts = 0;
+    this.outbox.remove(item);
+    void this.#d.persist();
+    for (const w of item.waiters.splice(0)) w.resolve(r);
+    this.#d.sent({ cmid: item.entry.cmid, to: item.entry.to, ...r });
+    this.pump();
+  }
+
+  /** An `error` frame with `re`; false when it answers no entry in flight. */
+  onError(re: RequestId, f: ErrorFrame): boolean {
+    const item = this.outbox.answered(re);
+    if (!item) return false;
+    const err = fromErrorFrame(f, item.entry.cmid);
+    if (err.retry) {
+      const ms = typeof f.retry_after_ms === "number" ? f.retry_after_ms : backoffDelay(item.attempts, this.#d.backoff, this.#d.random);
+      item.attempts++;
+      item.timer = this.#d.timers.setTimeout(() => {
+        item.timer = null;
+        this.pump();
+      }, ms);
+      return true;
+    }
+    this.#refused(item, err);
+    this.pump();
+    return true;
+  }
+
+  /** The socket is gone: nothing is in flight any more. */
+  disconnected(): void {
+    this.outbox.disconnected();
+  }
+
+  /** close(): pending retries stop (the entries stay, for the next connect()). */
+  stop(): void {
+    for (const item of this.outbox.items) {
+      if (item.timer !== null) this.#d.timers.clearTimeout(item.timer);
+      item.timer = null;
+    }
+  }
+
+  /** Drops an entry for good: its send() promises reject, or (restored, nobody waits) an error event. */
+  #refused(item: OutboxItem, err: ChatError): void {
+    this.outbox.remove(item);
+    void this.#d.persist();
+    const waiters = item.waiters.splice(0);
+    if (waiters.length === 0) this.#d.error(err); // restored after a reload: nobody else hears of it
+    for (const w of waiters) w.reject(err);
+  }
+
+  #tooLarge(cmid: string): ChatError {
+    return new ChatError("too_large", `the send frame is over ${this.frameBytes} bytes`, { cmid });
+  }
+}

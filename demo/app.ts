@@ -1,0 +1,175 @@
+// The demo chat page's entry point: wires the parts together. Signing in
+// creates one user's session (the SDK client), conversation list,
+// conversation view and typing indicators, and routes the SDK's events and
+// the page's controls to them; signing out tears them down. Everything the
+// page shows comes from SDK events and reads; the parts keep only a view
+// model (conversations, loaded message pages, pending sends).
+import type { ChatError } from "../client/src/index.ts";
+import { renderBanner, setConnection, showResynced } from "./banner.ts";
+import { Conversations } from "./conversations.ts";
+import { DevTokensDisabled, Session, USER_ID, fetchToken, forgetUser, rememberUser, savedUser } from "./session.ts";
+import { ThreadView } from "./thread.ts";
+import { Typing } from "./typing.ts";
+import { describe, showError, ui } from "./ui.ts";
+
+/** Everything that lives while one user is signed in. */
+interface SignedIn {
+  session: Session;
+  list: Conversations;
+  thread: ThreadView;
+  typing: Typing;
+  unsubscribe: Array<() => void>;
+}
+
+let current: SignedIn | null = null;
+
+function signIn(user: string) {
+  rememberUser(user);
+  ui.login.hidden = true;
+  ui.chat.hidden = false;
+  ui.me.textContent = user;
+  const session = new Session(user);
+  const chat = session.chat;
+  // The parts call each other back only after construction (on events).
+  const typing: Typing = new Typing(chat, () => {
+    typing.render(thread.open);
+    list.render();
+  });
+  const list: Conversations = new Conversations(session, {
+    open: () => thread.open,
+    typing: (peer) => typing.isTyping(peer),
+    select: (peer) => openConversation(peer),
+  });
+  const thread: ThreadView = new ThreadView(session, list, typing);
+  const reloadList = async () => {
+    if (await list.load()) thread.listLoaded();
+  };
+  const unsubscribe = [
+    chat.on("state", (s) => setConnection(s)),
+    chat.on("welcome", () => void reloadList()),
+    chat.on("resync", () => {
+      showResynced();
+      thread.resync();
+      void reloadList();
+    }),
+    chat.on("message", (m) => {
+      // A handler that throws makes the SDK redeliver the message forever:
+      // a rendering bug must not stop the conversation.
+      try {
+        thread.onMessage(m);
+      } catch (e) {
+        console.error(e);
+      }
+    }),
+    chat.on("sent", (e) => thread.onSent(e)),
+    chat.on("receipt", (r) => {
+      list.onReceipt(r);
+      thread.renderIfOpen(r.peer);
+    }),
+    chat.on("unread", (u) => list.onUnread(u)),
+    chat.on("typing", (t) => typing.onTyping(t)),
+    chat.on("error", (e: ChatError) => {
+      // The token provider failing is reported here (the SDK keeps retrying);
+      // disabled dev tokens will not come back, so go back to the sign-in form.
+      if (e.cause instanceof DevTokensDisabled) signOut(e.cause.message);
+      // Transient errors are retried by the SDK; the banner shows the connection.
+      else if (!e.retry) showError(describe(e));
+      else console.warn(`chat: ${e.code}: ${e.message}`);
+    }),
+  ];
+  current = { session, list, thread, typing, unsubscribe };
+  setConnection("connecting");
+  list.render();
+  thread.render();
+  session.start();
+}
+
+function signOut(reason?: string) {
+  if (current) {
+    current.typing.dispose();
+    for (const off of current.unsubscribe) off();
+    current.session.close();
+    current = null;
+  }
+  forgetUser();
+  setConnection(null);
+  ui.chat.hidden = true;
+  ui.login.hidden = false;
+  ui.loginError.hidden = !reason;
+  ui.loginError.textContent = reason ?? "";
+  ui.loginUser.focus();
+}
+
+function openConversation(peer: string | null) {
+  current?.typing.leave(peer);
+  current?.thread.show(peer);
+}
+
+// ------------------------------------------------------------- controls
+
+ui.loginForm.addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const user = ui.loginUser.value.trim();
+  if (!USER_ID.test(user)) return;
+  const button = ui.loginForm.querySelector("button")!;
+  button.disabled = true;
+  ui.loginError.hidden = true;
+  try {
+    await fetchToken(user); // a clear message now rather than a failing socket later
+    signIn(user);
+  } catch (err) {
+    ui.loginError.textContent = describe(err);
+    ui.loginError.hidden = false;
+  } finally {
+    button.disabled = false;
+  }
+});
+
+ui.logout.addEventListener("click", () => signOut());
+
+ui.newConv.addEventListener("submit", (e) => {
+  e.preventDefault();
+  const peer = ui.newPeer.value.trim();
+  if (!current || !USER_ID.test(peer) || peer === current.session.me) return;
+  ui.newPeer.value = "";
+  openConversation(peer);
+});
+
+ui.back.addEventListener("click", () => openConversation(null));
+
+ui.composer.addEventListener("submit", (e) => {
+  e.preventDefault();
+  const value = ui.composerInput.value.trim();
+  if (!value || !current) return;
+  ui.composerInput.value = "";
+  current.typing.stop();
+  current.thread.send(value);
+});
+
+ui.composerInput.addEventListener("input", () => {
+  if (!current) return;
+  const peer = current.thread.open;
+  if (ui.composerInput.value && peer) current.typing.typed(peer);
+  else current.typing.stop();
+});
+
+ui.loadOlder.addEventListener("click", () => {
+  const peer = current?.thread.open;
+  if (peer) void current!.thread.loadOlder(peer);
+});
+ui.messages.addEventListener("scroll", () => {
+  const peer = current?.thread.open;
+  if (peer && ui.messages.scrollTop < 60) void current!.thread.loadOlder(peer);
+});
+
+document.addEventListener("visibilitychange", () => {
+  const thread = current?.thread;
+  if (thread?.open && thread.viewing(thread.open)) thread.markRead(thread.open);
+});
+addEventListener("online", renderBanner);
+addEventListener("offline", renderBanner);
+
+// A reload resumes the signed-in user (device id and SDK state are in localStorage).
+const saved = savedUser();
+if (saved) signIn(saved);
+else signOut();

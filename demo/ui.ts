@@ -1,0 +1,62 @@
+// The page's fixed elements (looked up once by id) and the small helpers
+// every part of the page uses: creating elements, the error toast, the text
+// of an error, and how a message reads as text.
+import type { Msg } from "../client/src/index.ts";
+
+const el = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T;
+
+export const ui = {
+  banner: el("banner"),
+  login: el("login"),
+  loginForm: el<HTMLFormElement>("login-form"),
+  loginUser: el<HTMLInputElement>("login-user"),
+  loginError: el("login-error"),
+  chat: el("chat"),
+  me: el("me"),
+  logout: el("logout"),
+  newConv: el<HTMLFormElement>("new-conv"),
+  newPeer: el<HTMLInputElement>("new-peer"),
+  conversations: el("conversations"),
+  noConversations: el("no-conversations"),
+  conversation: el("conversation"),
+  placeholder: el("placeholder"),
+  back: el("back"),
+  peer: el("peer"),
+  typing: el("typing"),
+  messages: el("messages"),
+  loadOlder: el("load-older"),
+  historyStart: el("history-start"),
+  messageList: el("message-list"),
+  composer: el<HTMLFormElement>("composer"),
+  composerInput: el<HTMLInputElement>("composer-input"),
+  error: el("error"),
+};
+
+/** An element with these attributes (empty values left out) and text. */
+export function h(tag: string, attrs: Record<string, string> = {}, content?: string) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) if (v) e.setAttribute(k, v);
+  if (content !== undefined) e.textContent = content;
+  return e;
+}
+
+export function describe(e: unknown): string {
+  if (e instanceof Error) return e.message;
+  if (e && typeof e === "object" && "message" in e) return String((e as { message: unknown }).message);
+  return String(e);
+}
+
+let errorTimer: ReturnType<typeof setTimeout> | undefined;
+
+/** Shows `message` in the toast for a few seconds. */
+export function showError(message: string) {
+  ui.error.textContent = message;
+  ui.error.hidden = false;
+  clearTimeout(errorTimer);
+  errorTimer = setTimeout(() => (ui.error.hidden = true), 6000);
+}
+
+/** The text a message shows: its `message`, or the whole body when it has none. */
+export function messageText(m: Msg) {
+  return typeof m.body.message === "string" ? m.body.message : JSON.stringify(m.body);
+}

@@ -1,0 +1,41 @@
+//! Legacy client frames: `heartbeat` or a chat object.
+//!
+//! Invariants: the parser never panics; an accepted chat has valid ids and a
+//! non-empty message; re-encoding an accepted chat's fields parses to the same
+//! chat; the body delivered for it is JSON without a forged `type`; every
+//! refusal has its `error …` text.
+#![no_main]
+
+#[path = "common.rs"]
+mod common;
+
+use edge_chat::message::chat_body;
+use edge_chat::protocol::{legacy, Frame, Reply, MAX_FRAME_BYTES};
+use edge_chat::user::UserId;
+use libfuzzer_sys::fuzz_target;
+use serde_json::Value;
+
+fuzz_target!(|data: &[u8]| {
+    let text = common::text(data);
+    match legacy::parse(&text) {
+        Ok(Frame::Heartbeat) => assert_eq!(text, legacy::HEARTBEAT),
+        Ok(Frame::Chat(chat)) => {
+            assert!(text.len() <= MAX_FRAME_BYTES);
+            assert!(UserId::parse(chat.from.as_str()).is_ok() && UserId::parse(chat.to.as_str()).is_ok());
+            assert!(matches!(chat.fields.get("message"), Some(Value::String(m)) if !m.is_empty()));
+            // parse → encode → parse
+            let encoded = Value::Object(chat.fields.clone()).to_string();
+            let Ok(Frame::Chat(again)) = legacy::parse(&encoded) else { panic!("re-encoded chat refused: {encoded}") };
+            assert_eq!((&again.from, &again.to), (&chat.from, &chat.to));
+            assert!(common::same_json(&Value::Object(again.fields), &Value::Object(chat.fields.clone())));
+            // What the recipient gets.
+            let body = chat_body(&chat.from, &chat.to, chat.fields, "00000000000000000000000000ab", 1_800_000_000_000);
+            let Ok(Value::Object(b)) = serde_json::from_str::<Value>(&body) else { panic!("body is not an object") };
+            assert!(!b.contains_key("type"), "a chat must not carry a system message's type");
+            assert_eq!(UserId::from_json(&b["fromUser"]).as_ref(), Ok(&chat.from));
+            assert_eq!(UserId::from_json(&b["toUser"]).as_ref(), Ok(&chat.to));
+        }
+        Ok(other) => panic!("the legacy parser made a v1 frame: {other:?}"),
+        Err(r) => assert!(legacy::encode(&Reply::Refused(r)).starts_with("error ")),
+    }
+});

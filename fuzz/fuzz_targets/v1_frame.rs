@@ -1,0 +1,79 @@
+//! `chat.v1` client frames.
+//!
+//! Invariants: the parser never panics; accepted frames obey the protocol's
+//! field rules; encoding an accepted frame as a client would and parsing it
+//! again gives the same frame; a refusal encodes to an `error` frame that
+//! echoes the request id and names the field.
+#![no_main]
+
+#[path = "common.rs"]
+mod common;
+
+use edge_chat::protocol::v1::{self, MAX_CMID};
+use edge_chat::protocol::{Frame, MAX_FRAME_BYTES};
+use edge_chat::user::UserId;
+use libfuzzer_sys::fuzz_target;
+use serde_json::{json, Value};
+
+/// The frame as a client would send it.
+fn encode(f: &Frame) -> String {
+    let v = match f {
+        Frame::Heartbeat => return "heartbeat".into(),
+        Frame::Send { id, to, cmid, body } => {
+            json!({ "op": "send", "id": id, "to": to.as_str(), "cmid": cmid, "body": body })
+        }
+        Frame::Ack { up_to } => json!({ "op": "ack", "up_to": up_to }),
+        Frame::Read { id, peer, up_to } => json!({ "op": "read", "id": id, "peer": peer.as_str(), "up_to": up_to }),
+        Frame::History { id, peer, before, after, limit } => json!({
+            "op": "history", "id": id, "peer": peer.as_ref().map(UserId::as_str),
+            "before": before, "after": after, "limit": limit,
+        }),
+        Frame::Typing { to, active } => json!({ "op": "typing", "to": to.as_str(), "active": active }),
+        Frame::Chat(_) => panic!("the v1 parser made a legacy chat"),
+    };
+    v.to_string()
+}
+
+fn check(f: &Frame) {
+    let id_ok = |id: &Value| id.is_string() || id.is_number();
+    match f {
+        Frame::Send { id, cmid, body, .. } => {
+            assert!(id_ok(id));
+            assert!(!cmid.is_empty() && cmid.len() <= MAX_CMID);
+            assert!(matches!(body.get("message"), Some(Value::String(m)) if !m.is_empty()));
+        }
+        Frame::Read { id, .. } => assert!(id_ok(id)),
+        Frame::History { id, limit, .. } => assert!(id_ok(id) && *limit != Some(0)),
+        _ => {}
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let text = common::text(data);
+    match v1::parse(&text) {
+        Ok(frame) => {
+            assert!(text.len() <= MAX_FRAME_BYTES);
+            check(&frame);
+            let encoded = encode(&frame);
+            let again = v1::parse(&encoded).unwrap_or_else(|e| panic!("re-encoded frame refused: {e:?} {encoded}"));
+            let (a, b) = (serde_json::from_str::<Value>(&encode(&again)), serde_json::from_str::<Value>(&encoded));
+            match (a, b) {
+                (Ok(a), Ok(b)) => assert!(common::same_json(&a, &b), "{a} != {b}"),
+                _ => assert_eq!(again, frame),
+            }
+        }
+        Err(refused) => {
+            let e: Value =
+                serde_json::from_str(&v1::error(refused.re.as_ref(), refused.error)).expect("error frame is JSON");
+            assert_eq!(e["op"], "error");
+            assert_eq!(e["code"], refused.error.code());
+            assert_eq!(e["retry"], refused.error.retry());
+            if let Some(re) = &refused.re {
+                assert!(common::same_json(&e["re"], re));
+            }
+            if let v1::V1Error::BadField(field) = refused.error {
+                assert_eq!(e["field"], field);
+            }
+        }
+    }
+});

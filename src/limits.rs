@@ -1,0 +1,137 @@
+//! Operator limits: every bound on what one client, user or call may use,
+//! read from `wrangler.toml` vars with safe defaults.
+//!
+//! A var that is set but invalid is a broken deploy, so it is an error that
+//! names the var (the entry answers 500), never a silent default.
+
+use crate::ratelimit::Rate;
+
+/// The most a Workers WebSocket message may carry; no configured frame limit
+/// can go past it, and the parsers refuse anything larger on their own.
+pub const FRAME_CEILING: usize = 1024 * 1024;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest client text frame (`FRAME_MAX_BYTES`).
+    pub frame_bytes: usize,
+    /// Largest backend API request body (`BODY_MAX_BYTES`).
+    pub body_bytes: usize,
+    /// Most messages in one backend API call (`API_MAX_BATCH`).
+    pub api_batch: usize,
+    /// Largest history or conversation page (`HISTORY_PAGE_MAX`).
+    pub history_page: u32,
+    /// Most open sockets of one user, over all protocols (`SOCKETS_PER_USER`).
+    pub sockets_per_user: usize,
+    /// Most entries waiting for a user no socket has received
+    /// (`QUEUE_MAX`); further messages to them are refused.
+    pub queue_max: u64,
+    /// How long an entry no socket received stays queued (`QUEUE_TTL_S`).
+    pub queue_ttl_ms: u64,
+    /// Bound of a user's log whatever their devices acked (`LOG_CAP`).
+    pub log_cap: u64,
+    /// Sends of one user's object waiting for a recipient (`INFLIGHT_SENDS`).
+    pub inflight_sends: usize,
+    /// Sends per second of one user over all their sockets (`SEND_RATE`,
+    /// `SEND_BURST`): far above what a person types, far below a flood.
+    pub send_rate: Rate,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            frame_bytes: 64 * 1024,
+            body_bytes: 1024 * 1024,
+            api_batch: 1000,
+            history_page: 200,
+            sockets_per_user: 32,
+            queue_max: 10_000,
+            queue_ttl_ms: 30 * 24 * 3600 * 1000,
+            log_cap: 10_000,
+            inflight_sends: 256,
+            send_rate: Rate { per_second: 20, burst: 60 },
+        }
+    }
+}
+
+/// A var that is set but not a number in its range.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LimitError {
+    pub var: &'static str,
+    pub min: u64,
+    pub max: u64,
+}
+
+impl std::fmt::Display for LimitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "var {} must be a whole number from {} to {}", self.var, self.min, self.max)
+    }
+}
+
+impl Limits {
+    /// Reads the limits through `var` (the vars as strings; `None` when unset).
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Limits, LimitError> {
+        let d = Limits::default();
+        let num = |name: &'static str, default: u64, min: u64, max: u64| match var(name) {
+            None => Ok(default),
+            Some(v) => match v.trim().parse::<u64>() {
+                Ok(n) if (min..=max).contains(&n) => Ok(n),
+                _ => Err(LimitError { var: name, min, max }),
+            },
+        };
+        let ttl_s = num("QUEUE_TTL_S", d.queue_ttl_ms / 1000, 1, 365 * 24 * 3600)?;
+        let log_cap = num("LOG_CAP", d.log_cap, 1, 10_000_000)?;
+        Ok(Limits {
+            frame_bytes: num("FRAME_MAX_BYTES", d.frame_bytes as u64, 256, FRAME_CEILING as u64)? as usize,
+            body_bytes: num("BODY_MAX_BYTES", d.body_bytes as u64, 1024, 100 * 1024 * 1024)? as usize,
+            api_batch: num("API_MAX_BATCH", d.api_batch as u64, 1, crate::api::MAX_BATCH as u64)? as usize,
+            history_page: num("HISTORY_PAGE_MAX", d.history_page.into(), 1, 1000)? as u32,
+            sockets_per_user: num("SOCKETS_PER_USER", d.sockets_per_user as u64, 1, 1000)? as usize,
+            // A queue longer than the log would lose its oldest entries to the cap.
+            queue_max: num("QUEUE_MAX", d.queue_max.min(log_cap), 1, log_cap)?,
+            queue_ttl_ms: ttl_s * 1000,
+            log_cap,
+            inflight_sends: num("INFLIGHT_SENDS", d.inflight_sends as u64, 1, 100_000)? as usize,
+            send_rate: Rate {
+                per_second: num("SEND_RATE", d.send_rate.per_second.into(), 1, u32::MAX.into())? as u32,
+                burst: num("SEND_BURST", d.send_rate.burst.into(), 1, u32::MAX.into())? as u32,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(pairs: &[(&str, &str)]) -> Result<Limits, LimitError> {
+        Limits::from_vars(|name| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string()))
+    }
+
+    #[test]
+    fn unset_vars_give_the_defaults() {
+        assert_eq!(with(&[]), Ok(Limits::default()));
+    }
+
+    #[test]
+    fn set_vars_override_their_limit_only() {
+        let l = with(&[("FRAME_MAX_BYTES", "1024"), ("QUEUE_TTL_S", "2"), ("SEND_BURST", " 7 ")]).unwrap();
+        assert_eq!((l.frame_bytes, l.queue_ttl_ms, l.send_rate.burst), (1024, 2000, 7));
+        assert_eq!(l.queue_max, Limits::default().queue_max);
+    }
+
+    #[test]
+    fn the_queue_never_outgrows_the_log() {
+        assert_eq!(with(&[("LOG_CAP", "500")]).unwrap().queue_max, 500, "the default queue bound follows the cap");
+        let e = with(&[("LOG_CAP", "500"), ("QUEUE_MAX", "501")]).unwrap_err();
+        assert_eq!((e.var, e.max), ("QUEUE_MAX", 500));
+    }
+
+    #[test]
+    fn a_bad_value_names_its_var_and_range() {
+        for (name, value) in [("QUEUE_MAX", "lots"), ("FRAME_MAX_BYTES", "2000000"), ("SOCKETS_PER_USER", "0")] {
+            let e = with(&[(name, value)]).unwrap_err();
+            assert_eq!(e.var, name);
+            assert!(e.to_string().starts_with(&format!("var {name} must be a whole number from")));
+        }
+    }
+}

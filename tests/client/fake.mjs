@@ -1,0 +1,122 @@
+// Test doubles for the client SDK's unit tests: a manual clock (the client's
+// timers are injected) and a scripted fake WebSocket whose "server side" the
+// test drives (open, welcome, push frames, drop).
+
+/** Lets pending promise callbacks run (several rounds, for chained awaits). */
+export async function flush(rounds = 10) {
+  for (let i = 0; i < rounds; i++) await new Promise((r) => setImmediate(r));
+}
+
+export class FakeClock {
+  now = 0;
+  #timers = new Map();
+  #id = 0;
+  setTimeout = (fn, ms) => {
+    const id = ++this.#id;
+    this.#timers.set(id, { at: this.now + Math.max(0, ms ?? 0), fn, id });
+    return id;
+  };
+  clearTimeout = (id) => {
+    this.#timers.delete(id);
+  };
+  /** Delays of the timers now pending, relative to now. */
+  pending() {
+    return [...this.#timers.values()].map((t) => t.at - this.now);
+  }
+  /** Moves time forward by `ms`, running due timers in order (and promise callbacks in between). */
+  async advance(ms) {
+    const end = this.now + ms;
+    for (;;) {
+      await flush();
+      let next = null;
+      for (const t of this.#timers.values()) if (t.at <= end && (!next || t.at < next.at || (t.at === next.at && t.id < next.id))) next = t;
+      if (!next) break;
+      this.#timers.delete(next.id);
+      this.now = next.at;
+      next.fn();
+    }
+    this.now = end;
+    await flush();
+  }
+}
+
+export function fakeSockets({ user = "u1", heartbeat_ms = 30000 } = {}) {
+  const sockets = [];
+  class FakeSocket {
+    static CONNECTING = 0;
+    static OPEN = 1;
+    static CLOSED = 3;
+    readyState = 0;
+    sent = [];
+    closedWith = null;
+    onopen = null;
+    onmessage = null;
+    onclose = null;
+    onerror = null;
+    constructor(url, protocols) {
+      this.url = new URL(url);
+      this.protocols = protocols;
+      sockets.push(this);
+    }
+    get params() {
+      return Object.fromEntries(this.url.searchParams);
+    }
+    send(data) {
+      if (this.readyState !== 1) throw new Error("InvalidStateError: not open");
+      this.sent.push(data);
+    }
+    close(code, reason) {
+      if (this.readyState === 3) return;
+      this.closedWith = { code, reason };
+      this.readyState = 3;
+      queueMicrotask(() => this.onclose?.({ code: code ?? 1005, reason: reason ?? "" }));
+    }
+    // ---- server side
+    open() {
+      this.readyState = 1;
+      this.onopen?.({});
+    }
+    welcome(over = {}) {
+      if (this.readyState === 0) this.open();
+      const since = this.url.searchParams.has("since") ? Number(this.url.searchParams.get("since")) : 0;
+      this.push({
+        op: "welcome", v: 1, user, device: this.url.searchParams.get("device"), head: since, since, recovered: true, heartbeat_ms,
+        limits: { frame_bytes: 65536, history_page: 200, cmid_chars: 64, sends_per_second: 20, send_burst: 60 },
+        ...over,
+      });
+    }
+    push(frame) {
+      this.onmessage?.({ data: typeof frame === "string" ? frame : JSON.stringify(frame) });
+    }
+    msg(seq, over = {}) {
+      this.push({ op: "msg", seq, kind: "in", peer: "2", mid: `m${seq}`, body: { fromUser: "2", toUser: user, message: `hello ${seq}` }, ...over });
+    }
+    /** Closes from the server side (or the network) with `code`. */
+    drop(code = 1006) {
+      this.readyState = 3;
+      this.onclose?.({ code, reason: "" });
+    }
+    /** Parsed JSON frames this socket sent (heartbeats excluded), optionally of one op. */
+    frames(op) {
+      return this.sent.filter((d) => d !== "heartbeat").map((d) => JSON.parse(d)).filter((f) => !op || f.op === op);
+    }
+    heartbeats() {
+      return this.sent.filter((d) => d === "heartbeat").length;
+    }
+  }
+  return { FakeSocket, sockets, last: () => sockets.at(-1) };
+}
+
+/** Records every event of a client. */
+export function record(chat) {
+  const r = { states: [], errors: [], messages: [], sent: [], resyncs: [], welcomes: [], receipts: [], unread: [], typing: [] };
+  chat.on("state", (s) => r.states.push(s));
+  chat.on("error", (e) => r.errors.push(e));
+  chat.on("sent", (s) => r.sent.push(s));
+  chat.on("resync", (w) => r.resyncs.push(w));
+  chat.on("welcome", (w) => r.welcomes.push(w));
+  chat.on("receipt", (x) => r.receipts.push(x));
+  chat.on("unread", (x) => r.unread.push(x));
+  chat.on("typing", (x) => r.typing.push(x));
+  return r;
+}

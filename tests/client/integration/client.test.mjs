@@ -1,0 +1,315 @@
+// Integration tests of the client SDK (client/dist) against the REAL worker
+// (build/index.js in workerd via Miniflare, tests/harness.mjs), using the
+// runtime's own global WebSocket and fetch: run under Node >= 22.
+import assert from "node:assert/strict";
+import { after, afterEach, before, describe, test } from "node:test";
+import { ChatClient, MemoryStore } from "../../../client/dist/index.js";
+import { eventually, freePort, sleep, startWorker, token } from "../../harness.mjs";
+
+/**
+ * A WebSocket around the global one whose incoming frames a test can
+ * intercept: `hook(text, socket)` returning false swallows a frame. Also
+ * records the URL, what was sent, what was received, and how it closed
+ * (`closeCode`, `closedAt`, `closedByClient`).
+ */
+function tappedWebSocket(hook) {
+  const sockets = [];
+  class Tapped {
+    constructor(url, protocols) {
+      const ws = new WebSocket(url, protocols);
+      this.ws = ws;
+      this.url = new URL(url);
+      this.sent = [];
+      this.received = [];
+      this.closeCode = null;
+      this.closedAt = null;
+      this.closedByClient = false;
+      this.onopen = this.onmessage = this.onclose = this.onerror = null;
+      ws.onopen = (e) => this.onopen?.(e);
+      ws.onmessage = (e) => {
+        this.received.push(e.data);
+        if (hook(e.data, this) === false) return;
+        this.onmessage?.(e);
+      };
+      ws.onclose = (e) => {
+        this.closeCode = e.code;
+        this.closedAt = Date.now();
+        this.onclose?.(e);
+      };
+      ws.onerror = (e) => this.onerror?.(e);
+      sockets.push(this);
+    }
+    get readyState() {
+      return this.ws.readyState;
+    }
+    send(data) {
+      this.sent.push(data);
+      this.ws.send(data);
+    }
+    close(code, reason) {
+      this.closedByClient = true;
+      this.ws.close(code, reason);
+    }
+  }
+  return { Tapped, sockets };
+}
+
+// Every client a test made is closed after it, pass or fail, so that no
+// reconnect loop outlives its test (or keeps the process alive).
+const made = [];
+afterEach(() => Promise.all(made.splice(0).map((c) => c.chat.close())));
+
+/** A client of `uid` that records what it gets. */
+function client(w, uid, opts = {}) {
+  const chat = new ChatClient({ url: w.wsUrl("/ws"), token: () => token(uid), backoff: { baseMs: 50, maxMs: 400 }, ...opts });
+  const got = { messages: [], states: [], errors: [], receipts: [], unread: [], typing: [], sent: [] };
+  chat.on("message", (m) => {
+    got.messages.push(m);
+  });
+  chat.on("state", (s) => got.states.push(s));
+  chat.on("error", (e) => got.errors.push(e));
+  chat.on("receipt", (r) => got.receipts.push(r));
+  chat.on("unread", (u) => got.unread.push(u));
+  chat.on("typing", (t) => got.typing.push(t));
+  chat.on("sent", (s) => got.sent.push(s));
+  const c = { chat, got, inbox: () => got.messages.filter((m) => m.kind === "in") };
+  made.push(c);
+  return c;
+}
+
+/** Checks seqs are strictly increasing by one (no gap, no repeat) and returns the message texts. */
+function contiguous(messages) {
+  for (let i = 1; i < messages.length; i++) assert.equal(messages[i].seq, messages[i - 1].seq + 1, `seq after ${messages[i - 1].seq}`);
+  return messages.map((m) => m.body.message);
+}
+
+test("runs under Node >= 22 with the global WebSocket and fetch", () => {
+  assert.ok(Number(process.versions.node.split(".")[0]) >= 22, `Node ${process.versions.node}`);
+  assert.equal(typeof globalThis.WebSocket, "function");
+  assert.equal(typeof globalThis.fetch, "function");
+});
+
+describe("client SDK against the worker", () => {
+  let w;
+  before(async () => (w = await startWorker()));
+  after(() => w.close());
+
+  test("two clients exchange messages, receipts, typing and unread counts", async () => {
+    const a = client(w, "ca1");
+    const b = client(w, "ca2");
+    await Promise.all([a.chat.connect(), b.chat.connect()]);
+    assert.equal(a.chat.state, "open");
+    assert.equal(a.chat.user, "ca1");
+    const replies = [];
+    for (let i = 0; i < 5; i++) replies.push(await a.chat.send("ca2", { message: `hi ${i}`, extra: i }));
+    assert.ok(replies.every((r) => r.duplicate === false && typeof r.mid === "string"));
+    const back = await b.chat.send("ca1", "hello back");
+    await eventually(() => b.inbox().length === 5 && a.inbox().length === 1);
+    assert.deepEqual(contiguous(b.got.messages).slice(0, 5), ["hi 0", "hi 1", "hi 2", "hi 3", "hi 4"]);
+    assert.deepEqual(b.inbox().map((m) => [m.peer, m.body.extra, m.mid]), replies.map((r, i) => ["ca1", i, r.mid]));
+    // A sees its own chats as "out" entries with the seqs of the sent replies.
+    await eventually(() => a.got.messages.filter((m) => m.kind === "out").length === 5);
+    assert.deepEqual(a.got.messages.filter((m) => m.kind === "out").map((m) => m.seq), replies.map((r) => r.seq));
+    assert.equal(a.inbox()[0].mid, back.mid);
+    // B's acks (sent by the SDK after its handler) give A delivered receipts.
+    await eventually(() => a.got.receipts.some((r) => r.type === "delivered" && r.up_to === replies[4].seq));
+    const lastIn = b.inbox()[4].seq;
+    await b.chat.read("ca1", lastIn);
+    await eventually(() => b.got.unread.some((u) => u.peer === "ca1" && u.count === 0 && u.read_up_to === lastIn));
+    await eventually(() => a.got.receipts.some((r) => r.type === "read" && r.peer === "ca2" && r.up_to === replies[4].seq));
+    assert.equal(a.chat.typing("ca2", true), true);
+    await eventually(() => b.got.typing.some((t) => t.from === "ca1" && t.active === true));
+    assert.deepEqual(a.got.errors, []);
+    assert.deepEqual(b.got.errors, []);
+    await Promise.all([a.chat.close(), b.chat.close()]);
+    assert.equal(a.chat.state, "closed");
+  });
+
+  test("history paging over the socket and the conversation list over HTTP", async () => {
+    const a = client(w, "hp1");
+    const b = client(w, "hp2");
+    const c = client(w, "hp3");
+    await Promise.all([a.chat.connect(), b.chat.connect(), c.chat.connect()]);
+    const seqs = [];
+    for (let i = 0; i < 23; i++) seqs.push((await a.chat.send("hp2", `page ${i}`)).seq);
+    await c.chat.send("hp2", "from c");
+    await eventually(() => b.inbox().length === 24);
+    // Newest first, 10 at a time, following `next` to the end.
+    const pages = [];
+    let before;
+    for (;;) {
+      const page = await a.chat.history({ peer: "hp2", limit: 10, ...(before !== undefined ? { before } : {}) });
+      pages.push(page.items);
+      if (page.next === null) break;
+      before = page.next;
+    }
+    assert.deepEqual(pages.map((p) => p.length), [10, 10, 3]);
+    const all = pages.flat();
+    assert.deepEqual(all.map((m) => m.seq), [...seqs].reverse());
+    assert.ok(all.every((m) => m.kind === "out" && m.peer === "hp2" && m.op === undefined));
+    // Oldest first with `after`.
+    const first = await a.chat.history({ peer: "hp2", after: 0, limit: 2 });
+    assert.deepEqual(first.items.map((m) => m.body.message), ["page 0", "page 1"]);
+
+    const conv = await b.chat.conversations({ limit: 20 });
+    const byPeer = Object.fromEntries(conv.items.map((i) => [i.peer, i]));
+    assert.deepEqual(Object.keys(byPeer).sort(), ["hp1", "hp3"]);
+    assert.equal(conv.items[0].peer, "hp3", "newest activity first");
+    assert.equal(byPeer.hp1.unread, 23);
+    assert.equal(byPeer.hp1.last.body.message, "page 22");
+    const onePage = await b.chat.conversations({ limit: 1 });
+    assert.equal(onePage.items.length, 1);
+    const rest = await b.chat.conversations({ limit: 1, before: onePage.next });
+    assert.equal(rest.items[0].peer, "hp1");
+    await b.chat.read("hp1", b.inbox()[22].seq);
+    assert.equal((await b.chat.conversations()).items.find((i) => i.peer === "hp1").unread, 0);
+    await Promise.all([a.chat.close(), b.chat.close(), c.chat.close()]);
+  });
+
+  test("a send whose reply is lost is re-sent with the same cmid: duplicate:true, delivered once", async () => {
+    let dropNextSent = true;
+    const { Tapped, sockets } = tappedWebSocket((text, sock) => {
+      if (dropNextSent && text !== "heartbeat" && JSON.parse(text).op === "sent") {
+        dropNextSent = false;
+        sock.close(4000, "test: lose the reply"); // the server stored it; the client never hears
+        return false;
+      }
+    });
+    const a = client(w, "dp1", { WebSocket: Tapped });
+    const b = client(w, "dp2");
+    await Promise.all([a.chat.connect(), b.chat.connect()]);
+    const r = await a.chat.send("dp2", "exactly once");
+    assert.equal(r.duplicate, true);
+    const sends = sockets.flatMap((s) => s.sent.filter((d) => d !== "heartbeat").map((d) => JSON.parse(d)).filter((f) => f.op === "send"));
+    assert.equal(sends.length, 2);
+    assert.equal(sends[0].cmid, sends[1].cmid);
+    assert.ok(sockets.length >= 2, "it reconnected");
+    assert.ok(a.got.states.includes("reconnecting"));
+    await eventually(() => b.inbox().length === 1);
+    await sleep(300);
+    assert.deepEqual(b.inbox().map((m) => m.body.message), ["exactly once"]);
+    assert.equal(a.got.messages.filter((m) => m.kind === "out").length, 1, "the sender's own copy once too");
+    await Promise.all([a.chat.close(), b.chat.close()]);
+  });
+
+  test("a silent socket is detected by the heartbeat and replaced; nothing is lost", async () => {
+    let deaf = null; // frames to this socket are swallowed
+    const { Tapped, sockets } = tappedWebSocket((_text, sock) => (sock === deaf ? false : undefined));
+    const a = client(w, "hb1");
+    // deadAfterMs is generous: a loaded machine must not turn a slow answer into a "dead" socket.
+    const b = client(w, "hb2", { WebSocket: Tapped, heartbeatMs: 200, deadAfterMs: 2000 });
+    await Promise.all([a.chat.connect(), b.chat.connect()]);
+    // The server answers every heartbeat; answered heartbeats keep the socket.
+    await eventually(() => sockets[0].received.filter((d) => d === "heartbeat").length >= 3, 15000);
+    assert.equal(sockets.length, 1, "answered heartbeats keep the socket");
+    assert.ok(!b.got.errors.some((e) => e.code === "dead_socket"));
+    deaf = sockets[0];
+    await a.chat.send("hb2", "while b is deaf");
+    await eventually(() => b.got.errors.some((e) => e.code === "dead_socket"), 15000);
+    assert.ok(sockets[0].closedByClient, "the client closed the silent socket");
+    await eventually(() => b.inbox().length === 1 && b.chat.state === "open", 15000);
+    assert.ok(sockets.length >= 2);
+    assert.equal(b.inbox()[0].body.message, "while b is deaf");
+    await Promise.all([a.chat.close(), b.chat.close()]);
+  });
+
+  test("an expired token (close 4001) is refreshed from the provider and the send goes through", async () => {
+    const calls = [];
+    let firstExp;
+    const tok = () => {
+      calls.push(Date.now());
+      // The first token is accepted by the upgrade and expires 2 to 3 s later; fresh ones last an hour.
+      const exp = Math.floor(Date.now() / 1000) + (calls.length === 1 ? 3 : 3600);
+      firstExp ??= exp;
+      return token("tk1", { exp });
+    };
+    const { Tapped, sockets } = tappedWebSocket(() => {});
+    const a = client(w, "tk1", { token: tok, WebSocket: Tapped });
+    const b = client(w, "tk2");
+    await Promise.all([a.chat.connect(), b.chat.connect()]);
+    assert.equal(calls.length, 1);
+    // The server checks exp on every frame it handles (heartbeats are answered
+    // by the runtime): once the token expired, the send is answered with close 4001.
+    await sleep(Math.max(0, firstExp * 1000 + 200 - Date.now()));
+    assert.equal(sockets.length, 1);
+    const r = await a.chat.send("tk2", "after expiry");
+    assert.equal(typeof r.seq, "number");
+    assert.equal(sockets[0].closeCode, 4001, "the first socket was closed with 4001");
+    assert.equal(sockets[0].closedByClient, false, "by the server");
+    assert.ok(sockets[0].sent.some((d) => d !== "heartbeat" && JSON.parse(d).op === "send"), "the send went out on it first");
+    assert.equal(calls.length, 2, "one fresh token");
+    assert.ok(calls[1] >= sockets[0].closedAt, "asked for after the 4001 close");
+    assert.notEqual(sockets[1].url.searchParams.get("token"), sockets[0].url.searchParams.get("token"));
+    assert.ok(!a.got.errors.some((e) => e.code === "token_expired" || e.code === "connect_failed"), a.got.errors.map((e) => e.code).join());
+    await eventually(() => b.inbox().length === 1);
+    assert.equal(b.inbox()[0].body.message, "after expiry");
+    await Promise.all([a.chat.close(), b.chat.close()]);
+  });
+
+  test("a reload keeps the outbox and the cursor (store round trip)", async () => {
+    const storeA = new MemoryStore();
+    const storeB = new MemoryStore();
+    // Sends made while offline, then the "page" goes away before connecting.
+    const a1 = client(w, "rl1", { store: storeA });
+    void a1.chat.send("rl2", "queued 1");
+    void a1.chat.send("rl2", "queued 2");
+    await eventually(() => storeA.state?.outbox?.length === 2);
+    await a1.chat.close();
+    const b1 = client(w, "rl2", { store: storeB });
+    await b1.chat.connect();
+    // The reloaded sender sends its stored outbox with the same cmids.
+    const cmids = storeA.state.outbox.map((e) => e.cmid);
+    const a2 = client(w, "rl1", { store: storeA });
+    await a2.chat.connect();
+    await eventually(() => a2.got.sent.length === 2);
+    assert.deepEqual(a2.got.sent.map((s) => s.cmid), cmids);
+    assert.deepEqual(a2.got.sent.map((s) => s.duplicate), [false, false]);
+    await eventually(() => storeA.state.outbox.length === 0);
+    await eventually(() => b1.inbox().length === 2);
+    await eventually(() => storeB.state?.cursor === b1.got.messages.at(-1).seq);
+    await b1.chat.close();
+    // Meanwhile more arrives; a reloaded receiver resumes after its stored cursor.
+    await a2.chat.send("rl2", "while b reloads");
+    const b2 = client(w, "rl2", { store: storeB });
+    await b2.chat.connect();
+    await eventually(() => b2.inbox().length === 1);
+    await sleep(300);
+    assert.deepEqual(b2.inbox().map((m) => m.body.message), ["while b reloads"]);
+    assert.equal(b2.chat.device, b1.chat.device);
+    assert.deepEqual(contiguous(b1.inbox()), ["queued 1", "queued 2"]);
+    await Promise.all([a2.chat.close(), b2.chat.close()]);
+  });
+});
+
+describe("client SDK across a runtime restart", () => {
+  let w;
+  before(async () => (w = await startWorker({ extra: { port: await freePort() } })));
+  after(() => w.close());
+
+  test("killing the runtime mid-stream: every message delivered once, in order, every send confirmed", async () => {
+    // A connect attempt that reaches the runtime while it restarts can hang
+    // without an answer: the connect timeout (no welcome) gives up on it.
+    const a = client(w, "kr1", { connectTimeoutMs: 2000 });
+    const b = client(w, "kr2", { connectTimeoutMs: 2000 });
+    await Promise.all([a.chat.connect(), b.chat.connect()]);
+    const N = 60;
+    const texts = Array.from({ length: N }, (_, i) => `msg ${i}`);
+    const sends = texts.map((t) => a.chat.send("kr2", t));
+    await eventually(() => b.inbox().length >= 10, 10000, 5);
+    assert.ok(b.inbox().length < N, "the restart happens mid-stream");
+    const url = w.url;
+    await w.restart();
+    assert.equal(w.url, url, "same port after the restart");
+    const results = await Promise.all(sends);
+    assert.equal(results.length, N);
+    await eventually(() => b.inbox().length >= N, 20000);
+    await sleep(500);
+    assert.deepEqual(contiguous(b.got.messages), texts, "exactly once, in order, no gap");
+    assert.deepEqual(b.inbox().map((m) => m.mid), results.map((r) => r.mid));
+    assert.ok(a.got.states.includes("reconnecting") && b.got.states.includes("reconnecting"));
+    assert.equal(a.chat.pending, 0);
+    // Seqs of the sender's own log are distinct: nothing was stored twice.
+    assert.equal(new Set(results.map((r) => r.seq)).size, N);
+    await Promise.all([a.chat.close(), b.chat.close()]);
+  });
+});
