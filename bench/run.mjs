@@ -23,7 +23,7 @@ const save = () => {
   mkdirSync(join(ROOT, "bench", "results"), { recursive: true });
   writeFileSync(join(ROOT, "bench", "results", "latest.json"), JSON.stringify(results, null, 2));
 };
-const results = { when: new Date().toISOString(), cmd: `npm run bench${process.argv.length > 2 ? " -- " + process.argv.slice(2).join(" ") : ""}`, rounds, n, latencyN };
+const results = { when: new Date().toISOString(), cmd: `npm run bench${process.argv.length > 2 ? " -- " + process.argv.slice(2).join(" ") : ""}`, rounds, n, latencyN, node: process.version };
 
 // 1. One pair, on disk and on tmpfs, every target, interleaved.
 const storages = { disk: undefined };

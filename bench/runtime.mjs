@@ -107,8 +107,9 @@ export async function startRust({ storageDir, inspector = false, v1 = false } = 
   let w;
   try {
     w = await startWorker({
-      // Production settings, except the per-user send rate: the benchmark sends flat out.
-      bindings: { ARCHIVE_DELAY_MS: "500", ARCHIVE_RETRY_MS: "1000", SEND_RATE: "1000000", SEND_BURST: "1000000" },
+      // Production settings, except the per-user send rate and the cap on sends
+      // waiting for recipients: the benchmark sends 5000 back to back, flat out.
+      bindings: { ARCHIVE_DELAY_MS: "500", ARCHIVE_RETRY_MS: "1000", SEND_RATE: "1000000", SEND_BURST: "1000000", INFLIGHT_SENDS: "100000" },
       extra: inspectorPort ? { inspectorPort } : {},
     });
   } finally {
