@@ -83,7 +83,8 @@ impl PageQuery {
         for (k, v) in pairs {
             match k {
                 "limit" => {
-                    let n = v.parse().map_err(|_| BadParam { param: "limit", problem: "must be a positive integer" })?;
+                    let n =
+                        v.parse().map_err(|_| BadParam { param: "limit", problem: "must be a positive integer" })?;
                     q.limit = page_limit(Some(n), max)?;
                 }
                 "before" => {

@@ -35,6 +35,13 @@ pub struct Batch {
     epoch: u64,
 }
 
+/// Where a v1 device's replay starts: it is sent every entry after `start`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Resume {
+    pub start: u64,
+    pub recovered: bool,
+}
+
 /// Where a new entry goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Admission {
@@ -93,15 +100,47 @@ impl Inbox {
     }
 
     /// The queue from `first` to `last` was written to a socket; `next_unsent`
-    /// is the next entry still queued (a send failed), if any.
-    pub fn replayed(&mut self, first: u64, last: u64, next_unsent: Option<u64>) {
+    /// is the next entry still queued (a send failed), if any. Returns true
+    /// when the archive cursor moved back, which the caller must save at once:
+    /// forgotten, it would leave those entries "queued" in D1 for good.
+    pub fn replayed(&mut self, first: u64, last: u64, next_unsent: Option<u64>) -> bool {
         debug_assert!(first <= last && last <= self.head);
         self.first_unsent = next_unsent;
         self.epoch += 1;
         // Those entries may already be in D1 as "queued"; archive them again.
-        if first <= self.archived {
+        let rewound = first <= self.archived;
+        if rewound {
             self.archived = first - 1;
         }
+        rewound
+    }
+
+    /// Where a v1 device's replay starts, given the oldest entry the log still
+    /// holds (`head + 1` when it holds none), the `since` the device sent, and
+    /// the last ack the log knows of it. A device the log has not met starts
+    /// at the head. `recovered` is false when entries it asked for are gone,
+    /// or when it claims to be ahead of the log (its state was lost elsewhere).
+    pub fn resume(&self, oldest: u64, since: Option<u64>, known: Option<u64>) -> Resume {
+        let asked = since.or(known).unwrap_or(self.head);
+        Resume {
+            start: asked.min(self.head).max(oldest.saturating_sub(1)),
+            recovered: asked <= self.head && asked + 1 >= oldest,
+        }
+    }
+
+    /// Whether the queue is at `max` (`QUEUE_MAX`), counting `waiting`
+    /// entries not yet admitted, unless nothing is queued and a socket is open
+    /// (`live`): then they will go out live, not into the queue.
+    pub fn queue_at(&self, max: u64, waiting: u64, live: bool) -> bool {
+        let span = self.queued_span();
+        let waiting = if span == 0 && live { 0 } else { waiting };
+        span + waiting >= max
+    }
+
+    /// Whether pruning below `below` took the queue's oldest entry, so that
+    /// the queue must move to the next queued entry ([`Inbox::expire_queue`]).
+    pub fn queue_pruned(&self, below: u64) -> bool {
+        self.first_unsent.is_some_and(|f| f < below)
     }
 
     /// The next range to archive, at most `max` entries, oldest first.
@@ -189,6 +228,48 @@ mod tests {
         ib.expire_queue(None);
         assert_eq!(ib.queued_span(), 0);
         assert!(ib.admit(Kind::Received, 1).push_now, "nothing queued ahead of a live entry");
+    }
+
+    #[test]
+    fn a_replay_says_when_the_archive_cursor_moved_back() {
+        let mut ib = Inbox::default();
+        for _ in 0..4 {
+            ib.admit(Kind::Received, 0);
+        }
+        let b = ib.to_archive(2).unwrap();
+        ib.archived_upto(b, 2);
+        assert!(ib.replayed(1, 4, None), "1 and 2 are in D1 as queued");
+        assert_eq!(ib.archived(), 0);
+        ib.admit(Kind::Received, 0);
+        ib.push_failed(5);
+        assert!(!ib.replayed(5, 5, None), "5 was never archived");
+    }
+
+    #[test]
+    fn resume_points() {
+        let mut ib = Inbox::default();
+        for _ in 0..10 {
+            ib.admit(Kind::Received, 1);
+        }
+        let r = |since, known, oldest| ib.resume(oldest, since, known);
+        assert_eq!(r(Some(4), Some(7), 1), Resume { start: 4, recovered: true }, "since wins over the known ack");
+        assert_eq!(r(None, Some(7), 1), Resume { start: 7, recovered: true });
+        assert_eq!(r(None, None, 1), Resume { start: 10, recovered: true }, "a new device starts at the head");
+        assert_eq!(r(Some(2), None, 6), Resume { start: 5, recovered: false }, "3..=5 are gone");
+        assert_eq!(r(Some(5), None, 6), Resume { start: 5, recovered: true }, "nothing it needs is gone");
+        assert_eq!(r(Some(12), None, 1), Resume { start: 10, recovered: false }, "ahead of the log");
+    }
+
+    #[test]
+    fn the_queue_bound_counts_waiting_entries_unless_they_go_out_live() {
+        let mut ib = Inbox::default();
+        assert!(!ib.queue_at(3, 2, false));
+        assert!(ib.queue_at(3, 3, false), "three waiting for an offline user");
+        assert!(!ib.queue_at(3, 3, true), "nothing queued and a socket open: they go out live");
+        ib.admit(Kind::Received, 0);
+        assert!(ib.queue_at(3, 2, true), "one queued: the waiting ones queue behind it");
+        assert!(!ib.queue_pruned(1));
+        assert!(ib.queue_pruned(2));
     }
 
     #[test]
@@ -338,7 +419,9 @@ mod tests {
                                 last = Some(log[i].0);
                             }
                             match last {
-                                Some(last) => ib.replayed(first, last, next_unsent),
+                                Some(last) => {
+                                    ib.replayed(first, last, next_unsent);
+                                }
                                 None => sockets -= 1,
                             }
                         }

@@ -33,15 +33,16 @@
 //! - a delivery is refused as over `QUEUE_MAX` only when the queue holds that
 //!   many entries from its oldest one, which has not expired.
 //!
-//! [`known_gaps`] replays the shortest interleavings of three gaps this test
-//! found in the object (since fixed): see [`SAVES_DEVICE_ON_CONNECT`],
-//! [`PERSISTS_REWOUND_CURSOR`] and `Stats::refused_stuck`.
+//! [`known_gaps`] replays the shortest interleavings of three bugs this test
+//! found in the object (since fixed): a v1 device not saved at connect, a
+//! rewound archive cursor not saved, and a queue left starting at an entry the
+//! cap pruned (`Stats::refused_stuck`).
 //!
 //! `PROPTEST_CASES` raises the number of cases (default 400, about 2 s).
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use edge_chat::inbox::{Batch, Inbox};
+use edge_chat::inbox::{Batch, Inbox, Resume};
 use edge_chat::message::Kind;
 use proptest::prelude::*;
 
@@ -113,22 +114,6 @@ enum Op {
 }
 
 const DEVICES: u8 = 3;
-
-/// Whether the object writes a device to its `devices` table when it connects
-/// (`on_connect_v1` does). When it only marked it dirty for the next archive
-/// pass, a device that connected just before an eviction or a restart was
-/// unknown to the object afterwards: its entries were no longer held for it
-/// and a resume without `since` started at the head. With `false`, `Spec`
-/// counts such devices as forgotten (`registrations_lost`).
-const SAVES_DEVICE_ON_CONNECT: bool = true;
-
-/// Whether the object writes the archive cursor when a replay moves it back
-/// (`UserObject::replayed` does). When only `Inbox::replayed` moved it in
-/// memory, entries archived as queued and then replayed kept their stale
-/// "queued" state in D1 for good if the object lost its memory before the
-/// next archive pass. With `false`, `Spec` tolerates exactly those entries
-/// (`rewinds_lost`).
-const PERSISTS_REWOUND_CURSOR: bool = true;
 
 #[derive(Clone, Debug)]
 struct Row {
@@ -245,7 +230,7 @@ impl Object {
     fn expire_queue(&mut self) {
         let Some(first) = self.inbox().first_unsent() else { return };
         let cutoff = self.clock.saturating_sub(self.cfg.queue_ttl);
-        if !self.log.get(&first).is_some_and(|r| r.time < cutoff) {
+        if self.log.get(&first).is_none_or(|r| r.time >= cutoff) {
             return;
         }
         let max = self.log.keys().next_back().copied().unwrap_or(0);
@@ -255,13 +240,16 @@ impl Object {
         self.inbox().expire_queue(next);
     }
 
-    /// `UserObject::queue_full`.
-    fn queue_full(&mut self) -> bool {
-        if self.inbox().queued_span() < self.cfg.queue_max {
+    /// `UserObject::queue_full`, with `waiting` owed entries accepted for the
+    /// group write but not yet admitted.
+    fn queue_full(&mut self, waiting: u64) -> bool {
+        let max = self.cfg.queue_max;
+        if !self.inbox().queue_at(max, waiting, false) {
             return false;
         }
         self.expire_queue();
-        self.inbox().queued_span() >= self.cfg.queue_max
+        let live = !self.sockets.is_empty();
+        self.inbox().queue_at(max, waiting, live)
     }
 
     /// `UserObject::write_batch`: one group write, then the pushes in order.
@@ -336,15 +324,14 @@ impl Object {
         }
         if let Some(last) = last {
             self.mark_sent(first, last);
-            self.inbox().replayed(first, last, next_unsent);
-            self.persist_rewind();
+            self.replayed(first, last, next_unsent);
         }
     }
 
-    fn persist_rewind(&mut self) {
-        let archived = self.inbox().archived();
-        if PERSISTS_REWOUND_CURSOR && archived < self.archived {
-            self.archived = archived;
+    /// `UserObject::replayed`: the rewound cursor is saved.
+    fn replayed(&mut self, first: u64, last: u64, next_unsent: Option<u64>) {
+        if self.inbox().replayed(first, last, next_unsent) {
+            self.archived = self.inbox().archived();
         }
     }
 
@@ -353,7 +340,7 @@ impl Object {
     fn lose_memory(&mut self) -> std::ops::RangeInclusive<u64> {
         let lost = match self.life.take() {
             Some(life) if life.inbox.archived() < self.archived => life.inbox.archived() + 1..=self.archived,
-            _ => 1..=0,
+            _ => std::ops::RangeInclusive::new(1, 0),
         };
         self.in_flight = None;
         lost
@@ -366,9 +353,7 @@ impl Object {
         let head = self.head();
         let oldest = self.log.keys().next().copied().unwrap_or(head + 1);
         let known = self.life.as_ref().unwrap().devices.get(&device).map(|d| d.acked);
-        let asked = since.or(known).unwrap_or(head);
-        let recovered = asked <= head && asked + 1 >= oldest;
-        let start = asked.min(head).max(oldest.saturating_sub(1));
+        let Resume { start, recovered } = self.inbox().resume(oldest, since, known);
         let i = self.accept(Some(device), start);
         let replay: Vec<u64> = self.log.range(start + 1..).map(|(s, _)| *s).collect();
         for seq in replay {
@@ -376,16 +361,14 @@ impl Object {
         }
         if let Some(first) = self.inbox().first_unsent() {
             self.mark_sent(first, head);
-            self.inbox().replayed(first, head, None);
-            self.persist_rewind();
+            self.replayed(first, head, None);
         }
         let devices = &mut self.life.as_mut().unwrap().devices;
         let d = devices.entry(device).or_insert(Device { acked: start, dirty: true });
-        d.dirty = true;
-        if SAVES_DEVICE_ON_CONNECT {
-            let saved = self.saved_devices.entry(device).or_insert(0);
-            *saved = (*saved).max(d.acked);
-        }
+        // Saved at connect, not at the next archive pass.
+        d.dirty = false;
+        let saved = self.saved_devices.entry(device).or_insert(0);
+        *saved = (*saved).max(d.acked);
         Welcome { asked: since, head, start, recovered }
     }
 
@@ -406,7 +389,7 @@ impl Object {
         match self.in_flight.take() {
             None => {
                 let rows = self.cfg.batch_rows;
-                let Some(b) = self.inbox().to_archive(rows) else { return None };
+                let b = self.inbox().to_archive(rows)?;
                 // Cut short by size, but always at least one row.
                 let upto = b.from + cut as u64 % (b.to - b.from + 1);
                 let rows = self.log.range(b.from..=upto).map(|(s, r)| (*s, r.sent)).collect();
@@ -444,7 +427,7 @@ impl Object {
             self.log.remove(s);
         }
         // The cap may take queued entries: the queue then starts after them.
-        if self.inbox().first_unsent().is_some_and(|f| f < below) {
+        if self.inbox().queue_pruned(below) {
             let next = self.log.range(below..).find(|(_, r)| !r.sent).map(|(s, _)| *s);
             self.inbox().expire_queue(next);
         }
@@ -481,8 +464,6 @@ struct Spec {
     /// Owed entries that left the legacy queue legitimately.
     off_queue: BTreeSet<u64>,
     devices: BTreeMap<u8, DeviceSpec>,
-    /// Entries D1 may hold in a stale state for good (`PERSISTS_REWOUND_CURSOR`).
-    stale_in_d1: BTreeSet<u64>,
     /// Frames already checked, by socket id.
     seen: BTreeMap<u64, usize>,
     /// Operations applied, for the counts printed at the end.
@@ -503,8 +484,6 @@ struct Stats {
     restarts: u64,
     hibernations: u64,
     stale_batches: u64,
-    registrations_lost: u64,
-    rewinds_lost: u64,
     /// Steps after which the in-memory queue starts at an entry the cap pruned.
     queue_head_pruned: u64,
     /// Deliveries refused as over `QUEUE_MAX` although the queue, counted
@@ -526,27 +505,18 @@ impl Spec {
             times: Vec::new(),
             legacy_event: BTreeMap::new(),
             off_queue: BTreeSet::new(),
-            stale_in_d1: BTreeSet::new(),
             devices: BTreeMap::new(),
             seen: BTreeMap::new(),
             stats: Stats::default(),
         }
     }
 
-    /// The object lost its memory: devices it never saved are unknown to it,
-    /// and a cursor rewind it never saved is undone.
+    /// The object lost its memory: it must have saved every device it was
+    /// meant to remember and every rewind of its archive cursor.
     fn memory_lost(&mut self, o: &Object, stale: std::ops::RangeInclusive<u64>) {
-        if !stale.is_empty() {
-            assert!(!PERSISTS_REWOUND_CURSOR, "cursor rewind to {} not saved", stale.start() - 1);
-            self.stats.rewinds_lost += 1;
-            self.stale_in_d1.extend(stale);
-        }
-        for (d, dev) in self.devices.iter_mut() {
-            if dev.remembered && !o.saved_devices.contains_key(d) {
-                assert!(!SAVES_DEVICE_ON_CONNECT, "device {d} was never saved");
-                dev.remembered = false;
-                self.stats.registrations_lost += 1;
-            }
+        assert!(stale.is_empty(), "cursor rewind to {} not saved", stale.start() - 1);
+        for (d, dev) in &self.devices {
+            assert!(!dev.remembered || o.saved_devices.contains_key(d), "device {d} was never saved");
         }
     }
 
@@ -636,7 +606,7 @@ impl Spec {
             let inbox = life.inbox.clone();
             assert_eq!(inbox.head(), head);
             // D1 holds the current state of everything behind the cursor.
-            for (seq, r) in o.log.range(..=inbox.archived()).filter(|(s, _)| !self.stale_in_d1.contains(s)) {
+            for (seq, r) in o.log.range(..=inbox.archived()) {
                 assert_eq!(o.d1.get(seq), Some(&r.sent), "entry {seq} behind the archive cursor is stale in D1");
             }
             let restored = o.restored();
@@ -707,9 +677,7 @@ impl Spec {
         for &(seq, sent) in pruned {
             self.stats.pruned += 1;
             assert!(o.d1.contains_key(&seq), "entry {seq} pruned before it was archived");
-            if !self.stale_in_d1.contains(&seq) {
-                assert_eq!(o.d1[&seq], sent, "entry {seq} pruned while D1 has a stale state");
-            }
+            assert_eq!(o.d1[&seq], sent, "entry {seq} pruned while D1 has a stale state");
             if seq + o.cfg.cap <= head {
                 self.stats.cap_pruned += 1;
                 continue;
@@ -734,19 +702,24 @@ fn store(o: &mut Object, spec: &mut Spec, kind: Kind, count: u8, dying: Option<u
     }
     let mut kinds = Vec::new();
     for _ in 0..count {
-        if kind != Kind::Sent && o.queue_full() {
+        // Owed entries accepted above wait for the same group write.
+        let waiting = kinds.iter().filter(|k| **k != Kind::Sent).count() as u64;
+        if kind != Kind::Sent && o.queue_full(waiting) {
             spec.stats.refused_full += 1;
-            // Full means QUEUE_MAX entries from the oldest queued one, which is
-            // younger than the TTL.
+            // Full means QUEUE_MAX entries from the oldest queued one, which
+            // is younger than the TTL, counting those waiting; or, with nothing
+            // queued and no socket to take them live, QUEUE_MAX waiting.
             let queue = Spec::queue(o);
             let cutoff = o.clock.saturating_sub(o.cfg.queue_ttl);
-            let oldest = *queue.first().expect("a full queue holds something");
-            let full = o.head() - oldest + 1 >= o.cfg.queue_max && o.log[&oldest].time >= cutoff;
-            let first = o.inbox().first_unsent().unwrap();
-            if !full && !o.log.contains_key(&first) {
+            let full = match queue.first() {
+                Some(&oldest) => o.head() - oldest + 1 + waiting >= o.cfg.queue_max && o.log[&oldest].time >= cutoff,
+                None => o.sockets.is_empty() && waiting >= o.cfg.queue_max,
+            };
+            let first = o.inbox().first_unsent();
+            if !full && first.is_some_and(|f| !o.log.contains_key(&f)) {
                 spec.stats.refused_stuck += 1;
             }
-            assert!(full, "refused as full: queue {queue:?}, head {}, cutoff {cutoff}", o.head());
+            assert!(full, "refused as full: queue {queue:?}, waiting {waiting}, head {}, cutoff {cutoff}", o.head());
         } else {
             kinds.push(kind);
         }
@@ -929,8 +902,6 @@ fn coverage() {
         total.restarts += s.restarts;
         total.hibernations += s.hibernations;
         total.stale_batches += s.stale_batches;
-        total.registrations_lost += s.registrations_lost;
-        total.rewinds_lost += s.rewinds_lost;
         total.queue_head_pruned += s.queue_head_pruned;
         total.refused_stuck += s.refused_stuck;
         total.acked_replayed += s.acked_replayed;
@@ -948,18 +919,19 @@ fn coverage() {
     }
 }
 
-/// The shortest interleavings the property test found for each gap it
-/// tolerates today; each asserts that the gap is still there (or gone, once
-/// the constant describing the object says so).
+/// The shortest interleavings in which the property test found each bug:
+/// each runs clean now (the model panics if a device or a cursor rewind is
+/// lost), and counts what it would have tolerated.
 #[test]
 fn known_gaps() {
     let deliver = |count| Op::Deliver { system: false, count, dying: None };
     let cfg = Config { keep: 0, cap: 2, queue_ttl: 1000, queue_max: 3, batch_rows: 1 };
 
     // A device connects and leaves; the object is evicted before an archive
-    // pass saved the device; a message arrives; the device comes back
-    // without `since` and is treated as new: the message is never replayed.
-    let s = run(
+    // pass; a message arrives; the device comes back without `since`. When
+    // devices were saved only by that pass, it was treated as new and the
+    // message never replayed. (`memory_lost` panics if the device is lost.)
+    run(
         cfg,
         &[
             Op::ConnectV1 { device: 0, since: Since::Processed },
@@ -969,14 +941,13 @@ fn known_gaps() {
             Op::ConnectV1 { device: 0, since: Since::Absent },
         ],
     );
-    assert_eq!(s.registrations_lost, u64::from(!SAVES_DEVICE_ON_CONNECT));
 
     // A queued entry is archived as queued, replayed to a legacy socket, and
-    // the object is evicted before the next archive pass: D1 keeps "queued".
+    // the object is evicted before the next archive pass. When the rewound
+    // cursor was not saved, D1 kept "queued" for good. (`memory_lost`
+    // panics if the rewind is lost.)
     let archive = Op::Archive { cut: 0, fail: false };
-    let s =
-        run(cfg, &[deliver(1), archive.clone(), archive.clone(), Op::ConnectLegacy { fail_at: None }, Op::Hibernate]);
-    assert_eq!(s.rewinds_lost, u64::from(!PERSISTS_REWOUND_CURSOR));
+    run(cfg, &[deliver(1), archive.clone(), archive.clone(), Op::ConnectLegacy { fail_at: None }, Op::Hibernate]);
 
     // The cap prunes the oldest queued entry. The object used to keep its
     // queue starting at it, so its span counted it and expiry (which reads

@@ -12,8 +12,8 @@ use crate::auth::{self, AuthError, Verified};
 use crate::limits::Limits;
 use crate::message::{derived_id, new_id, system_body, Kind};
 use crate::metrics::{self, incr, Counter};
-use crate::query;
 use crate::protocol::v1::SUBPROTOCOL;
+use crate::query;
 use crate::relay::{Delivery, Outcome};
 use crate::user::UserId;
 
@@ -147,7 +147,8 @@ async fn forward_read(req: Request, env: &Env, secret: &str, path: &str) -> work
     };
     let pairs = query_pairs(&req);
     let page = pairs.iter().filter(|(k, _)| matches!(k.as_str(), "limit" | "before" | "after" | "peer"));
-    let query = query::encode([("uid", v.user.as_str())].into_iter().chain(page.map(|(k, v)| (k.as_str(), v.as_str()))));
+    let query =
+        query::encode([("uid", v.user.as_str())].into_iter().chain(page.map(|(k, v)| (k.as_str(), v.as_str()))));
     let inner_url = format!("https://user{path}?{query}");
     env.durable_object(USER_BINDING)?.get_by_name(v.user.as_str())?.fetch_with_str(&inner_url).await
 }
@@ -241,7 +242,8 @@ async fn backend(mut req: Request, env: &Env, limits: &Limits, system: bool) -> 
     };
     let outcomes = deliver_all(env, &outgoing).await?;
     let stored = |r: &Outcome| matches!(r, Outcome::Stored { .. });
-    let ids: Vec<Option<&str>> = outgoing.iter().zip(&outcomes).map(|(o, r)| stored(r).then_some(o.id.as_str())).collect();
+    let ids: Vec<Option<&str>> =
+        outgoing.iter().zip(&outcomes).map(|(o, r)| stored(r).then_some(o.id.as_str())).collect();
     if outcomes.iter().all(stored) {
         let doc = if is_array { serde_json::json!({ "ids": ids }) } else { serde_json::json!({ "id": ids[0] }) };
         return json(200, &doc.to_string());

@@ -451,7 +451,8 @@ impl Store {
         struct Row {
             expired: Option<i64>,
         }
-        let cursor = self.sql.exec("SELECT time < ? AS expired FROM log WHERE seq = ?", vec![int(cutoff), int(first)])?;
+        let cursor =
+            self.sql.exec("SELECT time < ? AS expired FROM log WHERE seq = ?", vec![int(cutoff), int(first)])?;
         let rows: Vec<Row> = cursor.to_array()?;
         count(&cursor);
         if rows.first().and_then(|r| r.expired) != Some(1) {

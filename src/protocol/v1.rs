@@ -358,7 +358,14 @@ mod tests {
             send_rate: crate::ratelimit::Rate { per_second: 1, burst: 2 },
             ..Default::default()
         };
-        let w = Welcome { user: &UserId::parse("1").unwrap(), device: "d", head: 5, since: 3, recovered: false, limits: &limits };
+        let w = Welcome {
+            user: &UserId::parse("1").unwrap(),
+            device: "d",
+            head: 5,
+            since: 3,
+            recovered: false,
+            limits: &limits,
+        };
         let w: Value = serde_json::from_str(&w.encode()).unwrap();
         assert_eq!((w["head"].as_u64(), w["recovered"].as_bool()), (Some(5), Some(false)));
         assert_eq!(w["limits"]["send_burst"].as_u64(), Some(2));

@@ -36,9 +36,7 @@ use crate::metrics::{self, incr, Counter};
 use crate::protocol::v1::{error as v1_error, V1Error};
 use crate::protocol::{legacy, parse_chat, within_frame_limit, Chat, Frame, Refusal, Reply};
 use crate::ratelimit::Bucket;
-use crate::relay::{
-    Delivery, Outcome, Receipt, Typing, DUP_HEADER, SEQ_HEADER,
-};
+use crate::relay::{Delivery, Outcome, Receipt, Typing, DUP_HEADER, SEQ_HEADER};
 use crate::user::UserId;
 
 /// Tags of sockets speaking the legacy protocol and `chat.v1`.
@@ -424,14 +422,12 @@ impl UserObject {
     /// concurrent deliveries would all pass the check and overshoot it.
     fn queue_full(&self) -> worker::Result<bool> {
         let waiting = self.pending.borrow().iter().filter(|w| w.entry.kind.owed_to_owner()).count() as u64;
-        if self.inbox().queued_span() + waiting < self.limits.queue_max {
+        let max = self.limits.queue_max;
+        if !self.inbox().queue_at(max, waiting, false) {
             return Ok(false);
         }
         self.expire_queue()?;
-        let span = self.inbox().queued_span();
-        // With nothing queued and a socket open, waiting entries go out live.
-        let waiting = if span == 0 && !self.state.get_websockets().is_empty() { 0 } else { waiting };
-        let full = span + waiting >= self.limits.queue_max;
+        let full = self.inbox().queue_at(max, waiting, !self.state.get_websockets().is_empty());
         if full {
             incr(Counter::RefusedQueueFull);
         }
@@ -458,15 +454,11 @@ impl UserObject {
         Ok(())
     }
 
-    /// The queue from `first` to `last` reached a socket. If D1 already has
-    /// some of those entries as queued, the archive cursor moves back, and
-    /// that is saved at once: an object that forgot it would leave them
-    /// "queued" in D1 for good.
+    /// The queue from `first` to `last` reached a socket; a rewound archive
+    /// cursor is saved at once (see [`Inbox::replayed`]).
     fn replayed(&self, first: u64, last: u64, next_unsent: Option<u64>) -> worker::Result<()> {
         let mut inbox = self.inbox();
-        let archived = inbox.archived();
-        inbox.replayed(first, last, next_unsent);
-        if inbox.archived() < archived {
+        if inbox.replayed(first, last, next_unsent) {
             self.store.set_archived(inbox.archived())?;
         }
         self.set_inbox(inbox);
@@ -670,7 +662,7 @@ impl UserObject {
         self.store.prune_below(below)?;
         // The cap may take queued entries (the queue can outgrow the log by
         // own sent chats in between): the queue then starts after them.
-        if inbox.first_unsent().is_some_and(|f| f < below) {
+        if inbox.queue_pruned(below) {
             inbox.expire_queue(self.store.first_unsent_from(below)?);
             self.set_inbox(inbox);
         }

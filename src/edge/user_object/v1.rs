@@ -8,6 +8,7 @@ use super::{answer, attachment_v1, json_error, send, Device, UserObject, DEVICE_
 use crate::edge::hop;
 use crate::edge::{d1, json, now_ms};
 use crate::history::{self, log_page, PageQuery};
+use crate::inbox::Resume;
 use crate::message::{derived_id, Kind};
 use crate::metrics::{incr, Counter};
 use crate::protocol::v1::{self, close, EntryKind, ReceiptKind, V1Error, Welcome};
@@ -37,11 +38,7 @@ impl UserObject {
         let head = self.inbox().head();
         let oldest = self.store.oldest()?.unwrap_or(head + 1);
         let known = self.life.borrow().as_ref().and_then(|l| l.devices.get(device).map(|d| d.acked));
-        let asked = since.or(known).unwrap_or(head);
-        // Entries (asked, head] must all still be here; a client ahead of the
-        // log (state lost elsewhere) is told so too.
-        let recovered = asked <= head && asked + 1 >= oldest;
-        let start = asked.min(head).max(oldest.saturating_sub(1));
+        let Resume { start, recovered } = self.inbox().resume(oldest, since, known);
 
         let pair = WebSocketPair::new()?;
         self.state.accept_websocket_with_tags(&pair.server, &[V1]);
