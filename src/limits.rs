@@ -7,7 +7,7 @@
 use crate::ratelimit::Rate;
 
 /// The most a Workers WebSocket message may carry; no configured frame limit
-/// can go past it, and the parsers refuse anything larger on their own.
+/// can go past it.
 pub const FRAME_CEILING: usize = 1024 * 1024;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

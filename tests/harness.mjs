@@ -231,7 +231,7 @@ export async function eventually(fn, timeoutMs = 5000, stepMs = 50) {
     } catch (e) {
       last = e;
     }
-    await new Promise((r) => setTimeout(r, stepMs));
+    await sleep(stepMs);
   }
   throw new Error(`condition not met within ${timeoutMs} ms (last: ${last instanceof Error ? last.message : JSON.stringify(last)})`);
 }

@@ -23,3 +23,11 @@ export function backoffCeiling(attempt: number, opts: BackoffOptions = {}): numb
 export function backoffDelay(attempt: number, opts: BackoffOptions = {}, random: () => number = Math.random): number {
   return Math.floor(random() * backoffCeiling(attempt, opts));
 }
+
+/**
+ * How long to wait before sending a refused request again: the server's
+ * `retry_after_ms` when it named one, else the backoff for `attempt`.
+ */
+export function retryDelay(retryAfterMs: unknown, attempt: number, opts?: BackoffOptions, random?: () => number): number {
+  return typeof retryAfterMs === "number" ? retryAfterMs : backoffDelay(attempt, opts, random);
+}

@@ -3,7 +3,7 @@
 // retries `retry: true` refusals with backoff (`rate_limited`: after
 // retry_after_ms); other refusals reject its promise.
 
-import { backoffDelay, type BackoffOptions } from "./backoff.ts";
+import { retryDelay, type BackoffOptions } from "./backoff.ts";
 import type { Link } from "./connection.ts";
 import { fromErrorFrame } from "./errors.ts";
 import type { ErrorFrame, RequestId } from "./frames.ts";
@@ -92,8 +92,7 @@ export class Requests {
       r.reject(err);
       return true;
     }
-    const ms = typeof f.retry_after_ms === "number" ? f.retry_after_ms : backoffDelay(r.attempts, this.#d.backoff, this.#d.random);
-    r.attempts++;
+    const ms = retryDelay(f.retry_after_ms, r.attempts++, this.#d.backoff, this.#d.random);
     r.timer = this.#d.timers.setTimeout(() => {
       r.timer = null;
       this.pump();

@@ -6,7 +6,7 @@
 // send() promises (entries restored from the store have none: an `error`
 // event then). Every change of the outbox is saved.
 
-import { backoffDelay, type BackoffOptions } from "./backoff.ts";
+import { retryDelay, type BackoffOptions } from "./backoff.ts";
 import type { Link } from "./connection.ts";
 import { ChatError, fromErrorFrame } from "./errors.ts";
 import { DEFAULT_FRAME_BYTES, utf8Length, type ErrorFrame, type RequestId, type SendResult } from "./frames.ts";
@@ -95,8 +95,7 @@ export class Sender {
     if (!item) return false;
     const err = fromErrorFrame(f, item.entry.cmid);
     if (err.retry) {
-      const ms = typeof f.retry_after_ms === "number" ? f.retry_after_ms : backoffDelay(item.attempts, this.#d.backoff, this.#d.random);
-      item.attempts++;
+      const ms = retryDelay(f.retry_after_ms, item.attempts++, this.#d.backoff, this.#d.random);
       item.timer = this.#d.timers.setTimeout(() => {
         item.timer = null;
         this.pump();

@@ -3,29 +3,37 @@
 //! Invariants: the parser never panics; an accepted chat has valid ids and a
 //! non-empty message; re-encoding an accepted chat's fields parses to the same
 //! chat; the body delivered for it is JSON without a forged `type`; every
-//! refusal has its `error …` text.
+//! refusal has its `error …` text; a frame is too large exactly when it is
+//! over the limit.
 #![no_main]
 
 #[path = "common.rs"]
 mod common;
 
+use edge_chat::limits::FRAME_CEILING;
 use edge_chat::message::chat_body;
-use edge_chat::protocol::{legacy, Frame, Reply, MAX_FRAME_BYTES};
+use edge_chat::protocol::{legacy, Frame, Refusal, Reply};
 use edge_chat::user::UserId;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 
+/// A frame limit below the fuzzer's input length, so both sides of it are reached.
+const LIMIT: usize = 4096;
+
 fuzz_target!(|data: &[u8]| {
     let text = common::text(data);
-    match legacy::parse(&text) {
+    let parsed = legacy::parse(&text, LIMIT);
+    assert_eq!(parsed == Err(Refusal::TooLarge), text.len() > LIMIT);
+    match parsed {
         Ok(Frame::Heartbeat) => assert_eq!(text, legacy::HEARTBEAT),
         Ok(Frame::Chat(chat)) => {
-            assert!(text.len() <= MAX_FRAME_BYTES);
             assert!(UserId::parse(chat.from.as_str()).is_ok() && UserId::parse(chat.to.as_str()).is_ok());
             assert!(matches!(chat.fields.get("message"), Some(Value::String(m)) if !m.is_empty()));
             // parse → encode → parse
             let encoded = Value::Object(chat.fields.clone()).to_string();
-            let Ok(Frame::Chat(again)) = legacy::parse(&encoded) else { panic!("re-encoded chat refused: {encoded}") };
+            let Ok(Frame::Chat(again)) = legacy::parse(&encoded, FRAME_CEILING) else {
+                panic!("re-encoded chat refused: {encoded}")
+            };
             assert_eq!((&again.from, &again.to), (&chat.from, &chat.to));
             assert!(common::same_json(&Value::Object(again.fields), &Value::Object(chat.fields.clone())));
             // What the recipient gets.

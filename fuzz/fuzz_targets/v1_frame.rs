@@ -3,14 +3,16 @@
 //! Invariants: the parser never panics; accepted frames obey the protocol's
 //! field rules; encoding an accepted frame as a client would and parsing it
 //! again gives the same frame; a refusal encodes to an `error` frame that
-//! echoes the request id and names the field.
+//! echoes the request id and names the field; a frame is too large exactly
+//! when it is over the limit.
 #![no_main]
 
 #[path = "common.rs"]
 mod common;
 
+use edge_chat::limits::FRAME_CEILING;
 use edge_chat::protocol::v1::{self, MAX_CMID};
-use edge_chat::protocol::{Frame, MAX_FRAME_BYTES};
+use edge_chat::protocol::Frame;
 use edge_chat::user::UserId;
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Value};
@@ -48,14 +50,19 @@ fn check(f: &Frame) {
     }
 }
 
+/// A frame limit below the fuzzer's input length, so both sides of it are reached.
+const LIMIT: usize = 4096;
+
 fuzz_target!(|data: &[u8]| {
     let text = common::text(data);
-    match v1::parse(&text) {
+    let parsed = v1::parse(&text, LIMIT);
+    assert_eq!(matches!(&parsed, Err(r) if r.error == v1::V1Error::TooLarge), text.len() > LIMIT);
+    match parsed {
         Ok(frame) => {
-            assert!(text.len() <= MAX_FRAME_BYTES);
             check(&frame);
             let encoded = encode(&frame);
-            let again = v1::parse(&encoded).unwrap_or_else(|e| panic!("re-encoded frame refused: {e:?} {encoded}"));
+            let again = v1::parse(&encoded, FRAME_CEILING)
+                .unwrap_or_else(|e| panic!("re-encoded frame refused: {e:?} {encoded}"));
             let (a, b) = (serde_json::from_str::<Value>(&encode(&again)), serde_json::from_str::<Value>(&encoded));
             match (a, b) {
                 (Ok(a), Ok(b)) => assert!(common::same_json(&a, &b), "{a} != {b}"),

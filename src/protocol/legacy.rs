@@ -4,13 +4,14 @@
 //! `{"fromUser":1,"toUser":2,"message":"…"}`; the server answers `ok` or a
 //! short error string, and delivers each message as its JSON body.
 
-use super::{parse_chat, Frame, Refusal, Reply, MAX_FRAME_BYTES};
+use super::{parse_chat, Frame, Refusal, Reply};
 
 pub const HEARTBEAT: &str = "heartbeat";
 
-/// Parses one client text frame.
-pub fn parse(text: &str) -> Result<Frame, Refusal> {
-    if text.len() > MAX_FRAME_BYTES {
+/// Parses one client text frame of at most `max_bytes` (`FRAME_MAX_BYTES`);
+/// the size is checked before anything else.
+pub fn parse(text: &str, max_bytes: usize) -> Result<Frame, Refusal> {
+    if text.len() > max_bytes {
         return Err(Refusal::TooLarge);
     }
     if text == HEARTBEAT {
@@ -48,15 +49,17 @@ fn refusal_text(r: Refusal) -> &'static str {
 mod tests {
     use super::*;
 
+    const MAX: usize = 64 * 1024;
+
     #[test]
     fn heartbeat() {
-        assert_eq!(parse("heartbeat"), Ok(Frame::Heartbeat));
+        assert_eq!(parse("heartbeat", MAX), Ok(Frame::Heartbeat));
         assert_eq!(encode(&Reply::Heartbeat), "heartbeat");
     }
 
     #[test]
     fn a_chat_with_numeric_or_string_ids() {
-        let Ok(Frame::Chat(c)) = parse(r#"{"fromUser":1,"toUser":"2","message":"hi","x":true}"#) else {
+        let Ok(Frame::Chat(c)) = parse(r#"{"fromUser":1,"toUser":"2","message":"hi","x":true}"#, MAX) else {
             panic!("not a chat")
         };
         assert_eq!((c.from.as_str(), c.to.as_str()), ("1", "2"));
@@ -77,17 +80,17 @@ mod tests {
             (r#"{"fromUser":1,"toUser":2}"#, "error message"),
         ];
         for (text, want) in cases {
-            let got = parse(text).map(|_| ()).map_err(|r| encode(&Reply::Refused(r)));
+            let got = parse(text, MAX).map(|_| ()).map_err(|r| encode(&Reply::Refused(r)));
             assert_eq!(got, Err(want), "{text}");
         }
     }
 
     #[test]
     fn size_limit_is_checked_before_parsing() {
-        let big = format!(r#"{{"fromUser":1,"toUser":2,"message":"{}"}}"#, "x".repeat(MAX_FRAME_BYTES));
-        assert_eq!(parse(&big), Err(Refusal::TooLarge));
-        let edge = format!(r#"{{"fromUser":1,"toUser":2,"message":"{}"}}"#, "x".repeat(MAX_FRAME_BYTES - 40));
-        assert!(edge.len() <= MAX_FRAME_BYTES);
-        assert!(parse(&edge).is_ok());
+        let big = format!(r#"{{"fromUser":1,"toUser":2,"message":"{}"}}"#, "x".repeat(MAX));
+        assert_eq!(parse(&big, MAX), Err(Refusal::TooLarge));
+        let edge = format!(r#"{{"fromUser":1,"toUser":2,"message":"{}"}}"#, "x".repeat(MAX - 40));
+        assert!(edge.len() <= MAX);
+        assert!(parse(&edge, MAX).is_ok());
     }
 }

@@ -12,16 +12,6 @@ use serde_json::{Map, Value};
 
 use crate::user::UserId;
 
-/// Largest client frame either parser accepts, in bytes: the platform's own
-/// message limit. The operator's smaller `FRAME_MAX_BYTES` is checked first,
-/// by [`within_frame_limit`].
-pub const MAX_FRAME_BYTES: usize = crate::limits::FRAME_CEILING;
-
-/// Whether a client frame fits the operator's frame limit.
-pub fn within_frame_limit(text: &str, limits: &crate::limits::Limits) -> bool {
-    text.len() <= limits.frame_bytes
-}
-
 /// A request's id, echoed as `re` in its reply (v1): a string or a number.
 pub type RequestId = Value;
 

@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{Frame, Refusal, RequestId, MAX_FRAME_BYTES};
+use super::{Frame, Refusal, RequestId};
 use crate::user::UserId;
 
 /// The WebSocket subprotocol that selects this mode.
@@ -83,10 +83,11 @@ impl V1Error {
     }
 }
 
-/// Parses one v1 client text frame.
-pub fn parse(text: &str) -> Result<Frame, Refused> {
+/// Parses one v1 client text frame of at most `max_bytes` (`FRAME_MAX_BYTES`);
+/// the size is checked before anything else.
+pub fn parse(text: &str, max_bytes: usize) -> Result<Frame, Refused> {
     let refuse = |re: Option<RequestId>, error| Refused { re, error };
-    if text.len() > MAX_FRAME_BYTES {
+    if text.len() > max_bytes {
         return Err(refuse(None, V1Error::TooLarge));
     }
     if text == super::legacy::HEARTBEAT {
@@ -290,14 +291,16 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    const MAX: usize = 64 * 1024;
+
     fn err(text: &str) -> (Option<Value>, &'static str) {
-        let r = parse(text).unwrap_err();
+        let r = parse(text, MAX).unwrap_err();
         (r.re, r.error.code())
     }
 
     #[test]
     fn send() {
-        let r = parse(r#"{"op":"send","id":7,"to":"2","cmid":"c1","body":{"message":"hi","x":1}}"#).unwrap();
+        let r = parse(r#"{"op":"send","id":7,"to":"2","cmid":"c1","body":{"message":"hi","x":1}}"#, MAX).unwrap();
         let Frame::Send { id, to, cmid, body } = r else { panic!() };
         assert_eq!((id, to.as_str(), cmid.as_str()), (json!(7), "2", "c1"));
         assert_eq!(body["x"], json!(1));
@@ -316,17 +319,17 @@ mod tests {
 
     #[test]
     fn other_requests() {
-        assert_eq!(parse(r#"{"op":"ack","up_to":5}"#).unwrap(), Frame::Ack { up_to: 5 });
+        assert_eq!(parse(r#"{"op":"ack","up_to":5}"#, MAX).unwrap(), Frame::Ack { up_to: 5 });
         assert_eq!(
-            parse(r#"{"op":"read","id":"r","peer":2,"up_to":9}"#).unwrap(),
+            parse(r#"{"op":"read","id":"r","peer":2,"up_to":9}"#, MAX).unwrap(),
             Frame::Read { id: json!("r"), peer: UserId::parse("2").unwrap(), up_to: 9 }
         );
         assert_eq!(
-            parse(r#"{"op":"history","id":1,"peer":"2","before":10}"#).unwrap(),
+            parse(r#"{"op":"history","id":1,"peer":"2","before":10}"#, MAX).unwrap(),
             Frame::History { id: json!(1), peer: UserId::parse("2").ok(), before: Some(10), after: None, limit: None }
         );
         assert_eq!(
-            parse(r#"{"op":"typing","to":"2","active":true}"#).unwrap(),
+            parse(r#"{"op":"typing","to":"2","active":true}"#, MAX).unwrap(),
             Frame::Typing { to: UserId::parse("2").unwrap(), active: true }
         );
     }
@@ -338,7 +341,7 @@ mod tests {
         assert_eq!(err(r#"{"op":"fly","id":3}"#), (Some(json!(3)), "unknown_op"));
         assert_eq!(err(r#"{"op":"ack","up_to":-1}"#), (None, "bad_field"));
         assert_eq!(err(r#"{"op":"history","id":1,"limit":0}"#).1, "bad_field");
-        assert_eq!(err(&"x".repeat(MAX_FRAME_BYTES + 1)), (None, "too_large"));
+        assert_eq!(err(&"x".repeat(MAX + 1)), (None, "too_large"));
     }
 
     #[test]

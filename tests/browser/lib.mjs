@@ -5,7 +5,7 @@
 import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
-import { ROOT, freePort, sleep, startWorker } from "../harness.mjs";
+import { ROOT, eventually, freePort, startWorker } from "../harness.mjs";
 
 export const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
 export const SCREENSHOTS = join(ROOT, "tests", "browser", "screenshots");
@@ -130,19 +130,10 @@ export function shown(page) {
 
 /** Polls `fn` until it returns a truthy value; fails with `what` and the last value otherwise. */
 export async function until(what, fn, timeoutMs = 15_000, stepMs = 100) {
-  const end = Date.now() + timeoutMs;
-  let last;
-  for (;;) {
-    try {
-      last = await fn();
-      if (last) return last;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > end) {
-      throw new Error(`${what}: not within ${timeoutMs} ms (last: ${last instanceof Error ? last.message : JSON.stringify(last)})`);
-    }
-    await sleep(stepMs);
+  try {
+    return await eventually(fn, timeoutMs, stepMs);
+  } catch (e) {
+    throw new Error(`${what}: ${e.message}`);
   }
 }
 

@@ -33,8 +33,7 @@ use crate::inbox::Inbox;
 use crate::limits::Limits;
 use crate::message::{chat_body, new_id, Kind};
 use crate::metrics::{self, incr, Counter};
-use crate::protocol::v1::{error as v1_error, V1Error};
-use crate::protocol::{legacy, parse_chat, within_frame_limit, Chat, Frame, Refusal, Reply};
+use crate::protocol::{legacy, parse_chat, Chat, Frame, Refusal, Reply};
 use crate::ratelimit::Bucket;
 use crate::relay::{Delivery, Outcome, Receipt, Typing, DUP_HEADER, SEQ_HEADER};
 use crate::user::UserId;
@@ -225,17 +224,10 @@ impl DurableObject for UserObject {
         if self.faults && text == "__panic" {
             panic!("fault injected by a test");
         }
-        if !within_frame_limit(&text, &self.limits) {
-            incr(Counter::RefusedFrame);
-            return match att.device {
-                Some(_) => send(&ws, &v1_error(None, V1Error::TooLarge)),
-                None => send_reply(&ws, &Reply::Refused(Refusal::TooLarge)),
-            };
-        }
         if let Some(device) = att.device {
             return self.on_v1_frame(&ws, &owner, &device, att.exp, &text).await;
         }
-        let reply = match legacy::parse(&text) {
+        let reply = match legacy::parse(&text, self.limits.frame_bytes) {
             Ok(Frame::Heartbeat) => Reply::Heartbeat,
             Ok(Frame::Chat(chat)) if chat.from != owner => Reply::Refused(Refusal::NotYou),
             Ok(Frame::Chat(chat)) => match self.admit_send() {
@@ -250,7 +242,12 @@ impl DurableObject for UserObject {
             },
             // The legacy parser makes no v1 frames.
             Ok(_) => Reply::Refused(Refusal::Format),
-            Err(r) => Reply::Refused(r),
+            Err(r) => {
+                if r == Refusal::TooLarge {
+                    incr(Counter::RefusedFrame);
+                }
+                Reply::Refused(r)
+            }
         };
         send_reply(&ws, &reply)
     }

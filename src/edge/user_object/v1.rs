@@ -85,8 +85,13 @@ impl UserObject {
         if now_ms() / 1000 >= exp {
             return ws.close(Some(close::TOKEN_EXPIRED), Some("token expired"));
         }
-        let reply = match v1::parse(text) {
-            Err(r) => Some(v1::error(r.re.as_ref(), r.error)),
+        let reply = match v1::parse(text, self.limits.frame_bytes) {
+            Err(r) => {
+                if r.error == V1Error::TooLarge {
+                    incr(Counter::RefusedFrame);
+                }
+                Some(v1::error(r.re.as_ref(), r.error))
+            }
             Ok(Frame::Heartbeat) => Some(crate::protocol::legacy::HEARTBEAT.to_owned()),
             Ok(Frame::Send { id, to, cmid, body }) => Some(self.v1_send(owner, &id, to, cmid, body).await?),
             Ok(Frame::Ack { up_to }) => {

@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { after, afterEach, before, describe, test } from "node:test";
 import { ChatClient, MemoryStore } from "../../../client/dist/index.js";
 import { eventually, freePort, sleep, startWorker, token } from "../../harness.mjs";
+import { record } from "../fake.mjs";
 
 /**
  * A WebSocket around the global one whose incoming frames a test can
@@ -62,16 +63,10 @@ afterEach(() => Promise.all(made.splice(0).map((c) => c.chat.close())));
 /** A client of `uid` that records what it gets. */
 function client(w, uid, opts = {}) {
   const chat = new ChatClient({ url: w.wsUrl("/ws"), token: () => token(uid), backoff: { baseMs: 50, maxMs: 400 }, ...opts });
-  const got = { messages: [], states: [], errors: [], receipts: [], unread: [], typing: [], sent: [] };
+  const got = record(chat);
   chat.on("message", (m) => {
     got.messages.push(m);
   });
-  chat.on("state", (s) => got.states.push(s));
-  chat.on("error", (e) => got.errors.push(e));
-  chat.on("receipt", (r) => got.receipts.push(r));
-  chat.on("unread", (u) => got.unread.push(u));
-  chat.on("typing", (t) => got.typing.push(t));
-  chat.on("sent", (s) => got.sent.push(s));
   const c = { chat, got, inbox: () => got.messages.filter((m) => m.kind === "in") };
   made.push(c);
   return c;

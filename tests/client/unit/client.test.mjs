@@ -22,6 +22,17 @@ function setup(opts = {}, fake = {}) {
   return { chat, clock, S, r };
 }
 
+/** A message handler that records every seq and keeps `seq` in the handler until `release()`. */
+function holdAt(t, seq) {
+  const seen = [];
+  let resume;
+  t.chat.on("message", async (m) => {
+    seen.push(m.seq);
+    if (m.seq === seq) await new Promise((r) => (resume = r));
+  });
+  return { seen, release: () => resume() };
+}
+
 /** Connects and welcomes; returns the socket. */
 async function open(t, over) {
   const p = t.chat.connect();
@@ -98,12 +109,7 @@ describe("connection", () => {
 
   test("resume: since is the last processed seq, not the last received one", async () => {
     const t = setup();
-    let release;
-    const seen = [];
-    t.chat.on("message", async (m) => {
-      seen.push(m.seq);
-      if (m.seq === 3) await new Promise((r) => (release = r));
-    });
+    const { seen, release } = holdAt(t, 3);
     const ws = await open(t);
     ws.msg(1);
     ws.msg(2);
@@ -165,12 +171,7 @@ describe("connection", () => {
 
   test("resync after old-socket messages were processed: the cursor never moves back, nothing is delivered twice", async () => {
     const t = setup();
-    let release;
-    const seen = [];
-    t.chat.on("message", async (m) => {
-      seen.push(m.seq);
-      if (m.seq === 3) await new Promise((r) => (release = r));
-    });
+    const { seen, release } = holdAt(t, 3);
     const ws = await open(t);
     for (const s of [1, 2, 3, 4]) ws.msg(s);
     await t.clock.advance(0);
