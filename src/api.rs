@@ -6,12 +6,9 @@
 
 use serde_json::{Map, Value};
 
-use crate::protocol::{parse_chat, Chat, Refusal};
+use crate::limits::MAX_BATCH;
+use crate::message::{parse_chat, Chat, Refusal};
 use crate::user::UserId;
-
-/// Most messages one call may carry whatever `API_MAX_BATCH` says; the
-/// configured bound ([`crate::limits::Limits::api_batch`]) is checked by the entry.
-pub const MAX_BATCH: usize = 10_000;
 
 /// A system message for one user, delivered as the backend wrote it.
 #[derive(Clone, Debug, PartialEq)]

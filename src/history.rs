@@ -209,25 +209,6 @@ pub struct LogRow {
     pub body: String,
 }
 
-/// The `msg` frames of a v1 page and the cursor that continues it.
-pub fn log_page(rows: &[LogRow], limit: u32) -> (Vec<String>, Option<u64>) {
-    use crate::protocol::v1::{msg, EntryKind};
-    let page = &rows[..rows.len().min(limit as usize)];
-    let next = (rows.len() > limit as usize).then(|| page.last().map(|r| r.seq)).flatten();
-    let items = page
-        .iter()
-        .map(|r| {
-            let kind = match crate::message::Kind::from_code(r.kind) {
-                Some(crate::message::Kind::Sent) => EntryKind::Out,
-                Some(crate::message::Kind::System) => EntryKind::Sys,
-                _ => EntryKind::In,
-            };
-            msg(r.seq, kind, r.peer.as_deref(), &r.mid, &r.body)
-        })
-        .collect();
-    (items, next)
-}
-
 /// One row of a page result.
 #[derive(Clone, Debug, PartialEq, serde::Deserialize)]
 pub struct PageRow {
@@ -307,7 +288,7 @@ mod tests {
         let rows: Vec<LogRow> = (1..=3)
             .map(|seq| LogRow { seq, kind: 2, peer: Some("2".into()), mid: format!("m{seq}"), body: "{}".into() })
             .collect();
-        let (items, next) = log_page(&rows, 2);
+        let (items, next) = crate::protocol::v1::page_items(&rows, 2);
         assert_eq!((items.len(), next), (2, Some(2)));
         assert!(items[0].contains(r#""kind":"out""#));
     }

@@ -5,11 +5,17 @@
 //!
 //! - [`user`]: what a valid user id is and how the legacy wire writes one.
 //! - [`auth`]: client JWTs (HS256) and the backend API key.
-//! - [`protocol`]: the frame type between wire text and the core; one
-//!   parser/encoder per wire mode ([`protocol::legacy`] today).
-//! - [`message`]: message ids, kinds, conversation ids, delivered bodies.
-//! - [`inbox`]: the delivery state machine of a user's log: sequence numbers,
+//! - [`mailbox`]: the per-user state machine: every decision of a user's
+//!   object (group commit, replay, delivery, the send flow, acks, the archive
+//!   and prune schedule), events in, effects out.
+//! - [`inbox`]: the delivery arithmetic of a user's log: sequence numbers,
 //!   the offline queue, what a connect replays, the archive cursor.
+//! - [`log`]: the user's log in SQLite (its schema and every query), over a
+//!   synchronous port: DO SQLite on the platform, `rusqlite` in tests.
+//! - [`protocol`]: wire text to frames and back, one module per wire mode
+//!   ([`protocol::legacy`], [`protocol::v1`]).
+//! - [`message`]: chats and their validation, message ids, kinds,
+//!   conversation ids, delivered bodies, why a send is refused.
 //! - [`relay`]: the object-to-object delivery hop, its parameters and answers.
 //! - [`history`]: D1 archive batches and history pages (all of the D1 SQL).
 //! - [`api`]: backend API request bodies.
@@ -19,14 +25,17 @@
 //! - [`query`]: query strings (form-urlencoded), decoded and encoded.
 //! - [`time`]: RFC 3339 timestamps.
 //!
-//! [`edge`] (wasm only) is the thin platform layer: the Worker entry, the
-//! per-user Durable Object, its SQLite store, the D1 gateway, the fast hop.
+//! [`edge`] (wasm only) is the platform layer: it turns platform events into
+//! calls of the core and executes what comes back (the Worker entry, the
+//! per-user Durable Object, the SQL port, the D1 gateway, the fast hop).
 
 pub mod api;
 pub mod auth;
 pub mod history;
 pub mod inbox;
 pub mod limits;
+pub mod log;
+pub mod mailbox;
 pub mod message;
 pub mod metrics;
 pub mod protocol;

@@ -10,6 +10,10 @@ use crate::ratelimit::Rate;
 /// can go past it.
 pub const FRAME_CEILING: usize = 1024 * 1024;
 
+/// Most messages one backend API call may carry whatever `API_MAX_BATCH`
+/// says; the configured bound ([`Limits::api_batch`]) is checked by the entry.
+pub const MAX_BATCH: usize = 10_000;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// Largest client text frame (`FRAME_MAX_BYTES`).
@@ -83,7 +87,7 @@ impl Limits {
         Ok(Limits {
             frame_bytes: num("FRAME_MAX_BYTES", d.frame_bytes as u64, 256, FRAME_CEILING as u64)? as usize,
             body_bytes: num("BODY_MAX_BYTES", d.body_bytes as u64, 1024, 100 * 1024 * 1024)? as usize,
-            api_batch: num("API_MAX_BATCH", d.api_batch as u64, 1, crate::api::MAX_BATCH as u64)? as usize,
+            api_batch: num("API_MAX_BATCH", d.api_batch as u64, 1, MAX_BATCH as u64)? as usize,
             history_page: num("HISTORY_PAGE_MAX", d.history_page.into(), 1, 1000)? as u32,
             sockets_per_user: num("SOCKETS_PER_USER", d.sockets_per_user as u64, 1, 1000)? as usize,
             // A queue longer than the log would lose its oldest entries to the cap.

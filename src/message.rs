@@ -96,6 +96,55 @@ pub fn system_body(mut fields: Map<String, Value>, id: &str, time_ms: u64) -> St
     Value::Object(fields).to_string()
 }
 
+/// A chat to deliver. `fields` is the client's whole object, extras included.
+#[derive(Debug, PartialEq)]
+pub struct Chat {
+    pub from: UserId,
+    pub to: UserId,
+    pub fields: Map<String, Value>,
+}
+
+/// Why the server refused a client frame or could not complete it. The
+/// socket stays open after any of these.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    TooLarge,
+    /// Not JSON, not an object, a binary frame, or a field of the wrong type.
+    Format,
+    BadFromUser,
+    BadToUser,
+    EmptyMessage,
+    /// `fromUser` is a valid id but not the authenticated user.
+    NotYou,
+    /// The recipient's store could not be reached or did not confirm; nothing
+    /// was stored, so the client may send again.
+    Unavailable,
+    /// The user sends faster than the rate allows, or has too many sends in
+    /// flight; nothing was stored.
+    RateLimited {
+        retry_after_ms: u64,
+    },
+    /// The recipient's offline queue is at `QUEUE_MAX`; nothing was stored,
+    /// and sending again helps only once they connect.
+    RecipientFull,
+}
+
+/// Validates a chat object, wherever it came from (socket or backend API).
+pub fn parse_chat(value: Value) -> Result<Chat, Refusal> {
+    let Value::Object(fields) = value else {
+        return Err(Refusal::Format);
+    };
+    let from = fields.get("fromUser").ok_or(Refusal::BadFromUser)?;
+    let from = UserId::from_json(from).map_err(|_| Refusal::BadFromUser)?;
+    let to = fields.get("toUser").ok_or(Refusal::BadToUser)?;
+    let to = UserId::from_json(to).map_err(|_| Refusal::BadToUser)?;
+    match fields.get("message") {
+        Some(Value::String(m)) if !m.is_empty() => {}
+        _ => return Err(Refusal::EmptyMessage),
+    }
+    Ok(Chat { from, to, fields })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

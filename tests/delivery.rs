@@ -1,11 +1,13 @@
-//! Model-based property test of the delivery state machine ([`Inbox`]).
+//! Model-based property test of the real per-user state machine.
 //!
-//! `Object` drives an `Inbox` the way the user's Durable Object does
-//! (`src/edge/user_object/{mod,commit,v1}.rs`, `src/edge/store.rs`): a
-//! SQLite-like log of rows `(seq, kind, sent, time)`, `meta.archived`,
-//! `meta.queue_floor`, a `devices` table, D1 rows, and the in-memory state a
-//! restart or hibernation loses (the inbox, device cursors not yet saved, an
-//! archive batch in flight). Sockets record every frame they get.
+//! `Object` plays the platform for a real [`Mailbox`]: it owns the log (the
+//! core's own SQL, run by `rusqlite` through the same `Sql` port the Durable
+//! Object uses), the sockets (a port that records every frame and can make
+//! sends fail), the D1 archive and the clock, and it calls the mailbox the
+//! way `src/edge/user_object.rs` does: the same preamble (`load`), the same
+//! calls, the same group commit (`append`, `commit`, `cooled`), the same
+//! split of the archive pass around its D1 write. Nothing of the object's
+//! orchestration is copied here: what is tested is the code that runs.
 //!
 //! A random interleaving of operations (legacy and v1 connects with any
 //! `since`, drops, deliveries to the user in group-commit batches, the user's
@@ -31,20 +33,32 @@
 //! - D1 has the current delivery state of every entry behind the cursor (and
 //!   of every entry pruned), and a restart restores the same head and queue;
 //! - a delivery is refused as over `QUEUE_MAX` only when the queue holds that
-//!   many entries from its oldest one, which has not expired.
+//!   many entries from its oldest one, which has not expired;
+//! - the log never holds more than `QUEUE_MAX` queued entries plus those
+//!   accepted into one group write.
 //!
 //! [`known_gaps`] replays the shortest interleavings of three bugs this test
 //! found in the object (since fixed): a v1 device not saved at connect, a
 //! rewound archive cursor not saved, and a queue left starting at an entry the
 //! cap pruned (`Stats::refused_stuck`).
 //!
-//! `PROPTEST_CASES` raises the number of cases (default 400, about 2 s).
+//! `PROPTEST_CASES` raises the number of cases (default 400).
 
+mod support;
+
+use std::cell::{Ref, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
 
-use edge_chat::inbox::{Batch, Inbox, Resume};
-use edge_chat::message::Kind;
+use edge_chat::history::IS_SEND_DELIVERED;
+use edge_chat::inbox::Inbox;
+use edge_chat::limits::Limits;
+use edge_chat::log::Log;
+use edge_chat::mailbox::{self, Appended, ArchiveBatch, Config as MailboxConfig, DeliverStep, Io, Mailbox, Mode, SendPlan};
+use edge_chat::message::{Chat, Kind};
+use edge_chat::relay::{Delivery, Outcome};
+use edge_chat::user::UserId;
 use proptest::prelude::*;
+use support::sqlite::Lite;
 
 /// The object's parameters, small so that every limit is reached.
 #[derive(Clone, Copy, Debug)]
@@ -54,6 +68,8 @@ struct Config {
     queue_ttl: u64,
     queue_max: u64,
     batch_rows: u64,
+    /// Bytes of bodies per archive batch: small, so batches are cut by size.
+    batch_bytes: usize,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -97,7 +113,6 @@ enum Op {
     },
     /// Starts an archive batch, or finishes the one in flight (D1 may fail).
     Archive {
-        cut: u8,
         fail: bool,
     },
     /// The end of an archive pass: save devices, expire the queue, prune.
@@ -117,20 +132,8 @@ const DEVICES: u8 = 3;
 
 #[derive(Clone, Debug)]
 struct Row {
-    kind: Kind,
     sent: bool,
     time: u64,
-}
-
-#[derive(Clone, Debug)]
-struct Device {
-    acked: u64,
-    dirty: bool,
-}
-
-struct Life {
-    inbox: Inbox,
-    devices: BTreeMap<u8, Device>,
 }
 
 #[derive(Debug)]
@@ -139,10 +142,56 @@ struct Socket {
     device: Option<u8>,
     /// v1: the welcome's `since`.
     start: u64,
-    got: Vec<u64>,
+    /// Log entries received: a legacy socket's bodies carry the test's
+    /// message number `n`, mapped to its seq once stored; v1 frames carry the seq.
+    got: Vec<Got>,
     /// Still listed by the runtime, but every send fails (on Workers a send
     /// fails only once the socket is closing, so there is no other failure).
     dying: bool,
+    /// Sends left before the socket starts dying (a replay cut short).
+    budget: Option<u8>,
+    welcome: Option<serde_json::Value>,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Got {
+    Body(u64),
+    Seq(u64),
+}
+
+/// The sockets port: records what each socket gets.
+struct Port(RefCell<Vec<Socket>>);
+
+impl mailbox::Sockets for Port {
+    type Socket = u64;
+    fn open(&self, mode: Mode) -> Vec<u64> {
+        let v1 = mode == Mode::V1;
+        self.0.borrow().iter().filter(|s| s.device.is_some() == v1).map(|s| s.id).collect()
+    }
+    fn count(&self) -> usize {
+        self.0.borrow().len()
+    }
+    fn send(&self, id: &u64, text: &str) -> bool {
+        let mut sockets = self.0.borrow_mut();
+        let Some(s) = sockets.iter_mut().find(|s| s.id == *id) else { return false };
+        if let Some(b) = s.budget.as_mut() {
+            if *b == 0 {
+                s.dying = true;
+            }
+            *b = b.saturating_sub(1);
+        }
+        if s.dying {
+            return false;
+        }
+        let v: serde_json::Value = serde_json::from_str(text).expect("frames are JSON");
+        match (s.device, v["op"].as_str()) {
+            (None, _) => s.got.push(Got::Body(v["n"].as_u64().expect("a body of this test"))),
+            (Some(_), Some("msg")) => s.got.push(Got::Seq(v["seq"].as_u64().expect("msg has a seq"))),
+            (Some(_), Some("welcome")) => s.welcome = Some(v),
+            (Some(_), _) => {}
+        }
+        true
+    }
 }
 
 /// What a v1 connect answered.
@@ -155,193 +204,168 @@ struct Welcome {
 
 struct Object {
     cfg: Config,
-    // Durable: the log, meta, the devices table, D1.
-    log: BTreeMap<u64, Row>,
-    archived: u64,
-    queue_floor: u64,
-    saved_devices: BTreeMap<u8, u64>,
+    owner: UserId,
+    peer: UserId,
+    // Durable: the log (SQLite) and D1.
+    store: Log<Lite>,
     d1: BTreeMap<u64, bool>,
     // Memory.
-    life: Option<Life>,
-    in_flight: Option<(Batch, u64, Vec<(u64, bool)>)>,
+    mb: Mailbox,
+    in_flight: Option<ArchiveBatch>,
     // The runtime.
-    sockets: Vec<Socket>,
+    port: Port,
     next_socket: u64,
     clock: u64,
+    /// The test's message numbers (in bodies) and the seqs they were stored at.
+    numbers: BTreeMap<u64, u64>,
+    next_number: u64,
+    // Snapshots of storage, refreshed after each call.
+    log: BTreeMap<u64, Row>,
+    archived: u64,
+    saved_devices: BTreeMap<u8, u64>,
+}
+
+fn device_name(d: u8) -> String {
+    format!("d{d}")
 }
 
 impl Object {
     fn new(cfg: Config) -> Object {
-        Object {
+        let mut o = Object {
             cfg,
-            log: BTreeMap::new(),
-            archived: 0,
-            queue_floor: 0,
-            saved_devices: BTreeMap::new(),
+            owner: UserId::parse("me").unwrap(),
+            peer: UserId::parse("peer").unwrap(),
+            store: Lite::log(),
             d1: BTreeMap::new(),
-            life: None,
+            mb: Mailbox::new(Object::mailbox_config(cfg)),
             in_flight: None,
-            sockets: Vec::new(),
+            port: Port(RefCell::new(Vec::new())),
             next_socket: 0,
             clock: 1000,
+            numbers: BTreeMap::new(),
+            next_number: 0,
+            log: BTreeMap::new(),
+            archived: 0,
+            saved_devices: BTreeMap::new(),
+        };
+        o.sync();
+        o
+    }
+
+    fn mailbox_config(cfg: Config) -> MailboxConfig {
+        let limits =
+            Limits { queue_max: cfg.queue_max, queue_ttl_ms: cfg.queue_ttl, log_cap: cfg.cap, ..Limits::default() };
+        MailboxConfig {
+            limits,
+            archive_delay_ms: 500,
+            archive_retry_ms: 1000,
+            batch_rows: cfg.batch_rows,
+            batch_bytes: cfg.batch_bytes,
+            keep_entries: cfg.keep,
         }
     }
 
-    /// `Store::restore`: what a wake-up reads.
-    fn restored(&self) -> Inbox {
-        let head = self.log.keys().next_back().copied().unwrap_or(0);
-        let first_unsent = self.log.range(self.queue_floor..).find(|(_, r)| !r.sent).map(|(s, _)| *s);
-        Inbox::restore(head, first_unsent, self.archived)
+    fn sockets(&self) -> Ref<'_, Vec<Socket>> {
+        self.port.0.borrow()
     }
 
-    /// `UserObject::load`: the first event after a wake reads the store.
+    /// One call into the mailbox, as the object makes it.
+    fn call<T>(&mut self, f: impl FnOnce(&mut Mailbox, &Io<Lite, Port>) -> T) -> T {
+        let io = Io { log: &self.store, sockets: &self.port, now: self.clock };
+        let out = f(&mut self.mb, &io);
+        // Alarms, timer ticks and notifications are the platform's business:
+        // the test runs archive passes and commits when its operations say.
+        self.mb.take_effects();
+        out
+    }
+
+    /// The preamble of every hook.
     fn load(&mut self) {
-        if self.life.is_none() {
-            let devices = self.saved_devices.iter().map(|(d, a)| (*d, Device { acked: *a, dirty: false })).collect();
-            self.life = Some(Life { inbox: self.restored(), devices });
-        }
+        let owner = self.owner.clone();
+        self.call(|mb, io| mb.load(io, &owner)).expect("the log loads");
     }
 
-    fn inbox(&mut self) -> &mut Inbox {
+    /// Reads back what storage holds.
+    fn sync(&mut self) {
+        let mut log = BTreeMap::new();
+        self.store
+            .sql()
+            .0
+            .prepare("SELECT seq, kind, sent, time FROM log")
+            .unwrap()
+            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?)))
+            .unwrap()
+            .for_each(|r| {
+                let (seq, kind, sent, time) = r.unwrap();
+                assert!(Kind::from_code(kind).is_some(), "entry {seq} of unknown kind {kind}");
+                log.insert(seq as u64, Row { sent: sent == 1, time: time as u64 });
+            });
+        self.log = log;
+        let meta = |k: &str| -> Option<u64> {
+            self.store
+                .sql()
+                .0
+                .query_row("SELECT v FROM meta WHERE k = ?", [k], |r| r.get::<_, i64>(0))
+                .ok()
+                .map(|v| v as u64)
+        };
+        self.archived = meta("archived").unwrap_or(0);
+        self.saved_devices = self
+            .store
+            .sql()
+            .0
+            .prepare("SELECT device, acked FROM devices")
+            .unwrap()
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .unwrap()
+            .map(|r| {
+                let (d, a) = r.unwrap();
+                (d[1..].parse().unwrap(), a as u64)
+            })
+            .collect();
+    }
+
+    /// `Log::restore`: what a wake-up reads.
+    fn restored(&self) -> Inbox {
+        self.store.restore().expect("restore").inbox
+    }
+
+    fn inbox(&mut self) -> Inbox {
         self.load();
-        &mut self.life.as_mut().unwrap().inbox
+        self.mb.inbox().cloned().expect("loaded")
     }
 
     fn head(&mut self) -> u64 {
         self.inbox().head()
     }
 
-    fn send(&mut self, i: usize, seq: u64) -> bool {
-        let s = &mut self.sockets[i];
-        if s.dying {
-            return false;
-        }
-        s.got.push(seq);
-        true
-    }
-
-    fn mark_sent(&mut self, from: u64, to: u64) {
-        for (_, r) in self.log.range_mut(from..=to) {
-            r.sent = true;
-        }
-    }
-
-    /// `UserObject::expire_queue` with `Store::expire_queue`.
-    fn expire_queue(&mut self) {
-        let Some(first) = self.inbox().first_unsent() else { return };
-        let cutoff = self.clock.saturating_sub(self.cfg.queue_ttl);
-        if self.log.get(&first).is_none_or(|r| r.time >= cutoff) {
-            return;
-        }
-        let max = self.log.keys().next_back().copied().unwrap_or(0);
-        let floor = self.log.range(first + 1..).find(|(_, r)| r.time >= cutoff).map_or(max + 1, |(s, _)| *s);
-        self.queue_floor = floor;
-        let next = self.log.range(floor..).find(|(_, r)| !r.sent).map(|(s, _)| *s);
-        self.inbox().expire_queue(next);
-    }
-
-    /// `UserObject::queue_full`, with `waiting` owed entries accepted for the
-    /// group write but not yet admitted.
-    fn queue_full(&mut self, waiting: u64) -> bool {
-        let max = self.cfg.queue_max;
-        if !self.inbox().queue_at(max, waiting, false) {
-            return false;
-        }
-        self.expire_queue();
-        let live = !self.sockets.is_empty();
-        self.inbox().queue_at(max, waiting, live)
-    }
-
-    /// `UserObject::write_batch`: one group write, then the pushes in order.
-    /// Returns the seqs stored.
-    fn write_batch(&mut self, kinds: &[Kind]) -> Vec<u64> {
-        self.load();
-        let owed = kinds.iter().any(|k| k.owed_to_owner());
-        let legacy: Vec<usize> = if owed { self.of_kind(false) } else { Vec::new() };
-        let v1 = self.of_kind(true);
-        let open = legacy.len() + v1.len();
-        let admitted: Vec<_> = kinds.iter().map(|k| self.inbox().admit(*k, open)).collect();
-        for (k, a) in kinds.iter().zip(&admitted) {
-            let row = Row { kind: *k, sent: a.push_now || !k.owed_to_owner(), time: self.clock };
-            assert!(self.log.insert(a.seq, row).is_none(), "seq {} reused", a.seq);
-        }
-        let mut failed_from = None;
-        for a in &admitted {
-            let live = a.push_now && failed_from.is_none();
-            let mut pushed = false;
-            if live {
-                for &i in &legacy {
-                    pushed |= self.send(i, a.seq);
-                }
-            }
-            for &i in &v1 {
-                pushed |= self.send(i, a.seq) && live;
-            }
-            if live && !pushed {
-                failed_from = Some(a.seq);
-            }
-        }
-        if let Some(from) = failed_from {
-            let head = self.head();
-            for (_, r) in self.log.range_mut(from..=head) {
-                if r.kind != Kind::Sent {
-                    r.sent = false;
-                }
-            }
-            self.inbox().push_failed(from);
-        }
-        admitted.iter().map(|a| a.seq).collect()
-    }
-
-    /// Open sockets as `get_websockets_with_tag` lists them (dying ones too).
-    fn of_kind(&self, v1: bool) -> Vec<usize> {
-        (0..self.sockets.len()).filter(|&i| self.sockets[i].device.is_some() == v1).collect()
-    }
-
-    fn accept(&mut self, device: Option<u8>, start: u64) -> usize {
+    fn accept(&mut self, device: Option<u8>, budget: Option<u8>) -> u64 {
         self.next_socket += 1;
-        self.sockets.push(Socket { id: self.next_socket, device, start, got: Vec::new(), dying: false });
-        self.sockets.len() - 1
+        let id = self.next_socket;
+        let s = Socket { id, device, start: 0, got: Vec::new(), dying: false, budget, welcome: None };
+        self.port.0.borrow_mut().push(s);
+        id
     }
 
-    /// `UserObject::on_connect` and `replay`.
+    /// `UserObject::on_connect`.
     fn connect_legacy(&mut self, fail_at: Option<u8>) {
         self.load();
-        self.expire_queue();
-        let i = self.accept(None, 0);
-        let Some(first) = self.inbox().first_unsent() else { return };
-        let queued: Vec<u64> = self.log.range(first..).filter(|(_, r)| !r.sent).map(|(s, _)| *s).collect();
-        let (mut last, mut next_unsent) = (None, None);
-        for (k, seq) in queued.into_iter().enumerate() {
-            if fail_at.is_some_and(|f| f as usize == k) {
-                self.sockets[i].dying = true;
-            }
-            if !self.send(i, seq) {
-                next_unsent = Some(seq);
-                break;
-            }
-            last = Some(seq);
-        }
-        if let Some(last) = last {
-            self.mark_sent(first, last);
-            self.replayed(first, last, next_unsent);
-        }
-    }
-
-    /// `UserObject::replayed`: the rewound cursor is saved.
-    fn replayed(&mut self, first: u64, last: u64, next_unsent: Option<u64>) {
-        if self.inbox().replayed(first, last, next_unsent) {
-            self.archived = self.inbox().archived();
-        }
+        let id = self.accept(None, fail_at);
+        self.call(|mb, io| mb.connect_legacy(io, &id)).expect("connect");
     }
 
     /// Memory is lost (eviction, restart): returns the entries whose D1 state
     /// the restored cursor wrongly counts as current.
-    fn lose_memory(&mut self) -> std::ops::RangeInclusive<u64> {
-        let lost = match self.life.take() {
-            Some(life) if life.inbox.archived() < self.archived => life.inbox.archived() + 1..=self.archived,
+    fn lose_memory(&mut self, restart: bool) -> std::ops::RangeInclusive<u64> {
+        let lost = match self.mb.inbox() {
+            Some(inbox) if inbox.archived() < self.archived => inbox.archived() + 1..=self.archived,
             _ => std::ops::RangeInclusive::new(1, 0),
         };
+        if restart {
+            self.mb = Mailbox::new(Object::mailbox_config(self.cfg));
+        } else {
+            self.mb.forget();
+        }
         self.in_flight = None;
         lost
     }
@@ -349,96 +373,69 @@ impl Object {
     /// `UserObject::on_connect_v1`.
     fn connect_v1(&mut self, device: u8, since: Option<u64>) -> Welcome {
         self.load();
-        self.expire_queue();
-        let head = self.head();
-        let oldest = self.log.keys().next().copied().unwrap_or(head + 1);
-        let known = self.life.as_ref().unwrap().devices.get(&device).map(|d| d.acked);
-        let Resume { start, recovered } = self.inbox().resume(oldest, since, known);
-        let i = self.accept(Some(device), start);
-        let replay: Vec<u64> = self.log.range(start + 1..).map(|(s, _)| *s).collect();
-        for seq in replay {
-            assert!(self.send(i, seq));
-        }
-        if let Some(first) = self.inbox().first_unsent() {
-            self.mark_sent(first, head);
-            self.replayed(first, head, None);
-        }
-        let devices = &mut self.life.as_mut().unwrap().devices;
-        let d = devices.entry(device).or_insert(Device { acked: start, dirty: true });
-        // Saved at connect, not at the next archive pass.
-        d.dirty = false;
-        let saved = self.saved_devices.entry(device).or_insert(0);
-        *saved = (*saved).max(d.acked);
-        Welcome { asked: since, head, start, recovered }
+        let id = self.accept(Some(device), None);
+        self.call(|mb, io| mb.connect_v1(io, &id, &device_name(device), since)).expect("connect");
+        let mut sockets = self.port.0.borrow_mut();
+        let s = sockets.iter_mut().find(|s| s.id == id).unwrap();
+        let w = s.welcome.take().expect("a welcome first");
+        let welcome = Welcome {
+            asked: since,
+            head: w["head"].as_u64().unwrap(),
+            start: w["since"].as_u64().unwrap(),
+            recovered: w["recovered"].as_bool().unwrap(),
+        };
+        s.start = welcome.start;
+        welcome
     }
 
-    /// `UserObject::v1_ack`.
+    /// An `ack` frame from the device's socket.
     fn ack(&mut self, device: u8, up_to: u64) {
-        let up_to = up_to.min(self.head());
-        let d = self.life.as_mut().unwrap().devices.entry(device).or_insert(Device { acked: 0, dirty: true });
-        if up_to > d.acked {
-            *d = Device { acked: up_to, dirty: true };
-        }
+        self.load();
+        let frame = format!(r#"{{"op":"ack","up_to":{up_to}}}"#);
+        let step = self.call(|mb, io| mb.v1_frame(io, &device_name(device), u64::MAX, &frame)).expect("ack");
+        assert_eq!(step, mailbox::V1Step::Done);
     }
 
     /// One step of `UserObject::archive`'s loop: read a batch, or write the
     /// one read to D1 (the await in between lets other events run). Returns
     /// whether a batch written counted (`None`: none was written).
-    fn archive_step(&mut self, cut: u8, fail: bool) -> Option<bool> {
+    fn archive_step(&mut self, fail: bool) -> Option<bool> {
         self.load();
         match self.in_flight.take() {
             None => {
-                let rows = self.cfg.batch_rows;
-                let b = self.inbox().to_archive(rows)?;
-                // Cut short by size, but always at least one row.
-                let upto = b.from + cut as u64 % (b.to - b.from + 1);
-                let rows = self.log.range(b.from..=upto).map(|(s, r)| (*s, r.sent)).collect();
-                self.in_flight = Some((b, upto, rows));
+                self.in_flight = self.call(|mb, io| mb.archive_next(io)).expect("archive batch");
                 None
             }
             Some(_) if fail => None,
-            Some((b, upto, rows)) => {
-                self.d1.extend(rows);
-                let counted = self.inbox().archived_upto(b, upto);
-                if counted {
-                    self.archived = self.inbox().archived();
+            Some(batch) => {
+                let rows: Vec<Vec<serde_json::Value>> = serde_json::from_str(&batch.rows).unwrap();
+                for r in rows {
+                    self.d1.insert(r[0].as_u64().unwrap(), r[7].as_i64() == Some(IS_SEND_DELIVERED));
                 }
-                Some(counted)
+                Some(self.call(|mb, io| mb.archived(io, batch)).expect("archived"))
             }
         }
     }
 
-    /// The end of `UserObject::archive`: save devices, expire the queue,
-    /// prune. Returns the entries pruned and their delivery state.
+    /// The end of `UserObject::archive`. Returns the entries pruned and their
+    /// delivery state.
     fn archive_end(&mut self) -> Vec<(u64, bool)> {
         self.load();
-        let life = self.life.as_mut().unwrap();
-        for (d, dev) in life.devices.iter_mut().filter(|(_, dev)| dev.dirty) {
-            dev.dirty = false;
-            let saved = self.saved_devices.entry(*d).or_insert(0);
-            *saved = (*saved).max(dev.acked);
-        }
-        self.expire_queue();
-        let life = self.life.as_ref().unwrap();
-        let acked = life.devices.values().map(|d| d.acked).min();
-        let below = life.inbox.prunable_below(self.cfg.keep, self.cfg.cap, acked);
-        let pruned: Vec<(u64, bool)> = self.log.range(..below).map(|(s, r)| (*s, r.sent)).collect();
-        for (s, _) in &pruned {
-            self.log.remove(s);
-        }
-        // The cap may take queued entries: the queue then starts after them.
-        if self.inbox().queue_pruned(below) {
-            let next = self.log.range(below..).find(|(_, r)| !r.sent).map(|(s, _)| *s);
-            self.inbox().expire_queue(next);
-        }
-        pruned
+        let before = self.log.clone();
+        self.call(|mb, io| mb.archive_finish(io)).expect("archive finish");
+        self.sync();
+        before.into_iter().filter(|(s, _)| !self.log.contains_key(s)).map(|(s, r)| (s, r.sent)).collect()
     }
 
     fn forget(&mut self, device: u8) {
-        if let Some(life) = self.life.as_mut() {
-            life.devices.remove(&device);
-        }
-        self.saved_devices.remove(&device);
+        let name = device_name(device);
+        self.store.sql().0.execute("DELETE FROM devices WHERE device = ?", [name]).unwrap();
+    }
+
+    /// A body with a fresh message number.
+    fn body(&mut self) -> (u64, String) {
+        self.next_number += 1;
+        (self.next_number, format!(r#"{{"n":{}}}"#, self.next_number))
     }
 }
 
@@ -535,6 +532,7 @@ impl Spec {
 
     /// The owed entries the object will still replay to a legacy socket.
     fn queue(o: &mut Object) -> BTreeSet<u64> {
+        o.sync();
         let Some(first) = o.inbox().first_unsent() else { return BTreeSet::new() };
         o.log.range(first..).filter(|(_, r)| !r.sent).map(|(s, _)| *s).collect()
     }
@@ -542,10 +540,18 @@ impl Spec {
     /// Checks the frames every socket got since the last step.
     fn check_streams(&mut self, o: &Object, event: usize) {
         let head = self.head();
-        for s in &o.sockets {
+        for s in o.sockets().iter() {
+            let got: Vec<u64> = s
+                .got
+                .iter()
+                .map(|g| match *g {
+                    Got::Seq(seq) => seq,
+                    Got::Body(n) => *o.numbers.get(&n).expect("a body pushed was stored"),
+                })
+                .collect();
             let seen = self.seen.entry(s.id).or_insert(0);
-            let new = &s.got[*seen..];
-            let mut prev = if *seen == 0 { None } else { Some(s.got[*seen - 1]) };
+            let new = &got[*seen..];
+            let mut prev = if *seen == 0 { None } else { Some(got[*seen - 1]) };
             for &seq in new {
                 assert!(seq >= 1 && seq <= head, "socket {} got seq {seq} that was never stored", s.id);
                 match s.device {
@@ -568,7 +574,7 @@ impl Spec {
                 }
                 prev = Some(seq);
             }
-            *seen = s.got.len();
+            *seen = got.len();
         }
     }
 
@@ -602,8 +608,7 @@ impl Spec {
                 assert!(queue.range(..seq).next().is_none(), "entry {seq} overtook queued {queue:?}");
             }
         }
-        if let Some(life) = o.life.as_ref() {
-            let inbox = life.inbox.clone();
+        if let Some(inbox) = o.mb.inbox().cloned() {
             assert_eq!(inbox.head(), head);
             // D1 holds the current state of everything behind the cursor.
             for (seq, r) in o.log.range(..=inbox.archived()) {
@@ -694,41 +699,89 @@ impl Spec {
 }
 
 /// Entries for the user's log arriving together: each delivery is checked on
-/// arrival (`QUEUE_MAX`), then they share one group write.
+/// arrival (`QUEUE_MAX`), then they share the group write: the first finds
+/// the log idle and is written at once, the rest wait for the commit.
 fn store(o: &mut Object, spec: &mut Spec, kind: Kind, count: u8, dying: Option<u8>) {
-    if let Some(d) = dying.filter(|_| !o.sockets.is_empty()) {
-        let n = o.sockets.len();
-        o.sockets[d as usize % n].dying = true;
-    }
-    let mut kinds = Vec::new();
-    for _ in 0..count {
-        // Owed entries accepted above wait for the same group write.
-        let waiting = kinds.iter().filter(|k| **k != Kind::Sent).count() as u64;
-        if kind != Kind::Sent && o.queue_full(waiting) {
-            spec.stats.refused_full += 1;
-            // Full means QUEUE_MAX entries from the oldest queued one, which
-            // is younger than the TTL, counting those waiting; or, with nothing
-            // queued and no socket to take them live, QUEUE_MAX waiting.
-            let queue = Spec::queue(o);
-            let cutoff = o.clock.saturating_sub(o.cfg.queue_ttl);
-            let full = match queue.first() {
-                Some(&oldest) => o.head() - oldest + 1 + waiting >= o.cfg.queue_max && o.log[&oldest].time >= cutoff,
-                None => o.sockets.is_empty() && waiting >= o.cfg.queue_max,
-            };
-            let first = o.inbox().first_unsent();
-            if !full && first.is_some_and(|f| !o.log.contains_key(&f)) {
-                spec.stats.refused_stuck += 1;
-            }
-            assert!(full, "refused as full: queue {queue:?}, waiting {waiting}, head {}, cutoff {cutoff}", o.head());
-        } else {
-            kinds.push(kind);
+    if let Some(d) = dying {
+        let mut sockets = o.port.0.borrow_mut();
+        let n = sockets.len();
+        if n > 0 {
+            sockets[d as usize % n].dying = true;
         }
     }
-    if !kinds.is_empty() {
-        let time = o.clock;
-        let seqs = o.write_batch(&kinds);
-        spec.stored(&seqs, &kinds, time);
+    o.load();
+    let offline = o.sockets().is_empty();
+    let time = o.clock;
+    let mut written: Vec<(u64, u64)> = Vec::new();
+    let mut waiters = Vec::new();
+    for _ in 0..count {
+        let (n, body) = o.body();
+        let id = edge_chat::message::new_id(time, n);
+        let entry = if kind == Kind::Sent {
+            let fields = serde_json::json!({ "message": "m", "n": n }).as_object().unwrap().clone();
+            let chat = Chat { from: o.owner.clone(), to: o.peer.clone(), fields };
+            let Ok(SendPlan::Remote(remote)) = o.call(|mb, io| mb.plan_send(io, chat, &id, time, None)) else {
+                panic!("a chat to a peer is a hop")
+            };
+            o.mb.hop_answered(remote, Some((Outcome::Stored { pushed: true }, Some(1)))).expect("stored there")
+        } else {
+            let peer = (kind == Kind::Received).then(|| o.peer.clone());
+            let d = Delivery { owner: o.owner.clone(), kind, id, time_ms: time, peer, dedup: false };
+            match o.call(|mb, io| mb.deliver(io, d, body)).expect("deliver") {
+                DeliverStep::Append(entry) => entry,
+                DeliverStep::Answer { outcome: Outcome::Full, .. } => {
+                    refused_full(o, spec, waiters.len() as u64);
+                    continue;
+                }
+                other => panic!("unexpected answer {other:?}"),
+            }
+        };
+        match o.call(|mb, io| mb.append(io, entry)) {
+            Appended::Now(stored) => written.push((n, stored.expect("write").seq)),
+            Appended::Wait { waiter, .. } => waiters.push((waiter, n)),
+        }
     }
+    if !waiters.is_empty() {
+        let results = o.call(|mb, io| mb.commit(io));
+        assert_eq!(results.len(), waiters.len(), "one result per entry waiting");
+        for ((waiter, n), (w, stored)) in waiters.into_iter().zip(results) {
+            assert_eq!(waiter, w, "results in append order");
+            written.push((n, stored.expect("group write").seq));
+        }
+    }
+    o.call(|mb, _| mb.cooled());
+    for (n, seq) in &written {
+        o.numbers.insert(*n, *seq);
+    }
+    let seqs: Vec<u64> = written.iter().map(|(_, s)| *s).collect();
+    spec.stored(&seqs, &vec![kind; seqs.len()], time);
+    if kind != Kind::Sent && offline && !seqs.is_empty() {
+        // Deliveries accepted with nobody online never take the queue past QUEUE_MAX.
+        let inbox = o.inbox();
+        let span = inbox.first_unsent().map_or(0, |f| inbox.head() - f + 1);
+        assert!(span <= o.cfg.queue_max, "queue of {span} entries over QUEUE_MAX {}", o.cfg.queue_max);
+    }
+}
+
+/// A delivery was refused as over `QUEUE_MAX`, with `waiting` owed entries
+/// accepted for the group write but not yet written: check that it was.
+fn refused_full(o: &mut Object, spec: &mut Spec, waiting: u64) {
+    spec.stats.refused_full += 1;
+    // Full means QUEUE_MAX entries from the oldest queued one, which is
+    // younger than the TTL, counting those waiting; or, with nothing queued
+    // and no socket to take them live, QUEUE_MAX waiting.
+    let queue = Spec::queue(o);
+    let cutoff = o.clock.saturating_sub(o.cfg.queue_ttl);
+    let head = o.head();
+    let full = match queue.first() {
+        Some(&oldest) => head - oldest + 1 + waiting >= o.cfg.queue_max && o.log[&oldest].time >= cutoff,
+        None => o.sockets().is_empty() && waiting >= o.cfg.queue_max,
+    };
+    let first = o.inbox().first_unsent();
+    if !full && first.is_some_and(|f| !o.log.contains_key(&f)) {
+        spec.stats.refused_stuck += 1;
+    }
+    assert!(full, "refused as full: queue {queue:?}, waiting {waiting}, head {head}, cutoff {cutoff}");
 }
 
 fn run(cfg: Config, ops: &[Op]) -> Stats {
@@ -755,8 +808,10 @@ fn run(cfg: Config, ops: &[Op]) -> Stats {
                 spec.check_welcome(&o, device, &w, since);
             }
             Op::Drop { socket } => {
-                if !o.sockets.is_empty() {
-                    o.sockets.remove(socket as usize % o.sockets.len());
+                let mut sockets = o.port.0.borrow_mut();
+                if !sockets.is_empty() {
+                    let n = sockets.len();
+                    sockets.remove(socket as usize % n);
                 }
             }
             Op::Deliver { system, count, dying } => {
@@ -765,28 +820,26 @@ fn run(cfg: Config, ops: &[Op]) -> Stats {
             }
             Op::SendOwn { count, dying } => store(&mut o, &mut spec, Kind::Sent, count, dying),
             Op::Ack { socket, lag } => {
-                let v1 = o.of_kind(true);
-                if let Some(&i) = v1.get(socket as usize % v1.len().max(1)) {
-                    let device = o.sockets[i].device.unwrap();
+                let v1: Vec<u8> = o.sockets().iter().filter_map(|s| s.device).collect();
+                if let Some(&device) = v1.get(socket as usize % v1.len().max(1)) {
                     let dev = spec.devices.entry(device).or_default();
                     let up_to = dev.processed.saturating_sub(lag as u64);
                     dev.acked = dev.acked.max(up_to);
                     // An ack makes the object know the device again.
                     dev.remembered = true;
-                    o.load();
                     o.ack(device, up_to);
                 }
             }
-            Op::Archive { cut, fail } => {
-                spec.stats.stale_batches += (o.archive_step(cut, fail) == Some(false)) as u64;
+            Op::Archive { fail } => {
+                spec.stats.stale_batches += (o.archive_step(fail) == Some(false)) as u64;
             }
             Op::ArchiveEnd => {
                 if o.in_flight.is_none() {
-                    let queue_before = {
-                        o.load();
-                        o.expire_queue();
-                        Spec::queue(&mut o)
-                    };
+                    // The pass expires the queue before it prunes: entries older
+                    // than the TTL are no longer queued by then.
+                    let cutoff = o.clock.saturating_sub(o.cfg.queue_ttl);
+                    let queue_before: BTreeSet<u64> =
+                        Spec::queue(&mut o).into_iter().filter(|s| o.log[s].time >= cutoff).collect();
                     let pruned = o.archive_end();
                     spec.check_pruned(&o, &pruned, &queue_before);
                     pruned_now = pruned.into_iter().map(|(s, _)| s).collect();
@@ -795,26 +848,34 @@ fn run(cfg: Config, ops: &[Op]) -> Stats {
             Op::Tick(n) => o.clock += n as u64 * 4,
             Op::Hibernate => {
                 spec.stats.hibernations += 1;
-                let stale = o.lose_memory();
+                o.sync();
+                let stale = o.lose_memory(false);
                 spec.memory_lost(&o, stale);
             }
             Op::Restart => {
                 spec.stats.restarts += 1;
-                let stale = o.lose_memory();
-                o.sockets.clear();
+                o.sync();
+                let stale = o.lose_memory(true);
+                o.port.0.borrow_mut().clear();
                 spec.memory_lost(&o, stale);
             }
             Op::ForgetDevice { device } => {
-                if !o.sockets.iter().any(|s| s.device == Some(device)) {
+                if !o.sockets().iter().any(|s| s.device == Some(device)) {
+                    // As the archive pass does for a device unseen for the TTL:
+                    // gone from the table, and from memory once it reloads.
                     o.forget(device);
                     if let Some(dev) = spec.devices.get_mut(&device) {
                         dev.remembered = false;
                     }
+                    o.sync();
+                    let stale = o.lose_memory(false);
+                    spec.memory_lost(&o, stale);
                 }
             }
         }
+        o.sync();
         spec.check_streams(&o, event);
-        o.sockets.retain(|s| !s.dying);
+        o.port.0.borrow_mut().retain(|s| !s.dying);
         o.load();
         spec.check_state(&mut o, event, &pruned_now);
     }
@@ -839,7 +900,7 @@ fn op() -> impl Strategy<Value = Op> {
         10 => (any::<bool>(), 1u8..4, dying.clone()).prop_map(|(system, count, dying)| Op::Deliver { system, count, dying }),
         3 => (1u8..3, dying).prop_map(|(count, dying)| Op::SendOwn { count, dying }),
         8 => (0u8..8, prop_oneof![3 => Just(0u8), 1 => 1u8..3]).prop_map(|(socket, lag)| Op::Ack { socket, lag }),
-        8 => (any::<u8>(), prop_oneof![5 => Just(false), 1 => Just(true)]).prop_map(|(cut, fail)| Op::Archive { cut, fail }),
+        8 => prop_oneof![5 => Just(false), 1 => Just(true)].prop_map(|fail| Op::Archive { fail }),
         3 => Just(Op::ArchiveEnd),
         2 => (1u8..6).prop_map(Op::Tick),
         1 => Just(Op::Hibernate),
@@ -849,13 +910,14 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn config() -> impl Strategy<Value = Config> {
-    (0u64..4, prop_oneof![2u64..8, 8u64..40], 8u64..60, 3u64..16, 1u64..8).prop_map(
-        |(keep, cap, queue_ttl, queue_max, batch_rows)| Config {
+    (0u64..4, prop_oneof![2u64..8, 8u64..40], 8u64..60, 3u64..16, 1u64..8, 8usize..40).prop_map(
+        |(keep, cap, queue_ttl, queue_max, batch_rows, batch_bytes)| Config {
             keep,
             cap: cap.max(keep),
             queue_ttl,
             queue_max,
             batch_rows,
+            batch_bytes,
         },
     )
 }
@@ -925,7 +987,7 @@ fn coverage() {
 #[test]
 fn known_gaps() {
     let deliver = |count| Op::Deliver { system: false, count, dying: None };
-    let cfg = Config { keep: 0, cap: 2, queue_ttl: 1000, queue_max: 3, batch_rows: 1 };
+    let cfg = Config { keep: 0, cap: 2, queue_ttl: 1000, queue_max: 3, batch_rows: 1, batch_bytes: 1 << 20 };
 
     // A device connects and leaves; the object is evicted before an archive
     // pass; a message arrives; the device comes back without `since`. When
@@ -946,7 +1008,7 @@ fn known_gaps() {
     // the object is evicted before the next archive pass. When the rewound
     // cursor was not saved, D1 kept "queued" for good. (`memory_lost`
     // panics if the rewind is lost.)
-    let archive = Op::Archive { cut: 0, fail: false };
+    let archive = Op::Archive { fail: false };
     run(cfg, &[deliver(1), archive.clone(), archive.clone(), Op::ConnectLegacy { fail_at: None }, Op::Hibernate]);
 
     // The cap prunes the oldest queued entry. The object used to keep its

@@ -11,7 +11,8 @@
 #[path = "common.rs"]
 mod common;
 
-use edge_chat::api::{parse_system, parse_system_within, parse_user, parse_user_within, BodyError, MAX_BATCH};
+use edge_chat::api::{parse_system, parse_system_within, parse_user, parse_user_within, BodyError};
+use edge_chat::limits::MAX_BATCH;
 use edge_chat::message::system_body;
 use edge_chat::user::UserId;
 use libfuzzer_sys::fuzz_target;

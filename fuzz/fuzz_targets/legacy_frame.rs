@@ -12,7 +12,9 @@ mod common;
 
 use edge_chat::limits::FRAME_CEILING;
 use edge_chat::message::chat_body;
-use edge_chat::protocol::{legacy, Frame, Refusal, Reply};
+use edge_chat::message::Refusal;
+use edge_chat::protocol::legacy::{self, LegacyFrame};
+use edge_chat::protocol::Reply;
 use edge_chat::user::UserId;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
@@ -25,13 +27,13 @@ fuzz_target!(|data: &[u8]| {
     let parsed = legacy::parse(&text, LIMIT);
     assert_eq!(parsed == Err(Refusal::TooLarge), text.len() > LIMIT);
     match parsed {
-        Ok(Frame::Heartbeat) => assert_eq!(text, legacy::HEARTBEAT),
-        Ok(Frame::Chat(chat)) => {
+        Ok(LegacyFrame::Heartbeat) => assert_eq!(text, legacy::HEARTBEAT),
+        Ok(LegacyFrame::Chat(chat)) => {
             assert!(UserId::parse(chat.from.as_str()).is_ok() && UserId::parse(chat.to.as_str()).is_ok());
             assert!(matches!(chat.fields.get("message"), Some(Value::String(m)) if !m.is_empty()));
             // parse → encode → parse
             let encoded = Value::Object(chat.fields.clone()).to_string();
-            let Ok(Frame::Chat(again)) = legacy::parse(&encoded, FRAME_CEILING) else {
+            let Ok(LegacyFrame::Chat(again)) = legacy::parse(&encoded, FRAME_CEILING) else {
                 panic!("re-encoded chat refused: {encoded}")
             };
             assert_eq!((&again.from, &again.to), (&chat.from, &chat.to));

@@ -12,40 +12,39 @@ mod common;
 
 use edge_chat::limits::FRAME_CEILING;
 use edge_chat::protocol::v1::{self, MAX_CMID};
-use edge_chat::protocol::Frame;
+use edge_chat::protocol::v1::V1Frame;
 use edge_chat::user::UserId;
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Value};
 
 /// The frame as a client would send it.
-fn encode(f: &Frame) -> String {
+fn encode(f: &V1Frame) -> String {
     let v = match f {
-        Frame::Heartbeat => return "heartbeat".into(),
-        Frame::Send { id, to, cmid, body } => {
+        V1Frame::Heartbeat => return "heartbeat".into(),
+        V1Frame::Send { id, to, cmid, body } => {
             json!({ "op": "send", "id": id, "to": to.as_str(), "cmid": cmid, "body": body })
         }
-        Frame::Ack { up_to } => json!({ "op": "ack", "up_to": up_to }),
-        Frame::Read { id, peer, up_to } => json!({ "op": "read", "id": id, "peer": peer.as_str(), "up_to": up_to }),
-        Frame::History { id, peer, before, after, limit } => json!({
+        V1Frame::Ack { up_to } => json!({ "op": "ack", "up_to": up_to }),
+        V1Frame::Read { id, peer, up_to } => json!({ "op": "read", "id": id, "peer": peer.as_str(), "up_to": up_to }),
+        V1Frame::History { id, peer, before, after, limit } => json!({
             "op": "history", "id": id, "peer": peer.as_ref().map(UserId::as_str),
             "before": before, "after": after, "limit": limit,
         }),
-        Frame::Typing { to, active } => json!({ "op": "typing", "to": to.as_str(), "active": active }),
-        Frame::Chat(_) => panic!("the v1 parser made a legacy chat"),
+        V1Frame::Typing { to, active } => json!({ "op": "typing", "to": to.as_str(), "active": active }),
     };
     v.to_string()
 }
 
-fn check(f: &Frame) {
+fn check(f: &V1Frame) {
     let id_ok = |id: &Value| id.is_string() || id.is_number();
     match f {
-        Frame::Send { id, cmid, body, .. } => {
+        V1Frame::Send { id, cmid, body, .. } => {
             assert!(id_ok(id));
             assert!(!cmid.is_empty() && cmid.len() <= MAX_CMID);
             assert!(matches!(body.get("message"), Some(Value::String(m)) if !m.is_empty()));
         }
-        Frame::Read { id, .. } => assert!(id_ok(id)),
-        Frame::History { id, limit, .. } => assert!(id_ok(id) && *limit != Some(0)),
+        V1Frame::Read { id, .. } => assert!(id_ok(id)),
+        V1Frame::History { id, limit, .. } => assert!(id_ok(id) && *limit != Some(0)),
         _ => {}
     }
 }

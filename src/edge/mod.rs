@@ -1,15 +1,16 @@
 //! The platform layer (wasm only): everything that touches `worker` types.
+//! It turns platform events into calls of the core and executes the results.
 //!
 //! - [`entry`]: the Worker entry: authenticates, then routes to objects.
-//! - [`user_object`]: the per-user Durable Object.
-//! - [`store`]: the object's SQLite log (schema and queries).
+//! - [`user_object`]: the per-user Durable Object, executing its mailbox.
+//! - [`sql`]: the SQL port over the object's SQLite (the log's queries are in the core).
 //! - [`d1`]: the D1 history gateway.
 //! - [`hop`]: the fast object-to-object request.
 
 pub mod d1;
 pub mod entry;
 pub mod hop;
-pub mod store;
+pub mod sql;
 pub mod user_object;
 
 use ::worker::{Env, Headers, Response};

@@ -4,21 +4,31 @@
 //! `{"fromUser":1,"toUser":2,"message":"…"}`; the server answers `ok` or a
 //! short error string, and delivers each message as its JSON body.
 
-use super::{parse_chat, Frame, Refusal, Reply};
+use super::Reply;
+use crate::message::{parse_chat, Chat, Refusal};
+
+/// A legacy client frame.
+#[derive(Debug, PartialEq)]
+pub enum LegacyFrame {
+    /// Normally answered by the runtime without waking the object.
+    Heartbeat,
+    /// A chat object, answered `ok` or an error string.
+    Chat(Chat),
+}
 
 pub const HEARTBEAT: &str = "heartbeat";
 
 /// Parses one client text frame of at most `max_bytes` (`FRAME_MAX_BYTES`);
 /// the size is checked before anything else.
-pub fn parse(text: &str, max_bytes: usize) -> Result<Frame, Refusal> {
+pub fn parse(text: &str, max_bytes: usize) -> Result<LegacyFrame, Refusal> {
     if text.len() > max_bytes {
         return Err(Refusal::TooLarge);
     }
     if text == HEARTBEAT {
-        return Ok(Frame::Heartbeat);
+        return Ok(LegacyFrame::Heartbeat);
     }
     let value = serde_json::from_str(text).map_err(|_| Refusal::Format)?;
-    parse_chat(value).map(Frame::Chat)
+    parse_chat(value).map(LegacyFrame::Chat)
 }
 
 /// The text a legacy client gets for a reply.
@@ -53,13 +63,13 @@ mod tests {
 
     #[test]
     fn heartbeat() {
-        assert_eq!(parse("heartbeat", MAX), Ok(Frame::Heartbeat));
+        assert_eq!(parse("heartbeat", MAX), Ok(LegacyFrame::Heartbeat));
         assert_eq!(encode(&Reply::Heartbeat), "heartbeat");
     }
 
     #[test]
     fn a_chat_with_numeric_or_string_ids() {
-        let Ok(Frame::Chat(c)) = parse(r#"{"fromUser":1,"toUser":"2","message":"hi","x":true}"#, MAX) else {
+        let Ok(LegacyFrame::Chat(c)) = parse(r#"{"fromUser":1,"toUser":"2","message":"hi","x":true}"#, MAX) else {
             panic!("not a chat")
         };
         assert_eq!((c.from.as_str(), c.to.as_str()), ("1", "2"));

@@ -4,8 +4,47 @@
 
 use serde_json::{Map, Value};
 
-use super::{Frame, Refusal, RequestId};
+pub use super::RequestId;
+use crate::history::LogRow;
+use crate::log::Conversation;
+use crate::message::{Kind, Refusal};
 use crate::user::UserId;
+
+/// A v1 client frame.
+#[derive(Debug, PartialEq)]
+pub enum V1Frame {
+    Heartbeat,
+    /// A chat with a client message id that makes retries idempotent.
+    Send {
+        id: RequestId,
+        to: UserId,
+        cmid: String,
+        body: Map<String, Value>,
+    },
+    /// This device processed the log up to `up_to`.
+    Ack {
+        up_to: u64,
+    },
+    /// The user read the conversation with `peer` up to `up_to`.
+    Read {
+        id: RequestId,
+        peer: UserId,
+        up_to: u64,
+    },
+    /// A page of the user's log from D1.
+    History {
+        id: RequestId,
+        peer: Option<UserId>,
+        before: Option<u64>,
+        after: Option<u64>,
+        limit: Option<u32>,
+    },
+    /// Typing started or stopped; never stored.
+    Typing {
+        to: UserId,
+        active: bool,
+    },
+}
 
 /// The WebSocket subprotocol that selects this mode.
 pub const SUBPROTOCOL: &str = "chat.v1";
@@ -85,13 +124,13 @@ impl V1Error {
 
 /// Parses one v1 client text frame of at most `max_bytes` (`FRAME_MAX_BYTES`);
 /// the size is checked before anything else.
-pub fn parse(text: &str, max_bytes: usize) -> Result<Frame, Refused> {
+pub fn parse(text: &str, max_bytes: usize) -> Result<V1Frame, Refused> {
     let refuse = |re: Option<RequestId>, error| Refused { re, error };
     if text.len() > max_bytes {
         return Err(refuse(None, V1Error::TooLarge));
     }
     if text == super::legacy::HEARTBEAT {
-        return Ok(Frame::Heartbeat);
+        return Ok(V1Frame::Heartbeat);
     }
     let Ok(Value::Object(mut f)) = serde_json::from_str::<Value>(text) else {
         return Err(refuse(None, V1Error::BadFrame));
@@ -128,10 +167,10 @@ pub fn parse(text: &str, max_bytes: usize) -> Result<Frame, Refused> {
                 Some(Value::String(m)) if !m.is_empty() => {}
                 _ => return Err(bad("body.message")),
             }
-            Ok(Frame::Send { id, to, cmid, body })
+            Ok(V1Frame::Send { id, to, cmid, body })
         }
-        "ack" => Ok(Frame::Ack { up_to: seq(&f, "up_to")? }),
-        "read" => Ok(Frame::Read { id: need_id()?, peer: uid(&f, "peer")?, up_to: seq(&f, "up_to")? }),
+        "ack" => Ok(V1Frame::Ack { up_to: seq(&f, "up_to")? }),
+        "read" => Ok(V1Frame::Read { id: need_id()?, peer: uid(&f, "peer")?, up_to: seq(&f, "up_to")? }),
         "history" => {
             let id = need_id()?;
             let peer = match f.get("peer") {
@@ -142,11 +181,11 @@ pub fn parse(text: &str, max_bytes: usize) -> Result<Frame, Refused> {
             if limit == Some(0) {
                 return Err(bad("limit"));
             }
-            Ok(Frame::History { id, peer, before: opt_seq(&f, "before")?, after: opt_seq(&f, "after")?, limit })
+            Ok(V1Frame::History { id, peer, before: opt_seq(&f, "before")?, after: opt_seq(&f, "after")?, limit })
         }
         "typing" => {
             let active = f.get("active").and_then(Value::as_bool).ok_or_else(|| bad("active"))?;
-            Ok(Frame::Typing { to: uid(&f, "to")?, active })
+            Ok(V1Frame::Typing { to: uid(&f, "to")?, active })
         }
         _ => Err(refuse(id, V1Error::UnknownOp)),
     }
@@ -172,6 +211,16 @@ pub enum EntryKind {
     In,
     Out,
     Sys,
+}
+
+impl EntryKind {
+    pub fn of(kind: Kind) -> EntryKind {
+        match kind {
+            Kind::Received => EntryKind::In,
+            Kind::Sent => EntryKind::Out,
+            Kind::System => EntryKind::Sys,
+        }
+    }
 }
 
 /// `{"op":"msg",…}`: one log entry. `body` is already JSON; it is spliced in
@@ -280,6 +329,48 @@ pub fn history(re: &RequestId, items: &[String], next: Option<u64>) -> String {
     format!(r#"{{"op":"history","re":{},"items":[{}],"next":{next}}}"#, re, items.join(","))
 }
 
+/// The `msg` frames of a v1 history page (rows fetched newest first, at
+/// most `limit` + 1 of them) and the cursor that continues it.
+pub fn page_items(rows: &[LogRow], limit: u32) -> (Vec<String>, Option<u64>) {
+    let page = &rows[..rows.len().min(limit as usize)];
+    let next = (rows.len() > limit as usize).then(|| page.last().map(|r| r.seq)).flatten();
+    let items = page
+        .iter()
+        .map(|r| {
+            let kind = EntryKind::of(Kind::from_code(r.kind).unwrap_or(Kind::Received));
+            msg(r.seq, kind, r.peer.as_deref(), &r.mid, &r.body)
+        })
+        .collect();
+    (items, next)
+}
+
+/// `GET /v1/history`: `{"items":[…],"next":…}`.
+pub fn page(items: &[String], next: Option<u64>) -> String {
+    let next = next.map_or("null".to_string(), |n| n.to_string());
+    format!(r#"{{"items":[{}],"next":{next}}}"#, items.join(","))
+}
+
+/// `GET /v1/conversations`: newest activity first (rows fetched with one
+/// more than `limit`), each with its newest entry as a `msg` frame.
+pub fn conversations(rows: &[Conversation], limit: u32) -> String {
+    let shown = &rows[..rows.len().min(limit as usize)];
+    let next = (rows.len() > limit as usize).then(|| shown.last().map(|c| c.last_seq)).flatten();
+    let items: Vec<String> = shown
+        .iter()
+        .map(|c| {
+            let last = msg(c.last_seq, EntryKind::of(c.last_kind), Some(&c.peer), &c.last_mid, &c.last_body);
+            let meta = serde_json::json!({
+                "peer": c.peer, "unread": c.unread, "read_up_to": c.read_up_to,
+                "peer_delivered": c.peer_delivered, "peer_read": c.peer_read,
+            })
+            .to_string();
+            // Splice the last entry in as JSON, without re-encoding its body.
+            format!(r#"{},"last":{last}}}"#, &meta[..meta.len() - 1])
+        })
+        .collect();
+    page(&items, next)
+}
+
 /// Close codes a v1 server sends, and what a client should do.
 pub mod close {
     /// The token expired: reconnect with a fresh token.
@@ -301,7 +392,7 @@ mod tests {
     #[test]
     fn send() {
         let r = parse(r#"{"op":"send","id":7,"to":"2","cmid":"c1","body":{"message":"hi","x":1}}"#, MAX).unwrap();
-        let Frame::Send { id, to, cmid, body } = r else { panic!() };
+        let V1Frame::Send { id, to, cmid, body } = r else { panic!() };
         assert_eq!((id, to.as_str(), cmid.as_str()), (json!(7), "2", "c1"));
         assert_eq!(body["x"], json!(1));
     }
@@ -319,18 +410,18 @@ mod tests {
 
     #[test]
     fn other_requests() {
-        assert_eq!(parse(r#"{"op":"ack","up_to":5}"#, MAX).unwrap(), Frame::Ack { up_to: 5 });
+        assert_eq!(parse(r#"{"op":"ack","up_to":5}"#, MAX).unwrap(), V1Frame::Ack { up_to: 5 });
         assert_eq!(
             parse(r#"{"op":"read","id":"r","peer":2,"up_to":9}"#, MAX).unwrap(),
-            Frame::Read { id: json!("r"), peer: UserId::parse("2").unwrap(), up_to: 9 }
+            V1Frame::Read { id: json!("r"), peer: UserId::parse("2").unwrap(), up_to: 9 }
         );
         assert_eq!(
             parse(r#"{"op":"history","id":1,"peer":"2","before":10}"#, MAX).unwrap(),
-            Frame::History { id: json!(1), peer: UserId::parse("2").ok(), before: Some(10), after: None, limit: None }
+            V1Frame::History { id: json!(1), peer: UserId::parse("2").ok(), before: Some(10), after: None, limit: None }
         );
         assert_eq!(
             parse(r#"{"op":"typing","to":"2","active":true}"#, MAX).unwrap(),
-            Frame::Typing { to: UserId::parse("2").unwrap(), active: true }
+            V1Frame::Typing { to: UserId::parse("2").unwrap(), active: true }
         );
     }
 

@@ -1,0 +1,590 @@
+//! The per-user Durable Object: the platform side of a [`Mailbox`].
+//!
+//! Every hook has the same preamble: count the event, name the user (from the
+//! request or the socket's attachment) and open the mailbox for them. Then it
+//! makes one call into the core and executes what comes back: frames through
+//! the sockets port, the hop to a peer's object, the group write's timer
+//! tick, D1, the alarm. The only waits are here; every decision is in the core.
+//!
+//! No `RefCell` borrow is held across an `.await`: each step borrows the
+//! mailbox for one synchronous call.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+use futures::channel::oneshot;
+use futures::lock::Mutex;
+use serde::{Deserialize, Serialize};
+use worker::{
+    durable_object, Delay, DurableObject, Env, Headers, Method, Request, Response, State, WebSocket,
+    WebSocketIncomingMessage, WebSocketPair, WebSocketRequestResponsePair,
+};
+
+use super::hop::{self, RawStub};
+use super::sql::DoSql;
+use super::{d1, json, json_error, now_ms, query_pairs, query_param, random_u64, USER_BINDING};
+use crate::history::{self, page_json, PageQuery};
+use crate::log::{Log, NewEntry};
+use crate::mailbox::{
+    self, ApiStep, Appended, Config, DeliverStep, Effect, Io, LegacyStep, Mailbox, Mode, Notice, SendPlan,
+    Stored, V1Step, Waiter,
+};
+use crate::message::{new_id, Chat, Refusal};
+use crate::metrics::{incr, Counter};
+use crate::protocol::{legacy, v1, Reply};
+use crate::relay::{Delivery, Outcome, Receipt, Typing, DUP_HEADER, SEQ_HEADER};
+use crate::user::UserId;
+
+/// Stubs cached per peer; one stub per peer keeps a sender's messages in order.
+const MAX_STUBS: usize = 256;
+
+/// What a socket remembers across hibernation.
+#[derive(Serialize, Deserialize)]
+struct Attachment {
+    uid: String,
+    /// Set for `chat.v1` sockets: the device, and the token's expiry (s).
+    #[serde(default)]
+    device: Option<String>,
+    #[serde(default)]
+    exp: u64,
+}
+
+/// Why the platform side could not finish an event. Logged once, where it
+/// becomes an `unavailable` answer.
+#[derive(Debug)]
+enum Failure {
+    /// The core refused (storage failed, or a routing bug).
+    Core(mailbox::Error),
+    /// A platform call failed (D1, a response, the socket).
+    Platform(worker::Error),
+    /// The group write holding an entry never answered (its handler died).
+    Abandoned,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Core(e) => e.fmt(f),
+            Failure::Platform(e) => write!(f, "platform: {e}"),
+            Failure::Abandoned => f.write_str("log write abandoned"),
+        }
+    }
+}
+
+impl From<mailbox::Error> for Failure {
+    fn from(e: mailbox::Error) -> Failure {
+        Failure::Core(e)
+    }
+}
+
+impl From<worker::Error> for Failure {
+    fn from(e: worker::Error) -> Failure {
+        Failure::Platform(e)
+    }
+}
+
+impl From<Failure> for worker::Error {
+    fn from(f: Failure) -> worker::Error {
+        match f {
+            Failure::Platform(e) => e,
+            other => worker::Error::RustError(other.to_string()),
+        }
+    }
+}
+
+/// The state shared with the tasks the object spawns (timer ticks, alarms,
+/// notification hops).
+struct Shared {
+    log: Log<DoSql>,
+    mailbox: RefCell<Mailbox>,
+    /// Handlers waiting for the group write that holds their entry.
+    waiters: RefCell<HashMap<Waiter, oneshot::Sender<Result<Stored, mailbox::Error>>>>,
+    stubs: RefCell<HashMap<UserId, RawStub>>,
+}
+
+/// The sockets port over the runtime's hibernatable sockets.
+struct Sockets<'a>(&'a State);
+
+fn tag(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Legacy => "legacy",
+        Mode::V1 => "v1",
+    }
+}
+
+impl mailbox::Sockets for Sockets<'_> {
+    type Socket = WebSocket;
+    fn open(&self, mode: Mode) -> Vec<WebSocket> {
+        self.0.get_websockets_with_tag(tag(mode))
+    }
+    fn count(&self) -> usize {
+        self.0.get_websockets().len()
+    }
+    fn send(&self, socket: &WebSocket, text: &str) -> bool {
+        socket.send_with_str(text).is_ok()
+    }
+}
+
+#[durable_object]
+pub struct UserObject {
+    state: State,
+    env: Env,
+    shared: Rc<Shared>,
+    /// One archive pass at a time (alarm and history request may race).
+    archiving: Mutex<()>,
+    /// `FAULTS=1` (tests only): a frame `__panic` panics inside the handler.
+    faults: bool,
+}
+
+impl DurableObject for UserObject {
+    fn new(state: State, env: Env) -> Self {
+        // The runtime answers heartbeats itself, without waking the object.
+        if let Ok(pair) = WebSocketRequestResponsePair::new(legacy::HEARTBEAT, legacy::HEARTBEAT) {
+            state.set_websocket_auto_response(&pair);
+        }
+        let log = match Log::open(DoSql(state.storage().sql())) {
+            Ok(log) => log,
+            // Without its log the object can do nothing useful; fail loudly.
+            Err(e) => panic!("cannot open the user log: {e}"),
+        };
+        let var_ms =
+            |name: &str, default: u64| env.var(name).ok().and_then(|v| v.to_string().parse().ok()).unwrap_or(default);
+        let config = Config::new(
+            // The entry refuses every request while a limit var is invalid, so
+            // a default here only ever serves hops already under way.
+            super::limits(&env).unwrap_or_default(),
+            var_ms("ARCHIVE_DELAY_MS", history::ARCHIVE_DELAY_MS),
+            var_ms("ARCHIVE_RETRY_MS", 1000),
+        );
+        let faults = env.var("FAULTS").is_ok_and(|v| v.to_string() == "1");
+        let shared = Rc::new(Shared {
+            log,
+            mailbox: RefCell::new(Mailbox::new(config)),
+            waiters: RefCell::new(HashMap::new()),
+            stubs: RefCell::new(HashMap::new()),
+        });
+        UserObject { state, env, shared, archiving: Mutex::new(()), faults }
+    }
+
+    async fn fetch(&self, req: Request) -> worker::Result<Response> {
+        incr(Counter::DoFetches);
+        let raw = query_pairs(&req);
+        let pairs = || raw.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        let param = |name: &str| query_param(&raw, name);
+        let uid = param("uid").and_then(|v| UserId::parse(&v).ok());
+        match (req.method(), req.path().as_str()) {
+            (Method::Post, "/deliver") => self.on_deliver(req, Delivery::from_query(pairs())).await,
+            (Method::Post, "/receipt") => self.on_receipt(Receipt::from_query(pairs())),
+            (Method::Post, "/typing") => self.on_typing(Typing::from_query(pairs())),
+            (Method::Get, "/connect") => match (uid, param("device")) {
+                (Some(uid), None) => self.on_connect(&uid),
+                (Some(uid), Some(device)) => {
+                    let since = param("since").and_then(|v| v.parse().ok());
+                    let exp = param("exp").and_then(|v| v.parse().ok()).unwrap_or(u64::MAX);
+                    self.on_connect_v1(&uid, &device, since, exp)
+                }
+                (None, _) => json_error(400, "uid required"),
+            },
+            (Method::Post, "/send") => {
+                let time = param("time").and_then(|v| v.parse().ok());
+                match (uid, param("id"), time) {
+                    (Some(uid), Some(id), Some(time)) => self.on_api_send(req, &uid, &id, time, param("cmid")).await,
+                    _ => json_error(400, "uid, id and time required"),
+                }
+            }
+            (Method::Get, path @ ("/history" | "/v1/history" | "/conversations")) => {
+                let Some(uid) = uid else { return json_error(400, "uid required") };
+                let max = self.shared.mailbox.borrow().limits().history_page;
+                let q = match PageQuery::parse_within(pairs(), max) {
+                    Ok(q) => q,
+                    Err(bad) => {
+                        if bad.param == "limit" {
+                            incr(Counter::RefusedPage);
+                        }
+                        return json_error(400, &format!("{}: {}", bad.param, bad.problem));
+                    }
+                };
+                self.open(&uid)?;
+                match path {
+                    "/history" => self.on_history(&uid, &q).await,
+                    "/v1/history" => self.on_v1_history(&uid, &q).await,
+                    _ => json(200, &self.step(|mb, io| mb.conversations(io, &uid, &q))?),
+                }
+            }
+            _ => json_error(404, "no such route"),
+        }
+    }
+
+    async fn websocket_message(&self, ws: WebSocket, message: WebSocketIncomingMessage) -> worker::Result<()> {
+        incr(Counter::DoWsMessages);
+        let text = match message {
+            WebSocketIncomingMessage::String(t) => t,
+            WebSocketIncomingMessage::Binary(_) => return send(&ws, legacy::encode(&Reply::Refused(Refusal::Format))),
+        };
+        let att: Attachment =
+            ws.deserialize_attachment()?.ok_or_else(|| worker::Error::RustError("socket without attachment".into()))?;
+        let owner = UserId::parse(&att.uid).map_err(|e| worker::Error::RustError(e.to_string()))?;
+        self.open(&owner)?;
+        if self.faults && text == "__panic" {
+            panic!("fault injected by a test");
+        }
+        match att.device {
+            Some(device) => self.on_v1_frame(&ws, &owner, &device, att.exp, &text).await,
+            None => self.on_legacy_frame(&ws, &owner, &text).await,
+        }
+    }
+
+    async fn websocket_close(&self, ws: WebSocket, code: usize, _reason: String, _clean: bool) -> worker::Result<()> {
+        // Finish the closing handshake; 1005/1006 are not codes one may send.
+        let code = if code == 1005 || code == 1006 { 1000 } else { code as u16 };
+        let _ = ws.close(Some(code), Some("closing"));
+        Ok(())
+    }
+
+    async fn websocket_error(&self, _ws: WebSocket, _error: worker::Error) -> worker::Result<()> {
+        // Its queued entries stay queued; nothing to undo.
+        Ok(())
+    }
+
+    async fn alarm(&self) -> worker::Result<Response> {
+        incr(Counter::DoAlarms);
+        self.shared.mailbox.borrow_mut().alarm_fired();
+        if self.step(|mb, io| mb.load_stored(io))?.is_none() {
+            return Response::empty();
+        }
+        let result = self.archive().await;
+        let retry = self.shared.mailbox.borrow_mut().archive_ended(result.is_ok());
+        if let (Some(delay_ms), Err(e)) = (retry, result) {
+            let attempt = self.shared.mailbox.borrow().archive_failures();
+            worker::console_error!("history archive failed (attempt {attempt}): {e}");
+            self.shared.mailbox.borrow_mut().arm_retry();
+            self.state.storage().set_alarm(delay_ms as i64).await?;
+        }
+        Response::empty()
+    }
+}
+
+/// A frame the object itself writes (replies), counted.
+fn send(ws: &WebSocket, text: &str) -> worker::Result<()> {
+    incr(Counter::FramesOut);
+    ws.send_with_str(text)
+}
+
+/// An empty response whose status (and `x-seq`, `x-dup`) is the whole answer.
+fn answer(outcome: Outcome, seq: Option<u64>, duplicate: bool) -> worker::Result<Response> {
+    let res = Response::empty()?.with_status(outcome.status());
+    if seq.is_none() && !duplicate {
+        return Ok(res);
+    }
+    let headers = Headers::new();
+    if let Some(seq) = seq {
+        headers.set(SEQ_HEADER, &seq.to_string())?;
+    }
+    if duplicate {
+        headers.set(DUP_HEADER, "1")?;
+    }
+    Ok(res.with_headers(headers))
+}
+
+impl UserObject {
+    /// One synchronous call into the core, then its effects executed.
+    fn step<T, E: Into<Failure>>(&self, f: impl FnOnce(&mut Mailbox, &Io<DoSql, Sockets>) -> Result<T, E>) -> Result<T, Failure> {
+        let out = self.call(f);
+        out.map_err(Into::into)
+    }
+
+    fn call<T>(&self, f: impl FnOnce(&mut Mailbox, &Io<DoSql, Sockets>) -> T) -> T {
+        let sockets = Sockets(&self.state);
+        let io = Io { log: &self.shared.log, sockets: &sockets, now: now_ms() };
+        let out = f(&mut self.shared.mailbox.borrow_mut(), &io);
+        let effects = self.shared.mailbox.borrow_mut().take_effects();
+        for effect in effects {
+            self.execute(effect);
+        }
+        out
+    }
+
+    /// The preamble: the mailbox loaded for `uid`.
+    fn open(&self, uid: &UserId) -> Result<(), Failure> {
+        self.step(|mb, io| mb.load(io, uid))
+    }
+
+    fn execute(&self, effect: Effect) {
+        match effect {
+            Effect::SetAlarm { delay_ms } => {
+                let storage = self.state.storage();
+                let shared = Rc::clone(&self.shared);
+                worker::wasm_bindgen_futures::spawn_local(async move {
+                    if let Err(e) = storage.set_alarm(delay_ms as i64).await {
+                        shared.mailbox.borrow_mut().alarm_not_set();
+                        worker::console_error!("could not schedule history archive: {}", e);
+                    }
+                });
+            }
+            Effect::Cool => {
+                let shared = Rc::clone(&self.shared);
+                worker::wasm_bindgen_futures::spawn_local(async move {
+                    Delay::from(Duration::ZERO).await;
+                    shared.mailbox.borrow_mut().cooled();
+                });
+            }
+            Effect::Notify(notice) => {
+                let (peer, url) = match &notice {
+                    Notice::Receipt(r) => (r.owner.clone(), format!("https://user/receipt?{}", r.to_query())),
+                    Notice::Typing(t) => (t.owner.clone(), format!("https://user/typing?{}", t.to_query())),
+                };
+                // Hints: lost on failure.
+                let Ok(stub) = self.stub(&peer) else { return };
+                worker::wasm_bindgen_futures::spawn_local(async move {
+                    if let Err(e) = hop::post(&stub, &url, "").await {
+                        worker::console_error!("notification hop failed: {:?}", e);
+                    }
+                });
+            }
+        }
+    }
+
+    /// Appends an entry through the group write; resolves once it is written
+    /// (and, if nothing older is queued, pushed to the open sockets).
+    async fn append(&self, entry: NewEntry) -> Result<Stored, Failure> {
+        match self.call(|mb, io| mb.append(io, entry)) {
+            Appended::Now(stored) => Ok(stored?),
+            Appended::Wait { waiter, commit } => {
+                let (done, stored) = oneshot::channel();
+                self.shared.waiters.borrow_mut().insert(waiter, done);
+                if commit {
+                    Delay::from(Duration::ZERO).await;
+                    for (waiter, result) in self.call(|mb, io| mb.commit(io)) {
+                        if let Some(done) = self.shared.waiters.borrow_mut().remove(&waiter) {
+                            let _ = done.send(result);
+                        }
+                    }
+                }
+                match stored.await {
+                    Ok(result) => Ok(result?),
+                    Err(_) => Err(Failure::Abandoned),
+                }
+            }
+        }
+    }
+
+    fn stub(&self, peer: &UserId) -> worker::Result<RawStub> {
+        if let Some(s) = self.shared.stubs.borrow().get(peer) {
+            return Ok(s.clone());
+        }
+        let stub = hop::stub(&self.env.durable_object(USER_BINDING)?, peer.as_str())?;
+        let mut stubs = self.shared.stubs.borrow_mut();
+        if stubs.len() >= MAX_STUBS {
+            stubs.clear();
+        }
+        stubs.insert(peer.clone(), stub.clone());
+        Ok(stub)
+    }
+
+    /// Stores a chat in the recipient's log (through their object), then in
+    /// the sender's own log; returns the seq of the sender's entry. `Ok`
+    /// means the recipient's copy is durable.
+    async fn send_chat(&self, chat: Chat, id: &str, time: u64, cmid: Option<&str>) -> Result<u64, Refusal> {
+        let remote = match self.call(|mb, io| mb.plan_send(io, chat, id, time, cmid))? {
+            SendPlan::Local(entry) => {
+                return self.append(entry).await.map(|s| s.seq).map_err(|e| {
+                    worker::console_error!("send unavailable: {e}");
+                    Refusal::Unavailable
+                })
+            }
+            SendPlan::Remote(remote) => remote,
+        };
+        let url = format!("https://user/deliver?{}", remote.delivery.to_query());
+        let answer = match self.stub(&remote.to) {
+            Ok(stub) => hop::post(&stub, &url, &remote.body).await.map_err(|e| format!("{e:?}")),
+            Err(e) => Err(e.to_string()),
+        };
+        let answer = match answer {
+            Ok(a) if !matches!(a.outcome, Outcome::Bad | Outcome::Unavailable) => Some((a.outcome, a.seq)),
+            other => {
+                // A broken stub stays broken; the next send gets a fresh one.
+                self.shared.stubs.borrow_mut().remove(&remote.to);
+                if let Err(e) = other {
+                    worker::console_error!("delivery hop failed: {e}");
+                }
+                None
+            }
+        };
+        let entry = self.shared.mailbox.borrow_mut().hop_answered(remote, answer)?;
+        match self.append(entry).await {
+            Ok(stored) => Ok(stored.seq),
+            Err(e) => {
+                // The recipient has it, which is what `ok` promises; only this
+                // user's own log lacks the copy.
+                worker::console_error!("could not keep the sender's copy: {e}");
+                Ok(0)
+            }
+        }
+    }
+
+    async fn on_legacy_frame(&self, ws: &WebSocket, owner: &UserId, text: &str) -> worker::Result<()> {
+        let reply = match self.call(|mb, io| mb.legacy_frame(owner, text, io.now)) {
+            LegacyStep::Reply(reply) => reply,
+            LegacyStep::Send(chat) => {
+                let now = now_ms();
+                match self.send_chat(chat, &new_id(now, random_u64()), now, None).await {
+                    Ok(_) => Reply::Stored,
+                    Err(r) => Reply::Refused(r),
+                }
+            }
+        };
+        send(ws, legacy::encode(&reply))
+    }
+
+    async fn on_v1_frame(&self, ws: &WebSocket, owner: &UserId, device: &str, exp: u64, text: &str) -> worker::Result<()> {
+        match self.step(|mb, io| mb.v1_frame(io, device, exp, text))? {
+            V1Step::Done => Ok(()),
+            V1Step::Reply(reply) => send(ws, &reply),
+            V1Step::Close(code, reason) => ws.close(Some(code), Some(reason)),
+            V1Step::Send { re, chat, mid, cmid } => {
+                let result = self.send_chat(chat, &mid, now_ms(), Some(&cmid)).await;
+                let reply = self.shared.mailbox.borrow_mut().v1_sent(&re, &mid, &cmid, result);
+                send(ws, &reply)
+            }
+            V1Step::History { re, query } => {
+                let reply = match self.log_page(owner, &query).await {
+                    Ok((items, next)) => v1::history(&re, &items, next),
+                    Err(e) => {
+                        worker::console_error!("history unavailable: {}", e);
+                        v1::error(Some(&re), v1::V1Error::Unavailable)
+                    }
+                };
+                send(ws, &reply)
+            }
+        }
+    }
+
+    /// `POST /deliver`: another object (or the API) stores a message here.
+    async fn on_deliver(&self, mut req: Request, delivery: Option<Delivery>) -> worker::Result<Response> {
+        let body = req.text().await?;
+        let Some(d) = delivery else { return answer(Outcome::Bad, None, false) };
+        match self.step(|mb, io| mb.deliver(io, d, body))? {
+            DeliverStep::Answer { outcome, seq, duplicate } => answer(outcome, seq, duplicate),
+            DeliverStep::Append(entry) => {
+                let stored = self.append(entry).await;
+                if let Err(e) = &stored {
+                    worker::console_error!("delivery unavailable: {e}");
+                }
+                let (outcome, seq) = Mailbox::delivered(stored.ok());
+                answer(outcome, seq, false)
+            }
+        }
+    }
+
+    /// `POST /send`: the backend sends a chat on this user's behalf.
+    async fn on_api_send(
+        &self,
+        mut req: Request,
+        uid: &UserId,
+        id: &str,
+        time: u64,
+        cmid: Option<String>,
+    ) -> worker::Result<Response> {
+        let body = req.text().await?;
+        let outcome = match self.step(|mb, io| mb.api_send(io, uid, cmid.as_deref(), &body))? {
+            ApiStep::Answer(outcome) => outcome,
+            ApiStep::Send(chat) => Mailbox::api_outcome(self.send_chat(chat, id, time, cmid.as_deref()).await),
+        };
+        answer(outcome, None, false)
+    }
+
+    /// A new legacy socket: accepted for hibernation, then the queue replayed
+    /// into it before anything live (no await in between).
+    fn on_connect(&self, uid: &UserId) -> worker::Result<Response> {
+        self.open(uid)?;
+        if let Err(r) = self.shared.mailbox.borrow().admit_socket(self.state.get_websockets().len()) {
+            return json_error(r.status, &r.message);
+        }
+        let pair = WebSocketPair::new()?;
+        self.state.accept_websocket_with_tags(&pair.server, &[tag(Mode::Legacy)]);
+        pair.server.serialize_attachment(Attachment { uid: uid.to_string(), device: None, exp: 0 })?;
+        self.step(|mb, io| mb.connect_legacy(io, &pair.server))?;
+        Response::from_websocket(pair.client)
+    }
+
+    /// A new v1 socket: `welcome`, the replay, then live entries.
+    fn on_connect_v1(&self, uid: &UserId, device: &str, since: Option<u64>, exp: u64) -> worker::Result<Response> {
+        self.open(uid)?;
+        if let Err(r) = self.shared.mailbox.borrow().admit_v1(device, self.state.get_websockets().len()) {
+            return json_error(r.status, &r.message);
+        }
+        let pair = WebSocketPair::new()?;
+        self.state.accept_websocket_with_tags(&pair.server, &[tag(Mode::V1)]);
+        let att = Attachment { uid: uid.to_string(), device: Some(device.to_owned()), exp };
+        pair.server.serialize_attachment(att)?;
+        self.step(|mb, io| mb.connect_v1(io, &pair.server, device, since))?;
+        let headers = Headers::new();
+        headers.set("sec-websocket-protocol", v1::SUBPROTOCOL)?;
+        Ok(Response::from_websocket(pair.client)?.with_headers(headers))
+    }
+
+    /// `POST /receipt`: a peer received or read this user's messages.
+    fn on_receipt(&self, receipt: Option<Receipt>) -> worker::Result<Response> {
+        let Some(r) = receipt else { return answer(Outcome::Bad, None, false) };
+        self.step(|mb, io| mb.receipt(io, &r))?;
+        Ok(Response::empty()?.with_status(204))
+    }
+
+    /// `POST /typing`: shown on this user's live v1 sockets, never stored.
+    fn on_typing(&self, typing: Option<Typing>) -> worker::Result<Response> {
+        let Some(t) = typing else { return answer(Outcome::Bad, None, false) };
+        Mailbox::typing(&Sockets(&self.state), &t);
+        Ok(Response::empty()?.with_status(204))
+    }
+
+    /// `GET /history`: archive what is pending first, so a page always holds
+    /// everything this user's log had when it was asked for.
+    async fn on_history(&self, uid: &UserId, q: &PageQuery) -> worker::Result<Response> {
+        let rows = match self.archive().await {
+            Ok(()) => d1::page(&self.env, uid, q).await.map_err(Failure::Platform),
+            Err(e) => Err(e),
+        };
+        match rows {
+            Ok(rows) => json(200, &page_json(&rows, q.limit)),
+            Err(e) => self.history_unavailable(e),
+        }
+    }
+
+    /// `GET /v1/history`: a page of the log as `msg` frames.
+    async fn on_v1_history(&self, uid: &UserId, q: &PageQuery) -> worker::Result<Response> {
+        match self.log_page(uid, q).await {
+            Ok((items, next)) => json(200, &v1::page(&items, next)),
+            Err(e) => self.history_unavailable(e),
+        }
+    }
+
+    /// The answer when D1 could not be written or read: the archive is
+    /// scheduled again, and the client is told to retry.
+    fn history_unavailable(&self, e: Failure) -> worker::Result<Response> {
+        worker::console_error!("history unavailable: {}", e);
+        self.call(|mb, _| mb.history_failed());
+        json_error(503, "history is temporarily unavailable; retry")
+    }
+
+    /// Archives what is pending, then reads a page of the log from D1.
+    async fn log_page(&self, owner: &UserId, q: &PageQuery) -> Result<(Vec<String>, Option<u64>), Failure> {
+        self.archive().await?;
+        let rows = d1::log_page(&self.env, owner, q).await?;
+        Ok(v1::page_items(&rows, q.limit))
+    }
+
+    /// Writes the log to D1 up to its head, batch by batch, then prunes.
+    async fn archive(&self) -> Result<(), Failure> {
+        let _one_at_a_time = self.archiving.lock().await;
+        if self.step(|mb, io| mb.load_stored(io))?.is_none() {
+            return Ok(());
+        }
+        while let Some(batch) = self.step(|mb, io| mb.archive_next(io))? {
+            d1::archive(&self.env, &batch.owner, &batch.rows).await?;
+            self.step(|mb, io| mb.archived(io, batch))?;
+        }
+        self.step(|mb, io| mb.archive_finish(io))
+    }
+}

@@ -1,0 +1,572 @@
+//! A user's log in SQLite: the one place its schema and queries live.
+//!
+//! The log is at once the offline queue (owed entries with `sent = 0`), the
+//! archive outbox (entries past the `archived` cursor) and the window a
+//! reconnect can resume from. [`Log`] runs every statement through the
+//! synchronous [`Sql`] port: Durable Object SQLite in the worker
+//! (`edge::sql`), `rusqlite` in the native tests, so the same SQL text and the
+//! same row decoding are tested natively and run in production.
+//!
+//! On the platform, writes are synchronous and the runtime's output gate holds
+//! every socket send and response issued after a write until it is durable,
+//! which is what lets the object answer right after [`Log::append`].
+
+use crate::history::{ARCHIVE_ROW, IS_SEND_DELIVERED, IS_SEND_QUEUED};
+use crate::inbox::Inbox;
+use crate::message::{conversation_id, Kind};
+use crate::user::UserId;
+
+/// A value bound to or read from a statement.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SqlValue {
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(String),
+}
+
+/// A statement the storage refused; the message is the platform's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreError(pub String);
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "storage: {}", self.0)
+    }
+}
+
+/// The storage port: runs one statement with positional parameters and hands
+/// each result row to `row` until it returns false. Synchronous, as Durable
+/// Object SQLite is.
+pub trait Sql {
+    fn run(&self, sql: &str, params: &[SqlValue], row: &mut dyn FnMut(&[SqlValue]) -> bool) -> Result<(), StoreError>;
+}
+
+/// Schema versions, in order: each object upgrades its own database the first
+/// time a newer deployment opens it (the version is kept in `meta.schema`).
+/// A change to the schema is a new entry here, never an edit of an old one.
+pub const MIGRATIONS: [(i64, &[&str]); 1] = [(1, &SCHEMA_V1)];
+
+const SCHEMA_V1: [&str; 6] = [
+    // meta.v has no declared type, so no affinity: "92" stays text, 5 stays a number.
+    // kind: 1 received chat, 2 sent chat, 3 system (message::Kind).
+    // sent: 1 once written to a socket, or never owed to one (kind 2).
+    // conv: message::conversation_id, kept so archiving needs no wasm per row.
+    // peer_seq / peer_sent: for a sent chat, its place in the recipient's log
+    // and whether it reached a socket there when it was stored.
+    "CREATE TABLE IF NOT EXISTS log (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL,
+        kind INTEGER NOT NULL,
+        peer TEXT,
+        conv TEXT NOT NULL,
+        time INTEGER NOT NULL,
+        body TEXT NOT NULL,
+        sent INTEGER NOT NULL,
+        peer_seq INTEGER,
+        peer_sent INTEGER
+    )",
+    "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v)",
+    // v1 devices and how far each acknowledged the log.
+    "CREATE TABLE IF NOT EXISTS devices (device TEXT PRIMARY KEY, acked INTEGER NOT NULL, seen INTEGER NOT NULL)",
+    // One row per conversation: its newest entry, unread count, read cursor,
+    // and how far the peer received and read this user's messages (own seqs).
+    "CREATE TABLE IF NOT EXISTS convs (
+        peer TEXT PRIMARY KEY,
+        last_seq INTEGER NOT NULL,
+        last_kind INTEGER NOT NULL,
+        last_mid TEXT NOT NULL,
+        last_body TEXT NOT NULL,
+        unread INTEGER NOT NULL DEFAULT 0,
+        read_up_to INTEGER NOT NULL DEFAULT 0,
+        peer_delivered INTEGER NOT NULL DEFAULT 0,
+        peer_read INTEGER NOT NULL DEFAULT 0
+    )",
+    // Idempotency, kept 24 h: client message ids this user sent, and derived
+    // message ids this log already holds.
+    "CREATE TABLE IF NOT EXISTS sends (cmid TEXT PRIMARY KEY, mid TEXT NOT NULL, seq INTEGER NOT NULL, time INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS seen (mid TEXT PRIMARY KEY, seq INTEGER NOT NULL, pushed INTEGER NOT NULL, time INTEGER NOT NULL)",
+];
+
+/// One entry about to be written to the log.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewEntry {
+    pub id: String,
+    pub kind: Kind,
+    pub peer: Option<UserId>,
+    pub time_ms: u64,
+    pub body: String,
+    /// For a sent chat: (seq in the recipient's log, pushed live there).
+    pub peer_state: Option<(u64, bool)>,
+    /// The client message id of the send that made this entry (v1, API key).
+    pub cmid: Option<String>,
+    /// The id is derived from an idempotency key: remember it in `seen`.
+    pub dedup: bool,
+}
+
+/// A conversation as the conversation list shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Conversation {
+    pub peer: String,
+    pub last_seq: u64,
+    pub last_kind: Kind,
+    pub last_mid: String,
+    pub last_body: String,
+    pub unread: u64,
+    pub read_up_to: u64,
+    pub peer_delivered: u64,
+    pub peer_read: u64,
+}
+
+/// A log entry as a v1 replay sends it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LogEntry {
+    pub seq: u64,
+    pub kind: Kind,
+    pub peer: Option<String>,
+    pub id: String,
+    pub body: String,
+}
+
+/// What a log holds when the object wakes.
+pub struct Restored {
+    pub owner: Option<UserId>,
+    pub inbox: Inbox,
+}
+
+/// A v1 device as the log keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SavedDevice {
+    pub device: String,
+    pub acked: u64,
+    pub seen: u64,
+}
+
+fn int(n: u64) -> SqlValue {
+    SqlValue::Int(n as i64)
+}
+
+fn text(s: &str) -> SqlValue {
+    SqlValue::Text(s.to_owned())
+}
+
+/// Column `i` of a row as a non-negative integer (`None` for NULL).
+fn col_u64(row: &[SqlValue], i: usize) -> Option<u64> {
+    match row.get(i) {
+        Some(SqlValue::Int(n)) => u64::try_from(*n).ok(),
+        Some(SqlValue::Real(f)) if *f >= 0.0 => Some(*f as u64),
+        Some(SqlValue::Text(s)) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+fn col_text(row: &[SqlValue], i: usize) -> Option<String> {
+    match row.get(i) {
+        Some(SqlValue::Text(s)) => Some(s.clone()),
+        Some(SqlValue::Int(n)) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn col_kind(row: &[SqlValue], i: usize) -> Kind {
+    match row.get(i) {
+        Some(SqlValue::Int(n)) => Kind::from_code(*n).unwrap_or(Kind::Received),
+        _ => Kind::Received,
+    }
+}
+
+/// A row that does not have the shape its query promises: the database was
+/// changed under us.
+fn malformed(what: &str) -> StoreError {
+    StoreError(format!("malformed row from {what}"))
+}
+
+/// The log over a [`Sql`] port.
+pub struct Log<S> {
+    sql: S,
+    archive_query: String,
+}
+
+impl<S: Sql> Log<S> {
+    /// Opens the log, upgrading its schema to the newest version first.
+    pub fn open(sql: S) -> Result<Log<S>, StoreError> {
+        let log = Log { sql, archive_query: archive_query() };
+        log.exec("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v)", &[])?;
+        let current = log.one("SELECT (SELECT v FROM meta WHERE k = 'schema')", &[])?.and_then(|r| col_u64(&r, 0));
+        let current = current.unwrap_or(0) as i64;
+        for (version, statements) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+            for stmt in *statements {
+                log.exec(stmt, &[])?;
+            }
+            log.exec("INSERT OR REPLACE INTO meta (k, v) VALUES ('schema', ?)", &[SqlValue::Int(*version)])?;
+        }
+        Ok(log)
+    }
+
+    /// The port, for tests that look at the tables directly.
+    pub fn sql(&self) -> &S {
+        &self.sql
+    }
+
+    fn exec(&self, sql: &str, params: &[SqlValue]) -> Result<(), StoreError> {
+        self.sql.run(sql, params, &mut |_| false)
+    }
+
+    /// The first row of a query, if any.
+    fn one(&self, sql: &str, params: &[SqlValue]) -> Result<Option<Vec<SqlValue>>, StoreError> {
+        let mut first = None;
+        self.sql.run(sql, params, &mut |row| {
+            first = Some(row.to_vec());
+            false
+        })?;
+        Ok(first)
+    }
+
+    fn all<T>(
+        &self,
+        sql: &str,
+        params: &[SqlValue],
+        mut each: impl FnMut(&[SqlValue]) -> Option<T>,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut out = Vec::new();
+        let mut bad = false;
+        self.sql.run(sql, params, &mut |row| match each(row) {
+            Some(t) => {
+                out.push(t);
+                true
+            }
+            None => {
+                bad = true;
+                false
+            }
+        })?;
+        if bad {
+            return Err(malformed(sql.split_whitespace().take(6).collect::<Vec<_>>().join(" ").as_str()));
+        }
+        Ok(out)
+    }
+
+    pub fn restore(&self) -> Result<Restored, StoreError> {
+        let row = self
+            .one(
+                "SELECT (SELECT MAX(seq) FROM log),
+                        (SELECT MIN(seq) FROM log WHERE sent = 0
+                           AND seq >= COALESCE((SELECT v FROM meta WHERE k = 'queue_floor'), 0)),
+                        (SELECT v FROM meta WHERE k = 'archived'),
+                        (SELECT v FROM meta WHERE k = 'owner')",
+                &[],
+            )?
+            .ok_or_else(|| malformed("restore"))?;
+        let owner = match col_text(&row, 3) {
+            Some(o) => Some(UserId::parse(&o).map_err(|e| StoreError(format!("stored owner: {e}")))?),
+            None => None,
+        };
+        let inbox = Inbox::restore(col_u64(&row, 0).unwrap_or(0), col_u64(&row, 1), col_u64(&row, 2).unwrap_or(0));
+        Ok(Restored { owner, inbox })
+    }
+
+    pub fn set_owner(&self, owner: &UserId) -> Result<(), StoreError> {
+        self.exec("INSERT OR REPLACE INTO meta (k, v) VALUES ('owner', ?)", &[text(owner.as_str())])
+    }
+
+    /// Appends a batch of entries, `(seq, entry, sent)`, in one statement:
+    /// the rows travel as one JSON parameter, so a batch costs one call
+    /// whatever its size.
+    pub fn append(&self, owner: &UserId, rows_in: &[(u64, &NewEntry, bool)]) -> Result<(), StoreError> {
+        let rows: Vec<serde_json::Value> = rows_in
+            .iter()
+            .map(|(seq, e, sent)| {
+                serde_json::json!([
+                    seq,
+                    e.id,
+                    e.kind.code(),
+                    e.peer.as_ref().map(UserId::as_str),
+                    conversation_id(owner, e.peer.as_ref()),
+                    e.time_ms,
+                    e.body,
+                    *sent as i64,
+                    e.peer_state.map(|(s, _)| s),
+                    e.peer_state.map(|(_, pushed)| pushed as i64),
+                ])
+            })
+            .collect();
+        self.exec(
+            "INSERT INTO log (seq, id, kind, peer, conv, time, body, sent, peer_seq, peer_sent) \
+             SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), \
+             json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]'), \
+             json_extract(value, '$[6]'), json_extract(value, '$[7]'), json_extract(value, '$[8]'), \
+             json_extract(value, '$[9]') FROM json_each(?)",
+            &[SqlValue::Text(serde_json::Value::Array(rows).to_string())],
+        )?;
+        self.index_entries(rows_in)
+    }
+
+    /// The side tables a batch of entries updates: conversations (newest
+    /// entry, unread), sent client ids and derived ids. Same event as the log
+    /// write, so they commit together.
+    fn index_entries(&self, rows: &[(u64, &NewEntry, bool)]) -> Result<(), StoreError> {
+        // One row per conversation per batch (rows written are billed): its
+        // newest entry, and how many received chats the batch adds to unread.
+        let mut latest: Vec<(&UserId, u64, &NewEntry, u64)> = Vec::new();
+        for (seq, e, _) in rows.iter().filter(|(_, e, _)| e.kind != Kind::System) {
+            let Some(peer) = e.peer.as_ref() else { continue };
+            let unread = (e.kind == Kind::Received) as u64;
+            match latest.iter_mut().find(|(p, ..)| *p == peer) {
+                Some(c) => *c = (peer, *seq, *e, c.3 + unread),
+                None => latest.push((peer, *seq, *e, unread)),
+            }
+        }
+        let convs: Vec<serde_json::Value> = latest
+            .iter()
+            .map(|(peer, seq, e, unread)| serde_json::json!([peer.as_str(), seq, e.kind.code(), e.id, e.body, unread]))
+            .collect();
+        if !convs.is_empty() {
+            self.exec(
+                "INSERT INTO convs (peer, last_seq, last_kind, last_mid, last_body, unread) \
+                 SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), \
+                 json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]') FROM json_each(?) WHERE true \
+                 ON CONFLICT (peer) DO UPDATE SET last_seq = excluded.last_seq, last_kind = excluded.last_kind, \
+                 last_mid = excluded.last_mid, last_body = excluded.last_body, unread = unread + excluded.unread",
+                &[SqlValue::Text(serde_json::Value::Array(convs).to_string())],
+            )?;
+        }
+        for (seq, e, sent) in rows {
+            if let Some(cmid) = &e.cmid {
+                self.exec(
+                    "INSERT OR REPLACE INTO sends (cmid, mid, seq, time) VALUES (?, ?, ?, ?)",
+                    &[text(cmid), text(&e.id), int(*seq), int(e.time_ms)],
+                )?;
+            }
+            if e.dedup {
+                self.exec(
+                    "INSERT OR REPLACE INTO seen (mid, seq, pushed, time) VALUES (?, ?, ?, ?)",
+                    &[text(&e.id), int(*seq), SqlValue::Int(*sent as i64), int(e.time_ms)],
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The original result of a send with this client message id: (mid, seq).
+    pub fn sent_before(&self, cmid: &str) -> Result<Option<(String, u64)>, StoreError> {
+        let row = self.one("SELECT mid, seq FROM sends WHERE cmid = ?", &[text(cmid)])?;
+        row.map(|r| col_text(&r, 0).zip(col_u64(&r, 1)).ok_or_else(|| malformed("sends"))).transpose()
+    }
+
+    /// Where a message with this derived id already is: (seq, pushed live).
+    pub fn seen(&self, mid: &str) -> Result<Option<(u64, bool)>, StoreError> {
+        let row = self.one("SELECT seq, pushed FROM seen WHERE mid = ?", &[text(mid)])?;
+        row.map(|r| col_u64(&r, 0).zip(col_u64(&r, 1)).map(|(s, p)| (s, p == 1)).ok_or_else(|| malformed("seen")))
+            .transpose()
+    }
+
+    /// Calls `each` for every entry after `since`, oldest first (a v1
+    /// replay), reading one row at a time, until it returns false.
+    pub fn entries_after(&self, since: u64, mut each: impl FnMut(LogEntry) -> bool) -> Result<(), StoreError> {
+        let mut bad = false;
+        self.sql.run("SELECT seq, kind, peer, id, body FROM log WHERE seq > ? ORDER BY seq", &[int(since)], &mut |r| {
+            match (col_u64(r, 0), col_text(r, 3), col_text(r, 4)) {
+                (Some(seq), Some(id), Some(body)) => {
+                    each(LogEntry { seq, kind: col_kind(r, 1), peer: col_text(r, 2), id, body })
+                }
+                _ => {
+                    bad = true;
+                    false
+                }
+            }
+        })?;
+        if bad {
+            return Err(malformed("log"));
+        }
+        Ok(())
+    }
+
+    /// The oldest entry still kept, if any.
+    pub fn oldest(&self) -> Result<Option<u64>, StoreError> {
+        Ok(self.one("SELECT MIN(seq) FROM log", &[])?.and_then(|r| col_u64(&r, 0)))
+    }
+
+    /// v1 devices and their acknowledged cursors.
+    pub fn devices(&self) -> Result<Vec<SavedDevice>, StoreError> {
+        self.all("SELECT device, acked, seen FROM devices", &[], |r| {
+            Some(SavedDevice { device: col_text(r, 0)?, acked: col_u64(r, 1)?, seen: col_u64(r, 2)? })
+        })
+    }
+
+    pub fn save_device(&self, device: &str, acked: u64, seen: u64) -> Result<(), StoreError> {
+        self.exec(
+            "INSERT INTO devices (device, acked, seen) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (device) DO UPDATE SET acked = max(acked, ?2), seen = ?3",
+            &[text(device), int(acked), int(seen)],
+        )
+    }
+
+    pub fn forget_devices_unseen_since(&self, time: u64) -> Result<(), StoreError> {
+        self.exec("DELETE FROM devices WHERE seen < ?", &[int(time)])
+    }
+
+    /// For each peer with received chats in `(from, to]`: the newest such seq.
+    pub fn received_by_peer(&self, from: u64, to: u64) -> Result<Vec<(String, u64)>, StoreError> {
+        self.all(
+            "SELECT peer, MAX(seq) FROM log WHERE kind = ? AND seq > ? AND seq <= ? AND peer IS NOT NULL GROUP BY peer",
+            &[SqlValue::Int(Kind::Received.code()), int(from), int(to)],
+            |r| Some((col_text(r, 0)?, col_u64(r, 1)?)),
+        )
+    }
+
+    /// Marks the conversation with `peer` read up to `up_to` and recounts its
+    /// unread chats. Returns (unread, read_up_to), or None for no such conversation.
+    pub fn mark_read(&self, peer: &str, up_to: u64) -> Result<Option<(u64, u64)>, StoreError> {
+        let rows = self.all(
+            "UPDATE convs SET read_up_to = max(read_up_to, ?2), \
+             unread = (SELECT COUNT(*) FROM log WHERE kind = ?3 AND peer = ?1 AND seq > max(convs.read_up_to, ?2)) \
+             WHERE peer = ?1 RETURNING unread, read_up_to",
+            &[text(peer), int(up_to), SqlValue::Int(Kind::Received.code())],
+            |r| Some((col_u64(r, 0)?, col_u64(r, 1)?)),
+        )?;
+        Ok(rows.into_iter().next())
+    }
+
+    /// Records that `peer` received or read this user's messages up to their
+    /// seq `peer_seq`; returns the matching seq of this log, if it has one.
+    pub fn peer_receipt(&self, peer: &str, read: bool, peer_seq: u64) -> Result<Option<u64>, StoreError> {
+        let up_to = self
+            .one(
+                "SELECT MAX(seq) FROM log WHERE kind = ? AND peer = ? AND peer_seq <= ?",
+                &[SqlValue::Int(Kind::Sent.code()), text(peer), int(peer_seq)],
+            )?
+            .and_then(|r| col_u64(&r, 0));
+        let Some(up_to) = up_to else { return Ok(None) };
+        let column = if read { "peer_read" } else { "peer_delivered" };
+        self.exec(
+            &format!("UPDATE convs SET {column} = max({column}, ?2) WHERE peer = ?1"),
+            &[text(peer), int(up_to)],
+        )?;
+        Ok(Some(up_to))
+    }
+
+    /// Conversations by newest activity, `limit` from before `before` (a last_seq).
+    pub fn conversations(&self, before: u64, limit: u32) -> Result<Vec<Conversation>, StoreError> {
+        self.all(
+            "SELECT peer, last_seq, last_kind, last_mid, last_body, unread, read_up_to, peer_delivered, peer_read \
+             FROM convs WHERE last_seq < ? ORDER BY last_seq DESC LIMIT ?",
+            &[int(before), int(limit as u64)],
+            |r| {
+                Some(Conversation {
+                    peer: col_text(r, 0)?,
+                    last_seq: col_u64(r, 1)?,
+                    last_kind: col_kind(r, 2),
+                    last_mid: col_text(r, 3)?,
+                    last_body: col_text(r, 4)?,
+                    unread: col_u64(r, 5)?,
+                    read_up_to: col_u64(r, 6)?,
+                    peer_delivered: col_u64(r, 7)?,
+                    peer_read: col_u64(r, 8)?,
+                })
+            },
+        )
+    }
+
+    /// Forgets idempotency records older than `time`.
+    pub fn expire_idempotency(&self, time: u64) -> Result<(), StoreError> {
+        self.exec("DELETE FROM sends WHERE time < ?", &[int(time)])?;
+        self.exec("DELETE FROM seen WHERE time < ?", &[int(time)])
+    }
+
+    /// Entries `from..=to` that are owed to the sockets go back to the queue.
+    pub fn mark_unsent(&self, from: u64, to: u64) -> Result<(), StoreError> {
+        self.exec(
+            "UPDATE log SET sent = 0 WHERE seq BETWEEN ? AND ? AND kind <> ?",
+            &[int(from), int(to), SqlValue::Int(Kind::Sent.code())],
+        )
+    }
+
+    /// Calls `each(seq, body)` for the queued entries from `from` on, oldest
+    /// first, until it returns false. Rows are read one at a time, so a long
+    /// queue never sits in wasm memory at once (linear memory never shrinks).
+    pub fn queued(&self, from: u64, mut each: impl FnMut(u64, &str) -> bool) -> Result<(), StoreError> {
+        let mut bad = false;
+        self.sql.run("SELECT seq, body FROM log WHERE seq >= ? AND sent = 0 ORDER BY seq", &[int(from)], &mut |r| {
+            match (col_u64(r, 0), r.get(1)) {
+                (Some(seq), Some(SqlValue::Text(body))) => each(seq, body),
+                _ => {
+                    bad = true;
+                    false
+                }
+            }
+        })?;
+        if bad {
+            return Err(malformed("log"));
+        }
+        Ok(())
+    }
+
+    /// Expires the queue from `first` (its oldest entry) if that entry is
+    /// older than `cutoff`: the queue then starts at the first entry of
+    /// `cutoff` or later, which is kept as `meta.queue_floor` so a restart
+    /// does not bring the expired entries back. Returns the new oldest queued
+    /// entry and how many queued entries expired; `None` (one row read) when
+    /// nothing has expired.
+    pub fn expire_queue(&self, first: u64, cutoff: u64) -> Result<Option<(Option<u64>, u64)>, StoreError> {
+        let expired = self
+            .one("SELECT time < ? FROM log WHERE seq = ?", &[int(cutoff), int(first)])?
+            .and_then(|r| col_u64(&r, 0));
+        if expired != Some(1) {
+            return Ok(None);
+        }
+        let row = self
+            .one(
+                "SELECT f.floor, (SELECT COUNT(*) FROM log WHERE seq >= ?1 AND seq < f.floor AND sent = 0)
+                 FROM (SELECT COALESCE((SELECT MIN(seq) FROM log WHERE seq > ?1 AND time >= ?2),
+                                       (SELECT MAX(seq) FROM log) + 1) AS floor) AS f",
+                &[int(first), int(cutoff)],
+            )?
+            .ok_or_else(|| malformed("queue floor"))?;
+        let (floor, dropped) = col_u64(&row, 0).zip(col_u64(&row, 1)).ok_or_else(|| malformed("queue floor"))?;
+        self.exec("INSERT OR REPLACE INTO meta (k, v) VALUES ('queue_floor', ?)", &[int(floor)])?;
+        Ok(Some((self.first_unsent_from(floor)?, dropped)))
+    }
+
+    /// The oldest queued entry from `from` on.
+    pub fn first_unsent_from(&self, from: u64) -> Result<Option<u64>, StoreError> {
+        Ok(self.one("SELECT MIN(seq) FROM log WHERE seq >= ? AND sent = 0", &[int(from)])?.and_then(|r| col_u64(&r, 0)))
+    }
+
+    pub fn mark_sent(&self, from: u64, to: u64) -> Result<(), StoreError> {
+        self.exec("UPDATE log SET sent = 1 WHERE seq BETWEEN ? AND ? AND sent = 0", &[int(from), int(to)])
+    }
+
+    /// Entries `from..=to` as an archive batch (`history::ARCHIVE_ROW`
+    /// layout), stopping early once `max_bytes` of bodies are in (always at
+    /// least one entry). Returns the batch and the last seq it holds.
+    pub fn archive_batch(&self, from: u64, to: u64, max_bytes: usize) -> Result<Option<(String, u64)>, StoreError> {
+        let row = self
+            .one(&self.archive_query, &[int(from), int(to), int(max_bytes as u64)])?
+            .ok_or_else(|| malformed("archive batch"))?;
+        Ok(col_u64(&row, 1).and_then(|upto| col_text(&row, 0).map(|rows| (rows, upto))))
+    }
+
+    pub fn set_archived(&self, upto: u64) -> Result<(), StoreError> {
+        self.exec("INSERT OR REPLACE INTO meta (k, v) VALUES ('archived', ?)", &[int(upto)])
+    }
+
+    pub fn prune_below(&self, seq: u64) -> Result<(), StoreError> {
+        self.exec("DELETE FROM log WHERE seq < ?", &[int(seq)])
+    }
+}
+
+/// The query behind [`Log::archive_batch`]: SQLite builds the whole JSON
+/// batch itself, so archiving costs no per-row crossing into wasm.
+fn archive_query() -> String {
+    let is_send = format!(
+        "CASE WHEN (CASE WHEN kind = {} THEN peer_sent ELSE sent END) = 1 THEN {IS_SEND_DELIVERED} ELSE {IS_SEND_QUEUED} END",
+        Kind::Sent.code()
+    );
+    let columns: Vec<&str> = ARCHIVE_ROW.iter().map(|c| if *c == "is_send" { is_send.as_str() } else { c }).collect();
+    format!(
+        "SELECT json_group_array(json(row)), MAX(seq) FROM (\
+         SELECT seq, json_array({}) AS row, SUM(length(body)) OVER (ORDER BY seq) AS acc \
+         FROM log WHERE seq BETWEEN ?1 AND ?2) WHERE acc <= ?3 OR seq = ?1",
+        columns.join(", ")
+    )
+}

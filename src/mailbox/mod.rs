@@ -1,0 +1,796 @@
+//! The per-user state machine (sans-IO): everything a user's Durable Object
+//! decides, with no platform types and no `async`.
+//!
+//! A [`Mailbox`] owns the user's log decisions ([`Inbox`]), their v1 devices,
+//! the send rate, the sends in flight, the pending group write and the archive
+//! and prune schedule. The object turns each platform event into one call
+//! here and executes what comes back:
+//!
+//! - storage is reached through the synchronous [`Log`] over a [`Sql`] port;
+//! - frames go out through the [`Sockets`] port, whose answer (did the send
+//!   reach a socket) the queue decisions need at once;
+//! - everything else is an [`Effect`] the object drains after each call
+//!   (an alarm to set, a notification hop to fire, a timer tick);
+//! - work that waits for the platform (a hop to another object, the group
+//!   write's timer tick, D1) is split at that wait: the call before it
+//!   returns what to wait for, the call after it takes the answer.
+//!
+//! [`v1`] holds the `chat.v1` session (handshake, requests, acks, receipts);
+//! this file the log itself: loading, group commit, replay, delivery, the
+//! send flow, the archive pass.
+
+mod v1;
+
+use std::collections::{HashMap, HashSet};
+
+pub use v1::V1Step;
+
+use crate::history::{BATCH_BYTES, BATCH_ROWS};
+use crate::inbox::{Batch, Inbox};
+use crate::limits::Limits;
+use crate::log::{Log, NewEntry, Sql, StoreError};
+use crate::message::{chat_body, Chat, Kind, Refusal};
+use crate::metrics::{self, incr, Counter};
+use crate::protocol::legacy::{self, LegacyFrame};
+use crate::protocol::v1::{self as wire, EntryKind};
+use crate::protocol::Reply;
+use crate::ratelimit::Bucket;
+use crate::relay::{Delivery, Outcome, Receipt, Typing};
+use crate::user::UserId;
+
+/// Log entries kept after they are delivered and archived (the resume window).
+pub const KEEP_ENTRIES: u64 = 1000;
+/// A device not seen for this long no longer holds entries in the log.
+pub const DEVICE_TTL_MS: u64 = 30 * 24 * 3600 * 1000;
+/// How long a send refused for too many in flight should wait.
+pub const BUSY_RETRY_MS: u64 = 100;
+/// How long a send's client id and a derived message id are remembered.
+pub const IDEMPOTENCY_MS: u64 = 24 * 3600 * 1000;
+
+/// Which protocol a socket speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Legacy,
+    V1,
+}
+
+/// The sockets port: the user's open sockets as the runtime lists them.
+pub trait Sockets {
+    type Socket;
+    /// Open sockets of one mode (a closing socket may still be listed; its
+    /// sends fail).
+    fn open(&self, mode: Mode) -> Vec<Self::Socket>;
+    /// How many sockets of any mode are open.
+    fn count(&self) -> usize;
+    /// Writes a text frame; false when the socket did not take it.
+    fn send(&self, socket: &Self::Socket, text: &str) -> bool;
+}
+
+/// What one call needs of the world: the log, the sockets, the clock.
+pub struct Io<'a, S, W> {
+    pub log: &'a Log<S>,
+    pub sockets: &'a W,
+    pub now: u64,
+}
+
+/// What the platform layer does after a call, besides what the call returned.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Effect {
+    /// Set the archive alarm `delay_ms` from now; if the platform refuses,
+    /// report it with [`Mailbox::alarm_not_set`].
+    SetAlarm { delay_ms: u64 },
+    /// After one timer tick, call [`Mailbox::cooled`] (group commit).
+    Cool,
+    /// A request to another user's object that nobody waits for (a hint:
+    /// lost on failure).
+    Notify(Notice),
+}
+
+/// A hint for another user's object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Notice {
+    Receipt(Receipt),
+    Typing(Typing),
+}
+
+/// Why a call could not complete.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Error {
+    Store(StoreError),
+    /// The object holds another user's log: a routing bug, never served.
+    WrongOwner { stored: UserId, asked: UserId },
+    /// An event that needs the user's log came before any named the user.
+    NotLoaded,
+}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Error {
+        Error::Store(e)
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Store(e) => e.fmt(f),
+            Error::WrongOwner { stored, asked } => write!(f, "object of {stored} asked to serve {asked}"),
+            Error::NotLoaded => f.write_str("log used before it was loaded"),
+        }
+    }
+}
+
+/// The operator's settings a mailbox works under.
+#[derive(Clone, Copy, Debug)]
+pub struct Config {
+    pub limits: Limits,
+    /// How long a new entry may wait before its archive pass.
+    pub archive_delay_ms: u64,
+    /// The first wait after D1 failed (doubled per attempt, capped).
+    pub archive_retry_ms: u64,
+    /// Bounds of one archive batch: entries, and bytes of bodies.
+    pub batch_rows: u64,
+    pub batch_bytes: usize,
+    /// Entries kept after they are delivered and archived (the resume window).
+    pub keep_entries: u64,
+}
+
+impl Config {
+    /// The production settings under `limits`.
+    pub fn new(limits: Limits, archive_delay_ms: u64, archive_retry_ms: u64) -> Config {
+        Config {
+            limits,
+            archive_delay_ms,
+            archive_retry_ms,
+            batch_rows: BATCH_ROWS,
+            batch_bytes: BATCH_BYTES,
+            keep_entries: KEEP_ENTRIES,
+        }
+    }
+}
+
+/// Where an appended entry ended up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stored {
+    pub seq: u64,
+    /// Written to at least one open socket.
+    pub pushed: bool,
+}
+
+/// A handler waiting for the group write that holds its entry.
+pub type Waiter = u64;
+
+/// What [`Mailbox::append`] did with an entry.
+#[derive(Debug, PartialEq)]
+pub enum Appended {
+    /// The log was idle: written (or refused) at once.
+    Now(Result<Stored, Error>),
+    /// Waits for the next group write. With `commit`, this caller runs it:
+    /// after one timer tick it calls [`Mailbox::commit`].
+    Wait { waiter: Waiter, commit: bool },
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Device {
+    acked: u64,
+    seen: u64,
+    dirty: bool,
+}
+
+/// What is lost with memory: restored from the log on the next event.
+struct Life {
+    owner: UserId,
+    inbox: Inbox,
+    devices: HashMap<String, Device>,
+}
+
+/// A chat on its way out of this user's object.
+#[derive(Debug, PartialEq)]
+pub enum SendPlan {
+    /// To the user themself: one entry in this log.
+    Local(NewEntry),
+    /// To a peer: deliver there first, then keep the sender's copy here
+    /// ([`Mailbox::hop_answered`]).
+    Remote(Remote),
+}
+
+/// A delivery to another object and the sender's copy that follows it.
+#[derive(Debug, PartialEq)]
+pub struct Remote {
+    pub to: UserId,
+    pub delivery: Delivery,
+    /// The message body, built once.
+    pub body: String,
+    cmid: Option<String>,
+}
+
+/// What the answer to a `deliver` request is, or the entry it must append first.
+#[derive(Debug, PartialEq)]
+pub enum DeliverStep {
+    Answer { outcome: Outcome, seq: Option<u64>, duplicate: bool },
+    Append(NewEntry),
+}
+
+/// A backend call sending a chat on this user's behalf.
+#[derive(Debug, PartialEq)]
+pub enum ApiStep {
+    Answer(Outcome),
+    Send(Chat),
+}
+
+/// What a legacy frame needs.
+#[derive(Debug, PartialEq)]
+pub enum LegacyStep {
+    Reply(Reply<'static>),
+    /// Send this chat ([`Mailbox::plan_send`]), then reply `ok` or the refusal.
+    Send(Chat),
+}
+
+/// One archive batch read from the log, for the platform to write to D1.
+#[derive(Debug, PartialEq)]
+pub struct ArchiveBatch {
+    pub owner: UserId,
+    pub rows: String,
+    batch: Batch,
+    upto: u64,
+}
+
+/// Why a new socket is refused before the upgrade.
+#[derive(Debug, PartialEq, Eq)]
+pub struct SocketRefused {
+    pub status: u16,
+    pub message: String,
+}
+
+pub struct Mailbox {
+    config: Config,
+    life: Option<Life>,
+    /// Entries appended since the last group write.
+    pending: Vec<(Waiter, NewEntry)>,
+    next_waiter: Waiter,
+    commit_scheduled: bool,
+    /// Set for one timer tick after a write; entries appended meanwhile wait
+    /// for the group write.
+    cooling: bool,
+    alarm_armed: bool,
+    archive_failures: u32,
+    /// The user's send rate over all their sockets.
+    bucket: Option<Bucket>,
+    /// Sends of any protocol waiting for the recipient's answer: each holds
+    /// its message in memory, so their number is bounded (`INFLIGHT_SENDS`).
+    sends_waiting: usize,
+    /// Client message ids of v1 sends waiting for the recipient's answer.
+    inflight: HashSet<String>,
+    effects: Vec<Effect>,
+}
+
+impl Mailbox {
+    pub fn new(config: Config) -> Mailbox {
+        Mailbox {
+            config,
+            life: None,
+            pending: Vec::new(),
+            next_waiter: 0,
+            commit_scheduled: false,
+            cooling: false,
+            alarm_armed: false,
+            archive_failures: 0,
+            bucket: None,
+            sends_waiting: 0,
+            inflight: HashSet::new(),
+            effects: Vec::new(),
+        }
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.config.limits
+    }
+
+    /// The effects of the calls since the last drain, in order.
+    pub fn take_effects(&mut self) -> Vec<Effect> {
+        std::mem::take(&mut self.effects)
+    }
+
+    /// Forgets what memory holds of the log (as an eviction does); the next
+    /// event restores it from storage. Session state (sends in flight, the
+    /// send rate, the pending group write) stays.
+    pub fn forget(&mut self) {
+        self.life = None;
+    }
+
+    /// Loads the log state for `uid` if this is the first event since a wake.
+    pub fn load<S: Sql, W>(&mut self, io: &Io<S, W>, uid: &UserId) -> Result<(), Error> {
+        if let Some(life) = &self.life {
+            return match life.owner == *uid {
+                true => Ok(()),
+                false => Err(Error::WrongOwner { stored: life.owner.clone(), asked: uid.clone() }),
+            };
+        }
+        let restored = io.log.restore()?;
+        match restored.owner {
+            Some(owner) if owner != *uid => return Err(Error::WrongOwner { stored: owner, asked: uid.clone() }),
+            Some(_) => {}
+            None => io.log.set_owner(uid)?,
+        }
+        self.life = Some(Life { owner: uid.clone(), inbox: restored.inbox, devices: restore_devices(io.log)? });
+        Ok(())
+    }
+
+    /// Loads the log state without a request to name the user (alarms);
+    /// `None` for an object that never served anyone.
+    pub fn load_stored<S: Sql, W>(&mut self, io: &Io<S, W>) -> Result<Option<UserId>, Error> {
+        if let Some(life) = &self.life {
+            return Ok(Some(life.owner.clone()));
+        }
+        let restored = io.log.restore()?;
+        let Some(owner) = restored.owner else { return Ok(None) };
+        self.life = Some(Life { owner: owner.clone(), inbox: restored.inbox, devices: restore_devices(io.log)? });
+        Ok(Some(owner))
+    }
+
+    fn life(&self) -> Result<&Life, Error> {
+        self.life.as_ref().ok_or(Error::NotLoaded)
+    }
+
+    fn life_mut(&mut self) -> Result<&mut Life, Error> {
+        self.life.as_mut().ok_or(Error::NotLoaded)
+    }
+
+    fn inbox_mut(&mut self) -> Result<&mut Inbox, Error> {
+        Ok(&mut self.life_mut()?.inbox)
+    }
+
+    /// The loaded log's head (0 before any event loaded it).
+    pub fn head(&self) -> u64 {
+        self.life.as_ref().map_or(0, |l| l.inbox.head())
+    }
+
+    /// The loaded in-memory log state, for tests that compare it with storage.
+    pub fn inbox(&self) -> Option<&Inbox> {
+        self.life.as_ref().map(|l| &l.inbox)
+    }
+
+    /// Takes a token from the user's send bucket.
+    pub fn admit_send(&mut self, now: u64) -> Result<(), Refusal> {
+        let rate = self.config.limits.send_rate;
+        let b = self.bucket.get_or_insert_with(|| Bucket::full(rate, now));
+        b.take(rate, now).map_err(|retry_after_ms| {
+            incr(Counter::RefusedRate);
+            Refusal::RateLimited { retry_after_ms }
+        })
+    }
+
+    /// A new socket past `SOCKETS_PER_USER` is refused before the upgrade
+    /// (429), rather than closing an old one: two clients over the bound
+    /// would otherwise take turns closing each other.
+    pub fn admit_socket(&self, open: usize) -> Result<(), SocketRefused> {
+        let max = self.config.limits.sockets_per_user;
+        if open < max {
+            return Ok(());
+        }
+        incr(Counter::RefusedSockets);
+        Err(SocketRefused { status: 429, message: format!("too many open sockets for this user (at most {max})") })
+    }
+
+    /// Drops from the offline queue the entries no socket received within
+    /// `QUEUE_TTL_S`. They stay in the log and in D1 history, and leave the
+    /// log through the usual pruning; a v1 device that resumes from before
+    /// them once they are pruned is told `recovered: false`.
+    fn expire_queue<S: Sql, W>(&mut self, io: &Io<S, W>) -> Result<(), Error> {
+        let ttl = self.config.limits.queue_ttl_ms;
+        let inbox = self.inbox_mut()?;
+        let Some(first) = inbox.first_unsent() else { return Ok(()) };
+        if let Some((next, dropped)) = io.log.expire_queue(first, io.now.saturating_sub(ttl))? {
+            metrics::add(Counter::QueueExpired, dropped);
+            inbox.expire_queue(next);
+        }
+        Ok(())
+    }
+
+    /// Whether the offline queue is at `QUEUE_MAX`, once expired entries left
+    /// it. Owed entries still waiting for the group write count too, or
+    /// concurrent deliveries would all pass the check and overshoot it.
+    fn queue_full<S: Sql, W: Sockets>(&mut self, io: &Io<S, W>) -> Result<bool, Error> {
+        let waiting = self.pending.iter().filter(|(_, e)| e.kind.owed_to_owner()).count() as u64;
+        let max = self.config.limits.queue_max;
+        if !self.life()?.inbox.queue_at(max, waiting, false) {
+            return Ok(false);
+        }
+        self.expire_queue(io)?;
+        let full = self.life()?.inbox.queue_at(max, waiting, io.sockets.count() > 0);
+        if full {
+            incr(Counter::RefusedQueueFull);
+        }
+        Ok(full)
+    }
+
+    /// A new legacy socket, just accepted: the queue is replayed into it
+    /// before anything live (the caller awaits nothing in between).
+    pub fn connect_legacy<S: Sql, W: Sockets>(&mut self, io: &Io<S, W>, socket: &W::Socket) -> Result<(), Error> {
+        self.expire_queue(io)?;
+        let Some(first) = self.life()?.inbox.first_unsent() else { return Ok(()) };
+        let mut last = None;
+        let mut next_unsent = None;
+        io.log.queued(first, |seq, body| {
+            if !send(io.sockets, socket, body) {
+                next_unsent = Some(seq);
+                return false;
+            }
+            last = Some(seq);
+            true
+        })?;
+        if let Some(last) = last {
+            io.log.mark_sent(first, last)?;
+            self.replayed(io, first, last, next_unsent)?;
+            self.want_archive();
+        }
+        Ok(())
+    }
+
+    /// The queue from `first` to `last` reached a socket; a rewound archive
+    /// cursor is saved at once (see [`Inbox::replayed`]).
+    fn replayed<S: Sql, W>(&mut self, io: &Io<S, W>, first: u64, last: u64, next: Option<u64>) -> Result<(), Error> {
+        let inbox = self.inbox_mut()?;
+        if inbox.replayed(first, last, next) {
+            io.log.set_archived(inbox.archived())?;
+        }
+        Ok(())
+    }
+
+    /// `deliver`: another object (or the API) stores a message here.
+    pub fn deliver<S: Sql, W: Sockets>(
+        &mut self,
+        io: &Io<S, W>,
+        d: Delivery,
+        body: String,
+    ) -> Result<DeliverStep, Error> {
+        self.load(io, &d.owner)?;
+        if d.dedup {
+            if let Some((seq, pushed)) = io.log.seen(&d.id)? {
+                return Ok(DeliverStep::Answer {
+                    outcome: Outcome::Stored { pushed },
+                    seq: Some(seq),
+                    duplicate: true,
+                });
+            }
+        }
+        if self.queue_full(io)? {
+            return Ok(DeliverStep::Answer { outcome: Outcome::Full, seq: None, duplicate: false });
+        }
+        Ok(DeliverStep::Append(NewEntry {
+            id: d.id,
+            kind: d.kind,
+            peer: d.peer,
+            time_ms: d.time_ms,
+            body,
+            peer_state: None,
+            cmid: None,
+            dedup: d.dedup,
+        }))
+    }
+
+    /// The answer to a `deliver` once its entry was written (or not).
+    pub fn delivered(stored: Option<Stored>) -> (Outcome, Option<u64>) {
+        match stored {
+            Some(s) => (Outcome::Stored { pushed: s.pushed }, Some(s.seq)),
+            None => (Outcome::Unavailable, None),
+        }
+    }
+
+    /// One legacy client frame: answered at once, or a chat to send.
+    pub fn legacy_frame(&mut self, owner: &UserId, text: &str, now: u64) -> LegacyStep {
+        let frame = match legacy::parse(text, self.config.limits.frame_bytes) {
+            Ok(f) => f,
+            Err(r) => {
+                if r == Refusal::TooLarge {
+                    incr(Counter::RefusedFrame);
+                }
+                return LegacyStep::Reply(Reply::Refused(r));
+            }
+        };
+        match frame {
+            LegacyFrame::Heartbeat => LegacyStep::Reply(Reply::Heartbeat),
+            LegacyFrame::Chat(chat) if chat.from != *owner => LegacyStep::Reply(Reply::Refused(Refusal::NotYou)),
+            LegacyFrame::Chat(chat) => match self.admit_send(now) {
+                Err(r) => LegacyStep::Reply(Reply::Refused(r)),
+                Ok(()) => LegacyStep::Send(chat),
+            },
+        }
+    }
+
+    /// A backend `send` on this user's behalf: a repeat of an idempotent call
+    /// is answered at once; otherwise the chat to send.
+    pub fn api_send<S: Sql, W>(
+        &mut self,
+        io: &Io<S, W>,
+        uid: &UserId,
+        cmid: Option<&str>,
+        body: &str,
+    ) -> Result<ApiStep, Error> {
+        self.load(io, uid)?;
+        if let Some(cmid) = cmid {
+            if io.log.sent_before(cmid)?.is_some() {
+                return Ok(ApiStep::Answer(Outcome::Stored { pushed: true }));
+            }
+        }
+        let chat = serde_json::from_str(body).map_err(|_| Refusal::Format).and_then(crate::message::parse_chat);
+        Ok(match chat {
+            Ok(chat) if chat.from == *uid => ApiStep::Send(chat),
+            Ok(_) => ApiStep::Answer(Outcome::Bad),
+            Err(_) => ApiStep::Answer(Outcome::Bad),
+        })
+    }
+
+    /// How a backend send's result is answered.
+    pub fn api_outcome(result: Result<u64, Refusal>) -> Outcome {
+        match result {
+            Ok(_) => Outcome::Stored { pushed: true },
+            Err(Refusal::Unavailable | Refusal::RateLimited { .. }) => Outcome::Unavailable,
+            Err(Refusal::RecipientFull) => Outcome::Full,
+            Err(_) => Outcome::Bad,
+        }
+    }
+
+    /// Plans a chat from the owner: the entry for a chat to themself, or the
+    /// delivery to the peer's object. A planned remote send counts as in
+    /// flight until [`Mailbox::hop_answered`].
+    pub fn plan_send<S: Sql, W: Sockets>(
+        &mut self,
+        io: &Io<S, W>,
+        chat: Chat,
+        id: &str,
+        time: u64,
+        cmid: Option<&str>,
+    ) -> Result<SendPlan, Refusal> {
+        let owner = self.life().map_err(|_| Refusal::Unavailable)?.owner.clone();
+        let body = chat_body(&chat.from, &chat.to, chat.fields, id, time);
+        let cmid = cmid.map(str::to_owned);
+        let dedup = cmid.is_some();
+        if chat.to == owner {
+            if self.queue_full(io).map_err(|_| Refusal::Unavailable)? {
+                return Err(Refusal::RecipientFull);
+            }
+            let peer = Some(owner);
+            let entry =
+                NewEntry { id: id.to_owned(), kind: Kind::Received, peer, time_ms: time, body, peer_state: None, cmid, dedup };
+            return Ok(SendPlan::Local(entry));
+        }
+        if self.sends_waiting >= self.config.limits.inflight_sends {
+            incr(Counter::RefusedBusy);
+            return Err(Refusal::RateLimited { retry_after_ms: BUSY_RETRY_MS });
+        }
+        self.sends_waiting += 1;
+        let delivery =
+            Delivery { owner: chat.to.clone(), kind: Kind::Received, id: id.to_owned(), time_ms: time, peer: Some(owner), dedup };
+        Ok(SendPlan::Remote(Remote { to: chat.to, delivery, body, cmid }))
+    }
+
+    /// The peer's object answered a delivery (`None`: the hop failed): the
+    /// sender's own copy to append, or why the send failed.
+    pub fn hop_answered(&mut self, remote: Remote, answer: Option<(Outcome, Option<u64>)>) -> Result<NewEntry, Refusal> {
+        self.sends_waiting = self.sends_waiting.saturating_sub(1);
+        let (peer_seq, pushed) = match answer {
+            Some((Outcome::Stored { pushed }, seq)) => (seq.unwrap_or(0), pushed),
+            Some((Outcome::Full, _)) => return Err(Refusal::RecipientFull),
+            _ => return Err(Refusal::Unavailable),
+        };
+        let Remote { to, delivery, body, cmid } = remote;
+        Ok(NewEntry {
+            id: delivery.id,
+            kind: Kind::Sent,
+            peer: Some(to),
+            time_ms: delivery.time_ms,
+            body,
+            peer_state: Some((peer_seq, pushed)),
+            cmid,
+            dedup: false,
+        })
+    }
+
+    /// Appends an entry to the log (group commit).
+    ///
+    /// Every event that writes costs the runtime a commit, which is most of
+    /// the price of a message. An entry that finds the log idle is written at
+    /// once; entries that arrive within the next timer tick share one later
+    /// write. Nobody is answered before the write holding their entry, and
+    /// entries are written in the order they were appended.
+    pub fn append<S: Sql, W: Sockets>(&mut self, io: &Io<S, W>, entry: NewEntry) -> Appended {
+        if !self.cooling && self.pending.is_empty() {
+            self.cooling = true;
+            self.effects.push(Effect::Cool);
+            let written = self.write(io, vec![entry]).map(|s| s[0]);
+            return Appended::Now(written);
+        }
+        self.next_waiter += 1;
+        let waiter = self.next_waiter;
+        self.pending.push((waiter, entry));
+        Appended::Wait { waiter, commit: !std::mem::replace(&mut self.commit_scheduled, true) }
+    }
+
+    /// The timer tick after a write: the log is idle again.
+    pub fn cooled(&mut self) {
+        self.cooling = false;
+    }
+
+    /// The group write: every entry appended since the last one.
+    pub fn commit<S: Sql, W: Sockets>(&mut self, io: &Io<S, W>) -> Vec<(Waiter, Result<Stored, Error>)> {
+        self.commit_scheduled = false;
+        let (waiters, entries): (Vec<Waiter>, Vec<NewEntry>) = std::mem::take(&mut self.pending).into_iter().unzip();
+        if entries.is_empty() {
+            return Vec::new();
+        }
+        match self.write(io, entries) {
+            Ok(stored) => waiters.into_iter().zip(stored.into_iter().map(Ok)).collect(),
+            Err(e) => waiters.into_iter().map(|w| (w, Err(e.clone()))).collect(),
+        }
+    }
+
+    /// Writes a batch in one statement, then pushes the owed entries in order.
+    /// Pushes come after the write, so the output gate holds them until it is
+    /// durable. A failed write leaves memory to be reloaded from storage.
+    fn write<S: Sql, W: Sockets>(&mut self, io: &Io<S, W>, batch: Vec<NewEntry>) -> Result<Vec<Stored>, Error> {
+        let result = self.write_batch(io, &batch);
+        if result.is_err() {
+            // Do not trust in-memory state a failed write may have left behind.
+            self.life = None;
+        }
+        result
+    }
+
+    fn write_batch<S: Sql, W: Sockets>(&mut self, io: &Io<S, W>, batch: &[NewEntry]) -> Result<Vec<Stored>, Error> {
+        let owed = batch.iter().any(|e| e.kind.owed_to_owner());
+        let legacy = if owed { io.sockets.open(Mode::Legacy) } else { Vec::new() };
+        let v1 = io.sockets.open(Mode::V1);
+        let life = self.life.as_mut().ok_or(Error::NotLoaded)?;
+        // Any open socket of the user, legacy or v1, takes an entry off the queue.
+        let open = legacy.len() + v1.len();
+        let admitted: Vec<_> = batch.iter().map(|e| life.inbox.admit(e.kind, open)).collect();
+        let rows: Vec<_> = batch
+            .iter()
+            .zip(&admitted)
+            .map(|(e, a)| (a.seq, e, a.push_now || !e.kind.owed_to_owner()))
+            .collect();
+        io.log.append(&life.owner, &rows)?;
+        metrics::add(Counter::MessagesStored, batch.iter().filter(|e| e.kind.owed_to_owner()).count() as u64);
+        let mut stored = Vec::with_capacity(batch.len());
+        let mut failed_from = None;
+        for (e, a) in batch.iter().zip(&admitted) {
+            let live = a.push_now && failed_from.is_none();
+            let mut pushed = false;
+            if live {
+                for ws in &legacy {
+                    pushed |= send(io.sockets, ws, &e.body);
+                }
+            }
+            // v1 devices get every entry in seq order, their own sends
+            // included; what a device has is decided by its acks.
+            if !v1.is_empty() {
+                let frame = wire::msg(a.seq, EntryKind::of(e.kind), e.peer.as_ref().map(UserId::as_str), &e.id, &e.body);
+                for ws in &v1 {
+                    pushed |= send(io.sockets, ws, &frame) && live;
+                }
+            }
+            if live && !pushed {
+                failed_from = Some(a.seq);
+            }
+            stored.push(Stored { seq: a.seq, pushed });
+        }
+        if let Some(from) = failed_from {
+            // No socket took it: it and everything after it stay queued, in order.
+            io.log.mark_unsent(from, life.inbox.head())?;
+            life.inbox.push_failed(from);
+        }
+        self.want_archive();
+        Ok(stored)
+    }
+
+    /// Schedules an archive pass unless one is already scheduled.
+    pub fn want_archive(&mut self) {
+        if !std::mem::replace(&mut self.alarm_armed, true) {
+            self.effects.push(Effect::SetAlarm { delay_ms: self.config.archive_delay_ms });
+        }
+    }
+
+    /// The platform did not set the alarm: the next write tries again.
+    pub fn alarm_not_set(&mut self) {
+        self.alarm_armed = false;
+    }
+
+    /// The alarm fired: an archive pass runs now.
+    pub fn alarm_fired(&mut self) {
+        self.alarm_armed = false;
+    }
+
+    /// History could not be read or written: archive again later.
+    pub fn history_failed(&mut self) {
+        self.want_archive();
+    }
+
+    /// The next batch of the log to write to D1, if any.
+    pub fn archive_next<S: Sql, W>(&mut self, io: &Io<S, W>) -> Result<Option<ArchiveBatch>, Error> {
+        let (rows, bytes) = (self.config.batch_rows, self.config.batch_bytes);
+        let life = self.life()?;
+        let Some(batch) = life.inbox.to_archive(rows) else { return Ok(None) };
+        let Some((rows, upto)) = io.log.archive_batch(batch.from, batch.to, bytes)? else { return Ok(None) };
+        Ok(Some(ArchiveBatch { owner: life.owner.clone(), rows, batch, upto }))
+    }
+
+    /// D1 confirmed a batch: the cursor moves, unless entries changed state
+    /// while it was written (see [`Inbox::archived_upto`]). Returns whether
+    /// the batch counted.
+    pub fn archived<S: Sql, W>(&mut self, io: &Io<S, W>, batch: ArchiveBatch) -> Result<bool, Error> {
+        let inbox = self.inbox_mut()?;
+        let counted = inbox.archived_upto(batch.batch, batch.upto);
+        if counted {
+            io.log.set_archived(inbox.archived())?;
+        }
+        Ok(counted)
+    }
+
+    /// The end of an archive pass: device cursors saved, the queue expired,
+    /// the log pruned, old idempotency records forgotten.
+    pub fn archive_finish<S: Sql, W>(&mut self, io: &Io<S, W>) -> Result<(), Error> {
+        self.save_devices(io)?;
+        self.expire_queue(io)?;
+        let (keep, cap) = (self.config.keep_entries, self.config.limits.log_cap);
+        let life = self.life_mut()?;
+        let acked = life.devices.values().map(|d| d.acked).min();
+        let below = life.inbox.prunable_below(keep, cap, acked);
+        io.log.prune_below(below)?;
+        // The cap may take queued entries (the queue can outgrow the log by
+        // own sent chats in between): the queue then starts after them.
+        if life.inbox.queue_pruned(below) {
+            life.inbox.expire_queue(io.log.first_unsent_from(below)?);
+        }
+        io.log.expire_idempotency(io.now.saturating_sub(IDEMPOTENCY_MS))?;
+        Ok(())
+    }
+
+    /// An archive pass ended: after a failure, the delay before the alarm
+    /// retries (the caller sets it with [`Mailbox::arm_retry`]).
+    pub fn archive_ended(&mut self, ok: bool) -> Option<u64> {
+        if ok {
+            self.archive_failures = 0;
+            return None;
+        }
+        let attempt = self.archive_failures;
+        self.archive_failures += 1;
+        Some(crate::history::retry_delay_ms(self.config.archive_retry_ms, attempt))
+    }
+
+    /// How many archive passes failed in a row.
+    pub fn archive_failures(&self) -> u32 {
+        self.archive_failures
+    }
+
+    /// The retry alarm is being set.
+    pub fn arm_retry(&mut self) {
+        self.alarm_armed = true;
+    }
+
+    /// Writes changed device cursors and forgets devices not seen for a while.
+    fn save_devices<S: Sql, W>(&mut self, io: &Io<S, W>) -> Result<(), Error> {
+        let cutoff = io.now.saturating_sub(DEVICE_TTL_MS);
+        let life = self.life_mut()?;
+        life.devices.retain(|_, d| d.seen >= cutoff || d.seen == 0);
+        for (device, d) in life.devices.iter_mut().filter(|(_, d)| d.dirty) {
+            io.log.save_device(device, d.acked, d.seen)?;
+            d.dirty = false;
+        }
+        Ok(io.log.forget_devices_unseen_since(cutoff)?)
+    }
+
+    /// A notification for another user's object.
+    fn notify(&mut self, notice: Notice) {
+        self.effects.push(Effect::Notify(notice));
+    }
+}
+
+fn restore_devices<S: Sql>(log: &Log<S>) -> Result<HashMap<String, Device>, Error> {
+    Ok(log.devices()?.into_iter().map(|d| (d.device, Device { acked: d.acked, seen: d.seen, dirty: false })).collect())
+}
+
+/// A frame to one socket, counted.
+fn send<W: Sockets>(sockets: &W, socket: &W::Socket, text: &str) -> bool {
+    incr(Counter::FramesOut);
+    sockets.send(socket, text)
+}

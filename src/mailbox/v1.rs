@@ -1,0 +1,223 @@
+//! The `chat.v1` session of a mailbox: the handshake and replay, the client's
+//! requests, device acks and the receipts they produce, typing, and the
+//! conversation list.
+
+use super::{send, Device, Error, Io, Mailbox, Mode, Notice, SocketRefused, Sockets};
+use crate::history::{self, PageQuery};
+use crate::inbox::Resume;
+use crate::log::Sql;
+use crate::message::{derived_id, Chat, Refusal};
+use crate::metrics::{incr, Counter};
+use crate::protocol::v1::{self, close, EntryKind, ReceiptKind, RequestId, V1Error, V1Frame, Welcome};
+use crate::relay::{Receipt, Typing};
+use crate::user::UserId;
+
+/// What a v1 frame needs.
+#[derive(Debug, PartialEq)]
+pub enum V1Step {
+    /// Nothing to answer.
+    Done,
+    Reply(String),
+    /// Close the socket with this code and reason.
+    Close(u16, &'static str),
+    /// Send this chat ([`Mailbox::plan_send`]), then answer with
+    /// [`Mailbox::v1_sent`].
+    Send { re: RequestId, chat: Chat, mid: String, cmid: String },
+    /// Archive, read this page from D1, and answer it as a `history` frame.
+    History { re: RequestId, query: PageQuery },
+}
+
+impl Mailbox {
+    /// Whether a v1 socket for `device` may open.
+    pub fn admit_v1(&self, device: &str, open: usize) -> Result<(), SocketRefused> {
+        if UserId::parse(device).is_err() {
+            let message = "device must be 1 to 64 of letters, digits, _ - . @".to_owned();
+            return Err(SocketRefused { status: 400, message });
+        }
+        self.admit_socket(open)
+    }
+
+    /// A new v1 socket, just accepted: `welcome`, then every entry after
+    /// `since` (or after what this device last acknowledged), then live
+    /// entries. The caller awaits nothing in between, so nothing can come
+    /// between the replay and the live stream.
+    pub fn connect_v1<S: Sql, W: Sockets>(
+        &mut self,
+        io: &Io<S, W>,
+        socket: &W::Socket,
+        device: &str,
+        since: Option<u64>,
+    ) -> Result<(), Error> {
+        self.expire_queue(io)?;
+        let life = self.life()?;
+        let head = life.inbox.head();
+        let oldest = io.log.oldest()?.unwrap_or(head + 1);
+        let known = life.devices.get(device).map(|d| d.acked);
+        let Resume { start, recovered } = life.inbox.resume(oldest, since, known);
+        let welcome = Welcome { user: &life.owner, device, head, since: start, recovered, limits: &self.config.limits };
+        send(io.sockets, socket, &welcome.encode());
+        io.log.entries_after(start, |e| {
+            send(io.sockets, socket, &v1::msg(e.seq, EntryKind::of(e.kind), e.peer.as_deref(), &e.id, &e.body))
+        })?;
+        // The user now has every entry: those up to `start` this device
+        // processed before, the rest were just written to it. Nothing is left
+        // to replay to a legacy socket.
+        if let Some(first) = life.inbox.first_unsent() {
+            io.log.mark_sent(first, head)?;
+            self.replayed(io, first, head, None)?;
+        }
+        // Saved now, not at the next archive pass: an object evicted before
+        // then would forget the device, stop holding entries for it, and
+        // resume it at the head.
+        let life = self.life_mut()?;
+        let d = life.devices.entry(device.to_owned()).or_insert(Device { acked: start, seen: 0, dirty: true });
+        d.seen = io.now;
+        d.dirty = false;
+        io.log.save_device(device, d.acked, d.seen)?;
+        self.want_archive();
+        Ok(())
+    }
+
+    /// One frame from a v1 socket of `device` whose token expires at `exp` (s).
+    pub fn v1_frame<S: Sql, W: Sockets>(
+        &mut self,
+        io: &Io<S, W>,
+        device: &str,
+        exp: u64,
+        text: &str,
+    ) -> Result<V1Step, Error> {
+        if io.now / 1000 >= exp {
+            return Ok(V1Step::Close(close::TOKEN_EXPIRED, "token expired"));
+        }
+        let owner = self.life()?.owner.clone();
+        let frame = match v1::parse(text, self.config.limits.frame_bytes) {
+            Ok(f) => f,
+            Err(r) => {
+                if r.error == V1Error::TooLarge {
+                    incr(Counter::RefusedFrame);
+                }
+                return Ok(V1Step::Reply(v1::error(r.re.as_ref(), r.error)));
+            }
+        };
+        Ok(match frame {
+            V1Frame::Heartbeat => V1Step::Reply(crate::protocol::legacy::HEARTBEAT.to_owned()),
+            V1Frame::Send { id, to, cmid, body } => {
+                if let Some((mid, seq)) = io.log.sent_before(&cmid)? {
+                    return Ok(V1Step::Reply(v1::sent(&id, &mid, seq, true)));
+                }
+                if let Err(r) = self.admit_send(io.now) {
+                    return Ok(V1Step::Reply(v1::error(Some(&id), V1Error::from_refusal(r))));
+                }
+                // A repeat while the first is still in flight is told to retry.
+                if !self.inflight.insert(cmid.clone()) {
+                    return Ok(V1Step::Reply(v1::error(Some(&id), V1Error::Unavailable)));
+                }
+                let mid = derived_id("send", owner.as_str(), &cmid);
+                V1Step::Send { re: id, chat: Chat { from: owner, to, fields: body }, mid, cmid }
+            }
+            V1Frame::Ack { up_to } => {
+                self.ack(io, device, up_to)?;
+                V1Step::Done
+            }
+            V1Frame::Read { id, peer, up_to } => V1Step::Reply(self.read(io, &owner, &id, &peer, up_to)?),
+            V1Frame::History { id, peer, before, after, limit } => {
+                match history::page_limit(limit, self.config.limits.history_page) {
+                    Ok(limit) => V1Step::History { re: id, query: PageQuery { limit, before, after, peer } },
+                    Err(_) => {
+                        incr(Counter::RefusedPage);
+                        V1Step::Reply(v1::error(Some(&id), V1Error::BadField("limit")))
+                    }
+                }
+            }
+            V1Frame::Typing { to, active } => {
+                self.notify(Notice::Typing(Typing { owner: to, from: owner, active }));
+                V1Step::Done
+            }
+        })
+    }
+
+    /// The reply to a v1 `send` once it was stored (or refused).
+    pub fn v1_sent(&mut self, re: &RequestId, mid: &str, cmid: &str, result: Result<u64, Refusal>) -> String {
+        self.inflight.remove(cmid);
+        match result {
+            Ok(seq) => v1::sent(re, mid, seq, false),
+            Err(r) => v1::error(Some(re), V1Error::from_refusal(r)),
+        }
+    }
+
+    /// `ack`: the device processed the log up to `up_to`. Chats it moves past
+    /// for the first time (on any device) earn their senders a receipt.
+    fn ack<S: Sql, W>(&mut self, io: &Io<S, W>, device: &str, up_to: u64) -> Result<(), Error> {
+        let life = self.life_mut()?;
+        let up_to = up_to.min(life.inbox.head());
+        let before = life.devices.values().map(|d| d.acked).max().unwrap_or(0);
+        let d = life.devices.entry(device.to_owned()).or_insert(Device { acked: 0, seen: 0, dirty: true });
+        if up_to <= d.acked {
+            return Ok(());
+        }
+        *d = Device { acked: up_to, seen: io.now, dirty: true };
+        let owner = life.owner.clone();
+        if up_to > before {
+            for (peer, seq) in io.log.received_by_peer(before, up_to)? {
+                let Ok(peer) = UserId::parse(&peer) else { continue };
+                let r = Receipt { owner: peer, from: owner.clone(), read: false, up_to: seq };
+                self.notify(Notice::Receipt(r));
+            }
+        }
+        self.want_archive();
+        Ok(())
+    }
+
+    /// `read`: the conversation is read up to `up_to`; every device of the
+    /// user learns the new unread count, and the peer gets a read receipt.
+    fn read<S: Sql, W: Sockets>(
+        &mut self,
+        io: &Io<S, W>,
+        owner: &UserId,
+        id: &RequestId,
+        peer: &UserId,
+        up_to: u64,
+    ) -> Result<String, Error> {
+        let up_to = up_to.min(self.head());
+        let Some((unread, read_up_to)) = io.log.mark_read(peer.as_str(), up_to)? else {
+            return Ok(v1::error(Some(id), V1Error::BadField("peer")));
+        };
+        let frame = v1::unread(peer.as_str(), unread, read_up_to);
+        for ws in io.sockets.open(Mode::V1) {
+            send(io.sockets, &ws, &frame);
+        }
+        if peer != owner {
+            let r = Receipt { owner: peer.clone(), from: owner.clone(), read: true, up_to: read_up_to };
+            self.notify(Notice::Receipt(r));
+        }
+        Ok(v1::ok(id))
+    }
+
+    /// A peer received or read this user's messages: shown on the v1 sockets.
+    pub fn receipt<S: Sql, W: Sockets>(&mut self, io: &Io<S, W>, r: &Receipt) -> Result<(), Error> {
+        self.load(io, &r.owner)?;
+        if let Some(up_to) = io.log.peer_receipt(r.from.as_str(), r.read, r.up_to)? {
+            let kind = if r.read { ReceiptKind::Read } else { ReceiptKind::Delivered };
+            let frame = v1::receipt(r.from.as_str(), kind, up_to);
+            for ws in io.sockets.open(Mode::V1) {
+                send(io.sockets, &ws, &frame);
+            }
+        }
+        Ok(())
+    }
+
+    /// A peer is typing: shown on this user's live v1 sockets, never stored.
+    pub fn typing<W: Sockets>(sockets: &W, t: &Typing) {
+        let frame = v1::typing(t.from.as_str(), t.active);
+        for ws in sockets.open(Mode::V1) {
+            send(sockets, &ws, &frame);
+        }
+    }
+
+    /// `GET /v1/conversations`: newest activity first, with unread counts.
+    pub fn conversations<S: Sql, W>(&mut self, io: &Io<S, W>, uid: &UserId, q: &PageQuery) -> Result<String, Error> {
+        self.load(io, uid)?;
+        let rows = io.log.conversations(q.before.unwrap_or(u64::MAX >> 11), q.limit + 1)?;
+        Ok(v1::conversations(&rows, q.limit))
+    }
+}

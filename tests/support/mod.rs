@@ -1,0 +1,2 @@
+//! Test support shared by the native test crates.
+pub mod sqlite;
