@@ -27,6 +27,13 @@ if command -v rustup >/dev/null 2>&1 && ! rustup target list --installed | grep 
   rustup target add wasm32-unknown-unknown
 fi
 
+# The hygiene gates of `npm test` need rustfmt and clippy.
+if command -v rustup >/dev/null 2>&1; then
+  for c in rustfmt clippy; do
+    rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
+  done
+fi
+
 if [ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen $WASM_BINDGEN_VERSION" ]; then
   echo "Installing wasm-bindgen-cli $WASM_BINDGEN_VERSION (a few minutes, once)..."
   cargo install wasm-bindgen-cli --version "=$WASM_BINDGEN_VERSION"

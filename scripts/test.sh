@@ -2,12 +2,25 @@
 # Every test: native unit tests of the core, fuzzing of every parser for a
 # bounded time, the integration suite against the built worker in workerd
 # (Miniflare), the client SDK's tests, and the demo page in headless
-# Chromium. Installs what it needs.
+# Chromium, after the hygiene gates (rustfmt, clippy, tsc). Installs what
+# it needs.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/build.sh || exit 1
 log=$(mktemp)
 status=0
+echo "== hygiene gates (rustfmt, clippy native and wasm, tsc of the SDK and the demo)"
+gates=0 gate_fails=0
+gate() {
+  gates=$((gates + 1))
+  if "$@"; then echo "gate ok: $*"; else echo "gate FAILED: $*"; gate_fails=$((gate_fails + 1)); status=1; fi
+}
+gate cargo fmt --check
+gate cargo clippy --quiet --all-targets -- -D warnings
+gate cargo clippy --quiet --target wasm32-unknown-unknown --all-features -- -D warnings
+gate npx --no-install tsc --noEmit -p client
+gate npx --no-install tsc --noEmit -p demo
+echo "hygiene: $((gates - gate_fails)) passed, $gate_fails failed" | tee -a "$log"
 echo "== cargo test (core, native)"
 cargo test --quiet 2>&1 | tee -a "$log" || status=1
 echo "== fuzzing (every parser of outside bytes, FUZZ_SECONDS each)"
@@ -23,6 +36,7 @@ awk '
   /^ℹ pass / { p += $3 }
   /^ℹ fail / { f += $3 }
   /^fuzz: [0-9]+ passed/ { p += $2; f += $4 }
+  /^hygiene: [0-9]+ passed/ { p += $2; f += $4 }
   END { printf "%d passed, %d failed\n", p, f }
 ' "$log"
 rm -f "$log"

@@ -364,8 +364,10 @@ impl<S: Sql> Log<S> {
     /// replay), reading one row at a time, until it returns false.
     pub fn entries_after(&self, since: u64, mut each: impl FnMut(LogEntry) -> bool) -> Result<(), StoreError> {
         let mut bad = false;
-        self.sql.run("SELECT seq, kind, peer, id, body FROM log WHERE seq > ? ORDER BY seq", &[int(since)], &mut |r| {
-            match (col_u64(r, 0), col_text(r, 3), col_text(r, 4)) {
+        self.sql.run(
+            "SELECT seq, kind, peer, id, body FROM log WHERE seq > ? ORDER BY seq",
+            &[int(since)],
+            &mut |r| match (col_u64(r, 0), col_text(r, 3), col_text(r, 4)) {
                 (Some(seq), Some(id), Some(body)) => {
                     each(LogEntry { seq, kind: col_kind(r, 1), peer: col_text(r, 2), id, body })
                 }
@@ -373,8 +375,8 @@ impl<S: Sql> Log<S> {
                     bad = true;
                     false
                 }
-            }
-        })?;
+            },
+        )?;
         if bad {
             return Err(malformed("log"));
         }

@@ -53,7 +53,9 @@ use edge_chat::history::IS_SEND_DELIVERED;
 use edge_chat::inbox::Inbox;
 use edge_chat::limits::Limits;
 use edge_chat::log::Log;
-use edge_chat::mailbox::{self, Appended, ArchiveBatch, Config as MailboxConfig, DeliverStep, Io, Mailbox, Mode, SendPlan};
+use edge_chat::mailbox::{
+    self, Appended, ArchiveBatch, Config as MailboxConfig, DeliverStep, Io, Mailbox, Mode, SendPlan,
+};
 use edge_chat::message::{Chat, Kind};
 use edge_chat::relay::{Delivery, Outcome};
 use edge_chat::user::UserId;

@@ -28,8 +28,8 @@ use super::{d1, json, json_error, now_ms, query_pairs, query_param, random_u64, 
 use crate::history::{self, page_json, PageQuery};
 use crate::log::{Log, NewEntry};
 use crate::mailbox::{
-    self, ApiStep, Appended, Config, DeliverStep, Effect, Io, LegacyStep, Mailbox, Mode, Notice, SendPlan,
-    Stored, V1Step, Waiter,
+    self, ApiStep, Appended, Config, DeliverStep, Effect, Io, LegacyStep, Mailbox, Mode, Notice, SendPlan, Stored,
+    V1Step, Waiter,
 };
 use crate::message::{new_id, Chat, Refusal};
 use crate::metrics::{incr, Counter};
@@ -290,7 +290,10 @@ fn answer(outcome: Outcome, seq: Option<u64>, duplicate: bool) -> worker::Result
 
 impl UserObject {
     /// One synchronous call into the core, then its effects executed.
-    fn step<T, E: Into<Failure>>(&self, f: impl FnOnce(&mut Mailbox, &Io<DoSql, Sockets>) -> Result<T, E>) -> Result<T, Failure> {
+    fn step<T, E: Into<Failure>>(
+        &self,
+        f: impl FnOnce(&mut Mailbox, &Io<DoSql, Sockets>) -> Result<T, E>,
+    ) -> Result<T, Failure> {
         let out = self.call(f);
         out.map_err(Into::into)
     }
@@ -438,7 +441,14 @@ impl UserObject {
         send(ws, legacy::encode(&reply))
     }
 
-    async fn on_v1_frame(&self, ws: &WebSocket, owner: &UserId, device: &str, exp: u64, text: &str) -> worker::Result<()> {
+    async fn on_v1_frame(
+        &self,
+        ws: &WebSocket,
+        owner: &UserId,
+        device: &str,
+        exp: u64,
+        text: &str,
+    ) -> worker::Result<()> {
         match self.step(|mb, io| mb.v1_frame(io, device, exp, text))? {
             V1Step::Done => Ok(()),
             V1Step::Reply(reply) => send(ws, &reply),

@@ -98,7 +98,10 @@ pub enum Notice {
 pub enum Error {
     Store(StoreError),
     /// The object holds another user's log: a routing bug, never served.
-    WrongOwner { stored: UserId, asked: UserId },
+    WrongOwner {
+        stored: UserId,
+        asked: UserId,
+    },
     /// An event that needs the user's log came before any named the user.
     NotLoaded,
 }
@@ -550,8 +553,16 @@ impl Mailbox {
                 return Err(Refusal::RecipientFull);
             }
             let peer = Some(owner);
-            let entry =
-                NewEntry { id: id.to_owned(), kind: Kind::Received, peer, time_ms: time, body, peer_state: None, cmid, dedup };
+            let entry = NewEntry {
+                id: id.to_owned(),
+                kind: Kind::Received,
+                peer,
+                time_ms: time,
+                body,
+                peer_state: None,
+                cmid,
+                dedup,
+            };
             return Ok(SendPlan::Local(entry));
         }
         if self.sends_waiting >= self.config.limits.inflight_sends {
@@ -559,14 +570,24 @@ impl Mailbox {
             return Err(Refusal::RateLimited { retry_after_ms: BUSY_RETRY_MS });
         }
         self.sends_waiting += 1;
-        let delivery =
-            Delivery { owner: chat.to.clone(), kind: Kind::Received, id: id.to_owned(), time_ms: time, peer: Some(owner), dedup };
+        let delivery = Delivery {
+            owner: chat.to.clone(),
+            kind: Kind::Received,
+            id: id.to_owned(),
+            time_ms: time,
+            peer: Some(owner),
+            dedup,
+        };
         Ok(SendPlan::Remote(Remote { to: chat.to, delivery, body, cmid }))
     }
 
     /// The peer's object answered a delivery (`None`: the hop failed): the
     /// sender's own copy to append, or why the send failed.
-    pub fn hop_answered(&mut self, remote: Remote, answer: Option<(Outcome, Option<u64>)>) -> Result<NewEntry, Refusal> {
+    pub fn hop_answered(
+        &mut self,
+        remote: Remote,
+        answer: Option<(Outcome, Option<u64>)>,
+    ) -> Result<NewEntry, Refusal> {
         self.sends_waiting = self.sends_waiting.saturating_sub(1);
         let (peer_seq, pushed) = match answer {
             Some((Outcome::Stored { pushed }, seq)) => (seq.unwrap_or(0), pushed),
@@ -644,11 +665,8 @@ impl Mailbox {
         // Any open socket of the user, legacy or v1, takes an entry off the queue.
         let open = legacy.len() + v1.len();
         let admitted: Vec<_> = batch.iter().map(|e| life.inbox.admit(e.kind, open)).collect();
-        let rows: Vec<_> = batch
-            .iter()
-            .zip(&admitted)
-            .map(|(e, a)| (a.seq, e, a.push_now || !e.kind.owed_to_owner()))
-            .collect();
+        let rows: Vec<_> =
+            batch.iter().zip(&admitted).map(|(e, a)| (a.seq, e, a.push_now || !e.kind.owed_to_owner())).collect();
         io.log.append(&life.owner, &rows)?;
         metrics::add(Counter::MessagesStored, batch.iter().filter(|e| e.kind.owed_to_owner()).count() as u64);
         let mut stored = Vec::with_capacity(batch.len());
@@ -664,7 +682,8 @@ impl Mailbox {
             // v1 devices get every entry in seq order, their own sends
             // included; what a device has is decided by its acks.
             if !v1.is_empty() {
-                let frame = wire::msg(a.seq, EntryKind::of(e.kind), e.peer.as_ref().map(UserId::as_str), &e.id, &e.body);
+                let frame =
+                    wire::msg(a.seq, EntryKind::of(e.kind), e.peer.as_ref().map(UserId::as_str), &e.id, &e.body);
                 for ws in &v1 {
                     pushed |= send(io.sockets, ws, &frame) && live;
                 }

@@ -22,9 +22,17 @@ pub enum V1Step {
     Close(u16, &'static str),
     /// Send this chat ([`Mailbox::plan_send`]), then answer with
     /// [`Mailbox::v1_sent`].
-    Send { re: RequestId, chat: Chat, mid: String, cmid: String },
+    Send {
+        re: RequestId,
+        chat: Chat,
+        mid: String,
+        cmid: String,
+    },
     /// Archive, read this page from D1, and answer it as a `history` frame.
-    History { re: RequestId, query: PageQuery },
+    History {
+        re: RequestId,
+        query: PageQuery,
+    },
 }
 
 impl Mailbox {

@@ -417,7 +417,13 @@ mod tests {
         );
         assert_eq!(
             parse(r#"{"op":"history","id":1,"peer":"2","before":10}"#, MAX).unwrap(),
-            V1Frame::History { id: json!(1), peer: UserId::parse("2").ok(), before: Some(10), after: None, limit: None }
+            V1Frame::History {
+                id: json!(1),
+                peer: UserId::parse("2").ok(),
+                before: Some(10),
+                after: None,
+                limit: None
+            }
         );
         assert_eq!(
             parse(r#"{"op":"typing","to":"2","active":true}"#, MAX).unwrap(),
