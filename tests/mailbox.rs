@@ -1,0 +1,205 @@
+//! The mailbox's v1 requests and the side tables behind them, natively: the
+//! real `Mailbox` over the log's own SQL (run by `rusqlite`), with sockets
+//! that record their frames. Conversations, unread counts, read and delivery
+//! receipts, idempotent sends and deliveries.
+
+mod support;
+
+use std::cell::RefCell;
+
+use edge_chat::limits::Limits;
+use edge_chat::log::Log;
+use edge_chat::mailbox::{Appended, Config, DeliverStep, Effect, Io, Mailbox, Mode, Notice, Sockets, V1Step};
+use edge_chat::message::Kind;
+use edge_chat::relay::{Delivery, Outcome, Receipt};
+use edge_chat::user::UserId;
+use serde_json::{json, Value};
+use support::sqlite::Lite;
+
+/// One v1 socket that keeps every frame.
+struct Device(RefCell<Vec<Value>>);
+
+impl Sockets for Device {
+    type Socket = ();
+    fn open(&self, mode: Mode) -> Vec<()> {
+        if mode == Mode::V1 {
+            vec![()]
+        } else {
+            Vec::new()
+        }
+    }
+    fn count(&self) -> usize {
+        1
+    }
+    fn send(&self, _: &(), text: &str) -> bool {
+        self.0.borrow_mut().push(serde_json::from_str(text).expect("frames are JSON"));
+        true
+    }
+}
+
+struct User {
+    log: Log<Lite>,
+    mb: Mailbox,
+    device: Device,
+    id: UserId,
+    now: u64,
+}
+
+impl User {
+    fn new(id: &str) -> User {
+        let config = Config::new(Limits::default(), 500, 1000);
+        let mut u = User {
+            log: Lite::log(),
+            mb: Mailbox::new(config),
+            device: Device(RefCell::new(Vec::new())),
+            id: UserId::parse(id).unwrap(),
+            now: 1_000_000,
+        };
+        let (log, dev, id) = (&u.log, &u.device, u.id.clone());
+        u.mb.load(&Io { log, sockets: dev, now: u.now }, &id).unwrap();
+        u.mb.connect_v1(&Io { log, sockets: dev, now: u.now }, &(), "phone", None).unwrap();
+        u
+    }
+
+    /// A chat from `peer` arrives through a hop; returns the answer's seq.
+    fn receive(&mut self, peer: &str, id: &str, dedup: bool) -> (Outcome, Option<u64>, bool) {
+        let d = Delivery {
+            owner: self.id.clone(),
+            kind: Kind::Received,
+            id: id.into(),
+            time_ms: self.now,
+            peer: UserId::parse(peer).ok(),
+            dedup,
+        };
+        let io = Io { log: &self.log, sockets: &self.device, now: self.now };
+        match self.mb.deliver(&io, d, json!({"message": "hi"}).to_string()).unwrap() {
+            DeliverStep::Answer { outcome, seq, duplicate } => (outcome, seq, duplicate),
+            DeliverStep::Append(entry) => match self.mb.append(&io, entry) {
+                Appended::Now(stored) => {
+                    self.mb.cooled();
+                    let (o, s) = Mailbox::delivered(stored.ok());
+                    (o, s, false)
+                }
+                Appended::Wait { .. } => panic!("the log was idle"),
+            },
+        }
+    }
+
+    fn frame(&mut self, text: &str) -> V1Step {
+        let io = Io { log: &self.log, sockets: &self.device, now: self.now };
+        self.mb.v1_frame(&io, "phone", u64::MAX, text).unwrap()
+    }
+
+    fn frames(&self, op: &str) -> Vec<Value> {
+        self.device.0.borrow().iter().filter(|f| f["op"] == op).cloned().collect()
+    }
+}
+
+fn id(n: u64) -> String {
+    edge_chat::message::new_id(n, n)
+}
+
+#[test]
+fn a_repeated_derived_id_is_stored_once_and_answered_as_before() {
+    let mut bob = User::new("bob");
+    let first = bob.receive("alice", &id(1), true);
+    assert_eq!(first, (Outcome::Stored { pushed: true }, Some(1), false));
+    assert_eq!(bob.receive("alice", &id(1), true), (Outcome::Stored { pushed: true }, Some(1), true));
+    assert_eq!(bob.frames("msg").len(), 1, "the repeat reached no socket");
+    assert_eq!(bob.receive("alice", &id(2), false).1, Some(2));
+}
+
+#[test]
+fn acks_earn_delivery_receipts_and_reads_lower_unread() {
+    let mut bob = User::new("bob");
+    bob.receive("alice", &id(1), false);
+    bob.receive("carol", &id(2), false);
+    bob.receive("alice", &id(3), false);
+    let io = Io { log: &bob.log, sockets: &bob.device, now: bob.now };
+    let convs: Value = serde_json::from_str(
+        &bob.mb
+            .conversations(
+                &io,
+                &UserId::parse("bob").unwrap(),
+                &edge_chat::history::PageQuery { limit: 10, before: None, after: None, peer: None },
+            )
+            .unwrap(),
+    )
+    .unwrap();
+    let unread: Vec<(String, u64)> = convs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["peer"].as_str().unwrap().to_owned(), c["unread"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(unread, [("alice".to_owned(), 2), ("carol".to_owned(), 1)], "newest activity first");
+    bob.mb.take_effects();
+
+    assert_eq!(bob.frame(r#"{"op":"ack","up_to":3}"#), V1Step::Done);
+    let mut receipts: Vec<Receipt> = bob
+        .mb
+        .take_effects()
+        .into_iter()
+        .filter_map(|e| match e {
+            Effect::Notify(Notice::Receipt(r)) => Some(r),
+            _ => None,
+        })
+        .collect();
+    receipts.sort_by(|a, b| a.owner.as_str().cmp(b.owner.as_str()));
+    assert_eq!(
+        receipts.iter().map(|r| (r.owner.as_str(), r.up_to, r.read)).collect::<Vec<_>>(),
+        [("alice", 3, false), ("carol", 2, false)]
+    );
+    assert_eq!(bob.frame(r#"{"op":"ack","up_to":3}"#), V1Step::Done);
+    assert!(bob.mb.take_effects().iter().all(|e| !matches!(e, Effect::Notify(_))), "an ack repeated earns nothing");
+
+    let V1Step::Reply(ok) = bob.frame(r#"{"op":"read","id":7,"peer":"alice","up_to":1}"#) else {
+        panic!("read answers")
+    };
+    assert_eq!(serde_json::from_str::<Value>(&ok).unwrap(), json!({"op":"ok","re":7}));
+    assert_eq!(bob.frames("unread").last().unwrap(), &json!({"op":"unread","peer":"alice","count":1,"read_up_to":1}));
+    let V1Step::Reply(err) = bob.frame(r#"{"op":"read","id":8,"peer":"dave","up_to":1}"#) else { panic!() };
+    assert_eq!(serde_json::from_str::<Value>(&err).unwrap()["code"], "bad_field", "no conversation with dave");
+}
+
+#[test]
+fn a_peer_receipt_maps_to_this_log_and_reaches_the_devices() {
+    let mut alice = User::new("alice");
+    // Alice's own chats to bob, stored at bob's seqs 4 and 9.
+    for (n, peer_seq) in [(1, 4), (2, 9)] {
+        let chat = edge_chat::message::Chat {
+            from: alice.id.clone(),
+            to: UserId::parse("bob").unwrap(),
+            fields: json!({"message":"m"}).as_object().unwrap().clone(),
+        };
+        let io = Io { log: &alice.log, sockets: &alice.device, now: alice.now };
+        let Ok(edge_chat::mailbox::SendPlan::Remote(remote)) =
+            alice.mb.plan_send(&io, chat, &id(n), alice.now, Some(&format!("c{n}")))
+        else {
+            panic!()
+        };
+        let entry = alice.mb.hop_answered(remote, Some((Outcome::Stored { pushed: false }, Some(peer_seq)))).unwrap();
+        let io = Io { log: &alice.log, sockets: &alice.device, now: alice.now };
+        assert!(matches!(alice.mb.append(&io, entry), Appended::Now(Ok(_))));
+        alice.mb.cooled();
+    }
+    // A send repeated with the same cmid is answered from the record.
+    let V1Step::Reply(again) = alice.frame(r#"{"op":"send","id":1,"to":"bob","cmid":"c2","body":{"message":"m"}}"#)
+    else {
+        panic!()
+    };
+    let again: Value = serde_json::from_str(&again).unwrap();
+    assert_eq!(
+        (again["op"].as_str(), again["seq"].as_u64(), again["duplicate"].as_bool()),
+        (Some("sent"), Some(2), Some(true))
+    );
+
+    let r = Receipt { owner: alice.id.clone(), from: UserId::parse("bob").unwrap(), read: true, up_to: 5 };
+    let io = Io { log: &alice.log, sockets: &alice.device, now: alice.now };
+    alice.mb.receipt(&io, &r).unwrap();
+    assert_eq!(
+        alice.frames("receipt"),
+        [json!({"op":"receipt","peer":"bob","type":"read","up_to":1})],
+        "bob's seq 5 covers alice's seq 1 only"
+    );
+}
