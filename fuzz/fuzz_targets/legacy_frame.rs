@@ -45,7 +45,6 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(UserId::from_json(&b["fromUser"]).as_ref(), Ok(&chat.from));
             assert_eq!(UserId::from_json(&b["toUser"]).as_ref(), Ok(&chat.to));
         }
-        Ok(other) => panic!("the legacy parser made a v1 frame: {other:?}"),
         Err(r) => assert!(legacy::encode(&Reply::Refused(r)).starts_with("error ")),
     }
 });
