@@ -40,6 +40,12 @@ impl std::fmt::Display for StoreError {
 /// Object SQLite is.
 pub trait Sql {
     fn run(&self, sql: &str, params: &[SqlValue], row: &mut dyn FnMut(&[SqlValue]) -> bool) -> Result<(), StoreError>;
+
+    /// Runs a statement whose rows nobody reads (a write). A port may skip
+    /// reading its cursor: on the platform that saves a crossing per statement.
+    fn exec(&self, sql: &str, params: &[SqlValue]) -> Result<(), StoreError> {
+        self.run(sql, params, &mut |_| false)
+    }
 }
 
 /// Schema versions, in order: each object upgrades its own database the first
@@ -209,7 +215,7 @@ impl<S: Sql> Log<S> {
     }
 
     fn exec(&self, sql: &str, params: &[SqlValue]) -> Result<(), StoreError> {
-        self.sql.run(sql, params, &mut |_| false)
+        self.sql.exec(sql, params)
     }
 
     /// The first row of a query, if any.
