@@ -16,7 +16,8 @@
 //!   ([`protocol::legacy`], [`protocol::v1`]).
 //! - [`message`]: chats and their validation, message ids, kinds,
 //!   conversation ids, delivered bodies, why a send is refused.
-//! - [`relay`]: the object-to-object delivery hop, its parameters and answers.
+//! - [`internal`]: what the entry and the objects ask of each other (one
+//!   request type, encoded and parsed here only) and what a hop answers.
 //! - [`history`]: D1 archive batches and history pages (all of the D1 SQL).
 //! - [`api`]: backend API request bodies.
 //! - [`metrics`]: counters of billable operations, for the cost model.
@@ -33,6 +34,7 @@ pub mod api;
 pub mod auth;
 pub mod history;
 pub mod inbox;
+pub mod internal;
 pub mod limits;
 pub mod log;
 pub mod mailbox;
@@ -41,7 +43,6 @@ pub mod metrics;
 pub mod protocol;
 pub mod query;
 pub mod ratelimit;
-pub mod relay;
 pub mod time;
 pub mod user;
 

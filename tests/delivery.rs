@@ -51,13 +51,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use edge_chat::history::IS_SEND_DELIVERED;
 use edge_chat::inbox::Inbox;
+use edge_chat::internal::{Answer, Delivery, Outcome};
 use edge_chat::limits::Limits;
 use edge_chat::log::Log;
 use edge_chat::mailbox::{
     self, Appended, ArchiveBatch, Config as MailboxConfig, DeliverStep, Io, Mailbox, Mode, SendPlan,
 };
 use edge_chat::message::{Chat, Kind};
-use edge_chat::relay::{Delivery, Outcome};
 use edge_chat::user::UserId;
 use proptest::prelude::*;
 use support::sqlite::Lite;
@@ -725,13 +725,14 @@ fn store(o: &mut Object, spec: &mut Spec, kind: Kind, count: u8, dying: Option<u
             let Ok(SendPlan::Remote(remote)) = o.call(|mb, io| mb.plan_send(io, chat, &id, time, None)) else {
                 panic!("a chat to a peer is a hop")
             };
-            o.mb.hop_answered(remote, Some((Outcome::Stored { pushed: true }, Some(1)))).expect("stored there")
+            o.mb.hop_answered(remote, Some(Answer { seq: Some(1), ..Answer::of(Outcome::Stored { pushed: true }) }))
+                .expect("stored there")
         } else {
             let peer = (kind == Kind::Received).then(|| o.peer.clone());
             let d = Delivery { owner: o.owner.clone(), kind, id, time_ms: time, peer, dedup: false };
             match o.call(|mb, io| mb.deliver(io, d, body)).expect("deliver") {
                 DeliverStep::Append(entry) => entry,
-                DeliverStep::Answer { outcome: Outcome::Full, .. } => {
+                DeliverStep::Answer(Answer { outcome: Outcome::Full, .. }) => {
                     refused_full(o, spec, waiters.len() as u64);
                     continue;
                 }

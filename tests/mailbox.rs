@@ -7,11 +7,11 @@ mod support;
 
 use std::cell::RefCell;
 
+use edge_chat::internal::{Answer, Delivery, Outcome, Receipt};
 use edge_chat::limits::Limits;
 use edge_chat::log::Log;
 use edge_chat::mailbox::{Appended, Config, DeliverStep, Effect, Io, Mailbox, Mode, Notice, Sockets, V1Step};
 use edge_chat::message::Kind;
-use edge_chat::relay::{Delivery, Outcome, Receipt};
 use edge_chat::user::UserId;
 use serde_json::{json, Value};
 use support::sqlite::Lite;
@@ -73,12 +73,12 @@ impl User {
         };
         let io = Io { log: &self.log, sockets: &self.device, now: self.now };
         match self.mb.deliver(&io, d, json!({"message": "hi"}).to_string()).unwrap() {
-            DeliverStep::Answer { outcome, seq, duplicate } => (outcome, seq, duplicate),
+            DeliverStep::Answer(a) => (a.outcome, a.seq, a.duplicate),
             DeliverStep::Append(entry) => match self.mb.append(&io, entry) {
                 Appended::Now(stored) => {
                     self.mb.cooled();
-                    let (o, s) = Mailbox::delivered(stored.ok());
-                    (o, s, false)
+                    let a = Mailbox::delivered(stored.ok());
+                    (a.outcome, a.seq, a.duplicate)
                 }
                 Appended::Wait { .. } => panic!("the log was idle"),
             },
@@ -178,7 +178,10 @@ fn a_peer_receipt_maps_to_this_log_and_reaches_the_devices() {
         else {
             panic!()
         };
-        let entry = alice.mb.hop_answered(remote, Some((Outcome::Stored { pushed: false }, Some(peer_seq)))).unwrap();
+        let entry = alice
+            .mb
+            .hop_answered(remote, Some(Answer { seq: Some(peer_seq), ..Answer::of(Outcome::Stored { pushed: false }) }))
+            .unwrap();
         let io = Io { log: &alice.log, sockets: &alice.device, now: alice.now };
         assert!(matches!(alice.mb.append(&io, entry), Appended::Now(Ok(_))));
         alice.mb.cooled();

@@ -9,12 +9,12 @@ use super::hop;
 use super::{json, json_error, limits, now_ms, query_pairs, query_param, random_u64, USER_BINDING};
 use crate::api::{self, BodyError};
 use crate::auth::{self, AuthError, Verified};
+use crate::history::PageQuery;
+use crate::internal::{ApiSend, Delivery, Internal, Outcome, V1Connect, View};
 use crate::limits::Limits;
 use crate::message::{derived_id, new_id, system_body, Kind};
 use crate::metrics::{self, incr, Counter};
 use crate::protocol::v1::SUBPROTOCOL;
-use crate::query;
-use crate::relay::{Delivery, Outcome};
 use crate::user::UserId;
 
 const SECRETS: [&str; 2] = ["JWT_SECRET", "API_KEY"];
@@ -45,9 +45,9 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
     match (req.method(), path.as_str()) {
         (Method::Get, "/ws") => connect(req, &env, jwt_secret).await,
         (Method::Get, "/dev/token") => dev_token(&req, &env, jwt_secret),
-        (Method::Get, "/ws/history") => forward_read(req, &env, jwt_secret, "/history").await,
-        (Method::Get, "/v1/history") => forward_read(req, &env, jwt_secret, "/v1/history").await,
-        (Method::Get, "/v1/conversations") => forward_read(req, &env, jwt_secret, "/conversations").await,
+        (Method::Get, "/ws/history") => forward_read(req, &env, jwt_secret, &limits, View::Legacy).await,
+        (Method::Get, "/v1/history") => forward_read(req, &env, jwt_secret, &limits, View::V1).await,
+        (Method::Get, "/v1/conversations") => forward_read(req, &env, jwt_secret, &limits, View::Conversations).await,
         (Method::Post, "/api/sys-msg") | (Method::Post, "/api/usr-msg") | (Method::Get, "/api/metrics") => {
             let authz = req.headers().get("authorization")?;
             if let Err(e) = auth::verify_api_key(authz.as_deref(), api_key) {
@@ -114,43 +114,48 @@ async fn connect(req: Request, env: &Env, secret: &str) -> worker::Result<Respon
     }
     let offered = req.headers().get("sec-websocket-protocol")?.unwrap_or_default();
     let v1 = offered.split(',').any(|p| p.trim() == SUBPROTOCOL);
-    let mut inner = vec![("uid", v.user.as_str().to_owned())];
+    let mut device = None;
     if v1 {
         let pairs = query_pairs(&req);
         let param = |name: &str| query_param(&pairs, name);
-        let Some(device) = param("device").filter(|d| UserId::parse(d).is_ok()) else {
+        let Some(name) = param("device").filter(|d| UserId::parse(d).is_ok()) else {
             return json_error(400, "chat.v1 needs device=<id>: 1 to 64 of letters, digits, _ - . @");
         };
-        inner.push(("device", device));
-        inner.push(("exp", v.exp.to_string()));
-        if let Some(since) = param("since") {
-            if since.parse::<u64>().is_err() {
-                return json_error(400, "since must be a sequence number");
-            }
-            inner.push(("since", since));
-        }
+        let since = match param("since").map(|s| s.parse::<u64>()) {
+            None => None,
+            Some(Ok(since)) => Some(since),
+            Some(Err(_)) => return json_error(400, "since must be a sequence number"),
+        };
+        device = Some(V1Connect { device: name, since, exp: v.exp });
     }
-    let query = query::encode(inner.iter().map(|(k, v)| (*k, v.as_str())));
+    let request = Internal::Connect { uid: v.user.clone(), v1: device };
     let mut init = RequestInit::new();
+    // The object answers the upgrade, so it needs the client's headers.
     init.with_method(Method::Get).with_headers(req.headers().clone());
-    let inner = Request::new_with_init(&format!("https://user/connect?{query}"), &init)?;
+    let inner = Request::new_with_init(&request.encode(), &init)?;
     env.durable_object(USER_BINDING)?.get_by_name(v.user.as_str())?.fetch_with_request(inner).await
 }
 
-/// `GET /ws/history`, `/v1/history`, `/v1/conversations`: served by the
-/// user's object (which archives what is pending before it reads D1), with
-/// the verified user and the page parameters only.
-async fn forward_read(req: Request, env: &Env, secret: &str, path: &str) -> worker::Result<Response> {
+/// `GET /ws/history`, `/v1/history`, `/v1/conversations`: the page checked
+/// here, then served by the user's object (which archives what is pending
+/// before it reads D1).
+async fn forward_read(req: Request, env: &Env, secret: &str, limits: &Limits, view: View) -> worker::Result<Response> {
     let v = match client_user(&req, secret)? {
         Ok(v) => v,
         Err(e) => return unauthorized(e),
     };
     let pairs = query_pairs(&req);
-    let page = pairs.iter().filter(|(k, _)| matches!(k.as_str(), "limit" | "before" | "after" | "peer"));
-    let query =
-        query::encode([("uid", v.user.as_str())].into_iter().chain(page.map(|(k, v)| (k.as_str(), v.as_str()))));
-    let inner_url = format!("https://user{path}?{query}");
-    env.durable_object(USER_BINDING)?.get_by_name(v.user.as_str())?.fetch_with_str(&inner_url).await
+    let page = match PageQuery::parse_within(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())), limits.history_page) {
+        Ok(page) => page,
+        Err(bad) => {
+            if bad.param == "limit" {
+                incr(Counter::RefusedPage);
+            }
+            return json_error(400, &format!("{}: {}", bad.param, bad.problem));
+        }
+    };
+    let request = Internal::Read { uid: v.user.clone(), view, page };
+    env.durable_object(USER_BINDING)?.get_by_name(v.user.as_str())?.fetch_with_str(&request.encode()).await
 }
 
 /// Reads a request body, refusing more than `max` bytes.
@@ -167,7 +172,7 @@ async fn read_body(req: &mut Request, max: usize) -> worker::Result<Option<Vec<u
 struct Outgoing {
     /// The object the request goes to: the recipient (system) or the sender (chat).
     object: UserId,
-    url: String,
+    request: Internal,
     body: String,
     id: String,
 }
@@ -193,20 +198,15 @@ async fn backend(mut req: Request, env: &Env, limits: &Limits, system: bool) -> 
                     let id = k
                         .as_deref()
                         .map_or_else(|| new_id(now, random_u64()), |k| derived_id("api-sys", m.uid.as_str(), k));
-                    let d = Delivery {
+                    let request = Internal::Deliver(Delivery {
                         owner: m.uid.clone(),
                         kind: Kind::System,
                         id: id.clone(),
                         time_ms: now,
                         peer: None,
                         dedup: k.is_some(),
-                    };
-                    Outgoing {
-                        object: m.uid,
-                        url: format!("https://user/deliver?{}", d.to_query()),
-                        body: system_body(m.fields, &id, now),
-                        id,
-                    }
+                    });
+                    Outgoing { object: m.uid, request, body: system_body(m.fields, &id, now), id }
                 })
                 .collect()
         })
@@ -221,13 +221,9 @@ async fn backend(mut req: Request, env: &Env, limits: &Limits, system: bool) -> 
                         Some(cmid) => derived_id("send", c.from.as_str(), cmid),
                         None => new_id(now, random_u64()),
                     };
-                    let time = now.to_string();
-                    let mut params = vec![("uid", c.from.as_str()), ("time", &time)];
-                    params.extend(cmid.as_deref().map(|cmid| ("cmid", cmid)));
-                    params.push(("id", &id));
-                    let url = format!("https://user/send?{}", query::encode(params));
+                    let request = Internal::Send(ApiSend { uid: c.from.clone(), id: id.clone(), time_ms: now, cmid });
                     let body = serde_json::Value::Object(c.fields).to_string();
-                    Outgoing { object: c.from, url, body, id }
+                    Outgoing { object: c.from, request, body, id }
                 })
                 .collect()
         })
@@ -267,7 +263,7 @@ fn item_error(outcome: Outcome) -> Option<&'static str> {
     match outcome {
         Outcome::Stored { .. } => None,
         Outcome::Full => Some("recipient_full"),
-        Outcome::Bad | Outcome::Unavailable => Some("unavailable"),
+        Outcome::Done | Outcome::Bad | Outcome::Unavailable => Some("unavailable"),
     }
 }
 
@@ -288,7 +284,7 @@ async fn deliver_all(env: &Env, outgoing: &[Outgoing]) -> worker::Result<Vec<Out
             let stub = hop::stub(ns, object.as_str());
             for (i, o) in outgoing.iter().enumerate().filter(|(_, o)| o.object == *object) {
                 let outcome = match &stub {
-                    Ok(stub) => hop::post(stub, &o.url, &o.body).await.map_or(Outcome::Unavailable, |a| a.outcome),
+                    Ok(stub) => hop::call(stub, &o.request, &o.body).await.map_or(Outcome::Unavailable, |a| a.outcome),
                     Err(_) => Outcome::Unavailable,
                 };
                 results.push((i, outcome));

@@ -1,5 +1,5 @@
 //! The fast path to another user's object: a stub's JS `fetch(url, init)`
-//! called through our own binding, answered by status code and one header.
+//! called through our own binding, answered by status code and headers.
 //!
 //! Building `Request`/`Headers` through the `worker` wrappers and reading a
 //! reply body through its stream reader cost more per message than all of our
@@ -11,7 +11,7 @@ use worker::js_sys::{Object, Promise, Reflect};
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::ObjectNamespace;
 
-use crate::relay::{Outcome, SEQ_HEADER};
+use crate::internal::{Answer, Internal};
 
 #[wasm_bindgen]
 extern "C" {
@@ -32,25 +32,21 @@ extern "C" {
     fn get(this: &RawHeaders, name: &str) -> Option<String>;
 }
 
-/// What the other object answered.
-#[derive(Clone, Copy, Debug)]
-pub struct Answer {
-    pub outcome: Outcome,
-    pub seq: Option<u64>,
-}
-
 /// The stub of the object named `name`.
 pub fn stub(ns: &ObjectNamespace, name: &str) -> worker::Result<RawStub> {
     Ok(ns.get_by_name(name)?.into_rpc::<RawStub>())
 }
 
-/// POSTs `body` to `url` on `stub`. The answering object always replies with
-/// an empty body, so there is nothing to read or cancel.
-pub async fn post(stub: &RawStub, url: &str, body: &str) -> Result<Answer, JsValue> {
+/// Sends `request` (with `body`, for those that have one) to `stub`. The
+/// answering object always replies with an empty body, so there is nothing
+/// to read or cancel.
+pub async fn call(stub: &RawStub, request: &Internal, body: &str) -> Result<Answer, JsValue> {
     let init = Object::new();
-    Reflect::set(&init, &"method".into(), &"POST".into())?;
-    Reflect::set(&init, &"body".into(), &body.into())?;
-    let res: RawResponse = JsFuture::from(stub.fetch(url, &init)?).await?.unchecked_into();
-    let seq = res.headers().get(SEQ_HEADER).and_then(|s| s.parse().ok());
-    Ok(Answer { outcome: Outcome::from_status(res.status()), seq })
+    Reflect::set(&init, &"method".into(), &request.method().into())?;
+    if request.has_body() {
+        Reflect::set(&init, &"body".into(), &body.into())?;
+    }
+    let res: RawResponse = JsFuture::from(stub.fetch(&request.encode(), &init)?).await?.unchecked_into();
+    let headers = res.headers();
+    Ok(Answer::read(res.status(), |name| headers.get(name)))
 }

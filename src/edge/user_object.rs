@@ -18,14 +18,15 @@ use futures::channel::oneshot;
 use futures::lock::Mutex;
 use serde::{Deserialize, Serialize};
 use worker::{
-    durable_object, Delay, DurableObject, Env, Headers, Method, Request, Response, State, WebSocket,
-    WebSocketIncomingMessage, WebSocketPair, WebSocketRequestResponsePair,
+    durable_object, Delay, DurableObject, Env, Headers, Request, Response, State, WebSocket, WebSocketIncomingMessage,
+    WebSocketPair, WebSocketRequestResponsePair,
 };
 
 use super::hop::{self, RawStub};
 use super::sql::DoSql;
-use super::{d1, json, json_error, now_ms, query_pairs, query_param, random_u64, USER_BINDING};
+use super::{d1, json, json_error, now_ms, random_u64, USER_BINDING};
 use crate::history::{self, page_json, PageQuery};
+use crate::internal::{Answer, ApiSend, Delivery, Internal, Outcome, Receipt, Typing, V1Connect, View};
 use crate::log::{Log, NewEntry};
 use crate::mailbox::{
     self, ApiStep, Appended, Config, DeliverStep, Effect, Io, LegacyStep, Mailbox, Mode, Notice, SendPlan, Stored,
@@ -34,7 +35,6 @@ use crate::mailbox::{
 use crate::message::{new_id, Chat, Refusal};
 use crate::metrics::{incr, Counter};
 use crate::protocol::{legacy, v1, Reply};
-use crate::relay::{Delivery, Outcome, Receipt, Typing, DUP_HEADER, SEQ_HEADER};
 use crate::user::UserId;
 
 /// Stubs cached per peer; one stub per peer keeps a sender's messages in order.
@@ -168,52 +168,29 @@ impl DurableObject for UserObject {
         UserObject { state, env, shared, archiving: Mutex::new(()), faults }
     }
 
-    async fn fetch(&self, req: Request) -> worker::Result<Response> {
+    async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
         incr(Counter::DoFetches);
-        let raw = query_pairs(&req);
-        let pairs = || raw.iter().map(|(k, v)| (k.as_str(), v.as_str()));
-        let param = |name: &str| query_param(&raw, name);
-        let uid = param("uid").and_then(|v| UserId::parse(&v).ok());
-        match (req.method(), req.path().as_str()) {
-            (Method::Post, "/deliver") => self.on_deliver(req, Delivery::from_query(pairs())).await,
-            (Method::Post, "/receipt") => self.on_receipt(Receipt::from_query(pairs())),
-            (Method::Post, "/typing") => self.on_typing(Typing::from_query(pairs())),
-            (Method::Get, "/connect") => match (uid, param("device")) {
-                (Some(uid), None) => self.on_connect(&uid),
-                (Some(uid), Some(device)) => {
-                    let since = param("since").and_then(|v| v.parse().ok());
-                    let exp = param("exp").and_then(|v| v.parse().ok()).unwrap_or(u64::MAX);
-                    self.on_connect_v1(&uid, &device, since, exp)
-                }
-                (None, _) => json_error(400, "uid required"),
-            },
-            (Method::Post, "/send") => {
-                let time = param("time").and_then(|v| v.parse().ok());
-                match (uid, param("id"), time) {
-                    (Some(uid), Some(id), Some(time)) => self.on_api_send(req, &uid, &id, time, param("cmid")).await,
-                    _ => json_error(400, "uid, id and time required"),
-                }
+        let request = match Internal::parse(&req.inner().url()) {
+            Ok(request) => request,
+            Err(e) => {
+                worker::console_error!("{e}");
+                return answer(Answer::of(Outcome::Bad));
             }
-            (Method::Get, path @ ("/history" | "/v1/history" | "/conversations")) => {
-                let Some(uid) = uid else { return json_error(400, "uid required") };
-                let max = self.shared.mailbox.borrow().limits().history_page;
-                let q = match PageQuery::parse_within(pairs(), max) {
-                    Ok(q) => q,
-                    Err(bad) => {
-                        if bad.param == "limit" {
-                            incr(Counter::RefusedPage);
-                        }
-                        return json_error(400, &format!("{}: {}", bad.param, bad.problem));
-                    }
-                };
-                self.open(&uid)?;
-                match path {
-                    "/history" => self.on_history(&uid, &q).await,
-                    "/v1/history" => self.on_v1_history(&uid, &q).await,
-                    _ => json(200, &self.step(|mb, io| mb.conversations(io, &uid, &q))?),
-                }
+        };
+        self.open(request.owner())?;
+        let body = if request.has_body() { req.text().await? } else { String::new() };
+        match request {
+            Internal::Deliver(d) => self.on_deliver(d, body).await,
+            Internal::Send(s) => self.on_api_send(s, &body).await,
+            Internal::Receipt(r) => self.on_receipt(&r),
+            Internal::Typing(t) => self.on_typing(&t),
+            Internal::Connect { uid, v1: None } => self.on_connect(&uid),
+            Internal::Connect { uid, v1: Some(c) } => self.on_connect_v1(&uid, &c),
+            Internal::Read { uid, view: View::Legacy, page } => self.on_history(&uid, &page).await,
+            Internal::Read { uid, view: View::V1, page } => self.on_v1_history(&uid, &page).await,
+            Internal::Read { uid, view: View::Conversations, page } => {
+                json(200, &self.step(|mb, io| mb.conversations(io, &uid, &page))?)
             }
-            _ => json_error(404, "no such route"),
         }
     }
 
@@ -272,20 +249,18 @@ fn send(ws: &WebSocket, text: &str) -> worker::Result<()> {
     ws.send_with_str(text)
 }
 
-/// An empty response whose status (and `x-seq`, `x-dup`) is the whole answer.
-fn answer(outcome: Outcome, seq: Option<u64>, duplicate: bool) -> worker::Result<Response> {
-    let res = Response::empty()?.with_status(outcome.status());
-    if seq.is_none() && !duplicate {
+/// An empty response whose status and headers are the whole answer.
+fn answer(a: Answer) -> worker::Result<Response> {
+    let res = Response::empty()?.with_status(a.status());
+    let mut headers = a.headers().peekable();
+    if headers.peek().is_none() {
         return Ok(res);
     }
-    let headers = Headers::new();
-    if let Some(seq) = seq {
-        headers.set(SEQ_HEADER, &seq.to_string())?;
+    let out = Headers::new();
+    for (name, value) in headers {
+        out.set(name, &value)?;
     }
-    if duplicate {
-        headers.set(DUP_HEADER, "1")?;
-    }
-    Ok(res.with_headers(headers))
+    Ok(res.with_headers(out))
 }
 
 impl UserObject {
@@ -334,14 +309,14 @@ impl UserObject {
                 });
             }
             Effect::Notify(notice) => {
-                let (peer, url) = match &notice {
-                    Notice::Receipt(r) => (r.owner.clone(), format!("https://user/receipt?{}", r.to_query())),
-                    Notice::Typing(t) => (t.owner.clone(), format!("https://user/typing?{}", t.to_query())),
+                let request = match notice {
+                    Notice::Receipt(r) => Internal::Receipt(r),
+                    Notice::Typing(t) => Internal::Typing(t),
                 };
                 // Hints: lost on failure.
-                let Ok(stub) = self.stub(&peer) else { return };
+                let Ok(stub) = self.stub(request.owner()) else { return };
                 worker::wasm_bindgen_futures::spawn_local(async move {
-                    if let Err(e) = hop::post(&stub, &url, "").await {
+                    if let Err(e) = hop::call(&stub, &request, "").await {
                         worker::console_error!("notification hop failed: {:?}", e);
                     }
                 });
@@ -399,13 +374,13 @@ impl UserObject {
             }
             SendPlan::Remote(remote) => remote,
         };
-        let url = format!("https://user/deliver?{}", remote.delivery.to_query());
+        let request = Internal::Deliver(remote.delivery.clone());
         let answer = match self.stub(&remote.to) {
-            Ok(stub) => hop::post(&stub, &url, &remote.body).await.map_err(|e| format!("{e:?}")),
+            Ok(stub) => hop::call(&stub, &request, &remote.body).await.map_err(|e| format!("{e:?}")),
             Err(e) => Err(e.to_string()),
         };
         let answer = match answer {
-            Ok(a) if !matches!(a.outcome, Outcome::Bad | Outcome::Unavailable) => Some((a.outcome, a.seq)),
+            Ok(a) if matches!(a.outcome, Outcome::Stored { .. } | Outcome::Full) => Some(a),
             other => {
                 // A broken stub stays broken; the next send gets a fresh one.
                 self.shared.stubs.borrow_mut().remove(&remote.to);
@@ -471,44 +446,33 @@ impl UserObject {
         }
     }
 
-    /// `POST /deliver`: another object (or the API) stores a message here.
-    async fn on_deliver(&self, mut req: Request, delivery: Option<Delivery>) -> worker::Result<Response> {
-        let body = req.text().await?;
-        let Some(d) = delivery else { return answer(Outcome::Bad, None, false) };
+    /// `Deliver`: another object (or the API) stores a message here.
+    async fn on_deliver(&self, d: Delivery, body: String) -> worker::Result<Response> {
         match self.step(|mb, io| mb.deliver(io, d, body))? {
-            DeliverStep::Answer { outcome, seq, duplicate } => answer(outcome, seq, duplicate),
+            DeliverStep::Answer(a) => answer(a),
             DeliverStep::Append(entry) => {
                 let stored = self.append(entry).await;
                 if let Err(e) = &stored {
                     worker::console_error!("delivery unavailable: {e}");
                 }
-                let (outcome, seq) = Mailbox::delivered(stored.ok());
-                answer(outcome, seq, false)
+                answer(Mailbox::delivered(stored.ok()))
             }
         }
     }
 
-    /// `POST /send`: the backend sends a chat on this user's behalf.
-    async fn on_api_send(
-        &self,
-        mut req: Request,
-        uid: &UserId,
-        id: &str,
-        time: u64,
-        cmid: Option<String>,
-    ) -> worker::Result<Response> {
-        let body = req.text().await?;
-        let outcome = match self.step(|mb, io| mb.api_send(io, uid, cmid.as_deref(), &body))? {
+    /// `Send`: the backend sends a chat on this user's behalf.
+    async fn on_api_send(&self, s: ApiSend, body: &str) -> worker::Result<Response> {
+        let cmid = s.cmid.as_deref();
+        let outcome = match self.step(|mb, io| mb.api_send(io, &s.uid, cmid, body))? {
             ApiStep::Answer(outcome) => outcome,
-            ApiStep::Send(chat) => Mailbox::api_outcome(self.send_chat(chat, id, time, cmid.as_deref()).await),
+            ApiStep::Send(chat) => Mailbox::api_outcome(self.send_chat(chat, &s.id, s.time_ms, cmid).await),
         };
-        answer(outcome, None, false)
+        answer(Answer::of(outcome))
     }
 
     /// A new legacy socket: accepted for hibernation, then the queue replayed
     /// into it before anything live (no await in between).
     fn on_connect(&self, uid: &UserId) -> worker::Result<Response> {
-        self.open(uid)?;
         if let Err(r) = self.shared.mailbox.borrow().admit_socket(self.state.get_websockets().len()) {
             return json_error(r.status, &r.message);
         }
@@ -520,8 +484,8 @@ impl UserObject {
     }
 
     /// A new v1 socket: `welcome`, the replay, then live entries.
-    fn on_connect_v1(&self, uid: &UserId, device: &str, since: Option<u64>, exp: u64) -> worker::Result<Response> {
-        self.open(uid)?;
+    fn on_connect_v1(&self, uid: &UserId, c: &V1Connect) -> worker::Result<Response> {
+        let (device, since, exp) = (c.device.as_str(), c.since, c.exp);
         if let Err(r) = self.shared.mailbox.borrow().admit_v1(device, self.state.get_websockets().len()) {
             return json_error(r.status, &r.message);
         }
@@ -535,18 +499,16 @@ impl UserObject {
         Ok(Response::from_websocket(pair.client)?.with_headers(headers))
     }
 
-    /// `POST /receipt`: a peer received or read this user's messages.
-    fn on_receipt(&self, receipt: Option<Receipt>) -> worker::Result<Response> {
-        let Some(r) = receipt else { return answer(Outcome::Bad, None, false) };
-        self.step(|mb, io| mb.receipt(io, &r))?;
-        Ok(Response::empty()?.with_status(204))
+    /// `Receipt`: a peer received or read this user's messages.
+    fn on_receipt(&self, r: &Receipt) -> worker::Result<Response> {
+        self.step(|mb, io| mb.receipt(io, r))?;
+        answer(Answer::of(Outcome::Done))
     }
 
-    /// `POST /typing`: shown on this user's live v1 sockets, never stored.
-    fn on_typing(&self, typing: Option<Typing>) -> worker::Result<Response> {
-        let Some(t) = typing else { return answer(Outcome::Bad, None, false) };
-        Mailbox::typing(&Sockets(&self.state), &t);
-        Ok(Response::empty()?.with_status(204))
+    /// `Typing`: shown on this user's live v1 sockets, never stored.
+    fn on_typing(&self, t: &Typing) -> worker::Result<Response> {
+        Mailbox::typing(&Sockets(&self.state), t);
+        answer(Answer::of(Outcome::Done))
     }
 
     /// `GET /history`: archive what is pending first, so a page always holds

@@ -27,6 +27,7 @@ pub use v1::V1Step;
 
 use crate::history::{BATCH_BYTES, BATCH_ROWS};
 use crate::inbox::{Batch, Inbox};
+use crate::internal::{Answer, Delivery, Outcome, Receipt, Typing};
 use crate::limits::Limits;
 use crate::log::{Log, NewEntry, Sql, StoreError};
 use crate::message::{chat_body, Chat, Kind, Refusal};
@@ -35,7 +36,6 @@ use crate::protocol::legacy::{self, LegacyFrame};
 use crate::protocol::v1::{self as wire, EntryKind};
 use crate::protocol::Reply;
 use crate::ratelimit::Bucket;
-use crate::relay::{Delivery, Outcome, Receipt, Typing};
 use crate::user::UserId;
 
 /// Log entries kept after they are delivered and archived (the resume window).
@@ -209,7 +209,7 @@ pub struct Remote {
 /// What the answer to a `deliver` request is, or the entry it must append first.
 #[derive(Debug, PartialEq)]
 pub enum DeliverStep {
-    Answer { outcome: Outcome, seq: Option<u64>, duplicate: bool },
+    Answer(Answer),
     Append(NewEntry),
 }
 
@@ -449,15 +449,12 @@ impl Mailbox {
         self.load(io, &d.owner)?;
         if d.dedup {
             if let Some((seq, pushed)) = io.log.seen(&d.id)? {
-                return Ok(DeliverStep::Answer {
-                    outcome: Outcome::Stored { pushed },
-                    seq: Some(seq),
-                    duplicate: true,
-                });
+                let stored = Outcome::Stored { pushed };
+                return Ok(DeliverStep::Answer(Answer { outcome: stored, seq: Some(seq), duplicate: true }));
             }
         }
         if self.queue_full(io)? {
-            return Ok(DeliverStep::Answer { outcome: Outcome::Full, seq: None, duplicate: false });
+            return Ok(DeliverStep::Answer(Answer::of(Outcome::Full)));
         }
         Ok(DeliverStep::Append(NewEntry {
             id: d.id,
@@ -472,10 +469,10 @@ impl Mailbox {
     }
 
     /// The answer to a `deliver` once its entry was written (or not).
-    pub fn delivered(stored: Option<Stored>) -> (Outcome, Option<u64>) {
+    pub fn delivered(stored: Option<Stored>) -> Answer {
         match stored {
-            Some(s) => (Outcome::Stored { pushed: s.pushed }, Some(s.seq)),
-            None => (Outcome::Unavailable, None),
+            Some(s) => Answer { outcome: Outcome::Stored { pushed: s.pushed }, seq: Some(s.seq), duplicate: false },
+            None => Answer::of(Outcome::Unavailable),
         }
     }
 
@@ -583,15 +580,11 @@ impl Mailbox {
 
     /// The peer's object answered a delivery (`None`: the hop failed): the
     /// sender's own copy to append, or why the send failed.
-    pub fn hop_answered(
-        &mut self,
-        remote: Remote,
-        answer: Option<(Outcome, Option<u64>)>,
-    ) -> Result<NewEntry, Refusal> {
+    pub fn hop_answered(&mut self, remote: Remote, answer: Option<Answer>) -> Result<NewEntry, Refusal> {
         self.sends_waiting = self.sends_waiting.saturating_sub(1);
         let (peer_seq, pushed) = match answer {
-            Some((Outcome::Stored { pushed }, seq)) => (seq.unwrap_or(0), pushed),
-            Some((Outcome::Full, _)) => return Err(Refusal::RecipientFull),
+            Some(Answer { outcome: Outcome::Stored { pushed }, seq, .. }) => (seq.unwrap_or(0), pushed),
+            Some(Answer { outcome: Outcome::Full, .. }) => return Err(Refusal::RecipientFull),
             _ => return Err(Refusal::Unavailable),
         };
         let Remote { to, delivery, body, cmid } = remote;

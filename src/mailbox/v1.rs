@@ -5,11 +5,11 @@
 use super::{send, Device, Error, Io, Mailbox, Mode, Notice, SocketRefused, Sockets};
 use crate::history::{self, PageQuery};
 use crate::inbox::Resume;
+use crate::internal::{Receipt, Typing};
 use crate::log::Sql;
 use crate::message::{derived_id, Chat, Refusal};
 use crate::metrics::{incr, Counter};
 use crate::protocol::v1::{self, close, EntryKind, ReceiptKind, RequestId, V1Error, V1Frame, Welcome};
-use crate::relay::{Receipt, Typing};
 use crate::user::UserId;
 
 /// What a v1 frame needs.

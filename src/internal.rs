@@ -1,0 +1,473 @@
+//! What the Worker entry and the user objects ask of each other, and what
+//! they answer: one [`Internal`] request type with its [`Internal::encode`]
+//! and [`Internal::parse`], and one [`Answer`] for the hops.
+//!
+//! Nothing else writes an internal URL or reads one. A request travels as a
+//! URL (`https://user/<route>?<params>`); a `Deliver` or `Send` carries the
+//! message as its body. A hop's [`Answer`] is an empty response whose status
+//! is the [`Outcome`], with the entry's seq in `x-seq` (and `x-dup` for a
+//! retry already stored), so the sender never reads a response body (reading
+//! one goes through a stream reader and costs more than the rest of the hop).
+
+use std::fmt;
+
+use crate::history::PageQuery;
+use crate::message::{is_id, Kind};
+use crate::query;
+use crate::user::UserId;
+
+/// Every request between the entry and the objects (and between objects).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Internal {
+    /// A WebSocket upgrade for `uid`, verified by the entry: legacy, or v1
+    /// with its device.
+    Connect { uid: UserId, v1: Option<V1Connect> },
+    /// Store a message in `owner`'s log (the body is the message).
+    Deliver(Delivery),
+    /// The backend sends a chat on `uid`'s behalf (the body is the chat).
+    Send(ApiSend),
+    /// A peer received or read the owner's messages.
+    Receipt(Receipt),
+    /// A peer started or stopped typing; never stored.
+    Typing(Typing),
+    /// A read of `uid`'s history, validated by the entry.
+    Read { uid: UserId, view: View, page: PageQuery },
+}
+
+/// The device part of a v1 connect.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct V1Connect {
+    /// Valid as a user id is (1 to 64 of letters, digits, `_ - . @`).
+    pub device: String,
+    /// Replay entries after this seq (`None`: from the device's cursor).
+    pub since: Option<u64>,
+    /// The token's expiry (s since the epoch); the socket closes after it.
+    pub exp: u64,
+}
+
+/// A backend call's chat, already given its id by the entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiSend {
+    pub uid: UserId,
+    pub id: String,
+    pub time_ms: u64,
+    /// Derived from the call's idempotency key: a retry stores nothing new.
+    pub cmid: Option<String>,
+}
+
+/// Which shape of history a read answers with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum View {
+    /// `GET /ws/history`: the legacy `{"sys":[…],"usr":[…]}`.
+    Legacy,
+    /// `GET /v1/history`: `msg` frames.
+    V1,
+    /// `GET /v1/conversations`.
+    Conversations,
+}
+
+/// Why a URL is not an internal request: only our own code writes them, so
+/// this is a bug (or a version skew during a deploy), never a client error.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BadInternal {
+    Route,
+    /// A parameter missing or not valid.
+    Param(&'static str),
+}
+
+impl fmt::Display for BadInternal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BadInternal::Route => f.write_str("bad internal request: no such route"),
+            BadInternal::Param(p) => write!(f, "bad internal request: {p} missing or invalid"),
+        }
+    }
+}
+
+/// Every internal URL has this origin; the runtime routes by stub, not host.
+const ORIGIN: &str = "https://user";
+
+impl Internal {
+    /// The user whose object serves the request.
+    pub fn owner(&self) -> &UserId {
+        match self {
+            Internal::Connect { uid, .. } | Internal::Read { uid, .. } => uid,
+            Internal::Send(s) => &s.uid,
+            Internal::Deliver(d) => &d.owner,
+            Internal::Receipt(r) => &r.owner,
+            Internal::Typing(t) => &t.owner,
+        }
+    }
+
+    /// Whether the request carries a body (and so is a `POST`).
+    pub fn has_body(&self) -> bool {
+        matches!(self, Internal::Deliver(_) | Internal::Send(_))
+    }
+
+    pub fn method(&self) -> &'static str {
+        match self {
+            Internal::Connect { .. } | Internal::Read { .. } => "GET",
+            _ => "POST",
+        }
+    }
+
+    /// The request as a URL.
+    pub fn encode(&self) -> String {
+        let mut p: Vec<(&str, String)> = Vec::with_capacity(6);
+        let route = match self {
+            Internal::Connect { uid, v1 } => {
+                p.push(("uid", uid.to_string()));
+                if let Some(c) = v1 {
+                    p.push(("device", c.device.clone()));
+                    p.push(("exp", c.exp.to_string()));
+                    p.extend(c.since.map(|s| ("since", s.to_string())));
+                }
+                "connect"
+            }
+            Internal::Deliver(d) => {
+                p.push(("owner", d.owner.to_string()));
+                p.push(("kind", d.kind.code().to_string()));
+                p.push(("id", d.id.clone()));
+                p.push(("time", d.time_ms.to_string()));
+                p.extend(d.peer.as_ref().map(|peer| ("peer", peer.to_string())));
+                if d.dedup {
+                    p.push(("dedup", "1".into()));
+                }
+                "deliver"
+            }
+            Internal::Send(s) => {
+                p.push(("uid", s.uid.to_string()));
+                p.push(("id", s.id.clone()));
+                p.push(("time", s.time_ms.to_string()));
+                p.extend(s.cmid.as_ref().map(|c| ("cmid", c.clone())));
+                "send"
+            }
+            Internal::Receipt(r) => {
+                p.push(("owner", r.owner.to_string()));
+                p.push(("from", r.from.to_string()));
+                p.push(("type", if r.read { "read" } else { "delivered" }.into()));
+                p.push(("up_to", r.up_to.to_string()));
+                "receipt"
+            }
+            Internal::Typing(t) => {
+                p.push(("owner", t.owner.to_string()));
+                p.push(("from", t.from.to_string()));
+                p.push(("active", (t.active as u8).to_string()));
+                "typing"
+            }
+            Internal::Read { uid, view, page } => {
+                p.push(("uid", uid.to_string()));
+                p.push(("limit", page.limit.to_string()));
+                p.extend(page.before.map(|b| ("before", b.to_string())));
+                p.extend(page.after.map(|a| ("after", a.to_string())));
+                p.extend(page.peer.as_ref().map(|peer| ("peer", peer.to_string())));
+                match view {
+                    View::Legacy => "history",
+                    View::V1 => "v1-history",
+                    View::Conversations => "conversations",
+                }
+            }
+        };
+        let q = query::encode(p.iter().map(|(k, v)| (*k, v.as_str())));
+        format!("{ORIGIN}/{route}?{q}")
+    }
+
+    /// Reads a URL written by [`Internal::encode`]. Only the path and the
+    /// query count: the runtime may rewrite the origin.
+    pub fn parse(url: &str) -> Result<Internal, BadInternal> {
+        let path = url.split(['?', '#']).next().unwrap_or_default();
+        let route = path.rsplit('/').next().unwrap_or_default();
+        let pairs = query::parse(query::of_url(url).as_bytes());
+        let get = |name: &'static str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        let need = |name: &'static str| get(name).ok_or(BadInternal::Param(name));
+        let user = |name: &'static str| need(name).and_then(|v| UserId::parse(v).map_err(|_| BadInternal::Param(name)));
+        let opt_user =
+            |name: &'static str| get(name).map(|v| UserId::parse(v).map_err(|_| BadInternal::Param(name))).transpose();
+        let number =
+            |name: &'static str| need(name).and_then(|v| v.parse::<u64>().map_err(|_| BadInternal::Param(name)));
+        let opt_number =
+            |name: &'static str| get(name).map(|v| v.parse::<u64>().map_err(|_| BadInternal::Param(name))).transpose();
+        let msg_id = |name: &'static str| {
+            need(name).and_then(|v| if is_id(v) { Ok(v.to_owned()) } else { Err(BadInternal::Param(name)) })
+        };
+        let flag = |name: &'static str| match get(name) {
+            None | Some("0") => Ok(false),
+            Some("1") => Ok(true),
+            Some(_) => Err(BadInternal::Param(name)),
+        };
+        Ok(match route {
+            "connect" => {
+                let uid = user("uid")?;
+                let v1 = match get("device") {
+                    None => None,
+                    Some(d) => {
+                        UserId::parse(d).map_err(|_| BadInternal::Param("device"))?;
+                        Some(V1Connect { device: d.to_owned(), since: opt_number("since")?, exp: number("exp")? })
+                    }
+                };
+                Internal::Connect { uid, v1 }
+            }
+            "deliver" => Internal::Deliver(Delivery {
+                owner: user("owner")?,
+                kind: number("kind")
+                    .ok()
+                    .and_then(|k| i64::try_from(k).ok())
+                    .and_then(Kind::from_code)
+                    .ok_or(BadInternal::Param("kind"))?,
+                id: msg_id("id")?,
+                time_ms: number("time")?,
+                peer: opt_user("peer")?,
+                dedup: flag("dedup")?,
+            }),
+            "send" => Internal::Send(ApiSend {
+                uid: user("uid")?,
+                id: msg_id("id")?,
+                time_ms: number("time")?,
+                cmid: get("cmid").map(str::to_owned),
+            }),
+            "receipt" => Internal::Receipt(Receipt {
+                owner: user("owner")?,
+                from: user("from")?,
+                read: match need("type")? {
+                    "read" => true,
+                    "delivered" => false,
+                    _ => return Err(BadInternal::Param("type")),
+                },
+                up_to: number("up_to")?,
+            }),
+            "typing" => {
+                Internal::Typing(Typing { owner: user("owner")?, from: user("from")?, active: flag("active")? })
+            }
+            "history" | "v1-history" | "conversations" => {
+                let view = match route {
+                    "history" => View::Legacy,
+                    "v1-history" => View::V1,
+                    _ => View::Conversations,
+                };
+                let uid = user("uid")?;
+                need("limit")?;
+                let page = PageQuery::parse(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                    .map_err(|bad| BadInternal::Param(bad.param))?;
+                Internal::Read { uid, view, page }
+            }
+            _ => return Err(BadInternal::Route),
+        })
+    }
+}
+
+/// What a hop did, as its status code carries it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Stored, and written to an open socket (`pushed`) or queued for the
+    /// recipient's next connection.
+    Stored { pushed: bool },
+    /// A notice (receipt, typing) was taken; nothing to store.
+    Done,
+    /// Stored nothing: the recipient's offline queue is at `QUEUE_MAX`.
+    Full,
+    /// Stored nothing: the request was malformed.
+    Bad,
+    /// Stored nothing, or the answer was lost: sending again is safe.
+    Unavailable,
+}
+
+impl Outcome {
+    pub fn status(self) -> u16 {
+        match self {
+            Outcome::Stored { pushed: true } => 200,
+            Outcome::Stored { pushed: false } => 202,
+            Outcome::Done => 204,
+            Outcome::Bad => 400,
+            Outcome::Unavailable => 503,
+            Outcome::Full => 507,
+        }
+    }
+
+    /// Any code this module does not send (a runtime error, say) is `Unavailable`.
+    pub fn from_status(code: u16) -> Outcome {
+        match code {
+            200 => Outcome::Stored { pushed: true },
+            202 => Outcome::Stored { pushed: false },
+            204 => Outcome::Done,
+            400 => Outcome::Bad,
+            507 => Outcome::Full,
+            _ => Outcome::Unavailable,
+        }
+    }
+}
+
+/// What an object answers a hop with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Answer {
+    pub outcome: Outcome,
+    /// The entry's place in the recipient's log.
+    pub seq: Option<u64>,
+    /// The delivery was a retry of one already stored.
+    pub duplicate: bool,
+}
+
+const SEQ_HEADER: &str = "x-seq";
+const DUP_HEADER: &str = "x-dup";
+
+impl Answer {
+    pub fn of(outcome: Outcome) -> Answer {
+        Answer { outcome, seq: None, duplicate: false }
+    }
+
+    pub fn status(&self) -> u16 {
+        self.outcome.status()
+    }
+
+    /// The headers that carry the rest of the answer (none for most).
+    pub fn headers(&self) -> impl Iterator<Item = (&'static str, String)> {
+        let seq = self.seq.map(|s| (SEQ_HEADER, s.to_string()));
+        let dup = self.duplicate.then(|| (DUP_HEADER, "1".to_owned()));
+        seq.into_iter().chain(dup)
+    }
+
+    /// Reads an answer from a response's status and headers.
+    pub fn read(status: u16, header: impl Fn(&str) -> Option<String>) -> Answer {
+        Answer {
+            outcome: Outcome::from_status(status),
+            seq: header(SEQ_HEADER).and_then(|s| s.parse().ok()),
+            duplicate: header(DUP_HEADER).as_deref() == Some("1"),
+        }
+    }
+}
+
+/// A message on its way into `owner`'s log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    pub owner: UserId,
+    pub kind: Kind,
+    /// A message id ([`is_id`]).
+    pub id: String,
+    pub time_ms: u64,
+    /// The other party of a chat.
+    pub peer: Option<UserId>,
+    /// The id is derived from an idempotency key: store it at most once.
+    pub dedup: bool,
+}
+
+/// A receipt on its way to the object of the user whose messages it is
+/// about: `from` received or read `owner`'s messages up to `up_to`, a seq of
+/// `from`'s log (the owner's object maps it to its own).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Receipt {
+    pub owner: UserId,
+    pub from: UserId,
+    pub read: bool,
+    pub up_to: u64,
+}
+
+/// A typing indicator on its way to `owner`'s live sockets; never stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Typing {
+    pub owner: UserId,
+    pub from: UserId,
+    pub active: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn uid(s: &str) -> UserId {
+        UserId::parse(s).unwrap()
+    }
+
+    fn every_kind() -> Vec<Internal> {
+        let page = PageQuery { limit: 5, before: Some(9), after: None, peer: Some(uid("p@x")) };
+        vec![
+            Internal::Connect { uid: uid("1"), v1: None },
+            Internal::Connect {
+                uid: uid("a.b"),
+                v1: Some(V1Connect { device: "phone".into(), since: Some(4), exp: 99 }),
+            },
+            Internal::Connect { uid: uid("a"), v1: Some(V1Connect { device: "d".into(), since: None, exp: 1 }) },
+            Internal::Deliver(Delivery {
+                owner: uid("bob@x.y"),
+                kind: Kind::Received,
+                id: crate::message::new_id(5, 6),
+                time_ms: 5,
+                peer: Some(uid("1")),
+                dedup: true,
+            }),
+            Internal::Deliver(Delivery {
+                owner: uid("b"),
+                kind: Kind::System,
+                id: crate::message::new_id(7, 8),
+                time_ms: 0,
+                peer: None,
+                dedup: false,
+            }),
+            Internal::Send(ApiSend {
+                uid: uid("u"),
+                id: crate::message::new_id(1, 2),
+                time_ms: 3,
+                cmid: Some("api:key with spaces&=#?".into()),
+            }),
+            Internal::Receipt(Receipt { owner: uid("a"), from: uid("b"), read: true, up_to: 9 }),
+            Internal::Typing(Typing { owner: uid("a"), from: uid("b"), active: false }),
+            Internal::Read { uid: uid("r"), view: View::Legacy, page: page.clone() },
+            Internal::Read { uid: uid("r"), view: View::V1, page: PageQuery { after: Some(2), ..page.clone() } },
+            Internal::Read {
+                uid: uid("r"),
+                view: View::Conversations,
+                page: PageQuery { limit: 1, before: None, after: None, peer: None },
+            },
+        ]
+    }
+
+    #[test]
+    fn every_request_survives_its_url() {
+        for r in every_kind() {
+            let url = r.encode();
+            assert!(url.starts_with("https://user/"), "{url}");
+            assert_eq!(Internal::parse(&url), Ok(r.clone()), "{url}");
+            // The runtime may hand the object another origin.
+            let elsewhere = url.replacen("https://user", "http://127.0.0.1:8787", 1);
+            assert_eq!(Internal::parse(&elsewhere), Ok(r));
+        }
+    }
+
+    #[test]
+    fn refuses_bad_routes_and_params() {
+        let id = crate::message::new_id(5, 6);
+        assert_eq!(Internal::parse("https://user/nope?uid=1"), Err(BadInternal::Route));
+        assert_eq!(Internal::parse("https://user/deliver?owner=1&kind=1&time=5"), Err(BadInternal::Param("id")));
+        let kind9 = format!("https://user/deliver?owner=1&kind=9&id={id}&time=5");
+        assert_eq!(Internal::parse(&kind9), Err(BadInternal::Param("kind")));
+        assert_eq!(
+            Internal::parse("https://user/deliver?owner=1&kind=1&id=../../x&time=5"),
+            Err(BadInternal::Param("id"))
+        );
+        let bad_peer = format!("https://user/deliver?owner=1&kind=1&id={id}&time=5&peer=a+b");
+        assert_eq!(Internal::parse(&bad_peer), Err(BadInternal::Param("peer")));
+        assert_eq!(Internal::parse("https://user/connect?uid=1&device=d"), Err(BadInternal::Param("exp")));
+        assert_eq!(Internal::parse("https://user/history?uid=1"), Err(BadInternal::Param("limit")));
+        assert_eq!(Internal::parse("https://user/history?uid=1&limit=0"), Err(BadInternal::Param("limit")));
+        assert_eq!(Internal::parse("https://user/typing?owner=1&from=2&active=yes"), Err(BadInternal::Param("active")));
+    }
+
+    #[test]
+    fn every_answer_survives_its_response() {
+        for outcome in [
+            Outcome::Stored { pushed: true },
+            Outcome::Stored { pushed: false },
+            Outcome::Done,
+            Outcome::Full,
+            Outcome::Bad,
+            Outcome::Unavailable,
+        ] {
+            for (seq, duplicate) in [(None, false), (Some(7), false), (Some(8), true)] {
+                let a = Answer { outcome, seq, duplicate };
+                let headers: Vec<_> = a.headers().collect();
+                let read =
+                    Answer::read(a.status(), |name| headers.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone()));
+                assert_eq!(read, a);
+            }
+        }
+        assert_eq!(Answer::read(500, |_| None), Answer::of(Outcome::Unavailable));
+    }
+}
