@@ -475,4 +475,87 @@ mod tests {
             (Some("rate_limited"), Some(true), Some(70))
         );
     }
+
+    /// Every outbound frame, byte for byte as clients have always received it
+    /// (key order included): encoding may change, the wire may not.
+    #[test]
+    fn frames_keep_their_bytes() {
+        let limits = crate::limits::Limits::default();
+        let user = UserId::parse("u1").unwrap();
+        let w = Welcome { user: &user, device: "d\"1", head: 9, since: 4, recovered: true, limits: &limits };
+        assert_eq!(
+            w.encode(),
+            r#"{"device":"d\"1","head":9,"heartbeat_ms":30000,"limits":{"cmid_chars":64,"frame_bytes":65536,"history_page":200,"queue_max":10000,"queue_ttl_s":2592000,"send_burst":60,"sends_per_second":20},"op":"welcome","recovered":true,"since":4,"user":"u1","v":1}"#
+        );
+        assert_eq!(
+            msg(3, EntryKind::In, Some("p\"2"), "m1", r#"{"message":"hi","x":[1,2]}"#),
+            r#"{"op":"msg","seq":3,"kind":"in","peer":"p\"2","mid":"m1","body":{"message":"hi","x":[1,2]}}"#
+        );
+        assert_eq!(
+            msg(4, EntryKind::Sys, None, "m2", r#"{ "message" : "spaced" }"#),
+            r#"{"op":"msg","seq":4,"kind":"sys","peer":null,"mid":"m2","body":{ "message" : "spaced" }}"#
+        );
+        assert_eq!(
+            error(Some(&json!("r1")), V1Error::TooLarge),
+            r#"{"code":"too_large","message":"frame over the size limit (welcome limits.frame_bytes)","op":"error","re":"r1","retry":false}"#
+        );
+        assert_eq!(
+            error(None, V1Error::BadField("to")),
+            r#"{"code":"bad_field","field":"to","message":"missing or invalid field: to","op":"error","retry":false}"#
+        );
+        assert_eq!(
+            error(Some(&json!(5)), V1Error::RateLimited { retry_after_ms: 70 }),
+            r#"{"code":"rate_limited","message":"too many sends; nothing was stored, send again in 70 ms","op":"error","re":5,"retry":true,"retry_after_ms":70}"#
+        );
+        assert_eq!(sent(&json!(7), "m1", 12, false), r#"{"duplicate":false,"mid":"m1","op":"sent","re":7,"seq":12}"#);
+        assert_eq!(ok(&json!("x")), r#"{"op":"ok","re":"x"}"#);
+        assert_eq!(unread("p2", 3, 11), r#"{"count":3,"op":"unread","peer":"p2","read_up_to":11}"#);
+        assert_eq!(receipt("p2", ReceiptKind::Read, 5), r#"{"op":"receipt","peer":"p2","type":"read","up_to":5}"#);
+        assert_eq!(
+            receipt("p2", ReceiptKind::Delivered, 5),
+            r#"{"op":"receipt","peer":"p2","type":"delivered","up_to":5}"#
+        );
+        assert_eq!(typing("p2", true), r#"{"active":true,"from":"p2","op":"typing"}"#);
+
+        let rows: Vec<LogRow> = (1..=3)
+            .map(|seq| LogRow {
+                seq,
+                kind: seq as i64,
+                peer: Some("2".into()),
+                mid: format!("m{seq}"),
+                body: r#"{"message":"b"}"#.into(),
+            })
+            .collect();
+        let m = |seq, kind| {
+            format!(r#"{{"op":"msg","seq":{seq},"kind":"{kind}","peer":"2","mid":"m{seq}","body":{{"message":"b"}}}}"#)
+        };
+        let (items, next) = page_items(&rows, 2);
+        assert_eq!(
+            history(&json!(1), &items, next),
+            format!(r#"{{"op":"history","re":1,"items":[{},{}],"next":2}}"#, m(1, "in"), m(2, "out"))
+        );
+        assert_eq!(page(&items, next), format!(r#"{{"items":[{},{}],"next":2}}"#, m(1, "in"), m(2, "out")));
+        let (items, next) = page_items(&rows[2..], 5);
+        assert_eq!(
+            history(&json!("q"), &items, next),
+            format!(r#"{{"op":"history","re":"q","items":[{}],"next":null}}"#, m(3, "sys"))
+        );
+        let (items, next) = page_items(&[], 5);
+        assert_eq!(page(&items, next), r#"{"items":[],"next":null}"#);
+
+        let conv = |peer: &str, seq| Conversation {
+            peer: peer.into(),
+            last_seq: seq,
+            last_kind: Kind::Sent,
+            last_mid: format!("m{seq}"),
+            last_body: r#"{"message":"c"}"#.into(),
+            unread: 1,
+            read_up_to: 2,
+            peer_delivered: 3,
+            peer_read: 4,
+        };
+        let item = r#"{"peer":"a","peer_delivered":3,"peer_read":4,"read_up_to":2,"unread":1,"last":{"op":"msg","seq":9,"kind":"out","peer":"a","mid":"m9","body":{"message":"c"}}}"#;
+        assert_eq!(conversations(&[conv("a", 9), conv("b", 7)], 1), format!(r#"{{"items":[{item}],"next":9}}"#));
+        assert_eq!(conversations(&[conv("a", 9)], 5), format!(r#"{{"items":[{item}],"next":null}}"#));
+    }
 }
