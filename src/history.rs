@@ -290,7 +290,7 @@ mod tests {
             .collect();
         let (items, next) = crate::protocol::v1::page_items(&rows, 2);
         assert_eq!((items.len(), next), (2, Some(2)));
-        assert!(items[0].contains(r#""kind":"out""#));
+        assert!(items[0].as_str().contains(r#""kind":"out""#));
     }
 
     #[test]

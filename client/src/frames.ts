@@ -2,6 +2,8 @@
 // frames: every text frame is JSON with an `op`, except the text `heartbeat`.
 // Parsing checks the fields the client relies on and keeps the rest as sent.
 
+import type * as wire from "./wire.ts";
+
 export const SUBPROTOCOL = "chat.v1";
 export const HEARTBEAT = "heartbeat";
 /** The server's frame limit when the welcome does not say otherwise. */
@@ -13,28 +15,14 @@ export type Json = null | boolean | number | string | Json[] | { [key: string]: 
 export type Body = { [key: string]: unknown };
 export type RequestId = string | number;
 
-export interface Limits {
-  frame_bytes: number;
-  history_page: number;
-  cmid_chars: number;
-  sends_per_second: number;
-  send_burst: number;
-}
+// The server's frames as it sends them are generated from its Rust types
+// (wire.ts); the types here are what parseFrame returns: a `msg` without its
+// `op`, an `error` whose message may be missing, and frames of its own.
 
-export interface Welcome {
-  op: "welcome";
-  v: number;
-  user: string;
-  device: string;
-  /** Newest seq of the user's log. */
-  head: number;
-  /** Entries after this seq follow. */
-  since: number;
-  /** False: entries this device asked for are gone from the log (read them with history). */
-  recovered: boolean;
-  heartbeat_ms: number;
-  limits: Limits;
-}
+/** What the client may send, from the welcome. */
+export type Limits = wire.WelcomeLimits;
+
+export type Welcome = wire.WelcomeFrame;
 
 /** A `resync` event: the welcome, plus the range that was not replayed. */
 export interface Resync extends Welcome {
@@ -42,42 +30,17 @@ export interface Resync extends Welcome {
 }
 
 /** One entry of the user's log (a `msg` frame without its `op`). */
-export interface Msg {
-  seq: number;
-  kind: "in" | "out" | "sys";
-  /** The other user; null for system messages. */
-  peer: string | null;
-  mid: string;
-  body: Body;
-}
+export type Msg = Omit<wire.MsgFrame, "op">;
 
-export interface Receipt {
-  peer: string;
-  type: "delivered" | "read";
-  up_to: number;
-}
+export type Receipt = Omit<wire.ReceiptFrame, "op">;
 
-export interface Unread {
-  peer: string;
-  count: number;
-  read_up_to: number;
-}
+export type Unread = Omit<wire.UnreadFrame, "op">;
 
-export interface Typing {
-  from: string;
-  active: boolean;
-}
+export type Typing = Omit<wire.TypingFrame, "op">;
 
-export interface SendResult {
-  mid: string;
-  seq: number;
-  duplicate: boolean;
-}
+export type SendResult = Omit<wire.SentFrame, "op" | "re">;
 
-export interface HistoryPage {
-  items: Msg[];
-  next: number | null;
-}
+export type HistoryPage = wire.Page<Msg>;
 
 export interface HistoryQuery {
   peer?: string;
@@ -86,41 +49,27 @@ export interface HistoryQuery {
   limit?: number;
 }
 
-export interface Conversation {
-  peer: string;
-  unread: number;
-  read_up_to: number;
-  peer_delivered: number;
-  peer_read: number;
+export interface Conversation extends Omit<wire.ConversationItem, "last"> {
   last: Msg | null;
   [key: string]: unknown;
 }
 
-export interface ConversationPage {
-  items: Conversation[];
-  next: number | null;
-}
+export type ConversationPage = wire.Page<Conversation>;
 
-export interface ErrorFrame {
-  op: "error";
-  re?: RequestId;
-  code: string;
-  retry: boolean;
+export interface ErrorFrame extends Omit<wire.ErrorFrame, "message"> {
   message?: string;
-  field?: string;
-  retry_after_ms?: number;
 }
 
 export type ServerFrame =
   | { op: "heartbeat" }
   | Welcome
-  | ({ op: "msg" } & Msg)
-  | { op: "sent"; re: RequestId; mid: string; seq: number; duplicate: boolean }
-  | { op: "ok"; re: RequestId }
-  | { op: "history"; re: RequestId; items: Msg[]; next: number | null }
-  | ({ op: "unread" } & Unread)
-  | ({ op: "receipt" } & Receipt)
-  | ({ op: "typing" } & Typing)
+  | wire.MsgFrame
+  | wire.SentFrame
+  | wire.OkFrame
+  | (Omit<wire.HistoryFrame, "items"> & { items: Msg[] })
+  | wire.UnreadFrame
+  | wire.ReceiptFrame
+  | wire.TypingFrame
   | ErrorFrame
   | { op: "unknown"; frame: { op: string; [key: string]: unknown } };
 

@@ -541,7 +541,7 @@ impl UserObject {
     }
 
     /// Archives what is pending, then reads a page of the log from D1.
-    async fn log_page(&self, owner: &UserId, q: &PageQuery) -> Result<(Vec<String>, Option<u64>), Failure> {
+    async fn log_page(&self, owner: &UserId, q: &PageQuery) -> Result<(Vec<v1::EncodedMsg>, Option<u64>), Failure> {
         self.archive().await?;
         let rows = d1::log_page(&self.env, owner, q).await?;
         Ok(v1::page_items(&rows, q.limit))

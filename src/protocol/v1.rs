@@ -2,6 +2,8 @@
 //! `id` that the reply echoes as `re`. The specification is
 //! `docs/protocol.md`; this module is its parser and encoder.
 
+use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 pub use super::RequestId;
@@ -191,22 +193,92 @@ pub fn parse(text: &str, max_bytes: usize) -> Result<V1Frame, Refused> {
     }
 }
 
+// Outbound frames. Each is a struct whose fields are in wire order: the
+// frames once built with `json!` had their keys sorted (serde_json's map is a
+// BTreeMap here), and their fields stay in that order so the bytes clients
+// receive do not change. The TypeScript types of the SDK (`client/src/wire.ts`)
+// are rendered from these structs by the test in `v1/wire_ts.rs`.
+
+/// One-value types for the `op` of each frame: a frame cannot carry another
+/// op, and in TypeScript its `op` is the literal.
+macro_rules! ops {
+    ($($name:ident = $op:tt,)*) => {$(
+        #[derive(Serialize)]
+        #[cfg_attr(test, derive(ts_rs::TS))]
+        enum $name {
+            #[serde(rename = $op)]
+            Op,
+        }
+    )*};
+}
+
+ops! {
+    WelcomeOp = "welcome",
+    MsgOp = "msg",
+    SentOp = "sent",
+    OkOp = "ok",
+    UnreadOp = "unread",
+    ReceiptOp = "receipt",
+    TypingOp = "typing",
+    HistoryOp = "history",
+    ErrorOp = "error",
+}
+
+/// Encodes a frame. Frames hold strings, numbers, booleans and JSON already
+/// checked, so serde_json has nothing to refuse; should that ever change,
+/// the frame is `null` (a bad frame to a client) rather than a panic that
+/// would take the user's object down.
+fn encode(frame: &impl Serialize) -> String {
+    serde_json::to_string(frame).unwrap_or_else(|_| "null".into())
+}
+
 /// `{"op":"error",…}`: the reply to a refused frame.
+#[derive(Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+struct ErrorFrame<'a> {
+    /// One of the codes of `docs/protocol.md`; clients must accept others.
+    code: &'static str,
+    /// The missing or invalid field of a `bad_field`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, ts(optional))]
+    field: Option<&'static str>,
+    message: String,
+    #[cfg_attr(test, ts(inline))]
+    op: ErrorOp,
+    /// The `id` of the refused frame, when it had one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, ts(optional, type = "string | number"))]
+    re: Option<&'a RequestId>,
+    /// Whether sending the same frame again can succeed.
+    retry: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, ts(optional))]
+    retry_after_ms: Option<u64>,
+}
+
+/// An `ErrorFrame`, encoded.
 pub fn error(re: Option<&RequestId>, e: V1Error) -> String {
-    let mut v = serde_json::json!({ "op": "error", "code": e.code(), "retry": e.retry(), "message": e.message() });
-    match e {
-        V1Error::BadField(field) => v["field"] = field.into(),
-        V1Error::RateLimited { retry_after_ms } => v["retry_after_ms"] = retry_after_ms.into(),
-        _ => {}
-    }
-    if let Some(re) = re {
-        v["re"] = re.clone();
-    }
-    v.to_string()
+    encode(&ErrorFrame {
+        code: e.code(),
+        field: match e {
+            V1Error::BadField(field) => Some(field),
+            _ => None,
+        },
+        message: e.message(),
+        op: ErrorOp::Op,
+        re,
+        retry: e.retry(),
+        retry_after_ms: match e {
+            V1Error::RateLimited { retry_after_ms } => Some(retry_after_ms),
+            _ => None,
+        },
+    })
 }
 
 /// What a log entry is, as a `msg` frame says it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[serde(rename_all = "lowercase")]
 pub enum EntryKind {
     In,
     Out,
@@ -223,16 +295,68 @@ impl EntryKind {
     }
 }
 
-/// `{"op":"msg",…}`: one log entry. `body` is already JSON; it is spliced in
-/// as is, so delivering a message costs no re-encoding of its body.
+/// A message body: the JSON text the server stored, written out as is.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Body<'a> {
+    Json(&'a RawValue),
+    /// A stored body that is not JSON: the server stores only bodies it
+    /// encoded itself, so only a damaged row. It goes out as `{}`: the frame
+    /// stays valid and the entry (seq, mid) still reaches the client, where
+    /// a `null` body or a broken frame is one the SDK rejects as a protocol
+    /// error, and a skipped entry would leave a hole in the seqs.
+    Unreadable {},
+}
+
+impl<'a> Body<'a> {
+    /// Checks (does not re-encode) the stored JSON text.
+    fn of(stored: &'a str) -> Body<'a> {
+        serde_json::from_str(stored).map_or(Body::Unreadable {}, Body::Json)
+    }
+}
+
+/// `{"op":"msg",…}`: one log entry.
+#[derive(Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+struct MsgFrame<'a> {
+    #[cfg_attr(test, ts(inline))]
+    op: MsgOp,
+    seq: u64,
+    kind: EntryKind,
+    /// The other user; null for system messages.
+    peer: Option<&'a str>,
+    mid: &'a str,
+    #[cfg_attr(test, ts(type = "{ [key: string]: unknown }"))]
+    body: Body<'a>,
+}
+
+impl<'a> MsgFrame<'a> {
+    fn new(seq: u64, kind: EntryKind, peer: Option<&'a str>, mid: &'a str, body: &'a str) -> MsgFrame<'a> {
+        MsgFrame { op: MsgOp::Op, seq, kind, peer, mid, body: Body::of(body) }
+    }
+}
+
+/// A `MsgFrame`, encoded. `body` is already JSON; it is written out as is,
+/// so delivering a message costs no re-encoding of its body.
 pub fn msg(seq: u64, kind: EntryKind, peer: Option<&str>, mid: &str, body: &str) -> String {
-    let kind = match kind {
-        EntryKind::In => "in",
-        EntryKind::Out => "out",
-        EntryKind::Sys => "sys",
-    };
-    let peer = peer.map_or("null".to_string(), |p| Value::from(p).to_string());
-    format!(r#"{{"op":"msg","seq":{seq},"kind":"{kind}","peer":{peer},"mid":"{mid}","body":{body}}}"#)
+    encode(&MsgFrame::new(seq, kind, peer, mid, body))
+}
+
+/// A `msg` frame already encoded: pages of history splice it in as is.
+#[derive(Debug, Serialize)]
+#[serde(transparent)]
+pub struct EncodedMsg(Box<RawValue>);
+
+impl EncodedMsg {
+    fn new(frame: &MsgFrame) -> EncodedMsg {
+        // As `encode`: a frame serde_json cannot write goes out as `null`.
+        EncodedMsg(serde_json::value::to_raw_value(frame).unwrap_or_else(|_| RawValue::NULL.to_owned()))
+    }
+
+    /// The frame's JSON text.
+    pub fn as_str(&self) -> &str {
+        self.0.get()
+    }
 }
 
 /// `{"op":"welcome",…}`: the first frame of a v1 connection.
@@ -248,48 +372,119 @@ pub struct Welcome<'a> {
     pub limits: &'a crate::limits::Limits,
 }
 
+/// `{"op":"welcome",…}`: the first frame of a v1 connection.
+#[derive(Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+struct WelcomeFrame<'a> {
+    device: &'a str,
+    /// Newest seq of the user's log.
+    head: u64,
+    /// How often the client sends `heartbeat`.
+    heartbeat_ms: u64,
+    limits: WelcomeLimits,
+    #[cfg_attr(test, ts(inline))]
+    op: WelcomeOp,
+    /// False: entries this device asked for are gone from the log (read them with history).
+    recovered: bool,
+    /// Entries after this seq follow.
+    since: u64,
+    user: &'a str,
+    /// The protocol version.
+    v: u32,
+}
+
+/// What a client may send, in a welcome.
+#[derive(Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+struct WelcomeLimits {
+    cmid_chars: usize,
+    frame_bytes: usize,
+    history_page: u32,
+    queue_max: u64,
+    queue_ttl_s: u64,
+    send_burst: u32,
+    sends_per_second: u32,
+}
+
 impl Welcome<'_> {
     pub fn encode(&self) -> String {
-        serde_json::json!({
-            "op": "welcome",
-            "v": 1,
-            "user": self.user.as_str(),
-            "device": self.device,
-            "head": self.head,
-            "since": self.since,
-            "recovered": self.recovered,
-            "heartbeat_ms": HEARTBEAT_MS,
-            "limits": {
-                "frame_bytes": self.limits.frame_bytes,
-                "history_page": self.limits.history_page,
-                "cmid_chars": MAX_CMID,
-                "sends_per_second": self.limits.send_rate.per_second,
-                "send_burst": self.limits.send_rate.burst,
-                "queue_max": self.limits.queue_max,
-                "queue_ttl_s": self.limits.queue_ttl_ms / 1000,
+        let l = self.limits;
+        encode(&WelcomeFrame {
+            device: self.device,
+            head: self.head,
+            heartbeat_ms: HEARTBEAT_MS,
+            limits: WelcomeLimits {
+                cmid_chars: MAX_CMID,
+                frame_bytes: l.frame_bytes,
+                history_page: l.history_page,
+                queue_max: l.queue_max,
+                queue_ttl_s: l.queue_ttl_ms / 1000,
+                send_burst: l.send_rate.burst,
+                sends_per_second: l.send_rate.per_second,
             },
+            op: WelcomeOp::Op,
+            recovered: self.recovered,
+            since: self.since,
+            user: self.user.as_str(),
+            v: 1,
         })
-        .to_string()
     }
 }
 
 /// `{"op":"sent",…}`: a send is stored in the recipient's and the sender's log.
+#[derive(Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+struct SentFrame<'a> {
+    /// The `cmid` was stored before: this is the first send's result.
+    duplicate: bool,
+    mid: &'a str,
+    #[cfg_attr(test, ts(inline))]
+    op: SentOp,
+    #[cfg_attr(test, ts(type = "string | number"))]
+    re: &'a RequestId,
+    seq: u64,
+}
+
+/// A `SentFrame`, encoded.
 pub fn sent(re: &RequestId, mid: &str, seq: u64, duplicate: bool) -> String {
-    serde_json::json!({ "op": "sent", "re": re, "mid": mid, "seq": seq, "duplicate": duplicate }).to_string()
+    encode(&SentFrame { duplicate, mid, op: SentOp::Op, re, seq })
 }
 
 /// `{"op":"ok","re":…}`: a request without a result succeeded.
+#[derive(Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+struct OkFrame<'a> {
+    #[cfg_attr(test, ts(inline))]
+    op: OkOp,
+    #[cfg_attr(test, ts(type = "string | number"))]
+    re: &'a RequestId,
+}
+
+/// An `OkFrame`, encoded.
 pub fn ok(re: &RequestId) -> String {
-    serde_json::json!({ "op": "ok", "re": re }).to_string()
+    encode(&OkFrame { op: OkOp::Op, re })
 }
 
 /// `{"op":"unread",…}`: a conversation's unread count and read cursor changed.
+#[derive(Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+struct UnreadFrame<'a> {
+    count: u64,
+    #[cfg_attr(test, ts(inline))]
+    op: UnreadOp,
+    peer: &'a str,
+    read_up_to: u64,
+}
+
+/// An `UnreadFrame`, encoded.
 pub fn unread(peer: &str, count: u64, read_up_to: u64) -> String {
-    serde_json::json!({ "op": "unread", "peer": peer, "count": count, "read_up_to": read_up_to }).to_string()
+    encode(&UnreadFrame { count, op: UnreadOp::Op, peer, read_up_to })
 }
 
 /// Which receipt a peer sent.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[serde(rename_all = "lowercase")]
 pub enum ReceiptKind {
     Delivered,
     Read,
@@ -312,42 +507,100 @@ impl ReceiptKind {
     }
 }
 
-/// `{"op":"receipt",…}`: `peer` has received or read this user's messages up
-/// to `up_to` (a seq of this user's log).
+/// `{"op":"receipt",…}`: `peer` has received or read this user's messages
+/// up to `up_to`.
+#[derive(Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+struct ReceiptFrame<'a> {
+    #[cfg_attr(test, ts(inline))]
+    op: ReceiptOp,
+    peer: &'a str,
+    r#type: ReceiptKind,
+    /// A seq of this user's log.
+    up_to: u64,
+}
+
+/// A `ReceiptFrame`, encoded.
 pub fn receipt(peer: &str, kind: ReceiptKind, up_to: u64) -> String {
-    serde_json::json!({ "op": "receipt", "peer": peer, "type": kind.as_str(), "up_to": up_to }).to_string()
+    encode(&ReceiptFrame { op: ReceiptOp::Op, peer, r#type: kind, up_to })
 }
 
 /// `{"op":"typing",…}`: `from` started or stopped typing to this user.
-pub fn typing(from: &str, active: bool) -> String {
-    serde_json::json!({ "op": "typing", "from": from, "active": active }).to_string()
+#[derive(Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+struct TypingFrame<'a> {
+    active: bool,
+    from: &'a str,
+    #[cfg_attr(test, ts(inline))]
+    op: TypingOp,
 }
 
-/// `{"op":"history","re":…}`: a page of `msg` frames (already encoded).
-pub fn history(re: &RequestId, items: &[String], next: Option<u64>) -> String {
-    let next = next.map_or("null".to_string(), |n| n.to_string());
-    format!(r#"{{"op":"history","re":{},"items":[{}],"next":{next}}}"#, re, items.join(","))
+/// A `TypingFrame`, encoded.
+pub fn typing(from: &str, active: bool) -> String {
+    encode(&TypingFrame { active, from, op: TypingOp::Op })
+}
+
+/// `{"op":"history","re":…}`: a page of the user's log, as `msg` frames.
+#[derive(Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+struct HistoryFrame<'a> {
+    #[cfg_attr(test, ts(inline))]
+    op: HistoryOp,
+    #[cfg_attr(test, ts(type = "string | number"))]
+    re: &'a RequestId,
+    #[cfg_attr(test, ts(type = "Array<MsgFrame>"))]
+    items: &'a [EncodedMsg],
+    /// The cursor that continues the page (`before` or `after`); null at the end.
+    next: Option<u64>,
+}
+
+/// A `HistoryFrame`, encoded: its items are copied in as they are.
+pub fn history(re: &RequestId, items: &[EncodedMsg], next: Option<u64>) -> String {
+    encode(&HistoryFrame { op: HistoryOp::Op, re, items, next })
 }
 
 /// The `msg` frames of a v1 history page (rows fetched newest first, at
 /// most `limit` + 1 of them) and the cursor that continues it.
-pub fn page_items(rows: &[LogRow], limit: u32) -> (Vec<String>, Option<u64>) {
+pub fn page_items(rows: &[LogRow], limit: u32) -> (Vec<EncodedMsg>, Option<u64>) {
     let page = &rows[..rows.len().min(limit as usize)];
     let next = (rows.len() > limit as usize).then(|| page.last().map(|r| r.seq)).flatten();
     let items = page
         .iter()
         .map(|r| {
             let kind = EntryKind::of(Kind::from_code(r.kind).unwrap_or(Kind::Received));
-            msg(r.seq, kind, r.peer.as_deref(), &r.mid, &r.body)
+            EncodedMsg::new(&MsgFrame::new(r.seq, kind, r.peer.as_deref(), &r.mid, &r.body))
         })
         .collect();
     (items, next)
 }
 
+/// A page of an HTTP listing: `{"items":[…],"next":…}`.
+#[derive(Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+struct Page<'a, T> {
+    items: &'a [T],
+    /// The cursor of the next page; null at the end.
+    next: Option<u64>,
+}
+
 /// `GET /v1/history`: `{"items":[…],"next":…}`.
-pub fn page(items: &[String], next: Option<u64>) -> String {
-    let next = next.map_or("null".to_string(), |n| n.to_string());
-    format!(r#"{{"items":[{}],"next":{next}}}"#, items.join(","))
+pub fn page(items: &[EncodedMsg], next: Option<u64>) -> String {
+    encode(&Page { items, next })
+}
+
+/// One conversation of `GET /v1/conversations`.
+#[derive(Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+struct ConversationItem<'a> {
+    peer: &'a str,
+    /// The newest seq of this user's log that the peer has received.
+    peer_delivered: u64,
+    /// The newest seq of this user's log that the peer has read.
+    peer_read: u64,
+    read_up_to: u64,
+    unread: u64,
+    /// The conversation's newest entry.
+    last: MsgFrame<'a>,
 }
 
 /// `GET /v1/conversations`: newest activity first (rows fetched with one
@@ -355,20 +608,18 @@ pub fn page(items: &[String], next: Option<u64>) -> String {
 pub fn conversations(rows: &[Conversation], limit: u32) -> String {
     let shown = &rows[..rows.len().min(limit as usize)];
     let next = (rows.len() > limit as usize).then(|| shown.last().map(|c| c.last_seq)).flatten();
-    let items: Vec<String> = shown
+    let items: Vec<ConversationItem> = shown
         .iter()
-        .map(|c| {
-            let last = msg(c.last_seq, EntryKind::of(c.last_kind), Some(&c.peer), &c.last_mid, &c.last_body);
-            let meta = serde_json::json!({
-                "peer": c.peer, "unread": c.unread, "read_up_to": c.read_up_to,
-                "peer_delivered": c.peer_delivered, "peer_read": c.peer_read,
-            })
-            .to_string();
-            // Splice the last entry in as JSON, without re-encoding its body.
-            format!(r#"{},"last":{last}}}"#, &meta[..meta.len() - 1])
+        .map(|c| ConversationItem {
+            peer: &c.peer,
+            peer_delivered: c.peer_delivered,
+            peer_read: c.peer_read,
+            read_up_to: c.read_up_to,
+            unread: c.unread,
+            last: MsgFrame::new(c.last_seq, EntryKind::of(c.last_kind), Some(&c.peer), &c.last_mid, &c.last_body),
         })
         .collect();
-    page(&items, next)
+    encode(&Page { items: &items, next })
 }
 
 /// Close codes a v1 server sends, and what a client should do.
@@ -376,6 +627,9 @@ pub mod close {
     /// The token expired: reconnect with a fresh token.
     pub const TOKEN_EXPIRED: u16 = 4001;
 }
+
+#[cfg(test)]
+mod wire_ts;
 
 #[cfg(test)]
 mod tests {
@@ -450,8 +704,12 @@ mod tests {
             (e["code"].as_str(), e["field"].as_str(), e["retry"].as_bool(), e["re"].as_i64()),
             (Some("bad_field"), Some("to"), Some(false), Some(1))
         );
-        let h: Value =
-            serde_json::from_str(&history(&json!("q"), &[msg(1, EntryKind::Sys, None, "m", "{}")], Some(1))).unwrap();
+        let h: Value = serde_json::from_str(&history(
+            &json!("q"),
+            &[EncodedMsg::new(&MsgFrame::new(1, EntryKind::Sys, None, "m", "{}"))],
+            Some(1),
+        ))
+        .unwrap();
         assert_eq!(h["items"][0]["peer"], Value::Null);
         assert_eq!(h["next"], json!(1));
         let limits = crate::limits::Limits {
@@ -474,5 +732,98 @@ mod tests {
             (e["code"].as_str(), e["retry"].as_bool(), e["retry_after_ms"].as_u64()),
             (Some("rate_limited"), Some(true), Some(70))
         );
+    }
+
+    /// Every outbound frame, byte for byte as clients have always received it
+    /// (key order included): encoding may change, the wire may not.
+    #[test]
+    fn frames_keep_their_bytes() {
+        let limits = crate::limits::Limits::default();
+        let user = UserId::parse("u1").unwrap();
+        let w = Welcome { user: &user, device: "d\"1", head: 9, since: 4, recovered: true, limits: &limits };
+        assert_eq!(
+            w.encode(),
+            r#"{"device":"d\"1","head":9,"heartbeat_ms":30000,"limits":{"cmid_chars":64,"frame_bytes":65536,"history_page":200,"queue_max":10000,"queue_ttl_s":2592000,"send_burst":60,"sends_per_second":20},"op":"welcome","recovered":true,"since":4,"user":"u1","v":1}"#
+        );
+        assert_eq!(
+            msg(3, EntryKind::In, Some("p\"2"), "m1", r#"{"message":"hi","x":[1,2]}"#),
+            r#"{"op":"msg","seq":3,"kind":"in","peer":"p\"2","mid":"m1","body":{"message":"hi","x":[1,2]}}"#
+        );
+        assert_eq!(
+            msg(4, EntryKind::Sys, None, "m2", r#"{ "message" : "spaced" }"#),
+            r#"{"op":"msg","seq":4,"kind":"sys","peer":null,"mid":"m2","body":{ "message" : "spaced" }}"#
+        );
+        assert_eq!(
+            error(Some(&json!("r1")), V1Error::TooLarge),
+            r#"{"code":"too_large","message":"frame over the size limit (welcome limits.frame_bytes)","op":"error","re":"r1","retry":false}"#
+        );
+        assert_eq!(
+            error(None, V1Error::BadField("to")),
+            r#"{"code":"bad_field","field":"to","message":"missing or invalid field: to","op":"error","retry":false}"#
+        );
+        assert_eq!(
+            error(Some(&json!(5)), V1Error::RateLimited { retry_after_ms: 70 }),
+            r#"{"code":"rate_limited","message":"too many sends; nothing was stored, send again in 70 ms","op":"error","re":5,"retry":true,"retry_after_ms":70}"#
+        );
+        assert_eq!(sent(&json!(7), "m1", 12, false), r#"{"duplicate":false,"mid":"m1","op":"sent","re":7,"seq":12}"#);
+        assert_eq!(ok(&json!("x")), r#"{"op":"ok","re":"x"}"#);
+        assert_eq!(unread("p2", 3, 11), r#"{"count":3,"op":"unread","peer":"p2","read_up_to":11}"#);
+        assert_eq!(receipt("p2", ReceiptKind::Read, 5), r#"{"op":"receipt","peer":"p2","type":"read","up_to":5}"#);
+        assert_eq!(
+            receipt("p2", ReceiptKind::Delivered, 5),
+            r#"{"op":"receipt","peer":"p2","type":"delivered","up_to":5}"#
+        );
+        assert_eq!(typing("p2", true), r#"{"active":true,"from":"p2","op":"typing"}"#);
+
+        let rows: Vec<LogRow> = (1..=3)
+            .map(|seq| LogRow {
+                seq,
+                kind: seq as i64,
+                peer: Some("2".into()),
+                mid: format!("m{seq}"),
+                body: r#"{"message":"b"}"#.into(),
+            })
+            .collect();
+        let m = |seq, kind| {
+            format!(r#"{{"op":"msg","seq":{seq},"kind":"{kind}","peer":"2","mid":"m{seq}","body":{{"message":"b"}}}}"#)
+        };
+        let (items, next) = page_items(&rows, 2);
+        assert_eq!(
+            history(&json!(1), &items, next),
+            format!(r#"{{"op":"history","re":1,"items":[{},{}],"next":2}}"#, m(1, "in"), m(2, "out"))
+        );
+        assert_eq!(page(&items, next), format!(r#"{{"items":[{},{}],"next":2}}"#, m(1, "in"), m(2, "out")));
+        let (items, next) = page_items(&rows[2..], 5);
+        assert_eq!(
+            history(&json!("q"), &items, next),
+            format!(r#"{{"op":"history","re":"q","items":[{}],"next":null}}"#, m(3, "sys"))
+        );
+        let (items, next) = page_items(&[], 5);
+        assert_eq!(page(&items, next), r#"{"items":[],"next":null}"#);
+
+        let conv = |peer: &str, seq| Conversation {
+            peer: peer.into(),
+            last_seq: seq,
+            last_kind: Kind::Sent,
+            last_mid: format!("m{seq}"),
+            last_body: r#"{"message":"c"}"#.into(),
+            unread: 1,
+            read_up_to: 2,
+            peer_delivered: 3,
+            peer_read: 4,
+        };
+        let item = r#"{"peer":"a","peer_delivered":3,"peer_read":4,"read_up_to":2,"unread":1,"last":{"op":"msg","seq":9,"kind":"out","peer":"a","mid":"m9","body":{"message":"c"}}}"#;
+        assert_eq!(conversations(&[conv("a", 9), conv("b", 7)], 1), format!(r#"{{"items":[{item}],"next":9}}"#));
+        assert_eq!(conversations(&[conv("a", 9)], 5), format!(r#"{{"items":[{item}],"next":null}}"#));
+    }
+
+    #[test]
+    fn bodies_go_out_as_stored() {
+        // Spacing inside the body is kept: the text is checked, not re-encoded.
+        let m = msg(1, EntryKind::In, Some("2"), "m", r#"{"message" : "a\u0062"}"#);
+        assert!(m.ends_with(r#""body":{"message" : "a\u0062"}}"#), "{m}");
+        // A damaged row still makes a valid frame, with an empty body.
+        let m = msg(1, EntryKind::In, Some("2"), "m", r#"{"message":"cut"#);
+        assert_eq!(m, r#"{"op":"msg","seq":1,"kind":"in","peer":"2","mid":"m","body":{}}"#);
     }
 }

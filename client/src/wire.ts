@@ -1,0 +1,136 @@
+// The server's chat.v1 frames, generated from the Rust types of src/protocol/v1.rs
+// by `cargo test` (src/protocol/v1/wire_ts.rs): do not edit. Regenerate with
+// `UPDATE_FRAMES=1 cargo test --lib wire_ts`.
+
+/** `{"op":"welcome",…}`: the first frame of a v1 connection. */
+export type WelcomeFrame = {
+  device: string;
+  /** Newest seq of the user's log. */
+  head: number;
+  /** How often the client sends `heartbeat`. */
+  heartbeat_ms: number;
+  limits: WelcomeLimits;
+  op: "welcome";
+  /** False: entries this device asked for are gone from the log (read them with history). */
+  recovered: boolean;
+  /** Entries after this seq follow. */
+  since: number;
+  user: string;
+  /** The protocol version. */
+  v: number;
+};
+
+/** What a client may send, in a welcome. */
+export type WelcomeLimits = {
+  cmid_chars: number;
+  frame_bytes: number;
+  history_page: number;
+  queue_max: number;
+  queue_ttl_s: number;
+  send_burst: number;
+  sends_per_second: number;
+};
+
+/** `{"op":"msg",…}`: one log entry. */
+export type MsgFrame = {
+  op: "msg";
+  seq: number;
+  kind: EntryKind;
+  /** The other user; null for system messages. */
+  peer: string | null;
+  mid: string;
+  body: { [key: string]: unknown };
+};
+
+/** What a log entry is, as a `msg` frame says it. */
+export type EntryKind = "in" | "out" | "sys";
+
+/** `{"op":"sent",…}`: a send is stored in the recipient's and the sender's log. */
+export type SentFrame = {
+  /** The `cmid` was stored before: this is the first send's result. */
+  duplicate: boolean;
+  mid: string;
+  op: "sent";
+  re: string | number;
+  seq: number;
+};
+
+/** `{"op":"ok","re":…}`: a request without a result succeeded. */
+export type OkFrame = {
+  op: "ok";
+  re: string | number;
+};
+
+/** `{"op":"unread",…}`: a conversation's unread count and read cursor changed. */
+export type UnreadFrame = {
+  count: number;
+  op: "unread";
+  peer: string;
+  read_up_to: number;
+};
+
+/**
+ * `{"op":"receipt",…}`: `peer` has received or read this user's messages
+ * up to `up_to`.
+ */
+export type ReceiptFrame = {
+  op: "receipt";
+  peer: string;
+  type: ReceiptKind;
+  /** A seq of this user's log. */
+  up_to: number;
+};
+
+/** Which receipt a peer sent. */
+export type ReceiptKind = "delivered" | "read";
+
+/** `{"op":"typing",…}`: `from` started or stopped typing to this user. */
+export type TypingFrame = {
+  active: boolean;
+  from: string;
+  op: "typing";
+};
+
+/** `{"op":"history","re":…}`: a page of the user's log, as `msg` frames. */
+export type HistoryFrame = {
+  op: "history";
+  re: string | number;
+  items: Array<MsgFrame>;
+  /** The cursor that continues the page (`before` or `after`); null at the end. */
+  next: number | null;
+};
+
+/** `{"op":"error",…}`: the reply to a refused frame. */
+export type ErrorFrame = {
+  /** One of the codes of `docs/protocol.md`; clients must accept others. */
+  code: string;
+  /** The missing or invalid field of a `bad_field`. */
+  field?: string;
+  message: string;
+  op: "error";
+  /** The `id` of the refused frame, when it had one. */
+  re?: string | number;
+  /** Whether sending the same frame again can succeed. */
+  retry: boolean;
+  retry_after_ms?: number;
+};
+
+/** A page of an HTTP listing: `{"items":[…],"next":…}`. */
+export type Page<T> = {
+  items: Array<T>;
+  /** The cursor of the next page; null at the end. */
+  next: number | null;
+};
+
+/** One conversation of `GET /v1/conversations`. */
+export type ConversationItem = {
+  peer: string;
+  /** The newest seq of this user's log that the peer has received. */
+  peer_delivered: number;
+  /** The newest seq of this user's log that the peer has read. */
+  peer_read: number;
+  read_up_to: number;
+  unread: number;
+  /** The conversation's newest entry. */
+  last: MsgFrame;
+};
