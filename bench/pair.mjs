@@ -1,4 +1,4 @@
-// `node bench/pair.mjs [--rounds=N] [--n=N] [--latency=N]`: the one-pair
+// `node bench/pair.mjs [--rounds=N] [--n=N] [--latency=N] [--skip=a,b]`: the one-pair
 // scenario of `npm run bench` alone (disk storage), every target interleaved
 // over rounds, printed as medians and ratios to the JavaScript baselines of
 // the same run. For an A/B of two builds: run it in each checkout, one after
@@ -10,11 +10,13 @@ const args = Object.fromEntries(process.argv.slice(2).map((a) => { const [k, v =
 const rounds = Number(args.rounds ?? 3);
 const n = Number(args.n ?? 5000);
 const latencyN = Number(args.latency ?? 1000);
+// Targets left out (their keys in runtime.mjs); the JS queue baseline always runs.
+const skip = new Set((args.skip ?? "").split(",").filter((k) => k && k !== "js-queue"));
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 const raw = {};
 for (let round = 1; round <= rounds; round++) {
-  for (const [name, t] of Object.entries(TARGETS)) {
+  for (const [name, t] of Object.entries(TARGETS).filter(([k]) => !skip.has(k))) {
     const target = await t.start({});
     try {
       const thr = await S.pairThroughput(target, { n });
