@@ -33,6 +33,7 @@ export function costPerMillion(perMsg, activeObjectSecondsPerMsg) {
     "DO WebSocket messages (20:1)": (perMsg.do_ws_messages / p.doWsMessagesPerRequest) * p.doRequestsPerMillion,
     "DO duration": activeObjectSecondsPerMsg * p.doMemoryGb * p.doGbSecondsPerMillion,
     "DO SQLite rows written": perMsg.sql_rows_written * p.doSqlRowsWrittenPerMillion,
+    "DO alarms set (a row written each)": (perMsg.alarms_set ?? 0) * p.doSqlRowsWrittenPerMillion,
     "DO SQLite rows read": perMsg.sql_rows_read * p.doSqlRowsReadPerMillion,
     "D1 rows written": (perMsg.d1_rows_written ?? 0) * p.d1RowsWrittenPerMillion,
     "D1 rows read": (perMsg.d1_rows_read ?? 0) * p.d1RowsReadPerMillion,

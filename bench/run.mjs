@@ -88,6 +88,26 @@ results.crowd = Object.fromEntries(
 
 save();
 
+// 2b. Realistic traffic: many users, each sending now and then, both online
+// and with recipients offline; counted per message like the burst.
+{
+  const target = await startRustTarget();
+  try {
+    const opts = quick ? { pairs: 20, seconds: 10 } : {};
+    results.sparse = {
+      online: await S.sparseTraffic(target, { ...opts, base: 6000 }),
+      offline: await S.sparseTraffic(target, { ...opts, offline: true, base: 8000 }),
+    };
+    for (const [k, v] of Object.entries(results.sparse)) {
+      log(`sparse ${k}: ${v.total} messages, ${v.delivered} delivered, ${v.errors} errors, per message ${JSON.stringify(v.perMsg)}`);
+    }
+  } finally {
+    await target.close();
+  }
+}
+
+save();
+
 // 3. edge-chat alone: backlog, history, idle sockets, memory, counts, cold start.
 {
   const target = await startRustTarget({ inspector: true });
@@ -149,12 +169,16 @@ try {
   // Sparse traffic: each message keeps the sender's and the recipient's object
   // active for about one delivery (p50 latency); saturated: two objects active
   // all the time, shared by msgPerSec messages.
-  const sparse = costPerMillion(perMsg, (2 * latency.p50) / 1000);
+  const activeSecondsPerMsg = (2 * latency.p50) / 1000;
+  const burst = costPerMillion(perMsg, activeSecondsPerMsg);
   const saturated = costPerMillion(perMsg, 2 / results.counts.msgPerSec);
+  // Sparse traffic is counted per message sent (every one was stored for its recipient).
+  const sparseOnline = costPerMillion(results.sparse.online.perMsg, activeSecondsPerMsg);
+  const sparseOffline = costPerMillion(results.sparse.offline.perMsg, activeSecondsPerMsg);
   const r = results.room.counts;
   const roomPerMsg = Object.fromEntries(Object.entries(r).map(([k, v]) => [k, v / r.messages_stored]));
   const roomSparse = costPerMillion(roomPerMsg, results.room.p50 / 1000);
-  results.cost = { perMsg, sparse, saturated, roomPerMsg, roomSparse, prices: PRICES };
+  results.cost = { perMsg, burst, saturated, sparseOnline, sparseOffline, roomPerMsg, roomSparse, prices: PRICES };
 }
 
 save();

@@ -209,6 +209,53 @@ export async function billableCounts(target, { n = 5000 } = {}) {
   return { n, msgPerSec: thr.msgPerSec, counts: diff };
 }
 
+/**
+ * Realistic chat: `pairs` pairs, each user sending one legacy chat to its peer
+ * every `minMs`–`maxMs` (uniformly at random) for `seconds`. With `offline`,
+ * only one side of each pair sends and the recipients connect after the
+ * senders stop, so everything goes through the offline queue. Every message
+ * must be answered `ok` and delivered; the counters of billable operations
+ * (after the archive alarms wrote the last batches) are returned per message.
+ */
+export async function sparseTraffic(target, { pairs = 100, seconds = 30, minMs = 1000, maxMs = 3000, offline = false, base = 6000 } = {}) {
+  const users = Array.from({ length: pairs }, (_, p) => [String(base + 2 * p), String(base + 2 * p + 1)]);
+  const before = await target.metrics();
+  const open = (uid) => client(target.wsUrl(uid), target);
+  const ends = await Promise.all(
+    users.map(async ([x, y]) => ({ x, y, cx: await open(x), cy: offline ? null : await open(y), sentX: 0, sentY: 0 })),
+  );
+  const deadline = performance.now() + seconds * 1000;
+  const next = () => minMs + Math.random() * (maxMs - minMs);
+  const talk = async (e, side) => {
+    // Staggered starts, as real users are.
+    await sleep(Math.random() * maxMs);
+    while (performance.now() < deadline) {
+      if (side === "x") e.cx.send(chat(e.x, e.y, e.sentX++));
+      else e.cy.send(chat(e.y, e.x, e.sentY++));
+      await sleep(next());
+    }
+  };
+  await Promise.all(ends.flatMap((e) => (offline ? [talk(e, "x")] : [talk(e, "x"), talk(e, "y")])));
+  // Each user's frames: an `ok` per own send, plus the peer's messages.
+  // A lost message shows as `delivered` < `total`, not as a hang.
+  const settle = (waits) => Promise.race([Promise.all(waits), sleep(60_000)]);
+  await settle(ends.flatMap((e) => (offline ? [e.cx.until(e.sentX)] : [e.cx.until(e.sentX + e.sentY), e.cy.until(e.sentY + e.sentX)])));
+  if (offline) {
+    for (const e of ends) e.cy = await open(e.y);
+    await settle(ends.map((e) => e.cy.until(e.sentX)));
+  }
+  const total = ends.reduce((s, e) => s + e.sentX + e.sentY, 0);
+  const errors = ends.reduce((s, e) => s + e.cx.errors + (e.cy?.errors ?? 0), 0);
+  // Frames that are messages (not the sender's own replies).
+  const delivered = ends.reduce((s, e) => s + (e.cx.count - e.sentX) + (e.cy.count - (offline ? 0 : e.sentY)), 0);
+  await Promise.all(ends.flatMap((e) => [e.cx.close(), e.cy.close()]));
+  await sleep(2500); // the archive alarms (ARCHIVE_DELAY_MS) write the last batches
+  const after = await target.metrics();
+  const counts = Object.fromEntries(Object.keys(after).map((k) => [k, after[k] - (before[k] ?? 0)]));
+  const perMsg = Object.fromEntries(Object.entries(counts).map(([k, v]) => [k, v / total]));
+  return { pairs, seconds, offline, total, delivered, errors, counts, perMsg };
+}
+
 /** Time for a freshly started runtime to answer its first upgrade. */
 export async function coldStart(start) {
   const t0 = performance.now();

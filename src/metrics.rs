@@ -17,6 +17,8 @@ pub enum Counter {
     DoWsMessages,
     /// Alarm invocations.
     DoAlarms,
+    /// `setAlarm` calls: each is billed as one row written.
+    AlarmsSet,
     SqlRowsRead,
     SqlRowsWritten,
     D1Queries,
@@ -41,11 +43,12 @@ pub enum Counter {
     QueueExpired,
 }
 
-const ALL: [(Counter, &str); 21] = [
+const ALL: [(Counter, &str); 22] = [
     (Counter::WorkerRequests, "worker_requests"),
     (Counter::DoFetches, "do_fetches"),
     (Counter::DoWsMessages, "do_ws_messages"),
     (Counter::DoAlarms, "do_alarms"),
+    (Counter::AlarmsSet, "alarms_set"),
     (Counter::SqlRowsRead, "sql_rows_read"),
     (Counter::SqlRowsWritten, "sql_rows_written"),
     (Counter::D1Queries, "d1_queries"),

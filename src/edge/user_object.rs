@@ -237,6 +237,7 @@ impl DurableObject for UserObject {
             let attempt = self.shared.mailbox.borrow().archive_failures();
             worker::console_error!("history archive failed (attempt {attempt}): {e}");
             self.shared.mailbox.borrow_mut().arm_retry();
+            incr(Counter::AlarmsSet);
             self.state.storage().set_alarm(delay_ms as i64).await?;
         }
         Response::empty()
@@ -295,6 +296,7 @@ impl UserObject {
                 let storage = self.state.storage();
                 let shared = Rc::clone(&self.shared);
                 worker::wasm_bindgen_futures::spawn_local(async move {
+                    incr(Counter::AlarmsSet);
                     if let Err(e) = storage.set_alarm(delay_ms as i64).await {
                         shared.mailbox.borrow_mut().alarm_not_set();
                         worker::console_error!("could not schedule history archive: {}", e);
