@@ -51,7 +51,7 @@ pub trait Sql {
 /// Schema versions, in order: each object upgrades its own database the first
 /// time a newer deployment opens it (the version is kept in `meta.schema`).
 /// A change to the schema is a new entry here, never an edit of an old one.
-pub const MIGRATIONS: [(i64, &[&str]); 1] = [(1, &SCHEMA_V1)];
+pub const MIGRATIONS: [(i64, &[&str]); 2] = [(1, &SCHEMA_V1), (2, &SCHEMA_V2)];
 
 const SCHEMA_V1: [&str; 6] = [
     // meta.v has no declared type, so no affinity: "92" stays text, 5 stays a number.
@@ -92,6 +92,46 @@ const SCHEMA_V1: [&str; 6] = [
     // message ids this log already holds.
     "CREATE TABLE IF NOT EXISTS sends (cmid TEXT PRIMARY KEY, mid TEXT NOT NULL, seq INTEGER NOT NULL, time INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS seen (mid TEXT PRIMARY KEY, seq INTEGER NOT NULL, pushed INTEGER NOT NULL, time INTEGER NOT NULL)",
+];
+
+/// v2: the text-keyed tables become `WITHOUT ROWID`, rebuilt with their
+/// rows. On a rowid table a TEXT primary key is a second b-tree, so each
+/// insert, and each `INSERT OR REPLACE` of a key already there, was two
+/// billed rows written (measured in workerd); now it is one. Keys are never
+/// NULL as we write them; a NULL one could not be copied and is left out.
+const SCHEMA_V2: [&str; 20] = [
+    "CREATE TABLE meta_v2 (k TEXT PRIMARY KEY, v) WITHOUT ROWID",
+    "INSERT INTO meta_v2 (k, v) SELECT k, v FROM meta WHERE k IS NOT NULL",
+    "DROP TABLE meta",
+    "ALTER TABLE meta_v2 RENAME TO meta",
+    "CREATE TABLE devices_v2 (device TEXT PRIMARY KEY, acked INTEGER NOT NULL, seen INTEGER NOT NULL) WITHOUT ROWID",
+    "INSERT INTO devices_v2 (device, acked, seen) SELECT device, acked, seen FROM devices WHERE device IS NOT NULL",
+    "DROP TABLE devices",
+    "ALTER TABLE devices_v2 RENAME TO devices",
+    "CREATE TABLE convs_v2 (
+        peer TEXT PRIMARY KEY,
+        last_seq INTEGER NOT NULL,
+        last_kind INTEGER NOT NULL,
+        last_mid TEXT NOT NULL,
+        last_body TEXT NOT NULL,
+        unread INTEGER NOT NULL DEFAULT 0,
+        read_up_to INTEGER NOT NULL DEFAULT 0,
+        peer_delivered INTEGER NOT NULL DEFAULT 0,
+        peer_read INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID",
+    "INSERT INTO convs_v2 (peer, last_seq, last_kind, last_mid, last_body, unread, read_up_to, peer_delivered, peer_read) \
+     SELECT peer, last_seq, last_kind, last_mid, last_body, unread, read_up_to, peer_delivered, peer_read \
+     FROM convs WHERE peer IS NOT NULL",
+    "DROP TABLE convs",
+    "ALTER TABLE convs_v2 RENAME TO convs",
+    "CREATE TABLE sends_v2 (cmid TEXT PRIMARY KEY, mid TEXT NOT NULL, seq INTEGER NOT NULL, time INTEGER NOT NULL) WITHOUT ROWID",
+    "INSERT INTO sends_v2 (cmid, mid, seq, time) SELECT cmid, mid, seq, time FROM sends WHERE cmid IS NOT NULL",
+    "DROP TABLE sends",
+    "ALTER TABLE sends_v2 RENAME TO sends",
+    "CREATE TABLE seen_v2 (mid TEXT PRIMARY KEY, seq INTEGER NOT NULL, pushed INTEGER NOT NULL, time INTEGER NOT NULL) WITHOUT ROWID",
+    "INSERT INTO seen_v2 (mid, seq, pushed, time) SELECT mid, seq, pushed, time FROM seen WHERE mid IS NOT NULL",
+    "DROP TABLE seen",
+    "ALTER TABLE seen_v2 RENAME TO seen",
 ];
 
 /// One entry about to be written to the log.
@@ -212,6 +252,11 @@ impl<S: Sql> Log<S> {
     /// The port, for tests that look at the tables directly.
     pub fn sql(&self) -> &S {
         &self.sql
+    }
+
+    /// The port back, for tests that open the same database again.
+    pub fn into_sql(self) -> S {
+        self.sql
     }
 
     fn exec(&self, sql: &str, params: &[SqlValue]) -> Result<(), StoreError> {
