@@ -100,7 +100,7 @@ export const V1_PROTO = {
   protocols: ["chat.v1"],
 };
 
-export async function startRust({ storageDir, inspector = false, v1 = false } = {}) {
+export async function startRust({ storageDir, inspector = false, v1 = false, bindings = {} } = {}) {
   const inspectorPort = inspector ? await freePort() : undefined;
   const prevTmp = process.env.TMPDIR;
   if (storageDir) process.env.TMPDIR = storageDir;
@@ -109,7 +109,7 @@ export async function startRust({ storageDir, inspector = false, v1 = false } = 
     w = await startWorker({
       // Production settings, except the per-user send rate and the cap on sends
       // waiting for recipients: the benchmark sends 5000 back to back, flat out.
-      bindings: { ARCHIVE_DELAY_MS: "500", ARCHIVE_RETRY_MS: "1000", SEND_RATE: "1000000", SEND_BURST: "1000000", INFLIGHT_SENDS: "100000" },
+      bindings: { ARCHIVE_DELAY_MS: "500", ARCHIVE_RETRY_MS: "1000", SEND_RATE: "1000000", SEND_BURST: "1000000", INFLIGHT_SENDS: "100000", ...bindings },
       extra: inspectorPort ? { inspectorPort } : {},
     });
   } finally {

@@ -50,7 +50,8 @@ pub trait Sql {
 
 /// Schema versions, in order: each object upgrades its own database the first
 /// time a newer deployment opens it (the version is kept in `meta.schema`).
-/// A change to the schema is a new entry here, never an edit of an old one.
+/// A change to the schema is a new entry here, never an edit of an old one,
+/// and the same change in [`FRESH`].
 pub const MIGRATIONS: [(i64, &[&str]); 2] = [(1, &SCHEMA_V1), (2, &SCHEMA_V2)];
 
 const SCHEMA_V1: [&str; 6] = [
@@ -132,6 +133,42 @@ const SCHEMA_V2: [&str; 20] = [
     "INSERT INTO seen_v2 (mid, seq, pushed, time) SELECT mid, seq, pushed, time FROM seen WHERE mid IS NOT NULL",
     "DROP TABLE seen",
     "ALTER TABLE seen_v2 RENAME TO seen",
+];
+
+/// The version a fresh database starts at.
+pub const LATEST: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
+
+/// The schema at [`LATEST`], for a database that has none yet: the tables the
+/// migrations build step by step, in one go (`tests/upgrade.rs` checks that
+/// both ways give the same tables).
+pub const FRESH: [&str; 6] = [
+    "CREATE TABLE log (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL,
+        kind INTEGER NOT NULL,
+        peer TEXT,
+        conv TEXT NOT NULL,
+        time INTEGER NOT NULL,
+        body TEXT NOT NULL,
+        sent INTEGER NOT NULL,
+        peer_seq INTEGER,
+        peer_sent INTEGER
+    )",
+    "CREATE TABLE meta (k TEXT PRIMARY KEY, v) WITHOUT ROWID",
+    "CREATE TABLE devices (device TEXT PRIMARY KEY, acked INTEGER NOT NULL, seen INTEGER NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE convs (
+        peer TEXT PRIMARY KEY,
+        last_seq INTEGER NOT NULL,
+        last_kind INTEGER NOT NULL,
+        last_mid TEXT NOT NULL,
+        last_body TEXT NOT NULL,
+        unread INTEGER NOT NULL DEFAULT 0,
+        read_up_to INTEGER NOT NULL DEFAULT 0,
+        peer_delivered INTEGER NOT NULL DEFAULT 0,
+        peer_read INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID",
+    "CREATE TABLE sends (cmid TEXT PRIMARY KEY, mid TEXT NOT NULL, seq INTEGER NOT NULL, time INTEGER NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE seen (mid TEXT PRIMARY KEY, seq INTEGER NOT NULL, pushed INTEGER NOT NULL, time INTEGER NOT NULL) WITHOUT ROWID",
 ];
 
 /// One entry about to be written to the log.
@@ -237,16 +274,28 @@ impl<S: Sql> Log<S> {
     /// Opens the log, upgrading its schema to the newest version first.
     pub fn open(sql: S) -> Result<Log<S>, StoreError> {
         let log = Log { sql, archive_query: archive_query() };
-        log.exec("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v)", &[])?;
+        let has_meta = log.one("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'", &[])?.is_some();
+        if !has_meta {
+            // A new user: the newest schema at once, not every step to it
+            // (each step's statements are billed rows).
+            for stmt in FRESH {
+                log.exec(stmt, &[])?;
+            }
+            return log.set_schema(LATEST).map(|_| log);
+        }
         let current = log.one("SELECT (SELECT v FROM meta WHERE k = 'schema')", &[])?.and_then(|r| col_u64(&r, 0));
         let current = current.unwrap_or(0) as i64;
         for (version, statements) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
             for stmt in *statements {
                 log.exec(stmt, &[])?;
             }
-            log.exec("INSERT OR REPLACE INTO meta (k, v) VALUES ('schema', ?)", &[SqlValue::Int(*version)])?;
+            log.set_schema(*version)?;
         }
         Ok(log)
+    }
+
+    fn set_schema(&self, version: i64) -> Result<(), StoreError> {
+        self.exec("INSERT OR REPLACE INTO meta (k, v) VALUES ('schema', ?)", &[SqlValue::Int(version)])
     }
 
     /// The port, for tests that look at the tables directly.

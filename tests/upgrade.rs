@@ -7,7 +7,7 @@
 
 mod support;
 
-use edge_chat::log::{Log, SavedDevice, Sql, SqlValue, MIGRATIONS};
+use edge_chat::log::{Log, SavedDevice, Sql, SqlValue, LATEST, MIGRATIONS};
 use edge_chat::user::UserId;
 use rusqlite::Connection;
 use support::sqlite::Lite;
@@ -133,8 +133,48 @@ fn a_fresh_log_gets_the_newest_schema() {
             false
         })
         .unwrap();
-    assert_eq!(version, Some(SqlValue::Int(MIGRATIONS[MIGRATIONS.len() - 1].0)));
+    assert_eq!(version, Some(SqlValue::Int(LATEST)));
     assert!(table_sql(&log, "meta").ends_with("WITHOUT ROWID"));
+}
+
+/// Every table as SQLite describes it: columns (name, type, not null,
+/// default, key position) and whether it has a rowid.
+fn tables(log: &Log<Lite>) -> Vec<(String, bool, Vec<Vec<SqlValue>>)> {
+    let mut names = Vec::new();
+    log.sql()
+        .run("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name", &[], &mut |r| {
+            if let SqlValue::Text(t) = &r[0] {
+                names.push(t.clone());
+            }
+            true
+        })
+        .unwrap();
+    names
+        .into_iter()
+        .map(|name| {
+            let mut columns = Vec::new();
+            log.sql()
+                .run(
+                    &format!("SELECT name, type, \"notnull\", dflt_value, pk FROM pragma_table_info('{name}')"),
+                    &[],
+                    &mut |r| {
+                        columns.push(r.to_vec());
+                        true
+                    },
+                )
+                .unwrap();
+            let without_rowid = table_sql(log, &name).ends_with("WITHOUT ROWID");
+            (name, without_rowid, columns)
+        })
+        .collect()
+}
+
+#[test]
+fn a_fresh_log_and_an_upgraded_one_have_the_same_tables() {
+    let fresh = Lite::log();
+    let upgraded = Log::open(v1_database()).unwrap();
+    assert_eq!(tables(&fresh), tables(&upgraded));
+    assert_eq!(tables(&fresh).len(), 6);
 }
 
 /// The connection under a log, to open it again as a new object would.
