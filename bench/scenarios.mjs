@@ -203,7 +203,7 @@ export async function memoryOverTime(target, { rounds = 10, n = 5000 } = {}) {
 export async function billableCounts(target, { n = 5000 } = {}) {
   const before = await target.metrics();
   const thr = await pairThroughput(target, { n, warmup: 0, pair: 50 });
-  await sleep(1500); // the archive alarm writes the last batch
+  await sleep((target.archiveDelayMs ?? 500) + 1500); // the archive alarm writes the last batch
   const after = await target.metrics();
   const diff = Object.fromEntries(Object.keys(after).map((k) => [k, after[k] - (before[k] ?? 0)]));
   return { n, msgPerSec: thr.msgPerSec, counts: diff };
@@ -249,7 +249,7 @@ export async function sparseTraffic(target, { pairs = 100, seconds = 30, minMs =
   // Frames that are messages (not the sender's own replies).
   const delivered = ends.reduce((s, e) => s + (e.cx.count - e.sentX) + (e.cy.count - (offline ? 0 : e.sentY)), 0);
   await Promise.all(ends.flatMap((e) => [e.cx.close(), e.cy.close()]));
-  await sleep(2500); // the archive alarms (ARCHIVE_DELAY_MS) write the last batches
+  await sleep((target.archiveDelayMs ?? 500) + 2000); // the archive alarms write the last batches
   const after = await target.metrics();
   const counts = Object.fromEntries(Object.keys(after).map((k) => [k, after[k] - (before[k] ?? 0)]));
   const perMsg = Object.fromEntries(Object.entries(counts).map(([k, v]) => [k, v / total]));

@@ -21,7 +21,7 @@ pub const BATCH_BYTES: usize = 512 * 1024;
 
 /// How long a new entry may wait before its batch is archived, and how long
 /// to wait after D1 failed, by attempt (capped).
-pub const ARCHIVE_DELAY_MS: u64 = 500;
+pub const ARCHIVE_DELAY_MS: u64 = 5000;
 pub fn retry_delay_ms(base_ms: u64, attempt: u32) -> u64 {
     base_ms.saturating_mul(1u64 << attempt.min(6)).min(60_000)
 }
