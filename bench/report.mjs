@@ -1,4 +1,5 @@
 // Renders docs/benchmarks.md from the results of bench/run.mjs.
+import { capacityTable } from "./capacity.mjs";
 import { TARGETS } from "./runtime.mjs";
 
 const f = (x, d = 0) => (x === undefined || Number.isNaN(x) ? "–" : x.toFixed(d));
@@ -185,6 +186,12 @@ ${costRows.join("\n")}
 | **total per million messages** | **${usd(c.sparseOnline.total)}** | **${usd(c.sparseOffline.total)}** | **${usd(c.burst.total)}** | **${usd(c.saturated.total)}** | **${usd(c.roomSparse.total)}** |
 
 The room design (\`bench/baselines/room.js\`: one object per conversation that stores each message once and broadcasts it, as the classic edge chat demo does) is cheaper per message because it writes one row and makes no hop, but it has no per-user offline queue across conversations, no per-user history, and a user in many rooms holds a socket per room. edge-chat pays for the second log (the sender's copy, for multi-device and per-user history) and for the D1 archive (two rows per chat); storage grows by about two D1 rows per chat.
+
+## Capacity at scale
+
+\`bench/capacity.mjs\` (run by the benchmark; \`node bench/capacity.mjs --users=N --rate=M\` on its own) applies the per-message counts of the sparse online run and its D1 storage per message (${f(r.sparse.d1.bytesPerMessage)} bytes: the local database files over the ${r.sparse.d1.messages} messages stored) to a deployment. [docs/scale.md](scale.md) explains the model and the design it points to.
+
+${capacityTable(r.capacity)}
 
 ## Where the time goes
 

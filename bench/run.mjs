@@ -8,6 +8,7 @@ import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { ROOT } from "../tests/harness.mjs";
+import { capacity, configuredShards } from "./capacity.mjs";
 import { PRICES, costPerMillion } from "./prices.mjs";
 import { CROWD_TARGETS, startRoomTarget, startRustTarget, TARGETS } from "./runtime.mjs";
 import * as S from "./scenarios.mjs";
@@ -23,6 +24,15 @@ const save = () => {
   mkdirSync(join(ROOT, "bench", "results"), { recursive: true });
   writeFileSync(join(ROOT, "bench", "results", "latest.json"), JSON.stringify(results, null, 2));
 };
+/** Bytes of the files under `dir` whose names match `re`. */
+function fileBytes(dir, re) {
+  if (!existsSync(dir)) return 0;
+  return readdirSync(dir, { withFileTypes: true }).reduce((sum, e) => {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) return sum + fileBytes(p, re);
+    return sum + (re.test(e.name) ? statSync(p).size : 0);
+  }, 0);
+}
 const results = { when: new Date().toISOString(), cmd: `npm run bench${process.argv.length > 2 ? " -- " + process.argv.slice(2).join(" ") : ""}`, rounds, n, latencyN, node: process.version };
 
 // 1. One pair, on disk and on tmpfs, every target, interleaved.
@@ -98,6 +108,10 @@ save();
       online: await S.sparseTraffic(target, { ...opts, base: 6000 }),
       offline: await S.sparseTraffic(target, { ...opts, offline: true, base: 8000 }),
     };
+    // D1 storage per message: the local database files over the messages stored.
+    const messages = results.sparse.online.total + results.sparse.offline.total;
+    const bytes = fileBytes(join(target.worker.persistDir, "d1"), /\.sqlite(-wal)?$/);
+    results.sparse.d1 = { bytes, messages, bytesPerMessage: bytes / messages };
     for (const [k, v] of Object.entries(results.sparse)) {
       log(`sparse ${k}: ${v.total} messages, ${v.delivered} delivered, ${v.errors} errors, per message ${JSON.stringify(v.perMsg)}`);
     }
@@ -179,6 +193,12 @@ try {
   const roomPerMsg = Object.fromEntries(Object.entries(r).map(([k, v]) => [k, v / r.messages_stored]));
   const roomSparse = costPerMillion(roomPerMsg, results.room.p50 / 1000);
   results.cost = { perMsg, burst, saturated, sparseOnline, sparseOffline, roomPerMsg, roomSparse, prices: PRICES };
+  results.capacity = capacity({
+    shards: configuredShards(ROOT),
+    perMsg: results.sparse.online.perMsg,
+    d1BytesPerMsg: results.sparse.d1.bytesPerMessage,
+    activeSecondsPerMsg,
+  });
 }
 
 save();
