@@ -112,11 +112,19 @@ save();
     const messages = results.sparse.online.total + results.sparse.offline.total;
     const bytes = fileBytes(join(target.worker.persistDir, "d1"), /\.sqlite(-wal)?$/);
     results.sparse.d1 = { bytes, messages, bytesPerMessage: bytes / messages };
-    for (const [k, v] of Object.entries(results.sparse)) {
-      log(`sparse ${k}: ${v.total} messages, ${v.delivered} delivered, ${v.errors} errors, per message ${JSON.stringify(v.perMsg)}`);
-    }
   } finally {
     await target.close();
+  }
+  // The steady state: logs already at their cap, so every entry prunes one.
+  const steady = await startRustTarget({ bindings: { LOG_CAP: "64" } });
+  try {
+    const opts = quick ? { pairs: 20, seconds: 10 } : {};
+    results.sparse.steady = await S.sparseTraffic(steady, { ...opts, base: 10000, prefill: 100 });
+  } finally {
+    await steady.close();
+  }
+  for (const [k, v] of Object.entries(results.sparse).filter(([k]) => k !== "d1")) {
+    log(`sparse ${k}: ${v.total} messages, ${v.delivered} delivered, ${v.errors} errors, per message ${JSON.stringify(v.perMsg)}`);
   }
 }
 
@@ -189,10 +197,11 @@ try {
   // Sparse traffic is counted per message sent (every one was stored for its recipient).
   const sparseOnline = costPerMillion(results.sparse.online.perMsg, activeSecondsPerMsg);
   const sparseOffline = costPerMillion(results.sparse.offline.perMsg, activeSecondsPerMsg);
+  const sparseSteady = costPerMillion(results.sparse.steady.perMsg, activeSecondsPerMsg);
   const r = results.room.counts;
   const roomPerMsg = Object.fromEntries(Object.entries(r).map(([k, v]) => [k, v / r.messages_stored]));
   const roomSparse = costPerMillion(roomPerMsg, results.room.p50 / 1000);
-  results.cost = { perMsg, burst, saturated, sparseOnline, sparseOffline, roomPerMsg, roomSparse, prices: PRICES };
+  results.cost = { perMsg, burst, saturated, sparseOnline, sparseOffline, sparseSteady, roomPerMsg, roomSparse, prices: PRICES };
   results.capacity = capacity({
     shards: configuredShards(ROOT),
     perMsg: results.sparse.online.perMsg,

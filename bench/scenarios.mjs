@@ -216,14 +216,29 @@ export async function billableCounts(target, { n = 5000 } = {}) {
  * senders stop, so everything goes through the offline queue. Every message
  * must be answered `ok` and delivered; the counters of billable operations
  * (after the archive alarms wrote the last batches) are returned per message.
+ * With `prefill`, every user's log first gets that many system messages
+ * (delivered and archived before counting starts), so a run with a small
+ * LOG_CAP measures the steady state in which every new entry prunes an old one.
  */
-export async function sparseTraffic(target, { pairs = 100, seconds = 30, minMs = 1000, maxMs = 3000, offline = false, base = 6000 } = {}) {
+export async function sparseTraffic(target, { pairs = 100, seconds = 30, minMs = 1000, maxMs = 3000, offline = false, base = 6000, prefill = 0 } = {}) {
   const users = Array.from({ length: pairs }, (_, p) => [String(base + 2 * p), String(base + 2 * p + 1)]);
-  const before = await target.metrics();
+  let before = await target.metrics();
   const open = (uid) => client(target.wsUrl(uid), target);
   const ends = await Promise.all(
     users.map(async ([x, y]) => ({ x, y, cx: await open(x), cy: offline ? null : await open(y), sentX: 0, sentY: 0 })),
   );
+  if (prefill) {
+    // Delivered live (to the online users), so no queue bound is in the way.
+    const items = users.flat().flatMap((uid) => Array.from({ length: prefill }, (_, n) => ({ uid, type: "prefill", n })));
+    for (let i = 0; i < items.length; i += 1000) {
+      const r = await target.api("/api/sys-msg", items.slice(i, i + 1000));
+      if (r.status !== 200) throw new Error(`prefill failed: ${r.status} ${(await r.text()).slice(0, 200)}`);
+    }
+    await Promise.all(ends.flatMap((e) => [e.cx.until(prefill), e.cy?.until(prefill)]));
+    await sleep((target.archiveDelayMs ?? 500) + 2000); // archived, pruned: the steady state
+    before = await target.metrics();
+  }
+  for (const e of ends) [e.bx, e.by] = [e.cx.count, e.cy?.count ?? 0];
   const deadline = performance.now() + seconds * 1000;
   const next = () => minMs + Math.random() * (maxMs - minMs);
   const talk = async (e, side) => {
@@ -239,7 +254,7 @@ export async function sparseTraffic(target, { pairs = 100, seconds = 30, minMs =
   // Each user's frames: an `ok` per own send, plus the peer's messages.
   // A lost message shows as `delivered` < `total`, not as a hang.
   const settle = (waits) => Promise.race([Promise.all(waits), sleep(60_000)]);
-  await settle(ends.flatMap((e) => (offline ? [e.cx.until(e.sentX)] : [e.cx.until(e.sentX + e.sentY), e.cy.until(e.sentY + e.sentX)])));
+  await settle(ends.flatMap((e) => (offline ? [e.cx.until(e.bx + e.sentX)] : [e.cx.until(e.bx + e.sentX + e.sentY), e.cy.until(e.by + e.sentY + e.sentX)])));
   if (offline) {
     for (const e of ends) e.cy = await open(e.y);
     await settle(ends.map((e) => e.cy.until(e.sentX)));
@@ -247,13 +262,13 @@ export async function sparseTraffic(target, { pairs = 100, seconds = 30, minMs =
   const total = ends.reduce((s, e) => s + e.sentX + e.sentY, 0);
   const errors = ends.reduce((s, e) => s + e.cx.errors + (e.cy?.errors ?? 0), 0);
   // Frames that are messages (not the sender's own replies).
-  const delivered = ends.reduce((s, e) => s + (e.cx.count - e.sentX) + (e.cy.count - (offline ? 0 : e.sentY)), 0);
+  const delivered = ends.reduce((s, e) => s + (e.cx.count - e.bx - e.sentX) + (e.cy.count - e.by - (offline ? 0 : e.sentY)), 0);
   await Promise.all(ends.flatMap((e) => [e.cx.close(), e.cy.close()]));
   await sleep((target.archiveDelayMs ?? 500) + 2000); // the archive alarms write the last batches
   const after = await target.metrics();
   const counts = Object.fromEntries(Object.keys(after).map((k) => [k, after[k] - (before[k] ?? 0)]));
   const perMsg = Object.fromEntries(Object.entries(counts).map(([k, v]) => [k, v / total]));
-  return { pairs, seconds, offline, total, delivered, errors, counts, perMsg };
+  return { pairs, seconds, offline, prefill, total, delivered, errors, counts, perMsg };
 }
 
 /** Time for a freshly started runtime to answer its first upgrade. */

@@ -7,6 +7,10 @@
 //! (`edge::sql`), `rusqlite` in the native tests, so the same SQL text and the
 //! same row decoding are tested natively and run in production.
 //!
+//! The entries live in two generation tables under the view `log`; pruning
+//! drops a whole generation (see [`Log::prune_below`]), because a dropped
+//! table is not billed and each deleted row is.
+//!
 //! On the platform, writes are synchronous and the runtime's output gate holds
 //! every socket send and response issued after a write until it is durable,
 //! which is what lets the object answer right after [`Log::append`].
@@ -52,7 +56,7 @@ pub trait Sql {
 /// time a newer deployment opens it (the version is kept in `meta.schema`).
 /// A change to the schema is a new entry here, never an edit of an old one,
 /// and the same change in [`FRESH`].
-pub const MIGRATIONS: [(i64, &[&str]); 2] = [(1, &SCHEMA_V1), (2, &SCHEMA_V2)];
+pub const MIGRATIONS: [(i64, &[&str]); 3] = [(1, &SCHEMA_V1), (2, &SCHEMA_V2), (3, &SCHEMA_V3)];
 
 const SCHEMA_V1: [&str; 6] = [
     // meta.v has no declared type, so no affinity: "92" stays text, 5 stays a number.
@@ -135,26 +139,43 @@ const SCHEMA_V2: [&str; 20] = [
     "ALTER TABLE seen_v2 RENAME TO seen",
 ];
 
+/// A generation table of the log as v3 defines it (`log_a` or `log_b`, the
+/// columns of v1's `log`). Frozen like every migration: a later change to
+/// the log is a new migration (and the same change in [`FRESH`]).
+macro_rules! generation_table {
+    ($name:literal) => {
+        concat!(
+            "CREATE TABLE ",
+            $name,
+            " (seq INTEGER PRIMARY KEY, id TEXT NOT NULL, kind INTEGER NOT NULL, peer TEXT, conv TEXT NOT NULL, \
+             time INTEGER NOT NULL, body TEXT NOT NULL, sent INTEGER NOT NULL, peer_seq INTEGER, peer_sent INTEGER)"
+        )
+    };
+}
+
+/// v3: the log becomes two generation tables under a view, so pruning drops
+/// a whole generation (no billed row) instead of deleting entries one by one
+/// (a billed row each, as much as writing them). Existing entries become
+/// generation `a`, which keeps taking new ones until it is full.
+const SCHEMA_V3: [&str; 4] = [
+    "ALTER TABLE log RENAME TO log_a",
+    generation_table!("log_b"),
+    "CREATE VIEW log AS SELECT * FROM log_a UNION ALL SELECT * FROM log_b",
+    "INSERT OR REPLACE INTO meta (k, v) VALUES ('gen', 'a')",
+];
+
 /// The version a fresh database starts at.
 pub const LATEST: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
 
 /// The schema at [`LATEST`], for a database that has none yet: the tables the
 /// migrations build step by step, in one go (`tests/upgrade.rs` checks that
 /// both ways give the same tables).
-pub const FRESH: [&str; 6] = [
-    "CREATE TABLE log (
-        seq INTEGER PRIMARY KEY,
-        id TEXT NOT NULL,
-        kind INTEGER NOT NULL,
-        peer TEXT,
-        conv TEXT NOT NULL,
-        time INTEGER NOT NULL,
-        body TEXT NOT NULL,
-        sent INTEGER NOT NULL,
-        peer_seq INTEGER,
-        peer_sent INTEGER
-    )",
+pub const FRESH: [&str; 9] = [
+    generation_table!("log_a"),
+    generation_table!("log_b"),
+    "CREATE VIEW log AS SELECT * FROM log_a UNION ALL SELECT * FROM log_b",
     "CREATE TABLE meta (k TEXT PRIMARY KEY, v) WITHOUT ROWID",
+    "INSERT INTO meta (k, v) VALUES ('gen', 'a')",
     "CREATE TABLE devices (device TEXT PRIMARY KEY, acked INTEGER NOT NULL, seen INTEGER NOT NULL) WITHOUT ROWID",
     "CREATE TABLE convs (
         peer TEXT PRIMARY KEY,
@@ -264,16 +285,78 @@ fn malformed(what: &str) -> StoreError {
     StoreError(format!("malformed row from {what}"))
 }
 
+/// One of the two tables the log's entries live in. New entries go to the
+/// current one; the other holds older entries until all of them may be
+/// pruned, and is then dropped whole.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Generation {
+    A,
+    B,
+}
+
+impl Generation {
+    fn other(self) -> Generation {
+        match self {
+            Generation::A => Generation::B,
+            Generation::B => Generation::A,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Generation::A => "a",
+            Generation::B => "b",
+        }
+    }
+
+    fn table(self) -> &'static str {
+        match self {
+            Generation::A => "log_a",
+            Generation::B => "log_b",
+        }
+    }
+
+    fn insert(self) -> &'static str {
+        match self {
+            Generation::A => append_sql!("log_a"),
+            Generation::B => append_sql!("log_b"),
+        }
+    }
+}
+
+/// The statement that appends a batch (one JSON array parameter) to a
+/// generation table.
+macro_rules! append_sql {
+    ($table:literal) => {
+        concat!(
+            "INSERT INTO ",
+            $table,
+            " (seq, id, kind, peer, conv, time, body, sent, peer_seq, peer_sent) \
+             SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), \
+             json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]'), \
+             json_extract(value, '$[6]'), json_extract(value, '$[7]'), json_extract(value, '$[8]'), \
+             json_extract(value, '$[9]') FROM json_each(?)"
+        )
+    };
+}
+use append_sql;
+
+/// The newest and the oldest seq in the log: each generation answers from
+/// its key (the view would be scanned).
+const HEAD_SQL: &str = "(SELECT MAX(m) FROM (SELECT MAX(seq) AS m FROM log_a UNION ALL SELECT MAX(seq) FROM log_b))";
+const OLDEST_SQL: &str = "SELECT MIN(m) FROM (SELECT MIN(seq) AS m FROM log_a UNION ALL SELECT MIN(seq) FROM log_b)";
+
 /// The log over a [`Sql`] port.
 pub struct Log<S> {
     sql: S,
     archive_query: String,
+    generation: std::cell::Cell<Generation>,
 }
 
 impl<S: Sql> Log<S> {
     /// Opens the log, upgrading its schema to the newest version first.
     pub fn open(sql: S) -> Result<Log<S>, StoreError> {
-        let log = Log { sql, archive_query: archive_query() };
+        let log = Log { sql, archive_query: archive_query(), generation: std::cell::Cell::new(Generation::A) };
         let has_meta = log.one("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'", &[])?.is_some();
         if !has_meta {
             // A new user: the newest schema at once, not every step to it
@@ -281,7 +364,8 @@ impl<S: Sql> Log<S> {
             for stmt in FRESH {
                 log.exec(stmt, &[])?;
             }
-            return log.set_schema(LATEST).map(|_| log);
+            log.set_schema(LATEST)?;
+            return Ok(log);
         }
         let current = log.one("SELECT (SELECT v FROM meta WHERE k = 'schema')", &[])?.and_then(|r| col_u64(&r, 0));
         let current = current.unwrap_or(0) as i64;
@@ -291,6 +375,8 @@ impl<S: Sql> Log<S> {
             }
             log.set_schema(*version)?;
         }
+        let current = log.one("SELECT v FROM meta WHERE k = 'gen'", &[])?.and_then(|r| col_text(&r, 0));
+        log.generation.set(if current.as_deref() == Some("b") { Generation::B } else { Generation::A });
         Ok(log)
     }
 
@@ -349,11 +435,13 @@ impl<S: Sql> Log<S> {
     pub fn restore(&self) -> Result<Restored, StoreError> {
         let row = self
             .one(
-                "SELECT (SELECT MAX(seq) FROM log),
+                &format!(
+                    "SELECT {HEAD_SQL},
                         (SELECT MIN(seq) FROM log WHERE sent = 0
                            AND seq >= COALESCE((SELECT v FROM meta WHERE k = 'queue_floor'), 0)),
                         (SELECT v FROM meta WHERE k = 'archived'),
-                        (SELECT v FROM meta WHERE k = 'owner')",
+                        (SELECT v FROM meta WHERE k = 'owner')"
+                ),
                 &[],
             )?
             .ok_or_else(|| malformed("restore"))?;
@@ -390,14 +478,7 @@ impl<S: Sql> Log<S> {
                 ])
             })
             .collect();
-        self.exec(
-            "INSERT INTO log (seq, id, kind, peer, conv, time, body, sent, peer_seq, peer_sent) \
-             SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), \
-             json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]'), \
-             json_extract(value, '$[6]'), json_extract(value, '$[7]'), json_extract(value, '$[8]'), \
-             json_extract(value, '$[9]') FROM json_each(?)",
-            &[SqlValue::Text(serde_json::Value::Array(rows).to_string())],
-        )?;
+        self.exec(self.generation.get().insert(), &[SqlValue::Text(serde_json::Value::Array(rows).to_string())])?;
         self.index_entries(rows_in)
     }
 
@@ -485,7 +566,7 @@ impl<S: Sql> Log<S> {
 
     /// The oldest entry still kept, if any.
     pub fn oldest(&self) -> Result<Option<u64>, StoreError> {
-        Ok(self.one("SELECT MIN(seq) FROM log", &[])?.and_then(|r| col_u64(&r, 0)))
+        Ok(self.one(OLDEST_SQL, &[])?.and_then(|r| col_u64(&r, 0)))
     }
 
     /// v1 devices and their acknowledged cursors.
@@ -577,10 +658,18 @@ impl<S: Sql> Log<S> {
 
     /// Entries `from..=to` that are owed to the sockets go back to the queue.
     pub fn mark_unsent(&self, from: u64, to: u64) -> Result<(), StoreError> {
-        self.exec(
-            "UPDATE log SET sent = 0 WHERE seq BETWEEN ? AND ? AND kind <> ?",
+        self.each_generation(
+            "SET sent = 0 WHERE seq BETWEEN ? AND ? AND kind <> ?",
             &[int(from), int(to), SqlValue::Int(Kind::Sent.code())],
         )
+    }
+
+    /// `UPDATE <generation> <rest>` on both generations (a view takes no writes).
+    fn each_generation(&self, rest: &str, params: &[SqlValue]) -> Result<(), StoreError> {
+        for g in [Generation::A, Generation::B] {
+            self.exec(&format!("UPDATE {} {rest}", g.table()), params)?;
+        }
+        Ok(())
     }
 
     /// Calls `each(seq, body)` for the queued entries from `from` on, oldest
@@ -618,9 +707,11 @@ impl<S: Sql> Log<S> {
         }
         let row = self
             .one(
-                "SELECT f.floor, (SELECT COUNT(*) FROM log WHERE seq >= ?1 AND seq < f.floor AND sent = 0)
-                 FROM (SELECT COALESCE((SELECT MIN(seq) FROM log WHERE seq > ?1 AND time >= ?2),
-                                       (SELECT MAX(seq) FROM log) + 1) AS floor) AS f",
+                &format!(
+                    "SELECT f.floor, (SELECT COUNT(*) FROM log WHERE seq >= ?1 AND seq < f.floor AND sent = 0)
+                     FROM (SELECT COALESCE((SELECT MIN(seq) FROM log WHERE seq > ?1 AND time >= ?2),
+                                           {HEAD_SQL} + 1) AS floor) AS f"
+                ),
                 &[int(first), int(cutoff)],
             )?
             .ok_or_else(|| malformed("queue floor"))?;
@@ -635,7 +726,7 @@ impl<S: Sql> Log<S> {
     }
 
     pub fn mark_sent(&self, from: u64, to: u64) -> Result<(), StoreError> {
-        self.exec("UPDATE log SET sent = 1 WHERE seq BETWEEN ? AND ? AND sent = 0", &[int(from), int(to)])
+        self.each_generation("SET sent = 1 WHERE seq BETWEEN ? AND ? AND sent = 0", &[int(from), int(to)])
     }
 
     /// Entries `from..=to` as an archive batch (`history::ARCHIVE_ROW`
@@ -652,8 +743,39 @@ impl<S: Sql> Log<S> {
         self.exec("INSERT OR REPLACE INTO meta (k, v) VALUES ('archived', ?)", &[int(upto)])
     }
 
-    pub fn prune_below(&self, seq: u64) -> Result<(), StoreError> {
-        self.exec("DELETE FROM log WHERE seq < ?", &[int(seq)])
+    /// Prunes what it can below `below`: the older generation goes once all
+    /// of it is below, and the current one becomes the older once it holds
+    /// `generation` entries. Entries are pruned later than they may be, never
+    /// earlier. Returns the oldest seq still in the log (`None`: it is empty).
+    pub fn prune_below(&self, below: u64, generation: u64) -> Result<Option<u64>, StoreError> {
+        let current = self.generation.get();
+        let older = current.other();
+        let span = |g: Generation| {
+            let row = self.one(&format!("SELECT MIN(seq), MAX(seq) FROM {}", g.table()), &[])?;
+            Ok::<_, StoreError>(row.and_then(|r| col_u64(&r, 0).zip(col_u64(&r, 1))))
+        };
+        match span(older)? {
+            Some((_, newest)) if newest >= below => return self.oldest(),
+            Some(_) => self.drop_generation(older)?,
+            None => {}
+        }
+        // Seqs are contiguous, so a generation's span is its size.
+        if span(current)?.is_some_and(|(first, last)| last - first + 1 >= generation.max(1)) {
+            self.exec("INSERT OR REPLACE INTO meta (k, v) VALUES ('gen', ?)", &[text(older.name())])?;
+            self.generation.set(older);
+        }
+        self.oldest()
+    }
+
+    /// Empties a generation by dropping its table and creating it again from
+    /// its own definition, so it matches whatever schema version made it.
+    fn drop_generation(&self, g: Generation) -> Result<(), StoreError> {
+        let create = self
+            .one("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", &[text(g.table())])?
+            .and_then(|r| col_text(&r, 0))
+            .ok_or_else(|| malformed("generation table"))?;
+        self.exec(&format!("DROP TABLE {}", g.table()), &[])?;
+        self.exec(&create, &[])
     }
 }
 

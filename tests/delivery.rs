@@ -72,6 +72,8 @@ struct Config {
     batch_rows: u64,
     /// Bytes of bodies per archive batch: small, so batches are cut by size.
     batch_bytes: usize,
+    /// Entries per log generation (pruning drops whole generations).
+    generation: u64,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -264,6 +266,7 @@ impl Object {
             batch_rows: cfg.batch_rows,
             batch_bytes: cfg.batch_bytes,
             keep_entries: cfg.keep,
+            generation_entries: cfg.generation,
         }
     }
 
@@ -913,14 +916,15 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn config() -> impl Strategy<Value = Config> {
-    (0u64..4, prop_oneof![2u64..8, 8u64..40], 8u64..60, 3u64..16, 1u64..8, 8usize..40).prop_map(
-        |(keep, cap, queue_ttl, queue_max, batch_rows, batch_bytes)| Config {
+    (0u64..4, prop_oneof![2u64..8, 8u64..40], 8u64..60, 3u64..16, 1u64..8, 8usize..40, 1u64..6).prop_map(
+        |(keep, cap, queue_ttl, queue_max, batch_rows, batch_bytes, generation)| Config {
             keep,
             cap: cap.max(keep),
             queue_ttl,
             queue_max,
             batch_rows,
             batch_bytes,
+            generation,
         },
     )
 }
@@ -990,7 +994,8 @@ fn coverage() {
 #[test]
 fn known_gaps() {
     let deliver = |count| Op::Deliver { system: false, count, dying: None };
-    let cfg = Config { keep: 0, cap: 2, queue_ttl: 1000, queue_max: 3, batch_rows: 1, batch_bytes: 1 << 20 };
+    let cfg =
+        Config { keep: 0, cap: 2, queue_ttl: 1000, queue_max: 3, batch_rows: 1, batch_bytes: 1 << 20, generation: 1 };
 
     // A device connects and leaves; the object is evicted before an archive
     // pass; a message arrives; the device comes back without `since`. When
@@ -1017,7 +1022,9 @@ fn known_gaps() {
     // The cap prunes the oldest queued entry. The object used to keep its
     // queue starting at it, so its span counted it and expiry (which reads
     // that row) could not run: a delivery was refused as over QUEUE_MAX with
-    // 2 queued of 3. Now the queue moves past what the cap took.
-    let s = run(cfg, &[deliver(1), archive.clone(), archive, deliver(2), Op::ArchiveEnd, deliver(1)]);
+    // 2 queued of 3. Now the queue moves past what the cap took. (Pruning
+    // drops whole generations: the first pass's end starts a new generation,
+    // so the second can drop the one holding the oldest entry.)
+    let s = run(cfg, &[deliver(1), archive.clone(), archive, Op::ArchiveEnd, deliver(2), Op::ArchiveEnd, deliver(1)]);
     assert_eq!((s.queue_head_pruned, s.refused_stuck), (0, 0));
 }

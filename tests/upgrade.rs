@@ -1,7 +1,8 @@
-//! Upgrade in place: a user's SQLite written by the previous schema (v1),
+//! Upgrade in place: a user's SQLite written by the first schema (v1),
 //! holding data, is opened by this build. Every row must survive the
-//! migration, and the text-keyed tables must come out `WITHOUT ROWID` (one
-//! billed row per write instead of two). The schema text is the log's own
+//! migrations; the text-keyed tables must come out `WITHOUT ROWID` (one
+//! billed row per write instead of two) and the log as two generation tables
+//! under a view (pruning drops a table instead of deleting rows). The schema text is the log's own
 //! (`log::MIGRATIONS`), run by real SQLite through the same port the object
 //! uses.
 
@@ -53,6 +54,19 @@ fn table_sql(log: &Log<Lite>, table: &str) -> String {
                 false
             },
         )
+        .unwrap();
+    sql
+}
+
+fn view_sql(log: &Log<Lite>) -> String {
+    let mut sql = String::new();
+    log.sql()
+        .run("SELECT sql FROM sqlite_master WHERE type = 'view' AND name = 'log'", &[], &mut |r| {
+            if let SqlValue::Text(t) = &r[0] {
+                sql = t.clone();
+            }
+            false
+        })
         .unwrap();
     sql
 }
@@ -109,7 +123,10 @@ fn a_v1_log_with_data_upgrades_in_place_and_loses_nothing() {
     for table in ["meta", "devices", "convs", "sends", "seen"] {
         assert!(table_sql(&log, table).ends_with("WITHOUT ROWID"), "{table}: {}", table_sql(&log, table));
     }
-    assert!(!table_sql(&log, "log").contains("WITHOUT ROWID"), "the log keeps its integer key");
+    for generation in ["log_a", "log_b"] {
+        assert!(table_sql(&log, generation).ends_with(')'), "{generation} keeps its integer key");
+    }
+    assert_eq!(view_sql(&log), "CREATE VIEW log AS SELECT * FROM log_a UNION ALL SELECT * FROM log_b");
     for leftover in ["meta_v2", "devices_v2", "convs_v2", "sends_v2", "seen_v2"] {
         assert_eq!(table_sql(&log, leftover), "", "{leftover} left behind");
     }
@@ -119,7 +136,7 @@ fn a_v1_log_with_data_upgrades_in_place_and_loses_nothing() {
     log.save_device("phone", 3, 1100).unwrap();
     let again = Log::open(Lite(reopen(log))).expect("opening an upgraded log");
     assert_eq!(again.restore().unwrap().inbox.archived(), 3);
-    assert_eq!(count(&again, "meta"), 4, "schema, owner, archived, queue_floor");
+    assert_eq!(count(&again, "meta"), 5, "schema, owner, archived, queue_floor, gen");
     assert_eq!(count(&again, "devices"), 2);
 }
 
@@ -174,7 +191,8 @@ fn a_fresh_log_and_an_upgraded_one_have_the_same_tables() {
     let fresh = Lite::log();
     let upgraded = Log::open(v1_database()).unwrap();
     assert_eq!(tables(&fresh), tables(&upgraded));
-    assert_eq!(tables(&fresh).len(), 6);
+    assert_eq!(tables(&fresh).len(), 7);
+    assert_eq!(view_sql(&fresh), view_sql(&upgraded));
 }
 
 /// The connection under a log, to open it again as a new object would.

@@ -40,6 +40,10 @@ use crate::user::UserId;
 
 /// Log entries kept after they are delivered and archived (the resume window).
 pub const KEEP_ENTRIES: u64 = 1000;
+/// A generation's size: dropping one costs about three billed rows (the table
+/// created again, the current generation's name), against one per entry for
+/// deleting them, and storage holds up to two generations more than needed.
+pub const GENERATION_ENTRIES: u64 = 256;
 /// A device not seen for this long no longer holds entries in the log.
 pub const DEVICE_TTL_MS: u64 = 30 * 24 * 3600 * 1000;
 /// How long a send refused for too many in flight should wait.
@@ -135,18 +139,23 @@ pub struct Config {
     pub batch_bytes: usize,
     /// Entries kept after they are delivered and archived (the resume window).
     pub keep_entries: u64,
+    /// Entries per generation of the log: pruning drops a whole generation,
+    /// so up to about two of them stay beyond what must be kept.
+    pub generation_entries: u64,
 }
 
 impl Config {
     /// The production settings under `limits`.
     pub fn new(limits: Limits, archive_delay_ms: u64, archive_retry_ms: u64) -> Config {
         Config {
-            limits,
             archive_delay_ms,
             archive_retry_ms,
             batch_rows: BATCH_ROWS,
             batch_bytes: BATCH_BYTES,
             keep_entries: KEEP_ENTRIES,
+            // A quarter of the cap at most, so the log stays within 1.5 × LOG_CAP.
+            generation_entries: GENERATION_ENTRIES.min(limits.log_cap / 4).max(1),
+            limits,
         }
     }
 }
@@ -743,15 +752,17 @@ impl Mailbox {
     pub fn archive_finish<S: Sql, W>(&mut self, io: &Io<S, W>) -> Result<(), Error> {
         self.save_devices(io)?;
         self.expire_queue(io)?;
-        let (keep, cap) = (self.config.keep_entries, self.config.limits.log_cap);
+        let (keep, cap, generation) =
+            (self.config.keep_entries, self.config.limits.log_cap, self.config.generation_entries);
         let life = self.life_mut()?;
         let acked = life.devices.values().map(|d| d.acked).min();
         let below = life.inbox.prunable_below(keep, cap, acked);
-        io.log.prune_below(below)?;
+        // Pruning goes by whole generations: what is gone is below `kept`.
+        let kept = io.log.prune_below(below, generation)?.unwrap_or(u64::MAX);
         // The cap may take queued entries (the queue can outgrow the log by
         // own sent chats in between): the queue then starts after them.
-        if life.inbox.queue_pruned(below) {
-            life.inbox.expire_queue(io.log.first_unsent_from(below)?);
+        if life.inbox.queue_pruned(kept) {
+            life.inbox.expire_queue(io.log.first_unsent_from(kept)?);
         }
         io.log.expire_idempotency(io.now.saturating_sub(IDEMPOTENCY_MS))?;
         Ok(())

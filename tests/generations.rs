@@ -1,0 +1,74 @@
+//! The log's generations: pruning drops a whole table once every entry in it
+//! may go, never an entry that must stay, and a reopened log keeps writing to
+//! the generation it was writing to.
+
+mod support;
+
+use edge_chat::log::{Log, NewEntry, Sql, SqlValue};
+use edge_chat::message::Kind;
+use edge_chat::user::UserId;
+use rusqlite::Connection;
+use support::sqlite::Lite;
+
+fn owner() -> UserId {
+    UserId::parse("bob").unwrap()
+}
+
+fn append(log: &Log<Lite>, seqs: std::ops::RangeInclusive<u64>) {
+    let entries: Vec<NewEntry> = seqs
+        .clone()
+        .map(|seq| NewEntry {
+            id: format!("m{seq}"),
+            kind: Kind::System,
+            peer: None,
+            time_ms: seq,
+            body: "{}".into(),
+            peer_state: None,
+            cmid: None,
+            dedup: false,
+        })
+        .collect();
+    let rows: Vec<(u64, &NewEntry, bool)> = seqs.zip(&entries).map(|(seq, e)| (seq, e, true)).collect();
+    log.append(&owner(), &rows).unwrap();
+}
+
+fn seqs(log: &Log<Lite>, table: &str) -> Vec<u64> {
+    let mut out = Vec::new();
+    log.sql()
+        .run(&format!("SELECT seq FROM {table} ORDER BY seq"), &[], &mut |r| {
+            if let SqlValue::Int(n) = r[0] {
+                out.push(n as u64);
+            }
+            true
+        })
+        .unwrap();
+    out
+}
+
+#[test]
+fn pruning_drops_whole_generations_and_nothing_that_must_stay() {
+    let log = Lite::log();
+    append(&log, 1..=10);
+    // Generation a is full (4 or more): new entries go to b; nothing goes yet.
+    assert_eq!(log.prune_below(3, 4).unwrap(), Some(1));
+    append(&log, 11..=12);
+    assert_eq!((seqs(&log, "log_a").len(), seqs(&log, "log_b")), (10, vec![11, 12]));
+    // a still holds entries at or above the prune point: it stays whole.
+    assert_eq!(log.prune_below(10, 4).unwrap(), Some(1));
+    assert_eq!(seqs(&log, "log").len(), 12);
+    // Every entry of a is below it now: a goes, b (2 entries) stays current.
+    assert_eq!(log.prune_below(11, 4).unwrap(), Some(11));
+    assert_eq!((seqs(&log, "log_a"), seqs(&log, "log")), (vec![], vec![11, 12]));
+    append(&log, 13..=14);
+    assert_eq!(seqs(&log, "log_b"), vec![11, 12, 13, 14]);
+    assert_eq!(log.oldest().unwrap(), Some(11));
+    assert_eq!(log.restore().unwrap().inbox.head(), 14);
+
+    // b is full: the next entries go to a, also after the object restarts.
+    assert_eq!(log.prune_below(12, 4).unwrap(), Some(11));
+    let conn: Connection = log.into_sql().0;
+    let log = Log::open(Lite(conn)).unwrap();
+    append(&log, 15..=15);
+    assert_eq!((seqs(&log, "log_a"), seqs(&log, "log_b").len()), (vec![15], 4));
+    assert_eq!(log.restore().unwrap().inbox.head(), 15);
+}
