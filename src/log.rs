@@ -56,7 +56,7 @@ pub trait Sql {
 /// time a newer deployment opens it (the version is kept in `meta.schema`).
 /// A change to the schema is a new entry here, never an edit of an old one,
 /// and the same change in [`FRESH`].
-pub const MIGRATIONS: [(i64, &[&str]); 3] = [(1, &SCHEMA_V1), (2, &SCHEMA_V2), (3, &SCHEMA_V3)];
+pub const MIGRATIONS: [(i64, &[&str]); 4] = [(1, &SCHEMA_V1), (2, &SCHEMA_V2), (3, &SCHEMA_V3), (4, &SCHEMA_V4)];
 
 const SCHEMA_V1: [&str; 6] = [
     // meta.v has no declared type, so no affinity: "92" stays text, 5 stays a number.
@@ -164,6 +164,36 @@ const SCHEMA_V3: [&str; 4] = [
     "INSERT OR REPLACE INTO meta (k, v) VALUES ('gen', 'a')",
 ];
 
+/// The conversation table as v4 defines it: what outlives the log (the
+/// newest entry and the unread count of entries already pruned, folded in
+/// when a generation is dropped) and the read and receipt cursors. Frozen
+/// like every migration.
+macro_rules! convs_table {
+    ($name:literal) => {
+        concat!(
+            "CREATE TABLE ",
+            $name,
+            " (peer TEXT PRIMARY KEY, last_seq INTEGER, last_kind INTEGER, last_mid TEXT, last_body TEXT, \
+             unread INTEGER NOT NULL DEFAULT 0, read_up_to INTEGER NOT NULL DEFAULT 0, \
+             peer_delivered INTEGER NOT NULL DEFAULT 0, peer_read INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID"
+        )
+    };
+}
+
+/// v4: the conversation list is derived from the log, so appending an entry
+/// no longer rewrites its conversation's row (a billed row per entry).
+/// `convs.unread` becomes the unread entries no longer in the log: those
+/// still in it are counted when the list is read.
+const SCHEMA_V4: [&str; 4] = [
+    convs_table!("convs_v4"),
+    "INSERT INTO convs_v4 (peer, last_seq, last_kind, last_mid, last_body, unread, read_up_to, peer_delivered, peer_read) \
+     SELECT peer, last_seq, last_kind, last_mid, last_body, \
+     max(0, unread - (SELECT COUNT(*) FROM log WHERE kind = 1 AND log.peer = convs.peer AND seq > convs.read_up_to)), \
+     read_up_to, peer_delivered, peer_read FROM convs",
+    "DROP TABLE convs",
+    "ALTER TABLE convs_v4 RENAME TO convs",
+];
+
 /// The version a fresh database starts at.
 pub const LATEST: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
 
@@ -177,17 +207,7 @@ pub const FRESH: [&str; 9] = [
     "CREATE TABLE meta (k TEXT PRIMARY KEY, v) WITHOUT ROWID",
     "INSERT INTO meta (k, v) VALUES ('gen', 'a')",
     "CREATE TABLE devices (device TEXT PRIMARY KEY, acked INTEGER NOT NULL, seen INTEGER NOT NULL) WITHOUT ROWID",
-    "CREATE TABLE convs (
-        peer TEXT PRIMARY KEY,
-        last_seq INTEGER NOT NULL,
-        last_kind INTEGER NOT NULL,
-        last_mid TEXT NOT NULL,
-        last_body TEXT NOT NULL,
-        unread INTEGER NOT NULL DEFAULT 0,
-        read_up_to INTEGER NOT NULL DEFAULT 0,
-        peer_delivered INTEGER NOT NULL DEFAULT 0,
-        peer_read INTEGER NOT NULL DEFAULT 0
-    ) WITHOUT ROWID",
+    convs_table!("convs"),
     "CREATE TABLE sends (cmid TEXT PRIMARY KEY, mid TEXT NOT NULL, seq INTEGER NOT NULL, time INTEGER NOT NULL) WITHOUT ROWID",
     "CREATE TABLE seen (mid TEXT PRIMARY KEY, seq INTEGER NOT NULL, pushed INTEGER NOT NULL, time INTEGER NOT NULL) WITHOUT ROWID",
 ];
@@ -482,35 +502,10 @@ impl<S: Sql> Log<S> {
         self.index_entries(rows_in)
     }
 
-    /// The side tables a batch of entries updates: conversations (newest
-    /// entry, unread), sent client ids and derived ids. Same event as the log
-    /// write, so they commit together.
+    /// The side tables a batch of entries updates: sent client ids and
+    /// derived ids. Same event as the log write, so they commit together.
+    /// (Conversations are derived from the log; see [`Log::conversations`].)
     fn index_entries(&self, rows: &[(u64, &NewEntry, bool)]) -> Result<(), StoreError> {
-        // One row per conversation per batch (rows written are billed): its
-        // newest entry, and how many received chats the batch adds to unread.
-        let mut latest: Vec<(&UserId, u64, &NewEntry, u64)> = Vec::new();
-        for (seq, e, _) in rows.iter().filter(|(_, e, _)| e.kind != Kind::System) {
-            let Some(peer) = e.peer.as_ref() else { continue };
-            let unread = (e.kind == Kind::Received) as u64;
-            match latest.iter_mut().find(|(p, ..)| *p == peer) {
-                Some(c) => *c = (peer, *seq, *e, c.3 + unread),
-                None => latest.push((peer, *seq, *e, unread)),
-            }
-        }
-        let convs: Vec<serde_json::Value> = latest
-            .iter()
-            .map(|(peer, seq, e, unread)| serde_json::json!([peer.as_str(), seq, e.kind.code(), e.id, e.body, unread]))
-            .collect();
-        if !convs.is_empty() {
-            self.exec(
-                "INSERT INTO convs (peer, last_seq, last_kind, last_mid, last_body, unread) \
-                 SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), \
-                 json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]') FROM json_each(?) WHERE true \
-                 ON CONFLICT (peer) DO UPDATE SET last_seq = excluded.last_seq, last_kind = excluded.last_kind, \
-                 last_mid = excluded.last_mid, last_body = excluded.last_body, unread = unread + excluded.unread",
-                &[SqlValue::Text(serde_json::Value::Array(convs).to_string())],
-            )?;
-        }
         for (seq, e, sent) in rows {
             if let Some(cmid) = &e.cmid {
                 self.exec(
@@ -600,10 +595,23 @@ impl<S: Sql> Log<S> {
     /// Marks the conversation with `peer` read up to `up_to` and recounts its
     /// unread chats. Returns (unread, read_up_to), or None for no such conversation.
     pub fn mark_read(&self, peer: &str, up_to: u64) -> Result<Option<(u64, u64)>, StoreError> {
+        let known = self
+            .one(
+                "SELECT EXISTS (SELECT 1 FROM log WHERE peer = ?1 AND kind <> ?2) \
+                 OR EXISTS (SELECT 1 FROM convs WHERE peer = ?1)",
+                &[text(peer), SqlValue::Int(Kind::System.code())],
+            )?
+            .and_then(|r| col_u64(&r, 0));
+        if known != Some(1) {
+            return Ok(None);
+        }
+        // Pruned unread entries are all at or before `last_seq`: reading past
+        // it reads them all.
         let rows = self.all(
-            "UPDATE convs SET read_up_to = max(read_up_to, ?2), \
-             unread = (SELECT COUNT(*) FROM log WHERE kind = ?3 AND peer = ?1 AND seq > max(convs.read_up_to, ?2)) \
-             WHERE peer = ?1 RETURNING unread, read_up_to",
+            "INSERT INTO convs (peer, read_up_to) VALUES (?1, ?2) ON CONFLICT (peer) DO UPDATE SET \
+             unread = CASE WHEN ?2 >= COALESCE(last_seq, 0) THEN 0 ELSE unread END, \
+             read_up_to = max(read_up_to, ?2) \
+             RETURNING unread + (SELECT COUNT(*) FROM log WHERE kind = ?3 AND peer = ?1 AND seq > convs.read_up_to), read_up_to",
             &[text(peer), int(up_to), SqlValue::Int(Kind::Received.code())],
             |r| Some((col_u64(r, 0)?, col_u64(r, 1)?)),
         )?;
@@ -622,18 +630,35 @@ impl<S: Sql> Log<S> {
         let Some(up_to) = up_to else { return Ok(None) };
         let column = if read { "peer_read" } else { "peer_delivered" };
         self.exec(
-            &format!("UPDATE convs SET {column} = max({column}, ?2) WHERE peer = ?1"),
+            &format!(
+                "INSERT INTO convs (peer, {column}) VALUES (?1, ?2) \
+                 ON CONFLICT (peer) DO UPDATE SET {column} = max({column}, excluded.{column})"
+            ),
             &[text(peer), int(up_to)],
         )?;
         Ok(Some(up_to))
     }
 
     /// Conversations by newest activity, `limit` from before `before` (a last_seq).
+    /// Each conversation's newest entry and unread count come from the log
+    /// (one pass over it), and from `convs` for what was pruned.
     pub fn conversations(&self, before: u64, limit: u32) -> Result<Vec<Conversation>, StoreError> {
         self.all(
-            "SELECT peer, last_seq, last_kind, last_mid, last_body, unread, read_up_to, peer_delivered, peer_read \
-             FROM convs WHERE last_seq < ? ORDER BY last_seq DESC LIMIT ?",
-            &[int(before), int(limit as u64)],
+            "WITH live AS (SELECT g.peer AS peer, g.seq AS seq, g.kind AS kind, g.id AS id, g.body AS body, \
+                    ROW_NUMBER() OVER (PARTITION BY g.peer ORDER BY g.seq DESC) AS rn, \
+                    SUM(g.kind = ?3 AND g.seq > COALESCE(c.read_up_to, 0)) OVER (PARTITION BY g.peer) AS unread \
+                  FROM log g LEFT JOIN convs c ON c.peer = g.peer WHERE g.peer IS NOT NULL AND g.kind <> ?4), \
+             newest AS (SELECT * FROM live WHERE rn = 1) \
+             SELECT * FROM ( \
+               SELECT l.peer, l.seq AS last_seq, l.kind, l.id, l.body, COALESCE(c.unread, 0) + l.unread, \
+                      COALESCE(c.read_up_to, 0), COALESCE(c.peer_delivered, 0), COALESCE(c.peer_read, 0) \
+               FROM newest l LEFT JOIN convs c ON c.peer = l.peer \
+               UNION ALL \
+               SELECT c.peer, c.last_seq AS last_seq, c.last_kind, c.last_mid, c.last_body, c.unread, \
+                      c.read_up_to, c.peer_delivered, c.peer_read \
+               FROM convs c WHERE c.last_seq IS NOT NULL AND c.peer NOT IN (SELECT peer FROM newest)) \
+             WHERE last_seq < ?1 ORDER BY last_seq DESC LIMIT ?2",
+            &[int(before), int(limit as u64), SqlValue::Int(Kind::Received.code()), SqlValue::Int(Kind::System.code())],
             |r| {
                 Some(Conversation {
                     peer: col_text(r, 0)?,
@@ -756,7 +781,10 @@ impl<S: Sql> Log<S> {
         };
         match span(older)? {
             Some((_, newest)) if newest >= below => return self.oldest(),
-            Some(_) => self.drop_generation(older)?,
+            Some(_) => {
+                self.fold_conversations(older)?;
+                self.drop_generation(older)?;
+            }
             None => {}
         }
         // Seqs are contiguous, so a generation's span is its size.
@@ -765,6 +793,27 @@ impl<S: Sql> Log<S> {
             self.generation.set(older);
         }
         self.oldest()
+    }
+
+    /// Keeps what the conversation list needs of a generation about to be
+    /// dropped: per peer, its newest entry and its unread entries (one row
+    /// written per conversation in it, not per entry).
+    fn fold_conversations(&self, g: Generation) -> Result<(), StoreError> {
+        self.exec(
+            &format!(
+                "INSERT INTO convs (peer, last_seq, last_kind, last_mid, last_body, unread) \
+                 SELECT peer, seq, kind, id, body, unread FROM ( \
+                   SELECT g.peer AS peer, g.seq AS seq, g.kind AS kind, g.id AS id, g.body AS body, \
+                     ROW_NUMBER() OVER (PARTITION BY g.peer ORDER BY g.seq DESC) AS rn, \
+                     SUM(g.kind = ?1 AND g.seq > COALESCE(c.read_up_to, 0)) OVER (PARTITION BY g.peer) AS unread \
+                   FROM {} g LEFT JOIN convs c ON c.peer = g.peer WHERE g.peer IS NOT NULL AND g.kind <> ?2) \
+                 WHERE rn = 1 \
+                 ON CONFLICT (peer) DO UPDATE SET last_seq = excluded.last_seq, last_kind = excluded.last_kind, \
+                 last_mid = excluded.last_mid, last_body = excluded.last_body, unread = unread + excluded.unread",
+                g.table()
+            ),
+            &[SqlValue::Int(Kind::Received.code()), SqlValue::Int(Kind::System.code())],
+        )
     }
 
     /// Empties a generation by dropping its table and creating it again from

@@ -15,12 +15,17 @@ fn owner() -> UserId {
 }
 
 fn append(log: &Log<Lite>, seqs: std::ops::RangeInclusive<u64>) {
+    append_from(log, seqs, Kind::System, None);
+}
+
+/// Entries of one kind, from or to `peer`.
+fn append_from(log: &Log<Lite>, seqs: std::ops::RangeInclusive<u64>, kind: Kind, peer: Option<&str>) {
     let entries: Vec<NewEntry> = seqs
         .clone()
         .map(|seq| NewEntry {
             id: format!("m{seq}"),
-            kind: Kind::System,
-            peer: None,
+            kind,
+            peer: peer.map(|p| UserId::parse(p).unwrap()),
             time_ms: seq,
             body: "{}".into(),
             peer_state: None,
@@ -71,4 +76,35 @@ fn pruning_drops_whole_generations_and_nothing_that_must_stay() {
     append(&log, 15..=15);
     assert_eq!((seqs(&log, "log_a"), seqs(&log, "log_b").len()), (vec![15], 4));
     assert_eq!(log.restore().unwrap().inbox.head(), 15);
+}
+
+#[test]
+fn the_conversation_list_outlives_the_entries_it_was_derived_from() {
+    let log = Lite::log();
+    append_from(&log, 1..=3, Kind::Received, Some("amy"));
+    append_from(&log, 4..=4, Kind::Sent, Some("cat"));
+    assert_eq!(log.mark_read("amy", 1).unwrap(), Some((2, 1)), "2 and 3 unread");
+    assert_eq!(log.mark_read("nobody", 1).unwrap(), None, "no such conversation");
+    let list = |log: &Log<Lite>| {
+        log.conversations(u64::MAX >> 11, 10)
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.peer, c.last_seq, c.last_mid, c.unread, c.read_up_to))
+            .collect::<Vec<_>>()
+    };
+    let before = list(&log);
+    assert_eq!(before, vec![("cat".into(), 4, "m4".into(), 0, 0), ("amy".into(), 3, "m3".into(), 2, 1)]);
+
+    // Generation a (entries 1-4) is dropped once everything in it may go.
+    assert_eq!(log.prune_below(1, 4).unwrap(), Some(1));
+    append_from(&log, 5..=5, Kind::Received, Some("cat"));
+    assert_eq!(log.prune_below(5, 4).unwrap(), Some(5));
+    assert_eq!(seqs(&log, "log"), vec![5]);
+    assert_eq!(
+        list(&log),
+        vec![("cat".into(), 5, "m5".into(), 1, 0), ("amy".into(), 3, "m3".into(), 2, 1)],
+        "amy's conversation and its unread count survive the drop"
+    );
+    assert_eq!(log.mark_read("amy", 3).unwrap(), Some((0, 3)), "reading past the pruned entries reads them");
+    assert_eq!(log.mark_read("cat", 5).unwrap(), Some((0, 5)));
 }
