@@ -75,7 +75,7 @@ Every target runs in its own Miniflare (one workerd process, Miniflare ${"4.2026
 
 - **JS forwarder, no storage (ceiling):** \`bench/baselines/forwarder.js\`, the smallest JavaScript version of the same two-object design (socket → A's object → stub fetch → B's object → B's sockets, \`ok\` back to A).
 - **JS forwarder + DO SQLite queue:** the same, plus an insert into B's SQLite queue and a delete once written to a socket.
-- **edge-chat:** this worker, with everything on: JWT auth, validation, both users' logs in DO SQLite, history archived to D1 (alarm every 500 ms). Legacy protocol (\`ok\` per chat), and \`chat.v1\` (a \`send\` with a client message id per chat, answered \`sent\` plus the sender's own \`msg\`; the recipient's \`msg\` frame; the idempotency records written with each message).
+- **edge-chat:** this worker, with everything on: JWT auth, validation, both users' logs in DO SQLite, history archived to D1 (an alarm \`ARCHIVE_DELAY_MS\`, 5 s, after the first unarchived entry). Legacy protocol (\`ok\` per chat), and \`chat.v1\` (a \`send\` with a client message id per chat, answered \`sent\` plus the sender's own \`msg\`; the recipient's \`msg\` frame; the idempotency records written with each message).
 
 ## Targets
 
@@ -194,7 +194,7 @@ The room design (\`bench/baselines/room.js\`: one object per conversation that s
 
 ## Capacity at scale
 
-\`bench/capacity.mjs\` (run by the benchmark; \`node bench/capacity.mjs --users=N --rate=M\` on its own) applies the per-message counts of the sparse online run and its D1 storage per message (${f(r.sparse.d1.bytesPerMessage)} bytes: the local database files over the ${r.sparse.d1.messages} messages stored) to a deployment. [docs/scale.md](scale.md) explains the model and the design it points to.
+\`bench/capacity.mjs\` (run by the benchmark; \`node bench/capacity.mjs --users=N --rate=M\` on its own) applies the per-message counts of the sparse online run and its D1 storage per message to a deployment: ${f(r.sparse.d1.bytesPerMessage)} bytes, the rows and index entries the ${r.sparse.d1.messages} messages stored wrote (integers as 8 bytes, no page overhead; the local database files, WAL included, held ${f(r.sparse.d1.fileBytesPerMessage)} bytes per message). [docs/scale.md](scale.md) explains the model and the design it points to.
 
 ${capacityTable(r.capacity)}
 
