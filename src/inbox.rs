@@ -182,8 +182,13 @@ impl Inbox {
         let unsent = self.first_unsent.unwrap_or(u64::MAX);
         let acked = devices_acked.map_or(u64::MAX, |a| a + 1);
         let wanted = newest_kept.min(unsent).min(acked).min(archived_limit);
-        let over_cap = (self.head.saturating_sub(cap.max(1)) + 1).min(archived_limit);
-        wanted.max(over_cap)
+        wanted.max(self.over_cap_below(cap))
+    }
+
+    /// Entries below this are past `cap` (and archived): they go whatever
+    /// holds them.
+    pub fn over_cap_below(&self, cap: u64) -> u64 {
+        (self.head.saturating_sub(cap.max(1)) + 1).min(self.archived + 1)
     }
 }
 

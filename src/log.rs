@@ -361,6 +361,10 @@ macro_rules! append_sql {
 }
 use append_sql;
 
+/// Above every seq (seqs are bound as SQL integers; 2^53 is where a double
+/// stops counting exactly).
+const EVERY_SEQ: u64 = 1 << 53;
+
 /// The newest and the oldest seq in the log: each generation answers from
 /// its key (the view would be scanned).
 const HEAD_SQL: &str = "(SELECT MAX(m) FROM (SELECT MAX(seq) AS m FROM log_a UNION ALL SELECT MAX(seq) FROM log_b))";
@@ -771,26 +775,35 @@ impl<S: Sql> Log<S> {
     /// Prunes what it can below `below`: the older generation goes once all
     /// of it is below, and the current one becomes the older once it holds
     /// `generation` entries. Entries are pruned later than they may be, never
-    /// earlier. Returns the oldest seq still in the log (`None`: it is empty).
-    pub fn prune_below(&self, below: u64, generation: u64) -> Result<Option<u64>, StoreError> {
+    /// earlier, except that everything below `hard` goes now (deleted row by
+    /// row if it must: only after a burst). Returns the oldest seq still in
+    /// the log (`None`: it is empty).
+    pub fn prune_below(&self, below: u64, hard: u64, generation: u64) -> Result<Option<u64>, StoreError> {
         let current = self.generation.get();
         let older = current.other();
         let span = |g: Generation| {
             let row = self.one(&format!("SELECT MIN(seq), MAX(seq) FROM {}", g.table()), &[])?;
             Ok::<_, StoreError>(row.and_then(|r| col_u64(&r, 0).zip(col_u64(&r, 1))))
         };
-        match span(older)? {
-            Some((_, newest)) if newest >= below => return self.oldest(),
+        let rotate = match span(older)? {
+            Some((_, newest)) if newest >= below => false,
             Some(_) => {
-                self.fold_conversations(older)?;
+                self.fold_conversations(older, EVERY_SEQ)?;
                 self.drop_generation(older)?;
+                true
             }
-            None => {}
-        }
+            None => true,
+        };
         // Seqs are contiguous, so a generation's span is its size.
-        if span(current)?.is_some_and(|(first, last)| last - first + 1 >= generation.max(1)) {
+        if rotate && span(current)?.is_some_and(|(first, last)| last - first + 1 >= generation.max(1)) {
             self.exec("INSERT OR REPLACE INTO meta (k, v) VALUES ('gen', ?)", &[text(older.name())])?;
             self.generation.set(older);
+        }
+        if self.oldest()?.is_some_and(|oldest| oldest < hard) {
+            for g in [Generation::A, Generation::B] {
+                self.fold_conversations(g, hard)?;
+                self.exec(&format!("DELETE FROM {} WHERE seq < ?", g.table()), &[int(hard)])?;
+            }
         }
         self.oldest()
     }
@@ -798,7 +811,7 @@ impl<S: Sql> Log<S> {
     /// Keeps what the conversation list needs of a generation about to be
     /// dropped: per peer, its newest entry and its unread entries (one row
     /// written per conversation in it, not per entry).
-    fn fold_conversations(&self, g: Generation) -> Result<(), StoreError> {
+    fn fold_conversations(&self, g: Generation, below: u64) -> Result<(), StoreError> {
         self.exec(
             &format!(
                 "INSERT INTO convs (peer, last_seq, last_kind, last_mid, last_body, unread) \
@@ -806,13 +819,14 @@ impl<S: Sql> Log<S> {
                    SELECT g.peer AS peer, g.seq AS seq, g.kind AS kind, g.id AS id, g.body AS body, \
                      ROW_NUMBER() OVER (PARTITION BY g.peer ORDER BY g.seq DESC) AS rn, \
                      SUM(g.kind = ?1 AND g.seq > COALESCE(c.read_up_to, 0)) OVER (PARTITION BY g.peer) AS unread \
-                   FROM {} g LEFT JOIN convs c ON c.peer = g.peer WHERE g.peer IS NOT NULL AND g.kind <> ?2) \
+                   FROM {} g LEFT JOIN convs c ON c.peer = g.peer \
+                   WHERE g.peer IS NOT NULL AND g.kind <> ?2 AND g.seq < ?3) \
                  WHERE rn = 1 \
                  ON CONFLICT (peer) DO UPDATE SET last_seq = excluded.last_seq, last_kind = excluded.last_kind, \
                  last_mid = excluded.last_mid, last_body = excluded.last_body, unread = unread + excluded.unread",
                 g.table()
             ),
-            &[SqlValue::Int(Kind::Received.code()), SqlValue::Int(Kind::System.code())],
+            &[SqlValue::Int(Kind::Received.code()), SqlValue::Int(Kind::System.code()), int(below)],
         )
     }
 

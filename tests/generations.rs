@@ -55,14 +55,14 @@ fn pruning_drops_whole_generations_and_nothing_that_must_stay() {
     let log = Lite::log();
     append(&log, 1..=10);
     // Generation a is full (4 or more): new entries go to b; nothing goes yet.
-    assert_eq!(log.prune_below(3, 4).unwrap(), Some(1));
+    assert_eq!(log.prune_below(3, 0, 4).unwrap(), Some(1));
     append(&log, 11..=12);
     assert_eq!((seqs(&log, "log_a").len(), seqs(&log, "log_b")), (10, vec![11, 12]));
     // a still holds entries at or above the prune point: it stays whole.
-    assert_eq!(log.prune_below(10, 4).unwrap(), Some(1));
+    assert_eq!(log.prune_below(10, 0, 4).unwrap(), Some(1));
     assert_eq!(seqs(&log, "log").len(), 12);
     // Every entry of a is below it now: a goes, b (2 entries) stays current.
-    assert_eq!(log.prune_below(11, 4).unwrap(), Some(11));
+    assert_eq!(log.prune_below(11, 0, 4).unwrap(), Some(11));
     assert_eq!((seqs(&log, "log_a"), seqs(&log, "log")), (vec![], vec![11, 12]));
     append(&log, 13..=14);
     assert_eq!(seqs(&log, "log_b"), vec![11, 12, 13, 14]);
@@ -70,7 +70,7 @@ fn pruning_drops_whole_generations_and_nothing_that_must_stay() {
     assert_eq!(log.restore().unwrap().inbox.head(), 14);
 
     // b is full: the next entries go to a, also after the object restarts.
-    assert_eq!(log.prune_below(12, 4).unwrap(), Some(11));
+    assert_eq!(log.prune_below(12, 0, 4).unwrap(), Some(11));
     let conn: Connection = log.into_sql().0;
     let log = Log::open(Lite(conn)).unwrap();
     append(&log, 15..=15);
@@ -96,9 +96,9 @@ fn the_conversation_list_outlives_the_entries_it_was_derived_from() {
     assert_eq!(before, vec![("cat".into(), 4, "m4".into(), 0, 0), ("amy".into(), 3, "m3".into(), 2, 1)]);
 
     // Generation a (entries 1-4) is dropped once everything in it may go.
-    assert_eq!(log.prune_below(1, 4).unwrap(), Some(1));
+    assert_eq!(log.prune_below(1, 0, 4).unwrap(), Some(1));
     append_from(&log, 5..=5, Kind::Received, Some("cat"));
-    assert_eq!(log.prune_below(5, 4).unwrap(), Some(5));
+    assert_eq!(log.prune_below(5, 0, 4).unwrap(), Some(5));
     assert_eq!(seqs(&log, "log"), vec![5]);
     assert_eq!(
         list(&log),
@@ -107,4 +107,19 @@ fn the_conversation_list_outlives_the_entries_it_was_derived_from() {
     );
     assert_eq!(log.mark_read("amy", 3).unwrap(), Some((0, 3)), "reading past the pruned entries reads them");
     assert_eq!(log.mark_read("cat", 5).unwrap(), Some((0, 5)));
+}
+
+#[test]
+fn a_burst_past_the_cap_is_cut_even_inside_one_generation() {
+    let log = Lite::log();
+    append_from(&log, 1..=1, Kind::Received, Some("amy"));
+    // The first pass starts generation b; then a burst of 20 lands in it.
+    assert_eq!(log.prune_below(1, 0, 1).unwrap(), Some(1));
+    append_from(&log, 2..=21, Kind::Received, Some("amy"));
+    // Generation a (entry 1) goes whole; b holds the burst, and everything
+    // below the hard bound goes from it too, row by row.
+    assert_eq!(log.prune_below(17, 15, 1).unwrap(), Some(15));
+    assert_eq!(seqs(&log, "log"), (15..=21).collect::<Vec<_>>());
+    let amy = &log.conversations(u64::MAX >> 11, 10).unwrap()[0];
+    assert_eq!((amy.last_seq, amy.unread), (21, 21), "the deleted entries' unread count is kept");
 }

@@ -757,8 +757,12 @@ impl Mailbox {
         let life = self.life_mut()?;
         let acked = life.devices.values().map(|d| d.acked).min();
         let below = life.inbox.prunable_below(keep, cap, acked);
-        // Pruning goes by whole generations: what is gone is below `kept`.
-        let kept = io.log.prune_below(below, generation)?.unwrap_or(u64::MAX);
+        // Pruning goes by whole generations, so a burst that filled one
+        // generation past the cap could keep it all: past the cap plus two
+        // generations, entries are deleted one by one instead. What is gone
+        // is below `kept`.
+        let hard = life.inbox.over_cap_below(cap.saturating_add(2 * generation));
+        let kept = io.log.prune_below(below, hard, generation)?.unwrap_or(u64::MAX);
         // The cap may take queued entries (the queue can outgrow the log by
         // own sent chats in between): the queue then starts after them.
         if life.inbox.queue_pruned(kept) {
