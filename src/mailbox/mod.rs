@@ -40,9 +40,9 @@ use crate::user::UserId;
 
 /// Log entries kept after they are delivered and archived (the resume window).
 pub const KEEP_ENTRIES: u64 = 1000;
-/// A generation's size: dropping one costs about three billed rows (the table
-/// created again, the current generation's name), against one per entry for
-/// deleting them, and storage holds up to two generations more than needed.
+/// The least a generation holds before a new one starts: dropping one costs
+/// about three billed rows (the table created again, the current
+/// generation's name), against one per entry for deleting them.
 pub const GENERATION_ENTRIES: u64 = 256;
 /// A device not seen for this long no longer holds entries in the log.
 pub const DEVICE_TTL_MS: u64 = 30 * 24 * 3600 * 1000;
@@ -153,7 +153,7 @@ impl Config {
             batch_rows: BATCH_ROWS,
             batch_bytes: BATCH_BYTES,
             keep_entries: KEEP_ENTRIES,
-            // A quarter of the cap at most, so the log stays within 1.5 × LOG_CAP.
+            // Small caps (tests, demos) still rotate generations often.
             generation_entries: GENERATION_ENTRIES.min(limits.log_cap / 4).max(1),
             limits,
         }
@@ -757,11 +757,13 @@ impl Mailbox {
         let life = self.life_mut()?;
         let acked = life.devices.values().map(|d| d.acked).min();
         let below = life.inbox.prunable_below(keep, cap, acked);
-        // Pruning goes by whole generations, so a burst that filled one
-        // generation past the cap could keep it all: past the cap plus two
-        // generations, entries are deleted one by one instead. What is gone
-        // is below `kept`.
-        let hard = life.inbox.over_cap_below(cap.saturating_add(2 * generation));
+        // Pruning goes by whole generations. The older one goes once all of
+        // it is past the prune point, which is when the current one has
+        // reached the window (the cap, or the keep window): so the log spans
+        // up to about twice the window. A burst could keep more: past twice
+        // the cap and a generation, entries are deleted one by one instead.
+        // What is gone is below `kept`.
+        let hard = life.inbox.over_cap_below(cap.saturating_mul(2).saturating_add(generation));
         let kept = io.log.prune_below(below, hard, generation)?.unwrap_or(u64::MAX);
         // The cap may take queued entries (the queue can outgrow the log by
         // own sent chats in between): the queue then starts after them.
