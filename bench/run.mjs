@@ -108,17 +108,23 @@ save();
       online: await S.sparseTraffic(target, { ...opts, base: 6000 }),
       offline: await S.sparseTraffic(target, { ...opts, offline: true, base: 8000 }),
     };
-    // D1 storage per message: the bytes of the rows and their index entries
-    // (integers as 8 bytes, no page overhead), and the local files (WAL
-    // included, an upper bound).
+    // D1 storage per message: the bytes of the history rows over every shard
+    // (integers as 8 bytes, no page overhead; no secondary index), and the
+    // local files (WAL included, an upper bound).
     const messages = results.sparse.online.total + results.sparse.offline.total;
-    const db = await target.worker.db();
-    const { bytes } = await db
-      .prepare(
-        "SELECT SUM(length(owner) + length(id) + length(conv) + COALESCE(length(peer), 0) + length(body) + 5 * 8 " +
-          "+ length(owner) + length(conv) + 8) AS bytes FROM messages",
-      )
-      .first();
+    const rowBytes =
+      "length(conv) + length(id) + COALESCE(length(sender), 0) + COALESCE(length(recipient), 0) + length(body) + 5 * 8";
+    const bytes = (await target.worker.historyRows()).length
+      ? (await Promise.all(
+          (await target.worker.shards()).map(async (db) => {
+            let sum = 0;
+            for (const { tbl } of (await db.prepare("SELECT tbl FROM partitions").all()).results) {
+              sum += (await db.prepare(`SELECT COALESCE(SUM(${rowBytes}), 0) AS b FROM ${tbl}`).first()).b;
+            }
+            return sum;
+          }),
+        )).reduce((a, b) => a + b, 0)
+      : 0;
     const fileBytesTotal = fileBytes(join(target.worker.persistDir, "d1"), /\.sqlite(-wal)?$/);
     results.sparse.d1 = { bytes, fileBytes: fileBytesTotal, messages, bytesPerMessage: bytes / messages, fileBytesPerMessage: fileBytesTotal / messages };
   } finally {

@@ -106,24 +106,36 @@ export async function backlog(target, { n = 10000 } = {}) {
   return { n, queueMs, openMs, ms };
 }
 
-/** History of a 100,000-message conversation: first page and page 100, with query plans. */
+/**
+ * History of a 100,000-message conversation: first page and page 100, with
+ * query plans. The rows go straight into the conversation's shard and
+ * partition, in the layout and with the statement the writers use (both
+ * printed by `cargo run --example history_sql`).
+ */
 export async function historyPaging(target, { rows = 100000, samples = 20 } = {}) {
-  const db = await target.worker.db();
+  const shards = (await target.worker.shards()).length;
+  const layout = JSON.parse(
+    execFileSync("cargo", ["run", "--quiet", "--example", "history_sql", "--", String(shards), String(Date.now()), "30"], { cwd: ROOT }).toString(),
+  );
+  const db = (await target.worker.shards())[layout.shard];
+  await db.prepare(layout.ddl).run();
+  await db.prepare("INSERT OR IGNORE INTO partitions (tbl, first_day, end_day) VALUES (?1, ?2, ?3)").bind(layout.table, layout.first_day, layout.end_day).run();
   const owner = "h1";
   const peer = "h2";
+  // One real chat, so h1's log knows the conversation (seq 1); the rows
+  // below carry h1's seqs 2 to rows + 1.
+  const hello = await target.api("/api/usr-msg", { fromUser: peer, toUser: owner, message: "hello" });
+  if (hello.status !== 200) throw new Error(`usr-msg failed: ${hello.status}`);
+  const now = Date.now();
   for (let start = 1; start <= rows; start += 5000) {
     const batch = [];
     for (let seq = start; seq < Math.min(start + 5000, rows + 1); seq++) {
       const sent = seq % 2 === 0;
       const body = JSON.stringify({ fromUser: sent ? owner : peer, toUser: sent ? peer : owner, message: `history message ${seq}`, id: `id${seq}`, time: "2026-11-27T00:00:00.000Z" });
-      batch.push([seq, `id${seq}`, "u:h1|h2", peer, sent ? 2 : 1, seq, body, 1, sent ? seq : null]);
+      // [conv, id, sender, recipient, kind, time, body, is_send, sseq, rseq]: h1's seq is seq + 1 either way.
+      batch.push([layout.conv, `id${seq}`, sent ? owner : peer, sent ? peer : owner, 1, now, body, 1, seq + 1, seq + 1]);
     }
-    await db
-      .prepare(
-        "INSERT INTO messages (owner, seq, id, conv, peer, kind, time, body, is_send, peer_seq) SELECT ?1, json_extract(value,'$[0]'), json_extract(value,'$[1]'), json_extract(value,'$[2]'), json_extract(value,'$[3]'), json_extract(value,'$[4]'), json_extract(value,'$[5]'), json_extract(value,'$[6]'), json_extract(value,'$[7]'), json_extract(value,'$[8]') FROM json_each(?2)",
-      )
-      .bind(owner, JSON.stringify(batch))
-      .run();
+    await db.prepare(layout.write).bind(JSON.stringify(batch)).run();
   }
   const page100 = rows - 99 * 50 + 1;
   const time = async (params) => {
@@ -146,8 +158,7 @@ export async function historyPaging(target, { rows = 100000, samples = 20 } = {}
     page100Peer: await time({ limit: 50, peer, before: page100 }),
     plans: {},
   };
-  const shapes = JSON.parse(execFileSync("cargo", ["run", "--quiet", "--example", "history_sql"], { cwd: ROOT }).toString());
-  for (const s of shapes) {
+  for (const s of layout.pages) {
     const plan = await db.prepare(`EXPLAIN QUERY PLAN ${s.sql}`).bind(...s.binds).all();
     result.plans[s.name] = plan.results.map((r) => r.detail);
   }
@@ -264,7 +275,8 @@ export async function sparseTraffic(target, { pairs = 100, seconds = 30, minMs =
   // Frames that are messages (not the sender's own replies).
   const delivered = ends.reduce((s, e) => s + (e.cx.count - e.bx - e.sentX) + (e.cy.count - e.by - (offline ? 0 : e.sentY)), 0);
   await Promise.all(ends.flatMap((e) => [e.cx.close(), e.cy.close()]));
-  await sleep((target.archiveDelayMs ?? 500) + 2000); // the archive alarms write the last batches
+  // The archive alarms hand in the last batches; the writers flush them.
+  await sleep((target.archiveDelayMs ?? 500) + 3000);
   const after = await target.metrics();
   const counts = Object.fromEntries(Object.keys(after).map((k) => [k, after[k] - (before[k] ?? 0)]));
   const perMsg = Object.fromEntries(Object.entries(counts).map(([k, v]) => [k, v / total]));

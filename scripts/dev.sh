@@ -11,8 +11,10 @@ fi
 export WRANGLER_SEND_METRICS=false
 # The demo chat page (demo/ with the client SDK) into demo/dist/.
 bash demo/build.sh
-# CI=true: apply without the interactive confirmation.
-CI=true npx wrangler d1 migrations apply DB --local
+# CI=true: apply without the interactive confirmation. Every history shard.
+for db in $(grep -oE '^binding = "DB_[0-9]+"' wrangler.toml | cut -d'"' -f2); do
+  CI=true npx wrangler d1 migrations apply "$db" --local
+done
 # Local only, so a deploy publishes neither: the demo page (demo/, built into
 # demo/dist/ by scripts/build.sh) served at / as static assets (only paths
 # that are files there; /ws, /v1/*, /api/* and the rest reach the worker), and

@@ -1,11 +1,12 @@
-//! History: what goes to D1 and how pages come back (the SQL lives here).
+//! History in D1: the statements the history writers and readers run (all
+//! of the D1 SQL), and history pages.
 //!
-//! Each user's object archives its own log to D1 in batches, one row per
-//! log entry keyed by (owner, seq), so a user only ever reads rows they own and
-//! pages follow their own sequence numbers. Every row also carries its
-//! conversation id, the key for spreading history over several databases
-//! later. The schema is in `migrations/`; the only code that talks to D1 is
-//! `edge::d1`, which runs the statements defined here.
+//! History is kept by conversation: one row per message, written once
+//! whatever its number of recipients, in the shard of its conversation
+//! ([`crate::archive::shard_of`]) and the time partition of its server time
+//! (tables listed in `partitions`; the schema is in `migrations/`). A row
+//! carries each side's log seq, so every user still pages their history by
+//! their own sequence numbers. The only code that talks to D1 is `edge::d1`.
 
 use crate::message::conversation_id;
 use crate::user::UserId;
@@ -26,21 +27,60 @@ pub fn retry_delay_ms(base_ms: u64, attempt: u32) -> u64 {
     base_ms.saturating_mul(1u64 << attempt.min(6)).min(60_000)
 }
 
-/// An archive batch is a JSON array of rows, each row an array in this
-/// column order. The user's object builds it in its own SQLite (one query,
-/// no per-row work in wasm) and [`ARCHIVE_SQL`] reads it back by position.
-pub const ARCHIVE_ROW: [&str; 9] = ["seq", "id", "conv", "peer", "kind", "time", "body", "is_send", "peer_seq"];
+/// The columns of a history row, in the order an archive row (a JSON array)
+/// carries them: users' objects build rows in their own SQLite (one query,
+/// no per-row work in wasm) and [`write_sql`] reads them back by position.
+pub const ROW: [&str; 10] = ["conv", "id", "sender", "recipient", "kind", "time", "body", "is_send", "sseq", "rseq"];
 
-/// One batch, as a single statement: the rows travel as one JSON array
-/// parameter, which keeps D1 statements per message far below one and stays
-/// under D1's limit of 100 bound parameters. Idempotent: a retried batch
-/// writes nothing new, and a row whose delivery state changed is updated.
-pub const ARCHIVE_SQL: &str = "INSERT INTO messages (owner, seq, id, conv, peer, kind, time, body, is_send, peer_seq) \
-SELECT ?1, json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), \
-json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]'), \
-json_extract(value, '$[6]'), json_extract(value, '$[7]'), json_extract(value, '$[8]') \
-FROM json_each(?2) WHERE true \
-ON CONFLICT (owner, seq) DO UPDATE SET is_send = excluded.is_send WHERE messages.is_send <> excluded.is_send";
+/// A history row's kind.
+pub const ROW_CHAT: i64 = 1;
+pub const ROW_SYSTEM: i64 = 3;
+
+/// The DDL of one time partition (`migrations/partition.sql.in`), for `table`.
+pub fn partition_ddl(table: &str) -> String {
+    include_str!("../migrations/partition.sql.in")
+        .lines()
+        .map(|l| l.split("--").next().unwrap_or_default().trim_end())
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n")
+        .replace("{table}", table)
+}
+
+/// Whether `name` is a partition table's name (they are interpolated into SQL).
+pub fn is_partition_table(name: &str) -> bool {
+    name.strip_prefix("history_").is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Lists a partition (once, whoever writes it first).
+pub const REGISTER_SQL: &str = "INSERT OR IGNORE INTO partitions (tbl, first_day, end_day) VALUES (?1, ?2, ?3)";
+/// Every partition of a database, newest first.
+pub const PARTITIONS_SQL: &str = "SELECT tbl, first_day, end_day FROM partitions ORDER BY first_day DESC";
+/// Partitions wholly before a day (past retention).
+pub const EXPIRED_SQL: &str = "SELECT tbl, first_day, end_day FROM partitions WHERE end_day <= ?1";
+pub const UNREGISTER_SQL: &str = "DELETE FROM partitions WHERE tbl = ?1";
+pub fn drop_sql(table: &str) -> String {
+    format!("DROP TABLE IF EXISTS {table}")
+}
+
+/// One statement for the rows every user handed a writer for one
+/// partition: the rows travel as one JSON array parameter, which keeps D1
+/// statements per message far below one and stays under D1's limit of 100
+/// bound parameters. Idempotent: a row handed in again writes nothing, and a
+/// second side of the same message only fills in what it knows better (its
+/// own seq, a later delivery), so a message is one row written unless it was
+/// delivered after it was archived.
+pub fn write_sql(table: &str) -> String {
+    let cols = (0..ROW.len()).map(|i| format!("json_extract(value, '$[{i}]')")).collect::<Vec<_>>().join(", ");
+    format!(
+        "INSERT INTO {table} ({}) SELECT {cols} FROM json_each(?1) WHERE true \
+         ON CONFLICT (conv, id) DO UPDATE SET is_send = min(is_send, excluded.is_send), \
+         sseq = coalesce(sseq, excluded.sseq), rseq = coalesce(rseq, excluded.rseq) \
+         WHERE excluded.is_send < is_send OR (sseq IS NULL AND excluded.sseq IS NOT NULL) \
+         OR (rseq IS NULL AND excluded.rseq IS NOT NULL)",
+        ROW.join(", ")
+    )
+}
 
 /// Whether an archived message reached a socket, as the legacy history shows it.
 pub const IS_SEND_DELIVERED: i64 = 1;
@@ -120,13 +160,29 @@ pub fn page_limit(asked: Option<u32>, max: u32) -> Result<u32, BadParam> {
     }
 }
 
-/// Columns every page query returns: kind, the item (body with `isSend`), seq.
-/// A sent message shows the recipient's delivery state once their copy is
-/// archived, and the state the sender learned at send time until then.
-const PAGE_SELECT: &str = "SELECT m.kind AS kind, \
-json_set(m.body, '$.isSend', CASE WHEN m.kind = 2 THEN COALESCE(r.is_send, m.is_send) ELSE m.is_send END) AS item, \
-m.seq AS seq";
-const PAGE_JOIN: &str = "LEFT JOIN messages r ON m.kind = 2 AND r.owner = m.peer AND r.seq = m.peer_seq";
+/// The shape of a page: the legacy document's items, or v1 `msg` frames.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    Legacy,
+    V1,
+}
+
+/// The conversations a page of `owner`'s history reads: with a peer, that
+/// conversation (and, for the legacy document, the system channel, which it
+/// always showed); without, every conversation `all` names and the system
+/// channel.
+pub fn page_convs(owner: &UserId, shape: Shape, q: &PageQuery, all: impl FnOnce() -> Vec<String>) -> Vec<String> {
+    let system = conversation_id(owner, None);
+    let mut convs = match (&q.peer, shape) {
+        (Some(peer), Shape::V1) => return vec![conversation_id(owner, Some(peer))],
+        (Some(peer), Shape::Legacy) => vec![conversation_id(owner, Some(peer))],
+        (None, _) => all(),
+    };
+    if !convs.contains(&system) {
+        convs.push(system);
+    }
+    convs
+}
 
 /// A bound value of a query.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -142,61 +198,67 @@ pub struct Query {
     pub binds: Vec<Bind>,
 }
 
-/// Newest first, by the owner's sequence number; the primary key serves the
-/// whole-log page, the (owner, conv, seq) index each half of a peer page.
-/// Fetches one row more than the page, to tell whether another follows.
-pub fn page_sql(owner: &UserId, q: &PageQuery) -> Query {
+/// The row's place in `owner`'s own log (`?1`), and its kind as `owner` sees it.
+const OWNER_SEQ: &str = "CASE WHEN sender = ?1 THEN sseq ELSE rseq END";
+const OWNER_KIND: &str = "CASE WHEN kind = 3 THEN 3 WHEN sender = ?1 AND recipient <> ?1 THEN 2 ELSE 1 END";
+
+/// One shard's part of a page of `owner`'s history: the rows of `convs` in
+/// the partitions `tables` (newest first), by `owner`'s own seq, newest
+/// first or (v1 `after` alone) oldest first, one more than the page to tell
+/// whether another follows. Each conversation is a range of the primary
+/// key; the rows of the conversations are sorted by owner seq (an older
+/// page reads the conversations' rows down to it). `None` without
+/// partitions.
+pub fn page_sql(shape: Shape, owner: &UserId, convs: &[String], tables: &[String], q: &PageQuery) -> Option<Query> {
+    let tables: Vec<&String> = tables.iter().filter(|t| is_partition_table(t)).collect();
+    if tables.is_empty() || convs.is_empty() {
+        return None;
+    }
+    let union = tables
+        .iter()
+        .map(|t| {
+            format!(
+                "SELECT kind, sender, recipient, id, body, is_send, {OWNER_SEQ} AS oseq FROM {t} \
+                 WHERE conv IN (SELECT value FROM json_each(?2))"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    let columns = match shape {
+        Shape::Legacy => format!("{OWNER_KIND} AS kind, json_set(body, '$.isSend', is_send) AS item, oseq AS seq"),
+        Shape::V1 => format!(
+            "oseq AS seq, {OWNER_KIND} AS kind, \
+             CASE WHEN kind = 3 THEN NULL WHEN sender = ?1 THEN recipient ELSE sender END AS peer, id AS mid, body"
+        ),
+    };
+    let order = if shape == Shape::V1 && q.after.is_some() && q.before.is_none() { "ASC" } else { "DESC" };
     // Above any sequence number, and exact as a JS number on its way to D1.
     let before = q.before.unwrap_or((1 << 53) - 1);
-    let mut binds = vec![Bind::Text(owner.to_string()), Bind::Int(before), Bind::Int(q.limit as u64 + 1)];
-    let sql = match &q.peer {
-        None => format!(
-            "{PAGE_SELECT} FROM messages m {PAGE_JOIN} WHERE m.owner = ?1 AND m.seq < ?2 ORDER BY m.seq DESC LIMIT ?3"
-        ),
-        Some(peer) => {
-            binds.push(Bind::Text(conversation_id(owner, None)));
-            binds.push(Bind::Text(conversation_id(owner, Some(peer))));
-            // INDEXED BY: without statistics SQLite would rather walk the
-            // primary key and filter on conv, which reads the owner's whole
-            // log for a quiet conversation.
-            let half = "SELECT * FROM (SELECT * FROM messages INDEXED BY messages_conv \
-                        WHERE owner = ?1 AND conv = {C} AND seq < ?2 ORDER BY seq DESC LIMIT ?3)";
-            format!(
-                "{PAGE_SELECT} FROM ({} UNION ALL {}) m {PAGE_JOIN} ORDER BY m.seq DESC LIMIT ?3",
-                half.replace("{C}", "?4"),
-                half.replace("{C}", "?5")
-            )
-        }
-    };
-    Query { sql, binds }
+    Some(Query {
+        sql: format!("SELECT {columns} FROM ({union}) WHERE oseq < ?3 AND oseq > ?4 ORDER BY oseq {order} LIMIT ?5"),
+        binds: vec![
+            Bind::Text(owner.to_string()),
+            Bind::Text(serde_json::Value::from(convs.to_vec()).to_string()),
+            Bind::Int(before),
+            Bind::Int(q.after.unwrap_or(0)),
+            Bind::Int(u64::from(q.limit) + 1),
+        ],
+    })
 }
 
-/// A v1 page: the owner's log entries as `msg` frames, newest first, or
-/// oldest first after `after`. With `peer`, one conversation (index
-/// `(owner, conv, seq)`); without, the whole log (primary key).
-pub fn log_page_sql(owner: &UserId, q: &PageQuery) -> Query {
-    let before = q.before.unwrap_or((1 << 53) - 1);
-    let order = if q.after.is_some() && q.before.is_none() { "ASC" } else { "DESC" };
-    let mut binds = vec![
-        Bind::Text(owner.to_string()),
-        Bind::Int(before),
-        Bind::Int(q.limit as u64 + 1),
-        Bind::Int(q.after.unwrap_or(0)),
-    ];
-    let (index, conv) = match &q.peer {
-        Some(p) => {
-            binds.push(Bind::Text(conversation_id(owner, Some(p))));
-            (" INDEXED BY messages_conv", " AND conv = ?5")
-        }
-        None => ("", ""),
-    };
-    Query {
-        sql: format!(
-            "SELECT seq, kind, peer, id AS mid, body FROM messages{index} \
-             WHERE owner = ?1 AND seq < ?2 AND seq > ?4{conv} ORDER BY seq {order} LIMIT ?3"
-        ),
-        binds,
-    }
+/// A row of a page, by its place in the owner's log.
+pub trait Paged {
+    fn seq(&self) -> u64;
+}
+
+/// The page from each shard's part, merged in the page's order and cut to
+/// one more than `limit` (so the caller can tell whether another follows).
+pub fn merge<T: Paged>(parts: Vec<Vec<T>>, shape: Shape, q: &PageQuery) -> Vec<T> {
+    let ascending = shape == Shape::V1 && q.after.is_some() && q.before.is_none();
+    let mut rows: Vec<T> = parts.into_iter().flatten().collect();
+    rows.sort_by_key(|r| if ascending { r.seq() as i128 } else { -(r.seq() as i128) });
+    rows.truncate(q.limit as usize + 1);
+    rows
 }
 
 /// One row of a v1 page.
@@ -209,12 +271,24 @@ pub struct LogRow {
     pub body: String,
 }
 
+impl Paged for LogRow {
+    fn seq(&self) -> u64 {
+        self.seq
+    }
+}
+
 /// One row of a page result.
 #[derive(Clone, Debug, PartialEq, serde::Deserialize)]
 pub struct PageRow {
     pub kind: i64,
     pub item: String,
     pub seq: u64,
+}
+
+impl Paged for PageRow {
+    fn seq(&self) -> u64 {
+        self.seq
+    }
 }
 
 /// The legacy history document `{"sys":[…],"usr":[…],"next":…}` from rows
@@ -268,29 +342,156 @@ mod tests {
         assert_eq!(page_json(&[], 3), r#"{"sys":[],"usr":[],"next":null}"#);
     }
 
+    /// A shard database in SQLite, with `tables` partitions.
+    fn shard(tables: &[&str]) -> rusqlite::Connection {
+        let db = rusqlite::Connection::open_in_memory().unwrap();
+        for t in tables {
+            db.execute_batch(&partition_ddl(t)).unwrap();
+        }
+        db
+    }
+
+    fn write(db: &rusqlite::Connection, table: &str, rows: &str) -> usize {
+        db.execute(&write_sql(table), [rows]).unwrap()
+    }
+
+    fn page(
+        db: &rusqlite::Connection,
+        shape: Shape,
+        owner: &str,
+        convs: &[&str],
+        tables: &[&str],
+        query: &str,
+    ) -> Vec<(u64, i64, String)> {
+        let owner = UserId::parse(owner).unwrap();
+        let convs: Vec<String> = convs.iter().map(|c| c.to_string()).collect();
+        let tables: Vec<String> = tables.iter().map(|c| c.to_string()).collect();
+        let Some(query) = page_sql(shape, &owner, &convs, &tables, &q(query).unwrap()) else { return vec![] };
+        let binds: Vec<rusqlite::types::Value> = query
+            .binds
+            .iter()
+            .map(|b| match b {
+                Bind::Text(s) => rusqlite::types::Value::Text(s.clone()),
+                Bind::Int(n) => rusqlite::types::Value::Integer(*n as i64),
+            })
+            .collect();
+        let mut stmt = db.prepare(&query.sql).unwrap();
+        // Legacy: kind, item, seq; v1: seq, kind, peer, mid, body.
+        let (seq_col, kind_col, text_col) = if shape == Shape::Legacy { (2, 0, 1) } else { (0, 1, 4) };
+        stmt.query_map(rusqlite::params_from_iter(binds), |r| {
+            Ok((r.get::<_, i64>(seq_col)? as u64, r.get::<_, i64>(kind_col)?, r.get::<_, String>(text_col)?))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+    }
+
+    /// `[conv, id, sender, recipient, kind, time, body, is_send, sseq, rseq]`
+    fn row(
+        conv: &str,
+        id: &str,
+        from: Option<&str>,
+        to: &str,
+        is_send: i64,
+        sseq: Option<u64>,
+        rseq: Option<u64>,
+    ) -> serde_json::Value {
+        let kind = if from.is_some() { ROW_CHAT } else { ROW_SYSTEM };
+        serde_json::json!([conv, id, from, to, kind, 1, format!("{{\"m\":\"{id}\"}}"), is_send, sseq, rseq])
+    }
+
     #[test]
-    fn archive_sql_reads_every_column_of_the_row_layout() {
-        let insert_cols = "owner, seq, id, conv, peer, kind, time, body, is_send, peer_seq";
-        assert!(ARCHIVE_SQL.contains(insert_cols));
-        assert_eq!(insert_cols, format!("owner, {}", ARCHIVE_ROW.join(", ")));
-        for i in 0..ARCHIVE_ROW.len() {
-            assert!(ARCHIVE_SQL.contains(&format!("'$[{i}]'")), "position {i}");
+    fn the_partition_ddl_and_the_write_read_the_row_layout() {
+        let ddl = partition_ddl("history_7");
+        assert!(ddl.starts_with("CREATE TABLE IF NOT EXISTS history_7 (") && !ddl.contains("--"));
+        for (i, col) in ROW.iter().enumerate() {
+            assert!(ddl.contains(&format!("  {col} ")), "{col}");
+            assert!(write_sql("t").contains(&format!("'$[{i}]'")), "position {i}");
+        }
+        assert!(is_partition_table("history_20400"));
+        for bad in ["history_", "history_1; DROP TABLE x", "messages", "history_1a"] {
+            assert!(!is_partition_table(bad), "{bad}");
         }
     }
 
     #[test]
-    fn v1_pages_go_both_ways() {
-        let owner = UserId::parse("1").unwrap();
-        let newest = log_page_sql(&owner, &q("peer=2&limit=10").unwrap());
-        assert!(newest.sql.contains("ORDER BY seq DESC") && newest.sql.contains("conv = ?5"));
-        let forward = log_page_sql(&owner, &q("after=7").unwrap());
-        assert!(forward.sql.contains("ORDER BY seq ASC") && !forward.sql.contains("conv"));
-        let rows: Vec<LogRow> = (1..=3)
-            .map(|seq| LogRow { seq, kind: 2, peer: Some("2".into()), mid: format!("m{seq}"), body: "{}".into() })
-            .collect();
-        let (items, next) = crate::protocol::v1::page_items(&rows, 2);
-        assert_eq!((items.len(), next), (2, Some(2)));
-        assert!(items[0].as_str().contains(r#""kind":"out""#));
+    fn a_message_is_one_row_and_each_side_fills_in_what_it_knows() {
+        let db = shard(&["history_1"]);
+        // The sender's pass: its seq 7, the recipient's 3, queued.
+        let sent = serde_json::json!([row("u:a|b", "m1", Some("a"), "b", 2, Some(7), Some(3))]).to_string();
+        assert_eq!(write(&db, "history_1", &sent), 1);
+        assert_eq!(write(&db, "history_1", &sent), 0, "handed in again: nothing written");
+        // The recipient delivered it from its queue later: one more row written.
+        let delivered = serde_json::json!([row("u:a|b", "m1", Some("a"), "b", 1, None, Some(3))]).to_string();
+        assert_eq!(write(&db, "history_1", &delivered), 1);
+        assert_eq!(write(&db, "history_1", &sent), 0, "an older state never wins");
+        let n: i64 = db.query_row("SELECT COUNT(*) FROM history_1", [], |r| r.get(0)).unwrap();
+        let state: (i64, i64, i64) = db
+            .query_row("SELECT is_send, sseq, rseq FROM history_1", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap();
+        assert_eq!((n, state), (1, (1, 7, 3)));
+        // The other order: the recipient first, then the sender's seq.
+        write(&db, "history_1", &serde_json::json!([row("u:a|b", "m2", Some("a"), "b", 1, None, Some(4))]).to_string());
+        write(
+            &db,
+            "history_1",
+            &serde_json::json!([row("u:a|b", "m2", Some("a"), "b", 2, Some(8), Some(4))]).to_string(),
+        );
+        let m2: (i64, i64) = db
+            .query_row("SELECT is_send, sseq FROM history_1 WHERE id = 'm2'", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap();
+        assert_eq!(m2, (1, 8));
+    }
+
+    #[test]
+    fn each_side_pages_by_its_own_seqs_across_partitions() {
+        let db = shard(&["history_1", "history_2"]);
+        write(
+            &db,
+            "history_1",
+            &serde_json::json!([
+                row("u:a|b", "m1", Some("a"), "b", 1, Some(1), Some(10)),
+                row("u:a|b", "m2", Some("b"), "a", 2, Some(11), Some(2)),
+                row("s:a", "s1", None, "a", 1, None, Some(3)),
+            ])
+            .to_string(),
+        );
+        write(
+            &db,
+            "history_2",
+            &serde_json::json!([
+                row("u:a|b", "m3", Some("a"), "b", 1, Some(4), Some(12)),
+                row("u:a|c", "m4", Some("c"), "a", 1, Some(1), Some(5)),
+            ])
+            .to_string(),
+        );
+        let tables = ["history_2", "history_1"];
+        let all = ["u:a|b", "u:a|c", "s:a"];
+        let seqs = |rows: Vec<(u64, i64, String)>| rows.iter().map(|r| r.0).collect::<Vec<_>>();
+        assert_eq!(seqs(page(&db, Shape::V1, "a", &all, &tables, "")), vec![5, 4, 3, 2, 1]);
+        assert_eq!(seqs(page(&db, Shape::V1, "a", &all, &tables, "before=4&limit=2")), vec![3, 2, 1], "limit + 1 rows");
+        assert_eq!(seqs(page(&db, Shape::V1, "a", &all, &tables, "after=2")), vec![3, 4, 5]);
+        assert_eq!(seqs(page(&db, Shape::V1, "b", &["u:a|b"], &tables, "")), vec![12, 11, 10]);
+        let kinds: Vec<i64> = page(&db, Shape::V1, "a", &all, &tables, "").iter().map(|r| r.1).collect();
+        assert_eq!(kinds, vec![1, 2, 3, 1, 2], "in, out, system, in, out as a sees them");
+        let legacy = page(&db, Shape::Legacy, "b", &["u:a|b"], &tables, "");
+        assert_eq!(legacy[2].2, r#"{"m":"m1","isSend":1}"#);
+        assert!(page(&db, Shape::V1, "a", &all, &[], "").is_empty(), "no partitions yet");
+    }
+
+    #[test]
+    fn pages_from_several_shards_merge_in_order() {
+        let rows =
+            |seqs: &[u64]| seqs.iter().map(|&seq| PageRow { kind: 1, item: String::new(), seq }).collect::<Vec<_>>();
+        let merged = merge(vec![rows(&[9, 5, 1]), rows(&[8, 7])], Shape::Legacy, &q("limit=3").unwrap());
+        assert_eq!(merged.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![9, 8, 7, 5]);
+        let up = merge(vec![rows(&[2, 6]), rows(&[3])], Shape::V1, &q("after=1&limit=5").unwrap());
+        assert_eq!(up.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![2, 3, 6]);
+        let me = UserId::parse("1").unwrap();
+        let legacy_peer = page_convs(&me, Shape::Legacy, &q("peer=2").unwrap(), Vec::new);
+        assert_eq!(legacy_peer, vec!["u:1|2".to_string(), "s:1".to_string()]);
+        assert_eq!(page_convs(&me, Shape::V1, &q("peer=2").unwrap(), Vec::new), vec!["u:1|2".to_string()]);
+        assert_eq!(page_convs(&me, Shape::V1, &q("").unwrap(), || vec!["u:1|3".into()]).len(), 2);
     }
 
     #[test]

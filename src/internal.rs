@@ -255,6 +255,53 @@ impl Internal {
     }
 }
 
+/// A hand-off to the history writer of a shard (the body is the rows, a
+/// JSON array in the `history::ROW` layout). Answered `Done` once D1
+/// confirmed them, `Unavailable` if it did not (hand them in again), `Bad`
+/// for rows that are not an array.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Archive {
+    pub shard: u32,
+    /// The partition the rows belong to (its first day).
+    pub first_day: u64,
+    /// A reader waits: write now rather than gather more.
+    pub urgent: bool,
+}
+
+impl Archive {
+    /// The name of the shard's writer object.
+    pub fn writer(&self) -> String {
+        format!("shard-{}", self.shard)
+    }
+
+    pub fn encode(&self) -> String {
+        let urgent = (self.urgent as u8).to_string();
+        let (shard, day) = (self.shard.to_string(), self.first_day.to_string());
+        let q = query::encode([("shard", shard.as_str()), ("day", day.as_str()), ("urgent", urgent.as_str())]);
+        format!("{ORIGIN}/archive?{q}")
+    }
+
+    pub fn parse(url: &str) -> Result<Archive, BadInternal> {
+        let path = url.split(['?', '#']).next().unwrap_or_default();
+        if path.rsplit('/').next() != Some("archive") {
+            return Err(BadInternal::Route);
+        }
+        let pairs = query::parse(query::of_url(url).as_bytes());
+        let get = |name: &'static str| {
+            pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).ok_or(BadInternal::Param(name))
+        };
+        Ok(Archive {
+            shard: get("shard")?.parse().map_err(|_| BadInternal::Param("shard"))?,
+            first_day: get("day")?.parse().map_err(|_| BadInternal::Param("day"))?,
+            urgent: match get("urgent")? {
+                "0" => false,
+                "1" => true,
+                _ => return Err(BadInternal::Param("urgent")),
+            },
+        })
+    }
+}
+
 /// What a hop did, as its status code carries it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -371,6 +418,16 @@ pub struct Typing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn archive_hand_offs_round_trip() {
+        let a = Archive { shard: 3, first_day: 20_400, urgent: true };
+        assert_eq!(Archive::parse(&a.encode()), Ok(a.clone()));
+        assert_eq!(a.writer(), "shard-3");
+        assert_eq!(Archive::parse("https://user/archive?shard=1&day=2&urgent=x"), Err(BadInternal::Param("urgent")));
+        assert_eq!(Archive::parse("https://user/deliver?shard=1&day=2&urgent=0"), Err(BadInternal::Route));
+        assert_eq!(Internal::parse(&a.encode()), Err(BadInternal::Route), "not a user object's request");
+    }
 
     fn uid(s: &str) -> UserId {
         UserId::parse(s).unwrap()

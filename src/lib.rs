@@ -18,7 +18,10 @@
 //!   conversation ids, delivered bodies, why a send is refused.
 //! - [`internal`]: what the entry and the objects ask of each other (one
 //!   request type, encoded and parsed here only) and what a hop answers.
-//! - [`history`]: D1 archive batches and history pages (all of the D1 SQL).
+//! - [`archive`]: the path from users' logs to D1: history shards, time
+//!   partitions, hand-offs, and when a shard's writer flushes.
+//! - [`history`]: history in D1, one row per message by conversation: the
+//!   writers' statements and history pages (all of the D1 SQL).
 //! - [`api`]: backend API request bodies.
 //! - [`metrics`]: counters of billable operations, for the cost model.
 //! - [`ratelimit`]: the per-user send rate (token bucket).
@@ -31,6 +34,7 @@
 //! per-user Durable Object, the SQL port, the D1 gateway, the fast hop).
 
 pub mod api;
+pub mod archive;
 pub mod auth;
 pub mod history;
 pub mod inbox;

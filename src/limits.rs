@@ -4,6 +4,7 @@
 //! A var that is set but invalid is a broken deploy, so it is an error that
 //! names the var (the entry answers 500), never a silent default.
 
+use crate::archive::Partitioning;
 use crate::ratelimit::Rate;
 
 /// The most a Workers WebSocket message may carry; no configured frame limit
@@ -38,6 +39,11 @@ pub struct Limits {
     /// Sends per second of one user over all their sockets (`SEND_RATE`,
     /// `SEND_BURST`): far above what a person types, far below a flood.
     pub send_rate: Rate,
+    /// How history is cut in time (`HISTORY_PARTITION_DAYS`) and kept
+    /// (`HISTORY_RETENTION_DAYS`): whole partitions past it are dropped.
+    pub partitioning: Partitioning,
+    /// Longest a history writer holds a batch for more rows (`HISTORY_FLUSH_MS`).
+    pub history_flush_ms: u64,
 }
 
 impl Default for Limits {
@@ -53,6 +59,8 @@ impl Default for Limits {
             log_cap: 10_000,
             inflight_sends: 256,
             send_rate: Rate { per_second: 20, burst: 60 },
+            partitioning: Partitioning { days: 30, retention_days: 365 },
+            history_flush_ms: 1000,
         }
     }
 }
@@ -84,6 +92,7 @@ impl Limits {
         };
         let ttl_s = num("QUEUE_TTL_S", d.queue_ttl_ms / 1000, 1, 365 * 24 * 3600)?;
         let log_cap = num("LOG_CAP", d.log_cap, 1, 10_000_000)?;
+        let partition_days = num("HISTORY_PARTITION_DAYS", d.partitioning.days, 1, 366)?;
         Ok(Limits {
             frame_bytes: num("FRAME_MAX_BYTES", d.frame_bytes as u64, 256, FRAME_CEILING as u64)? as usize,
             body_bytes: num("BODY_MAX_BYTES", d.body_bytes as u64, 1024, 100 * 1024 * 1024)? as usize,
@@ -99,6 +108,12 @@ impl Limits {
                 per_second: num("SEND_RATE", d.send_rate.per_second.into(), 1, u32::MAX.into())? as u32,
                 burst: num("SEND_BURST", d.send_rate.burst.into(), 1, u32::MAX.into())? as u32,
             },
+            partitioning: Partitioning {
+                days: partition_days,
+                // Never shorter than a partition: the newest one is never dropped.
+                retention_days: num("HISTORY_RETENTION_DAYS", d.partitioning.retention_days, partition_days, 36_500)?,
+            },
+            history_flush_ms: num("HISTORY_FLUSH_MS", d.history_flush_ms, 0, 60_000)?,
         })
     }
 }

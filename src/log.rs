@@ -15,7 +15,7 @@
 //! every socket send and response issued after a write until it is durable,
 //! which is what lets the object answer right after [`Log::append`].
 
-use crate::history::{ARCHIVE_ROW, IS_SEND_DELIVERED, IS_SEND_QUEUED};
+use crate::history::{IS_SEND_DELIVERED, IS_SEND_QUEUED, ROW, ROW_CHAT, ROW_SYSTEM};
 use crate::inbox::Inbox;
 use crate::message::{conversation_id, Kind};
 use crate::user::UserId;
@@ -364,6 +364,25 @@ use append_sql;
 /// Above every seq (seqs are bound as SQL integers; 2^53 is where a double
 /// stops counting exactly).
 const EVERY_SEQ: u64 = 1 << 53;
+
+/// `sent` of an entry that reached a socket from the offline queue (1: at
+/// once; 0: still queued).
+const SENT_FROM_QUEUE: i64 = 2;
+
+impl Pass {
+    /// Later than any time, and exact as a JS number (binds cross as f64).
+    pub const NONE_RECEIVED: u64 = (1 << 53) - 1;
+}
+
+/// Whose pass it is, and what it carries (see [`archive_query`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pass {
+    pub owner: UserId,
+    /// Received chats stored from this time (ms) on go too ([`Pass::NONE_RECEIVED`]: none).
+    pub received_from_ms: u64,
+    /// `HISTORY_PARTITION_DAYS`: the partition each row is tagged with.
+    pub partition_days: u64,
+}
 
 /// The newest and the oldest seq in the log: each generation answers from
 /// its key (the view would be scanned).
@@ -754,18 +773,60 @@ impl<S: Sql> Log<S> {
         Ok(self.one("SELECT MIN(seq) FROM log WHERE seq >= ? AND sent = 0", &[int(from)])?.and_then(|r| col_u64(&r, 0)))
     }
 
+    /// Queued entries `from..=to` reached a socket (marked as delivered from
+    /// the queue, which history must learn from this user's side).
     pub fn mark_sent(&self, from: u64, to: u64) -> Result<(), StoreError> {
-        self.each_generation("SET sent = 1 WHERE seq BETWEEN ? AND ? AND sent = 0", &[int(from), int(to)])
+        self.each_generation(
+            &format!("SET sent = {SENT_FROM_QUEUE} WHERE seq BETWEEN ? AND ? AND sent = 0"),
+            &[int(from), int(to)],
+        )
     }
 
-    /// Entries `from..=to` as an archive batch (`history::ARCHIVE_ROW`
-    /// layout), stopping early once `max_bytes` of bodies are in (always at
-    /// least one entry). Returns the batch and the last seq it holds.
-    pub fn archive_batch(&self, from: u64, to: u64, max_bytes: usize) -> Result<Option<(String, u64)>, StoreError> {
-        let row = self
-            .one(&self.archive_query, &[int(from), int(to), int(max_bytes as u64)])?
-            .ok_or_else(|| malformed("archive batch"))?;
+    /// What of entries `from..=to` this user's archive pass hands to
+    /// history (see [`archive_query`]), as a JSON array of
+    /// `[conv, first day of its partition, row]` in the `history::ROW`
+    /// layout, stopping early once `max_bytes` of bodies are in (always at
+    /// least one entry). Returns the rows and the last seq the pass covered
+    /// (entries it skipped included).
+    pub fn archive_batch(
+        &self,
+        from: u64,
+        to: u64,
+        max_bytes: usize,
+        pass: &Pass,
+    ) -> Result<Option<(String, u64)>, StoreError> {
+        let params = [
+            int(from),
+            int(to),
+            int(max_bytes as u64),
+            text(pass.owner.as_str()),
+            int(pass.received_from_ms),
+            int(pass.partition_days.max(1)),
+        ];
+        let row = self.one(&self.archive_query, &params)?.ok_or_else(|| malformed("archive batch"))?;
         Ok(col_u64(&row, 1).and_then(|upto| col_text(&row, 0).map(|rows| (rows, upto))))
+    }
+
+    /// The first seq of the entries stored at or after `time_ms` (a
+    /// reader's pass goes back to it).
+    pub fn first_since(&self, time_ms: u64) -> Result<Option<u64>, StoreError> {
+        Ok(self.one("SELECT MIN(seq) FROM log WHERE time >= ?", &[int(time_ms)])?.and_then(|r| col_u64(&r, 0)))
+    }
+
+    /// Every conversation of the owner the log or the conversation list knows.
+    pub fn conversation_ids(&self, owner: &UserId) -> Result<Vec<String>, StoreError> {
+        let peers = self.all(
+            "SELECT peer FROM log WHERE peer IS NOT NULL UNION SELECT peer FROM convs WHERE peer IS NOT NULL",
+            &[],
+            |r| col_text(r, 0),
+        )?;
+        let mut convs: Vec<String> = peers
+            .into_iter()
+            .filter_map(|p| UserId::parse(&p).ok())
+            .map(|p| conversation_id(owner, Some(&p)))
+            .collect();
+        convs.push(conversation_id(owner, None));
+        Ok(convs)
     }
 
     pub fn set_archived(&self, upto: u64) -> Result<(), StoreError> {
@@ -842,18 +903,44 @@ impl<S: Sql> Log<S> {
     }
 }
 
+/// What an archive row's column is, from the log of the owner (`?4`).
+/// A chat is one history row, written by its sender's pass (who knows both
+/// seqs); see [`archive_query`] for which entries a pass carries.
+fn archive_column(col: &str) -> String {
+    let (received, sent, system) = (Kind::Received.code(), Kind::Sent.code(), Kind::System.code());
+    match col {
+        "sender" => format!("CASE kind WHEN {sent} THEN ?4 WHEN {received} THEN peer END"),
+        "recipient" => format!("CASE kind WHEN {sent} THEN peer ELSE ?4 END"),
+        "kind" => format!("CASE kind WHEN {system} THEN {ROW_SYSTEM} ELSE {ROW_CHAT} END"),
+        "is_send" => format!(
+            "CASE WHEN COALESCE(CASE WHEN kind = {sent} THEN peer_sent ELSE sent END, 0) = 0 \
+             THEN {IS_SEND_QUEUED} ELSE {IS_SEND_DELIVERED} END"
+        ),
+        "sseq" => format!("CASE WHEN kind = {sent} OR (kind = {received} AND peer = ?4) THEN seq END"),
+        "rseq" => format!("CASE kind WHEN {sent} THEN NULLIF(peer_seq, 0) ELSE seq END"),
+        other => other.to_string(),
+    }
+}
+
 /// The query behind [`Log::archive_batch`]: SQLite builds the whole JSON
-/// batch itself, so archiving costs no per-row crossing into wasm.
+/// batch itself (rows tagged with conversation and partition), so archiving
+/// costs no per-row crossing into wasm.
+///
+/// A pass carries the owner's sent chats and system messages, chats to
+/// themselves, received chats delivered from the queue (the sender's row
+/// says "queued"; this fixes it), and received chats stored from `?5` (ms)
+/// on: a reader's pass sets it, so a page never waits for a sender's pass.
+/// Other received chats are the sender's to write.
 fn archive_query() -> String {
-    let is_send = format!(
-        "CASE WHEN (CASE WHEN kind = {} THEN peer_sent ELSE sent END) = 1 THEN {IS_SEND_DELIVERED} ELSE {IS_SEND_QUEUED} END",
-        Kind::Sent.code()
-    );
-    let columns: Vec<&str> = ARCHIVE_ROW.iter().map(|c| if *c == "is_send" { is_send.as_str() } else { c }).collect();
+    let received = Kind::Received.code();
+    let row: Vec<String> = ROW.iter().map(|c| archive_column(c)).collect();
     format!(
-        "SELECT json_group_array(json(row)), MAX(seq) FROM (\
-         SELECT seq, json_array({}) AS row, SUM(length(body)) OVER (ORDER BY seq) AS acc \
-         FROM log WHERE seq BETWEEN ?1 AND ?2) WHERE acc <= ?3 OR seq = ?1",
-        columns.join(", ")
+        "SELECT json_group_array(json_array(conv, part, json(row))) FILTER (WHERE inc), MAX(seq) FROM ( \
+           SELECT seq, conv, part, row, inc, SUM(CASE WHEN inc THEN length(body) ELSE 0 END) OVER (ORDER BY seq) AS acc \
+           FROM (SELECT seq, conv, body, CAST(time AS INTEGER) / (86400000 * CAST(?6 AS INTEGER)) * CAST(?6 AS INTEGER) AS part, json_array({}) AS row, \
+                   (kind <> {received} OR peer = ?4 OR sent = {SENT_FROM_QUEUE} OR time >= ?5) AS inc \
+                 FROM log WHERE seq BETWEEN ?1 AND ?2)) \
+         WHERE acc <= ?3 OR seq = ?1",
+        row.join(", ")
     )
 }

@@ -41,9 +41,15 @@ pub enum Counter {
     /// Queued entries dropped from the offline queue by `QUEUE_TTL_S` (they
     /// stay in history).
     QueueExpired,
+    /// Hand-offs from users' archive passes to history writers (DO requests).
+    Handoffs,
+    /// Writer flushes (each one statement per partition it holds).
+    WriterFlushes,
+    /// Time partitions dropped by retention (`HISTORY_RETENTION_DAYS`).
+    PartitionsDropped,
 }
 
-const ALL: [(Counter, &str); 22] = [
+const ALL: [(Counter, &str); 25] = [
     (Counter::WorkerRequests, "worker_requests"),
     (Counter::DoFetches, "do_fetches"),
     (Counter::DoWsMessages, "do_ws_messages"),
@@ -66,6 +72,9 @@ const ALL: [(Counter, &str); 22] = [
     (Counter::RefusedQueueFull, "refused_queue_full"),
     (Counter::RefusedOrigin, "refused_origin"),
     (Counter::QueueExpired, "queue_expired"),
+    (Counter::Handoffs, "handoffs"),
+    (Counter::WriterFlushes, "writer_flushes"),
+    (Counter::PartitionsDropped, "partitions_dropped"),
 ];
 
 static COUNTS: [AtomicU64; ALL.len()] = [const { AtomicU64::new(0) }; ALL.len()];

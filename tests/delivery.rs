@@ -267,6 +267,8 @@ impl Object {
             batch_bytes: cfg.batch_bytes,
             keep_entries: cfg.keep,
             generation_entries: cfg.generation,
+            shards: 2,
+            partitioning: Limits::default().partitioning,
         }
     }
 
@@ -303,7 +305,7 @@ impl Object {
             .for_each(|r| {
                 let (seq, kind, sent, time) = r.unwrap();
                 assert!(Kind::from_code(kind).is_some(), "entry {seq} of unknown kind {kind}");
-                log.insert(seq as u64, Row { sent: sent == 1, time: time as u64 });
+                log.insert(seq as u64, Row { sent: sent != 0, time: time as u64 });
             });
         self.log = log;
         let meta = |k: &str| -> Option<u64> {
@@ -408,14 +410,20 @@ impl Object {
         self.load();
         match self.in_flight.take() {
             None => {
-                self.in_flight = self.call(|mb, io| mb.archive_next(io)).expect("archive batch");
+                self.in_flight = self.call(|mb, io| mb.archive_next(io, false)).expect("archive batch");
                 None
             }
             Some(_) if fail => None,
             Some(batch) => {
-                let rows: Vec<Vec<serde_json::Value>> = serde_json::from_str(&batch.rows).unwrap();
-                for r in rows {
-                    self.d1.insert(r[0].as_u64().unwrap(), r[7].as_i64() == Some(IS_SEND_DELIVERED));
+                // history::ROW: [conv, id, sender, recipient, kind, time, body, is_send, sseq, rseq].
+                for h in &batch.handoffs {
+                    let rows: Vec<Vec<serde_json::Value>> = serde_json::from_str(&h.rows).unwrap();
+                    for r in rows {
+                        let own = if r[2].as_str() == Some(self.owner.as_str()) { &r[8] } else { &r[9] };
+                        let delivered = r[7].as_i64() == Some(IS_SEND_DELIVERED);
+                        // A row handed in again only ever learns of a delivery.
+                        *self.d1.entry(own.as_u64().expect("the owner's seq")).or_insert(delivered) |= delivered;
+                    }
                 }
                 Some(self.call(|mb, io| mb.archived(io, batch)).expect("archived"))
             }
@@ -758,6 +766,16 @@ fn store(o: &mut Object, spec: &mut Spec, kind: Kind, count: u8, dying: Option<u
     o.call(|mb, _| mb.cooled());
     for (n, seq) in &written {
         o.numbers.insert(*n, *seq);
+    }
+    if kind == Kind::Received {
+        // A received chat's history row is its sender's to write (with what
+        // the sender learned: pushed or queued); this user's pass only hands
+        // in a later delivery from the queue.
+        o.sync();
+        for (_, seq) in &written {
+            let pushed = o.log.get(seq).expect("just stored").sent;
+            o.d1.insert(*seq, pushed);
+        }
     }
     let seqs: Vec<u64> = written.iter().map(|(_, s)| *s).collect();
     spec.stored(&seqs, &vec![kind; seqs.len()], time);

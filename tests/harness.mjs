@@ -14,6 +14,8 @@ import WebSocket from "ws";
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 export const JWT_SECRET = "test-jwt-secret";
 export const API_KEY = "test-api-key";
+/** The history shards the tests run with (wrangler.toml binds two as well). */
+export const SHARDS = ["DB_0", "DB_1"];
 
 /** Options shared by every test runtime; `bindings` may override secrets and vars. */
 function options(persistDir, bindings, omit, onOutput) {
@@ -36,8 +38,11 @@ function options(persistDir, bindings, omit, onOutput) {
     scriptPath: join(ROOT, "build", "index.js"),
     modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"] }],
     compatibilityDate: "2026-04-20",
-    durableObjects: { USER: { className: "UserObject", useSQLite: true } },
-    d1Databases: { DB: "edge-chat-test" },
+    durableObjects: {
+      USER: { className: "UserObject", useSQLite: true },
+      WRITER: { className: "HistoryWriter", useSQLite: true },
+    },
+    d1Databases: Object.fromEntries(SHARDS.map((name, k) => [name, `edge-chat-test-${k}`])),
     durableObjectsPersist: join(persistDir, "do"),
     d1Persist: join(persistDir, "d1"),
     bindings: all,
@@ -54,14 +59,16 @@ function options(persistDir, bindings, omit, onOutput) {
   };
 }
 
-/** Applies migrations/*.sql to the D1 database, in file-name order. */
-async function migrate(mf) {
-  const db = await mf.getD1Database("DB");
+/** Applies migrations/*.sql to every history shard, in file-name order. */
+export async function migrate(mf, shards = SHARDS) {
   const dir = join(ROOT, "migrations");
-  for (const file of readdirSync(dir).filter((f) => f.endsWith(".sql")).sort()) {
-    const sql = readFileSync(join(dir, file), "utf8").replace(/--.*$/gm, "");
-    for (const stmt of sql.split(";").map((s) => s.trim()).filter(Boolean)) {
-      await db.prepare(stmt).run();
+  for (const name of shards) {
+    const db = await mf.getD1Database(name);
+    for (const file of readdirSync(dir).filter((f) => f.endsWith(".sql")).sort()) {
+      const sql = readFileSync(join(dir, file), "utf8").replace(/--.*$/gm, "");
+      for (const stmt of sql.split(";").map((s) => s.trim()).filter(Boolean)) {
+        await db.prepare(stmt).run();
+      }
     }
   }
 }
@@ -90,8 +97,36 @@ export async function startWorker({ bindings = {}, omit = [], extra = {} } = {})
       await this.mf?.dispose();
       rmSync(persistDir, { recursive: true, force: true });
     },
-    db() {
-      return this.mf.getD1Database("DB");
+    /** A history shard's database (`DB_0` unless told). */
+    db(name = SHARDS[0]) {
+      return this.mf.getD1Database(name);
+    },
+    /** Every history shard's database. */
+    shards() {
+      return Promise.all(SHARDS.map((name) => this.mf.getD1Database(name)));
+    },
+    /** Makes history unwritable and unreadable: every shard's tables renamed away. */
+    async d1Outage() {
+      for (const db of await this.shards()) {
+        const { results } = await db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND (name = 'partitions' OR name LIKE 'history\\_%' ESCAPE '\\')").all();
+        for (const { name } of results) await db.prepare(`ALTER TABLE ${name} RENAME TO ${name}_down`).run();
+      }
+    },
+    /** Ends what `d1Outage` began. */
+    async d1Restore() {
+      for (const db of await this.shards()) {
+        const { results } = await db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE '%\\_down' ESCAPE '\\'").all();
+        for (const { name } of results) await db.prepare(`ALTER TABLE ${name} RENAME TO ${name.replace(/_down$/, "")}`).run();
+      }
+    },
+    /** The history rows of every shard, partition by partition. */
+    async historyRows(where = "1 = 1") {
+      const rows = [];
+      for (const db of await this.shards()) {
+        const { results } = await db.prepare("SELECT tbl FROM partitions").all();
+        for (const { tbl } of results) rows.push(...(await db.prepare(`SELECT * FROM ${tbl} WHERE ${where}`).all()).results);
+      }
+      return rows;
     },
     wsUrl(path = "/ws") {
       return this.url.replace(/^http/, "ws") + path;

@@ -1,54 +1,53 @@
-//! The D1 gateway: the only code that talks to the history database. It
-//! runs the statements `history` defines and nothing else, so moving history
-//! to several databases (by owner or conversation) changes this file alone.
+//! The D1 gateway: the only code that talks to the history databases, one
+//! per shard (`DB_0` … `DB_<N-1>`). It runs the statements `history`
+//! defines and nothing else, and counts what D1 reports they read and wrote.
+
+use std::collections::BTreeSet;
 
 use worker::wasm_bindgen::JsValue;
-use worker::{D1Database, D1Result, Env};
+use worker::{D1Database, D1PreparedStatement, D1Result, Env};
 
-use crate::history::{log_page_sql, page_sql, Bind, LogRow, PageQuery, PageRow, Query, ARCHIVE_SQL};
+use crate::archive::{Partition, Partitioning};
+use crate::history::{
+    drop_sql, is_partition_table, page_sql, partition_ddl, Bind, PageQuery, Query, Shape, EXPIRED_SQL, PARTITIONS_SQL,
+    REGISTER_SQL, UNREGISTER_SQL,
+};
 use crate::metrics::{add, incr, Counter};
 use crate::user::UserId;
 
-const BINDING: &str = "DB";
-
-fn db(env: &Env) -> worker::Result<D1Database> {
-    env.d1(BINDING)
+thread_local! {
+    static SHARDS: std::cell::OnceCell<u32> = const { std::cell::OnceCell::new() };
 }
 
-/// Counts a query and the rows D1 reports it read and wrote.
-fn count(result: &D1Result) {
+/// How many history shards the deployment binds: `DB_0`, `DB_1`, … up to
+/// the first one missing (at least one). Fixed while an isolate lives.
+pub fn shards(env: &Env) -> u32 {
+    SHARDS.with(|s| *s.get_or_init(|| (0..).take_while(|k| env.d1(&binding(*k)).is_ok()).count().max(1) as u32))
+}
+
+fn binding(shard: u32) -> String {
+    format!("DB_{shard}")
+}
+
+fn db(env: &Env, shard: u32) -> worker::Result<D1Database> {
+    env.d1(&binding(shard))
+}
+
+/// Counts a statement and the rows D1 reports it read and wrote; its error
+/// (D1 answers some failures in the result) becomes ours.
+fn counted(result: D1Result) -> worker::Result<D1Result> {
     incr(Counter::D1Queries);
     if let Ok(Some(meta)) = result.meta() {
         add(Counter::D1RowsRead, meta.rows_read.unwrap_or(0) as u64);
         add(Counter::D1RowsWritten, meta.rows_written.unwrap_or(0) as u64);
     }
-}
-
-/// Writes one batch of `owner`'s log (a JSON array in the
-/// `history::ARCHIVE_ROW` layout) in a single statement.
-pub async fn archive(env: &Env, owner: &UserId, batch: &str) -> worker::Result<()> {
-    let result =
-        db(env)?.prepare(ARCHIVE_SQL).bind(&[JsValue::from(owner.as_str()), JsValue::from(batch)])?.run().await?;
-    count(&result);
     match result.error() {
-        Some(e) => Err(worker::Error::RustError(format!("D1 archive: {e}"))),
-        None => Ok(()),
+        Some(e) => Err(worker::Error::RustError(format!("D1: {e}"))),
+        None => Ok(result),
     }
 }
 
-/// One page of `owner`'s history (legacy shape), newest first, with one
-/// extra row when another page follows.
-pub async fn page(env: &Env, owner: &UserId, q: &PageQuery) -> worker::Result<Vec<PageRow>> {
-    run(env, page_sql(owner, q)).await
-}
-
-/// One page of `owner`'s log as v1 entries, with one extra row when another
-/// page follows.
-pub async fn log_page(env: &Env, owner: &UserId, q: &PageQuery) -> worker::Result<Vec<LogRow>> {
-    run(env, log_page_sql(owner, q)).await
-}
-
-async fn run<T: serde::de::DeserializeOwned>(env: &Env, q: Query) -> worker::Result<Vec<T>> {
+fn prepare(db: &D1Database, q: Query) -> worker::Result<D1PreparedStatement> {
     let binds: Vec<JsValue> = q
         .binds
         .into_iter()
@@ -57,7 +56,87 @@ async fn run<T: serde::de::DeserializeOwned>(env: &Env, q: Query) -> worker::Res
             Bind::Int(n) => JsValue::from(n as f64),
         })
         .collect();
-    let result = db(env)?.prepare(q.sql).bind(&binds)?.all().await?;
-    count(&result);
-    result.results()
+    db.prepare(q.sql).bind(&binds)
+}
+
+fn query(sql: impl Into<String>, binds: Vec<Bind>) -> Query {
+    Query { sql: sql.into(), binds }
+}
+
+/// Runs statements in one round trip, as one transaction.
+async fn batch(env: &Env, shard: u32, queries: Vec<Query>) -> worker::Result<()> {
+    let db = db(env, shard)?;
+    let statements = queries.into_iter().map(|q| prepare(&db, q)).collect::<worker::Result<Vec<_>>>()?;
+    for result in db.batch(statements).await? {
+        counted(result)?;
+    }
+    Ok(())
+}
+
+async fn all<T: serde::de::DeserializeOwned>(env: &Env, shard: u32, q: Query) -> worker::Result<Vec<T>> {
+    let db = db(env, shard)?;
+    counted(prepare(&db, q)?.all().await?)?.results()
+}
+
+/// Writes one flush's rows of one partition in one statement.
+pub async fn write(env: &Env, shard: u32, table: &str, rows: &str) -> worker::Result<()> {
+    let db = db(env, shard)?;
+    counted(prepare(&db, query(crate::history::write_sql(table), vec![Bind::Text(rows.to_owned())]))?.run().await?)?;
+    Ok(())
+}
+
+/// Creates and lists a partition (idempotent), then drops the partitions
+/// past retention: whole tables, never rows one by one.
+pub async fn open_partition(
+    env: &Env,
+    shard: u32,
+    part: &Partition,
+    p: &Partitioning,
+    now_ms: u64,
+) -> worker::Result<()> {
+    let table = part.table();
+    batch(
+        env,
+        shard,
+        vec![
+            query(partition_ddl(&table), vec![]),
+            query(REGISTER_SQL, vec![Bind::Text(table), Bind::Int(part.first_day), Bind::Int(part.end_day)]),
+        ],
+    )
+    .await?;
+    let expired: Vec<Listed> = all(env, shard, query(EXPIRED_SQL, vec![Bind::Int(p.expired_before(now_ms))])).await?;
+    for old in expired.into_iter().filter(|l| is_partition_table(&l.tbl)) {
+        let drop = query(drop_sql(&old.tbl), vec![]);
+        batch(env, shard, vec![drop, query(UNREGISTER_SQL, vec![Bind::Text(old.tbl)])]).await?;
+        incr(Counter::PartitionsDropped);
+    }
+    Ok(())
+}
+
+/// A row of `partitions`.
+#[derive(serde::Deserialize)]
+struct Listed {
+    tbl: String,
+    end_day: u64,
+}
+
+/// One shard's part of a page of `owner`'s history over `convs`: the
+/// partitions still within retention, then one query over them.
+pub async fn page<T: serde::de::DeserializeOwned>(
+    env: &Env,
+    shard: u32,
+    shape: Shape,
+    owner: &UserId,
+    convs: &[String],
+    q: &PageQuery,
+    (p, now_ms): (&Partitioning, u64),
+) -> worker::Result<Vec<T>> {
+    let cutoff = p.expired_before(now_ms);
+    let listed: Vec<Listed> = all(env, shard, query(PARTITIONS_SQL, vec![])).await?;
+    let tables: BTreeSet<String> = listed.into_iter().filter(|l| l.end_day > cutoff).map(|l| l.tbl).collect();
+    let tables: Vec<String> = tables.into_iter().rev().collect();
+    match page_sql(shape, owner, convs, &tables, q) {
+        Some(q) => all(env, shard, q).await,
+        None => Ok(Vec::new()),
+    }
 }

@@ -1,4 +1,4 @@
-//! The fast path to another user's object: a stub's JS `fetch(url, init)`
+//! The fast path to another object (a user's, a history writer): a stub's JS `fetch(url, init)`
 //! called through our own binding, answered by status code and headers.
 //!
 //! Building `Request`/`Headers` through the `worker` wrappers and reading a
@@ -11,7 +11,7 @@ use worker::js_sys::{Object, Promise, Reflect};
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::ObjectNamespace;
 
-use crate::internal::{Answer, Internal};
+use crate::internal::{Answer, Archive, Internal};
 
 #[wasm_bindgen]
 extern "C" {
@@ -41,12 +41,22 @@ pub fn stub(ns: &ObjectNamespace, name: &str) -> worker::Result<RawStub> {
 /// answering object always replies with an empty body, so there is nothing
 /// to read or cancel.
 pub async fn call(stub: &RawStub, request: &Internal, body: &str) -> Result<Answer, JsValue> {
+    let body = request.has_body().then_some(body);
+    send(stub, request.method(), &request.encode(), body).await
+}
+
+/// Hands rows to a shard's history writer.
+pub async fn archive(stub: &RawStub, request: &Archive, rows: &str) -> Result<Answer, JsValue> {
+    send(stub, "POST", &request.encode(), Some(rows)).await
+}
+
+async fn send(stub: &RawStub, method: &str, url: &str, body: Option<&str>) -> Result<Answer, JsValue> {
     let init = Object::new();
-    Reflect::set(&init, &"method".into(), &request.method().into())?;
-    if request.has_body() {
+    Reflect::set(&init, &"method".into(), &method.into())?;
+    if let Some(body) = body {
         Reflect::set(&init, &"body".into(), &body.into())?;
     }
-    let res: RawResponse = JsFuture::from(stub.fetch(&request.encode(), &init)?).await?.unchecked_into();
+    let res: RawResponse = JsFuture::from(stub.fetch(url, &init)?).await?.unchecked_into();
     let headers = res.headers();
     Ok(Answer::read(res.status(), |name| headers.get(name)))
 }

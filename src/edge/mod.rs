@@ -4,6 +4,7 @@
 //! - [`entry`]: the Worker entry: authenticates, then routes to objects.
 //! - [`user_object`]: the per-user Durable Object, executing its mailbox.
 //! - [`sql`]: the SQL port over the object's SQLite (the log's queries are in the core).
+//! - [`writer`]: a history shard's writer object, batching users' hand-offs.
 //! - [`d1`]: the D1 history gateway.
 //! - [`hop`]: the fast object-to-object request.
 
@@ -12,6 +13,7 @@ pub mod entry;
 pub mod hop;
 pub mod sql;
 pub mod user_object;
+pub mod writer;
 
 use ::worker::{Env, Headers, Response};
 
@@ -19,6 +21,8 @@ use crate::limits::{LimitError, Limits};
 
 /// The Durable Object namespace binding of the per-user objects.
 pub const USER_BINDING: &str = "USER";
+/// The Durable Object namespace binding of the history writers.
+pub const WRITER_BINDING: &str = "WRITER";
 
 thread_local! {
     /// Vars cannot change while an isolate lives, so they are read once.

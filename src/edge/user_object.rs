@@ -10,12 +10,14 @@
 //! mailbox for one synchronous call.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use std::time::Duration;
 
 use futures::channel::oneshot;
+use futures::future::join_all;
 use futures::lock::Mutex;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use worker::{
     durable_object, Delay, DurableObject, Env, Headers, Request, Response, State, WebSocket, WebSocketIncomingMessage,
@@ -24,9 +26,10 @@ use worker::{
 
 use super::hop::{self, RawStub};
 use super::sql::DoSql;
-use super::{d1, json, json_error, now_ms, random_u64, USER_BINDING};
-use crate::history::{self, page_json, PageQuery};
-use crate::internal::{Answer, ApiSend, Delivery, Internal, Outcome, Receipt, Typing, V1Connect, View};
+use super::{d1, json, json_error, now_ms, random_u64, USER_BINDING, WRITER_BINDING};
+use crate::archive::{shard_of, Handoff};
+use crate::history::{self, merge, page_convs, page_json, LogRow, PageQuery, PageRow, Paged, Shape};
+use crate::internal::{Answer, ApiSend, Archive, Delivery, Internal, Outcome, Receipt, Typing, V1Connect, View};
 use crate::log::{Log, NewEntry};
 use crate::mailbox::{
     self, ApiStep, Appended, Config, DeliverStep, Effect, Io, LegacyStep, Mailbox, Mode, Notice, SendPlan, Stored,
@@ -61,6 +64,8 @@ enum Failure {
     Platform(worker::Error),
     /// The group write holding an entry never answered (its handler died).
     Abandoned,
+    /// A history writer did not confirm a hand-off.
+    History(String),
 }
 
 impl std::fmt::Display for Failure {
@@ -69,6 +74,7 @@ impl std::fmt::Display for Failure {
             Failure::Core(e) => e.fmt(f),
             Failure::Platform(e) => write!(f, "platform: {e}"),
             Failure::Abandoned => f.write_str("log write abandoned"),
+            Failure::History(e) => write!(f, "history writer: {e}"),
         }
     }
 }
@@ -102,6 +108,7 @@ struct Shared {
     /// Handlers waiting for the group write that holds their entry.
     waiters: RefCell<HashMap<Waiter, oneshot::Sender<Result<Stored, mailbox::Error>>>>,
     stubs: RefCell<HashMap<UserId, RawStub>>,
+    writers: RefCell<HashMap<u32, RawStub>>,
 }
 
 /// The sockets port over the runtime's hibernatable sockets.
@@ -151,19 +158,21 @@ impl DurableObject for UserObject {
         };
         let var_ms =
             |name: &str, default: u64| env.var(name).ok().and_then(|v| v.to_string().parse().ok()).unwrap_or(default);
-        let config = Config::new(
+        let mut config = Config::new(
             // The entry refuses every request while a limit var is invalid, so
             // a default here only ever serves hops already under way.
             super::limits(&env).unwrap_or_default(),
             var_ms("ARCHIVE_DELAY_MS", history::ARCHIVE_DELAY_MS),
             var_ms("ARCHIVE_RETRY_MS", 1000),
         );
+        config.shards = d1::shards(&env);
         let faults = env.var("FAULTS").is_ok_and(|v| v.to_string() == "1");
         let shared = Rc::new(Shared {
             log,
             mailbox: RefCell::new(Mailbox::new(config)),
             waiters: RefCell::new(HashMap::new()),
             stubs: RefCell::new(HashMap::new()),
+            writers: RefCell::new(HashMap::new()),
         });
         UserObject { state, env, shared, archiving: Mutex::new(()), faults }
     }
@@ -231,7 +240,7 @@ impl DurableObject for UserObject {
         if self.step(|mb, io| mb.load_stored(io))?.is_none() {
             return Response::empty();
         }
-        let result = self.archive().await;
+        let result = self.archive(false).await;
         let retry = self.shared.mailbox.borrow_mut().archive_ended(result.is_ok());
         if let (Some(delay_ms), Err(e)) = (retry, result) {
             let attempt = self.shared.mailbox.borrow().archive_failures();
@@ -516,11 +525,7 @@ impl UserObject {
     /// `GET /history`: archive what is pending first, so a page always holds
     /// everything this user's log had when it was asked for.
     async fn on_history(&self, uid: &UserId, q: &PageQuery) -> worker::Result<Response> {
-        let rows = match self.archive().await {
-            Ok(()) => d1::page(&self.env, uid, q).await.map_err(Failure::Platform),
-            Err(e) => Err(e),
-        };
-        match rows {
+        match self.page::<PageRow>(uid, Shape::Legacy, q).await {
             Ok(rows) => json(200, &page_json(&rows, q.limit)),
             Err(e) => self.history_unavailable(e),
         }
@@ -542,21 +547,86 @@ impl UserObject {
         json_error(503, "history is temporarily unavailable; retry")
     }
 
-    /// Archives what is pending, then reads a page of the log from D1.
+    /// A page of v1 `msg` frames.
     async fn log_page(&self, owner: &UserId, q: &PageQuery) -> Result<(Vec<v1::EncodedMsg>, Option<u64>), Failure> {
-        self.archive().await?;
-        let rows = d1::log_page(&self.env, owner, q).await?;
+        let rows = self.page::<LogRow>(owner, Shape::V1, q).await?;
         Ok(v1::page_items(&rows, q.limit))
     }
 
-    /// Writes the log to D1 up to its head, batch by batch, then prunes.
-    async fn archive(&self) -> Result<(), Failure> {
+    /// Archives what is pending, then reads a page from the shards of the
+    /// conversations it covers (one for a peer's page, two for the legacy
+    /// one with its system channel; without a peer, the shards of all of
+    /// this user's conversations, one query each, in parallel).
+    async fn page<T: DeserializeOwned + Paged>(
+        &self,
+        owner: &UserId,
+        shape: Shape,
+        q: &PageQuery,
+    ) -> Result<Vec<T>, Failure> {
+        self.archive(true).await?;
+        let all = match q.peer {
+            Some(_) => Vec::new(),
+            None => self.shared.log.conversation_ids(owner).map_err(mailbox::Error::from)?,
+        };
+        let convs = page_convs(owner, shape, q, || all);
+        let shards = self.shared.mailbox.borrow().config().shards;
+        let mut by_shard: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+        for conv in convs {
+            by_shard.entry(shard_of(&conv, shards)).or_default().push(conv);
+        }
+        let partitioning = self.shared.mailbox.borrow().config().partitioning;
+        let now = now_ms();
+        let parts = join_all(
+            by_shard
+                .iter()
+                .map(|(shard, convs)| d1::page::<T>(&self.env, *shard, shape, owner, convs, q, (&partitioning, now))),
+        )
+        .await;
+        let parts = parts.into_iter().collect::<worker::Result<Vec<_>>>()?;
+        Ok(merge(parts, shape, q))
+    }
+
+    /// Hands the rows of a pass to their shards' writers, all at once;
+    /// done when every writer confirmed D1 has them.
+    async fn hand_off(&self, handoffs: &[Handoff], urgent: bool) -> Result<(), Failure> {
+        let calls = handoffs.iter().map(|h| {
+            let request = Archive { shard: h.shard, first_day: h.first_day, urgent };
+            async move {
+                incr(Counter::Handoffs);
+                let stub = self.writer(h.shard)?;
+                match hop::archive(&stub, &request, &h.rows).await {
+                    Ok(a) if a.outcome == Outcome::Done => Ok(()),
+                    Ok(a) => Err(Failure::History(format!("shard {} answered {:?}", h.shard, a.outcome))),
+                    Err(e) => Err(Failure::History(format!("shard {}: {e:?}", h.shard))),
+                }
+            }
+        });
+        join_all(calls).await.into_iter().collect()
+    }
+
+    fn writer(&self, shard: u32) -> Result<RawStub, Failure> {
+        if let Some(s) = self.shared.writers.borrow().get(&shard) {
+            return Ok(s.clone());
+        }
+        let request = Archive { shard, first_day: 0, urgent: false };
+        let stub = hop::stub(&self.env.durable_object(WRITER_BINDING)?, &request.writer())?;
+        self.shared.writers.borrow_mut().insert(shard, stub.clone());
+        Ok(stub)
+    }
+
+    /// Hands the log to history up to its head, batch by batch, then prunes.
+    /// `reader`: a page waits for it (see [`Mailbox::archive_next`]).
+    async fn archive(&self, reader: bool) -> Result<(), Failure> {
         let _one_at_a_time = self.archiving.lock().await;
         if self.step(|mb, io| mb.load_stored(io))?.is_none() {
             return Ok(());
         }
-        while let Some(batch) = self.step(|mb, io| mb.archive_next(io))? {
-            d1::archive(&self.env, &batch.owner, &batch.rows).await?;
+        if reader {
+            let recent = self.step(|mb, io| mb.recent_received(io))?;
+            self.hand_off(&recent, true).await?;
+        }
+        while let Some(batch) = self.step(|mb, io| mb.archive_next(io, reader))? {
+            self.hand_off(&batch.handoffs, reader).await?;
             self.step(|mb, io| mb.archived(io, batch))?;
         }
         self.step(|mb, io| mb.archive_finish(io))

@@ -25,11 +25,12 @@ use std::collections::{HashMap, HashSet};
 
 pub use v1::V1Step;
 
+use crate::archive::{Handoff, Partitioning};
 use crate::history::{BATCH_BYTES, BATCH_ROWS};
 use crate::inbox::{Batch, Inbox};
 use crate::internal::{Answer, Delivery, Outcome, Receipt, Typing};
 use crate::limits::Limits;
-use crate::log::{Log, NewEntry, Sql, StoreError};
+use crate::log::{Log, NewEntry, Pass, Sql, StoreError};
 use crate::message::{chat_body, Chat, Kind, Refusal};
 use crate::metrics::{self, incr, Counter};
 use crate::protocol::legacy::{self, LegacyFrame};
@@ -50,6 +51,9 @@ pub const DEVICE_TTL_MS: u64 = 30 * 24 * 3600 * 1000;
 pub const BUSY_RETRY_MS: u64 = 100;
 /// How long a send's client id and a derived message id are remembered.
 pub const IDEMPOTENCY_MS: u64 = 24 * 3600 * 1000;
+/// How far back a reader's archive pass hands in received chats, on top of
+/// four archive delays (see [`Mailbox::recent_received`]).
+pub const RECENT_MS: u64 = 60_000;
 
 /// Which protocol a socket speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -142,6 +146,9 @@ pub struct Config {
     /// Entries per generation of the log: pruning drops a whole generation,
     /// so up to about two of them stay beyond what must be kept.
     pub generation_entries: u64,
+    /// History shards (D1 databases), and how history is cut in time.
+    pub shards: u32,
+    pub partitioning: Partitioning,
 }
 
 impl Config {
@@ -155,6 +162,8 @@ impl Config {
             keep_entries: KEEP_ENTRIES,
             // Small caps (tests, demos) still rotate generations often.
             generation_entries: GENERATION_ENTRIES.min(limits.log_cap / 4).max(1),
+            shards: 1,
+            partitioning: limits.partitioning,
             limits,
         }
     }
@@ -237,11 +246,11 @@ pub enum LegacyStep {
     Send(Chat),
 }
 
-/// One archive batch read from the log, for the platform to write to D1.
+/// One archive batch read from the log, for the platform to hand to the
+/// shards' history writers.
 #[derive(Debug, PartialEq)]
 pub struct ArchiveBatch {
-    pub owner: UserId,
-    pub rows: String,
+    pub handoffs: Vec<Handoff>,
     batch: Batch,
     upto: u64,
 }
@@ -295,6 +304,10 @@ impl Mailbox {
 
     pub fn limits(&self) -> &Limits {
         &self.config.limits
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
     }
 
     /// The effects of the calls since the last drain, in order.
@@ -726,13 +739,46 @@ impl Mailbox {
         self.want_archive();
     }
 
-    /// The next batch of the log to write to D1, if any.
-    pub fn archive_next<S: Sql, W>(&mut self, io: &Io<S, W>) -> Result<Option<ArchiveBatch>, Error> {
+    /// The next batch of the log to hand to history, if any. `reader`: a
+    /// history page waits for it, so it carries this user's recent received
+    /// chats too (see [`Log::archive_batch`]).
+    pub fn archive_next<S: Sql, W>(&mut self, io: &Io<S, W>, reader: bool) -> Result<Option<ArchiveBatch>, Error> {
         let (rows, bytes) = (self.config.batch_rows, self.config.batch_bytes);
+        let pass = self.pass(io, reader)?;
         let life = self.life()?;
         let Some(batch) = life.inbox.to_archive(rows) else { return Ok(None) };
-        let Some((rows, upto)) = io.log.archive_batch(batch.from, batch.to, bytes)? else { return Ok(None) };
-        Ok(Some(ArchiveBatch { owner: life.owner.clone(), rows, batch, upto }))
+        let Some((tagged, upto)) = io.log.archive_batch(batch.from, batch.to, bytes, &pass)? else { return Ok(None) };
+        Ok(Some(ArchiveBatch { handoffs: self.split(&tagged)?, batch, upto }))
+    }
+
+    /// A reader's pass first hands in what it received recently below the
+    /// archive cursor: those are the senders' to write, and a sender's pass
+    /// may not have run yet. Rows already there cost nothing written.
+    pub fn recent_received<S: Sql, W>(&mut self, io: &Io<S, W>) -> Result<Vec<Handoff>, Error> {
+        let pass = self.pass(io, true)?;
+        let archived = self.life()?.inbox.archived();
+        let first = io.log.first_since(pass.received_from_ms)?;
+        let Some(first) = first.filter(|&f| f <= archived) else { return Ok(Vec::new()) };
+        let Some((tagged, _)) = io.log.archive_batch(first, archived, self.config.batch_bytes, &pass)? else {
+            return Ok(Vec::new());
+        };
+        self.split(&tagged)
+    }
+
+    fn pass<S: Sql, W>(&self, io: &Io<S, W>, reader: bool) -> Result<Pass, Error> {
+        // A sender's pass runs within the archive delay and its retries;
+        // a reader covers what arrived within a few of those.
+        let recent_ms = self.config.archive_delay_ms.saturating_mul(4).saturating_add(RECENT_MS);
+        Ok(Pass {
+            owner: self.life()?.owner.clone(),
+            received_from_ms: if reader { io.now.saturating_sub(recent_ms) } else { Pass::NONE_RECEIVED },
+            partition_days: self.config.partitioning.days,
+        })
+    }
+
+    fn split(&self, tagged: &str) -> Result<Vec<Handoff>, Error> {
+        crate::archive::split(tagged, self.config.shards)
+            .map_err(|e| Error::Store(StoreError(format!("archive batch: {e}"))))
     }
 
     /// D1 confirmed a batch: the cursor moves, unless entries changed state

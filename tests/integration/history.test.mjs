@@ -117,8 +117,7 @@ describe("D1 failing", () => {
   after(() => w.close());
 
   test("messages still flow, history waits, and is complete after recovery", async () => {
-    const db = await w.db();
-    await db.prepare("ALTER TABLE messages RENAME TO messages_offline").run();
+    await w.d1Outage();
     const a = await w.connect("401");
     const b = await w.connect("402");
     for (let i = 0; i < 5; i++) {
@@ -130,12 +129,9 @@ describe("D1 failing", () => {
     const during = await w.history("402");
     assert.equal(during.status, 503);
     assert.match((await during.json()).error, /retry/);
-    await db.prepare("ALTER TABLE messages_offline RENAME TO messages").run();
+    await w.d1Restore();
     // Recovery comes from the alarm's retry, not from a history request.
-    await eventually(async () => {
-      const { n } = await db.prepare("SELECT COUNT(*) AS n FROM messages WHERE owner = '402'").first();
-      return n === 5;
-    }, 10000);
+    await eventually(async () => (await w.historyRows("recipient = '402'")).length === 5, 10000);
     const page = await (await w.history("402")).json();
     assert.deepEqual(page.usr.map((m) => m.message), [4, 3, 2, 1, 0].map((i) => `during outage ${i}`));
     const sent = await (await w.history("401")).json();

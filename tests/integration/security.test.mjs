@@ -140,8 +140,7 @@ describe("logs", () => {
     const a = await w.connect("la", { tokenValue: tokens[0] });
     const b = await connectV1(w, "lb", { tokenValue: tokens[1] });
     // D1 goes away, so archiving fails and logs its errors.
-    const db = await w.db();
-    await db.prepare("ALTER TABLE messages RENAME TO messages_gone").run();
+    await w.d1Outage();
     a.send({ fromUser: "la", toUser: "lb", message: "body-marker-legacy" });
     assert.equal(await a.next(), "ok");
     await b.request({ op: "send", to: "la", cmid: "m1", body: { message: "body-marker-v1" } });
@@ -155,7 +154,7 @@ describe("logs", () => {
     assert.equal(h.status, 503);
     b.send("__panic");
     await eventually(() => /history archive failed/.test(w.output) && /fault injected/.test(w.output), 5000);
-    await db.prepare("ALTER TABLE messages_gone RENAME TO messages").run();
+    await w.d1Restore();
     await Promise.all([a.close(), b.close()]);
     for (const secret of [JWT_SECRET, API_KEY, "sekret-wrong-key", ...tokens, ...tokens.map((t) => t.split(".")[2])]) {
       assert.ok(!w.output.includes(secret), `the logs carry ${secret.slice(0, 12)}…`);

@@ -1,0 +1,192 @@
+// History at scale: one D1 row per message, spread over the history shards
+// by conversation, written by the shards' writer objects; a writer evicted
+// with a batch in memory and D1 going away lose nothing; retention drops
+// whole partitions.
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { API_KEY, eventually, sleep, startWorker } from "../harness.mjs";
+
+async function chat(a, from, to, message) {
+  a.send({ fromUser: from, toUser: to, message });
+  assert.equal(await a.next(), "ok");
+}
+
+async function metrics(w) {
+  return (await w.fetch("/api/metrics", { headers: { authorization: `Bearer ${API_KEY}` } })).json();
+}
+
+describe("history by conversation over shards", () => {
+  let w;
+  before(async () => (w = await startWorker()));
+  after(() => w.close());
+
+  test("a chat is one row with both sides' seqs; conversations spread over both shards", async () => {
+    const pairs = Array.from({ length: 12 }, (_, i) => [`s${i}a`, `s${i}b`]);
+    const sockets = await Promise.all(pairs.flat().map((u) => w.connect(u)));
+    for (let i = 0; i < pairs.length; i++) {
+      const [a, b] = [sockets[2 * i], sockets[2 * i + 1]];
+      await chat(a, pairs[i][0], pairs[i][1], `to b ${i}`);
+      await b.nextJson();
+      await chat(b, pairs[i][1], pairs[i][0], `to a ${i}`);
+      await a.nextJson();
+    }
+    const senders = new Set(pairs.flat());
+    await eventually(async () => (await w.historyRows()).filter((r) => senders.has(r.sender)).length === 24, 10000);
+    const rows = (await w.historyRows()).filter((r) => senders.has(r.sender));
+    for (const r of rows) {
+      assert.ok(r.sseq >= 1 && r.rseq >= 1, `both seqs on ${r.id}`);
+      assert.equal(r.is_send, 1);
+    }
+    assert.equal(new Set(rows.map((r) => r.id)).size, 24, "one row per message");
+    const [db0, db1] = await w.shards();
+    const perShard = [];
+    for (const db of [db0, db1]) {
+      const { results } = await db.prepare("SELECT tbl FROM partitions").all();
+      let n = 0;
+      for (const { tbl } of results) n += (await db.prepare(`SELECT COUNT(*) AS n FROM ${tbl} WHERE sender LIKE 's%'`).first()).n;
+      perShard.push(n);
+    }
+    assert.ok(perShard.every((n) => n > 0), `both shards hold conversations: ${perShard}`);
+    // Each side pages its own seqs.
+    const page = await (await w.history("s0b")).json();
+    assert.deepEqual(page.usr.map((m) => m.message), ["to a 0", "to b 0"]);
+    await Promise.all(sockets.map((s) => s.close()));
+  });
+
+  test("a page right after a message holds it, though its sender's pass has not run", async () => {
+    // Senders archive after a minute here; the reader hands in what it received.
+    const slow = await startWorker({ bindings: { ARCHIVE_DELAY_MS: "60000" } });
+    try {
+      const a = await slow.connect("r1");
+      const b = await slow.connect("r2");
+      await chat(a, "r1", "r2", "fresh");
+      await b.nextJson();
+      const page = await (await slow.history("r2")).json();
+      assert.deepEqual(page.usr.map((m) => [m.message, m.isSend]), [["fresh", 1]]);
+      const sent = await (await slow.history("r1")).json();
+      assert.deepEqual(sent.usr.map((m) => m.message), ["fresh"]);
+      const rows = await slow.historyRows();
+      assert.equal(rows.length, 1, "the two sides' hand-offs make one row");
+      assert.ok(rows[0].sseq >= 1 && rows[0].rseq >= 1);
+      await Promise.all([a.close(), b.close()]);
+    } finally {
+      await slow.close();
+    }
+  });
+
+  test("D1 statements per message stay far below one when many users send", async () => {
+    const before = await metrics(w);
+    const n = 20;
+    const users = Array.from({ length: n }, (_, i) => [`m${i}a`, `m${i}b`]);
+    const sockets = await Promise.all(users.flat().map((u) => w.connect(u)));
+    await Promise.all(users.map(([from, to], i) => chat(sockets[2 * i], from, to, "hello")));
+    await eventually(async () => (await w.historyRows("sender LIKE 'm%'")).length === n, 10000);
+    const after = await metrics(w);
+    const statements = after.d1_queries - before.d1_queries;
+    const handoffs = after.handoffs - before.handoffs;
+    // 20 users' passes (one hand-off each, or two when shards differ) meet
+    // in the writers: a few flushes, not one statement per user.
+    assert.ok(handoffs >= n, `every sender handed its chat in (${handoffs})`);
+    assert.ok(statements < n / 2, `${statements} D1 statements for ${n} messages`);
+    assert.equal(after.d1_rows_written - before.d1_rows_written, n, "one D1 row written per message");
+    await Promise.all(sockets.map((s) => s.close()));
+  });
+});
+
+describe("writers and D1 failing", () => {
+  test("a writer evicted with a batch in memory loses nothing: its users hand the rows in again", async () => {
+    // Writers hold a batch for 4 s; the runtime restarts while they do.
+    const w = await startWorker({ bindings: { HISTORY_FLUSH_MS: "4000" } });
+    try {
+      const a = await w.connect("e1");
+      const b = await w.connect("e2");
+      for (let i = 0; i < 5; i++) await chat(a, "e1", "e2", `held ${i}`);
+      // The archive pass (50 ms) has handed the rows in; the writer holds them.
+      await eventually(async () => (await metrics(w)).handoffs >= 1, 5000);
+      await sleep(200);
+      assert.equal((await w.historyRows()).length, 0, "nothing written yet: the batch is in the writer's memory");
+      await Promise.all([a.close(), b.close()]);
+      await w.restart();
+      // After the restart the senders' alarms run their passes again.
+      await eventually(async () => (await w.historyRows()).length === 5, 20000);
+      const page = await (await w.history("e2")).json();
+      assert.deepEqual(page.usr.map((m) => m.message), [4, 3, 2, 1, 0].map((i) => `held ${i}`));
+    } finally {
+      await w.close();
+    }
+  });
+
+  test("a D1 outage: sends go on, reads answer 503, and history is whole once D1 is back", async () => {
+    const w = await startWorker();
+    try {
+      const a = await w.connect("o1");
+      const b = await connectLater(w, "o2");
+      await chat(a, "o1", "o2", "before");
+      await eventually(async () => (await w.historyRows()).length === 1, 5000);
+      await w.d1Outage();
+      for (let i = 0; i < 4; i++) await chat(a, "o1", "o2", `during ${i}`);
+      await sleep(300);
+      assert.equal((await w.history("o2")).status, 503);
+      assert.match(w.output, /history write failed/);
+      await w.d1Restore();
+      await eventually(async () => (await w.historyRows()).length === 5, 15000);
+      const page = await (await w.history("o1")).json();
+      assert.deepEqual(page.usr.map((m) => [m.message, m.isSend]), [
+        ["during 3", 2],
+        ["during 2", 2],
+        ["during 1", 2],
+        ["during 0", 2],
+        ["before", 2],
+      ]);
+      // The recipient connects: its queue is delivered, and history learns it.
+      const c = await b();
+      for (const m of ["before", "during 0", "during 1", "during 2", "during 3"]) assert.equal((await c.nextJson()).message, m);
+      await eventually(async () => (await (await w.history("o1")).json()).usr.every((m) => m.isSend === 1), 10000);
+      await Promise.all([a.close(), c.close()]);
+    } finally {
+      await w.close();
+    }
+  });
+});
+
+/** A user who connects later: returns the function that connects them. */
+async function connectLater(w, uid) {
+  return () => w.connect(uid);
+}
+
+describe("retention", () => {
+  test("a partition wholly past HISTORY_RETENTION_DAYS is dropped as a table, never row by row", async () => {
+    const w = await startWorker({ bindings: { HISTORY_PARTITION_DAYS: "1", HISTORY_RETENTION_DAYS: "2" } });
+    try {
+      const today = Math.floor(Date.now() / 86400000);
+      const old = today - 5;
+      const db = await w.db();
+      await db.prepare(`CREATE TABLE history_${old} (conv TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY (conv, id)) WITHOUT ROWID`).run();
+      const oldRows = Array.from({ length: 50 }, (_, i) => `('u:x|y', 'old${i}')`).join(", ");
+      await db.prepare(`INSERT INTO history_${old} VALUES ${oldRows}`).run();
+      await db.prepare("INSERT INTO partitions (tbl, first_day, end_day) VALUES (?1, ?2, ?3)").bind(`history_${old}`, old, old + 1).run();
+      const kept = today - 1;
+      await db.prepare(`CREATE TABLE history_${kept} (conv TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY (conv, id)) WITHOUT ROWID`).run();
+      await db.prepare("INSERT INTO partitions (tbl, first_day, end_day) VALUES (?1, ?2, ?3)").bind(`history_${kept}`, kept, kept + 1).run();
+      const before = await metrics(w);
+      // Messages to users of both shards make both writers open today's partition.
+      const a = await w.connect("t0");
+      for (let i = 1; i <= 8; i++) await chat(a, "t0", `t${i}`, "now");
+      await eventually(async () => (await metrics(w)).partitions_dropped - before.partitions_dropped === 1, 10000);
+      const after = await metrics(w);
+      const tables = (await db.prepare("SELECT name FROM sqlite_master WHERE name LIKE 'history%'").all()).results.map((r) => r.name);
+      assert.ok(!tables.includes(`history_${old}`), "the old partition's table is gone");
+      assert.ok(tables.includes(`history_${kept}`), "a partition within retention stays");
+      const listed = (await db.prepare("SELECT tbl FROM partitions").all()).results.map((r) => r.tbl);
+      assert.ok(!listed.includes(`history_${old}`) && listed.includes(`history_${kept}`));
+      // Dropping a table of 50 rows is not 50 rows written: what is counted is
+      // today's 8 rows, and per shard its new table and listing row, and the
+      // old listing row.
+      const written = after.d1_rows_written - before.d1_rows_written;
+      assert.ok(written <= 8 + 2 * 2 + 1, `${written} rows written`);
+      await a.close();
+    } finally {
+      await w.close();
+    }
+  });
+});
