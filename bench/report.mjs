@@ -75,7 +75,7 @@ Every target runs in its own Miniflare (one workerd process, Miniflare ${"4.2026
 
 - **JS forwarder, no storage (ceiling):** \`bench/baselines/forwarder.js\`, the smallest JavaScript version of the same two-object design (socket → A's object → stub fetch → B's object → B's sockets, \`ok\` back to A).
 - **JS forwarder + DO SQLite queue:** the same, plus an insert into B's SQLite queue and a delete once written to a socket.
-- **edge-chat:** this worker, with everything on: JWT auth, validation, both users' logs in DO SQLite, history archived to D1 (an alarm \`ARCHIVE_DELAY_MS\`, 5 s, after the first unarchived entry). Legacy protocol (\`ok\` per chat), and \`chat.v1\` (a \`send\` with a client message id per chat, answered \`sent\` plus the sender's own \`msg\`; the recipient's \`msg\` frame; the idempotency records written with each message).
+- **edge-chat:** this worker, with everything on: JWT auth, validation, both users' logs in DO SQLite, history handed to the shards' writers (an alarm \`ARCHIVE_DELAY_MS\`, 30 s, after the first unarchived entry; writers flush every \`HISTORY_FLUSH_MS\`, 2 s). Legacy protocol (\`ok\` per chat), and \`chat.v1\` (a \`send\` with a client message id per chat, answered \`sent\` plus the sender's own \`msg\`; the recipient's \`msg\` frame; the idempotency records written with each message).
 
 ## Targets
 

@@ -109,7 +109,7 @@ export async function startRust({ storageDir, inspector = false, v1 = false, bin
     w = await startWorker({
       // Production settings, except the per-user send rate and the cap on sends
       // waiting for recipients: the benchmark sends 5000 back to back, flat out.
-      bindings: { ARCHIVE_DELAY_MS: "5000", ARCHIVE_RETRY_MS: "1000", SEND_RATE: "1000000", SEND_BURST: "1000000", INFLIGHT_SENDS: "100000", ...bindings },
+      bindings: { ARCHIVE_DELAY_MS: "30000", ARCHIVE_RETRY_MS: "1000", HISTORY_FLUSH_MS: "2000", SEND_RATE: "1000000", SEND_BURST: "1000000", INFLIGHT_SENDS: "100000", ...bindings },
       extra: inspectorPort ? { inspectorPort } : {},
     });
   } finally {
@@ -121,7 +121,7 @@ export async function startRust({ storageDir, inspector = false, v1 = false, bin
     worker: w,
     url: w.url,
     inspectorPort,
-    archiveDelayMs: Number(bindings.ARCHIVE_DELAY_MS ?? 5000),
+    archiveDelayMs: Number(bindings.ARCHIVE_DELAY_MS ?? 30000),
     wsUrl: (uid) => w.wsUrl(`/ws?token=${token(uid)}${v1 ? "&device=bench" : ""}`),
     proto: v1 ? V1_PROTO : LEGACY_PROTO,
     metrics: async () => (await fetch(`${w.url}/api/metrics`, { headers: { authorization: `Bearer ${API_KEY}` } })).json(),

@@ -8,7 +8,8 @@
 import assert from "node:assert/strict";
 import { join, resolve } from "node:path";
 import { Miniflare } from "miniflare";
-import { API_KEY, JWT_SECRET, ROOT, openClient, sleep, token } from "../tests/harness.mjs";
+import { spawn } from "node:child_process";
+import { API_KEY, JWT_SECRET, ROOT, migrate, openClient, sleep, token } from "../tests/harness.mjs";
 
 const older = resolve(process.argv[2] ?? "");
 if (!process.argv[2]) {
@@ -42,7 +43,8 @@ try {
   await w.mf.dispose();
 }
 
-// 2. This build opens the same state.
+// 2. This build opens the same state: the older build's database is DB_0
+// (as an operator keeps its id there), DB_1 is new.
 const mf = new Miniflare({
   host: "127.0.0.1",
   port: 0,
@@ -51,14 +53,26 @@ const mf = new Miniflare({
   scriptPath: join(ROOT, "build", "index.js"),
   modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"] }],
   compatibilityDate: "2026-04-20",
-  durableObjects: { USER: { className: "UserObject", useSQLite: true } },
-  d1Databases: { DB: "edge-chat-test" },
+  durableObjects: {
+    USER: { className: "UserObject", useSQLite: true },
+    WRITER: { className: "HistoryWriter", useSQLite: true },
+  },
+  d1Databases: { DB_0: "edge-chat-test", DB_1: "edge-chat-test-1" },
   durableObjectsPersist: join(state, "do"),
   d1Persist: join(state, "d1"),
   bindings: { JWT_SECRET, API_KEY, ARCHIVE_DELAY_MS: "50", ARCHIVE_RETRY_MS: "100" },
 });
 try {
   const url = (await mf.ready).toString().replace(/\/$/, "");
+  // Migrations an older deployment lacks (wrangler d1 migrations apply, per shard).
+  await migrate(mf, ["DB_0", "DB_1"]);
+  // History written in the older layout, copied into today's (the README's
+  // upgrade step), then the older build's messages are in every page.
+  await new Promise((res, rej) =>
+    spawn(process.execPath, [join(ROOT, "scripts", "upgrade-history.mjs"), url, API_KEY], { stdio: "inherit" }).on("exit", (code) =>
+      code === 0 ? res() : rej(new Error(`upgrade-history exited ${code}`)),
+    ),
+  );
   const recipient = await openClient(wsUrl(url, "u2"));
   const notified = await openClient(wsUrl(url, "u3"));
   await sleep(500);

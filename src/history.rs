@@ -22,7 +22,7 @@ pub const BATCH_BYTES: usize = 512 * 1024;
 
 /// How long a new entry may wait before its batch is archived, and how long
 /// to wait after D1 failed, by attempt (capped).
-pub const ARCHIVE_DELAY_MS: u64 = 5000;
+pub const ARCHIVE_DELAY_MS: u64 = 30_000;
 pub fn retry_delay_ms(base_ms: u64, attempt: u32) -> u64 {
     base_ms.saturating_mul(1u64 << attempt.min(6)).min(60_000)
 }
@@ -80,6 +80,60 @@ pub fn write_sql(table: &str) -> String {
          OR (rseq IS NULL AND excluded.rseq IS NOT NULL)",
         ROW.join(", ")
     )
+}
+
+/// A row of 0001's per-owner `messages` table, which deployments before
+/// history by conversation wrote: the copy job (`POST /api/history/upgrade`)
+/// reads them in `(owner, seq)` order and writes them in today's layout.
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+pub struct OwnerRow {
+    pub owner: String,
+    pub seq: u64,
+    pub id: String,
+    pub conv: String,
+    pub peer: Option<String>,
+    pub kind: i64,
+    pub time: u64,
+    pub body: String,
+    pub is_send: i64,
+    pub peer_seq: Option<u64>,
+}
+
+/// The next `?3` rows of the per-owner table after `(?1, ?2)` (its primary key).
+pub const OWNER_ROWS_SQL: &str = "SELECT owner, seq, id, conv, peer, kind, time, body, is_send, peer_seq \
+FROM messages WHERE (owner, seq) > (?1, ?2) ORDER BY owner, seq LIMIT ?3";
+
+/// Old per-owner rows as hand-offs in today's layout: each side's row of a
+/// chat becomes the same history row (its `(conv, id)`), which learns both
+/// seqs as the two are written.
+pub fn from_owner_rows(
+    rows: &[OwnerRow],
+    shards: u32,
+    p: &crate::archive::Partitioning,
+) -> Vec<crate::archive::Handoff> {
+    use crate::message::Kind;
+    let tagged: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| {
+            let kind = Kind::from_code(r.kind);
+            let (sender, recipient, sseq, rseq) = match kind {
+                Some(Kind::Sent) => {
+                    (Some(r.owner.as_str()), r.peer.as_deref(), Some(r.seq), r.peer_seq.filter(|&s| s > 0))
+                }
+                Some(Kind::Received) => {
+                    let own = r.peer.as_deref() == Some(r.owner.as_str());
+                    (r.peer.as_deref(), Some(r.owner.as_str()), own.then_some(r.seq), Some(r.seq))
+                }
+                _ => (None, Some(r.owner.as_str()), None, Some(r.seq)),
+            };
+            let row_kind = if kind == Some(Kind::System) { ROW_SYSTEM } else { ROW_CHAT };
+            let row =
+                serde_json::json!([r.conv, r.id, sender, recipient, row_kind, r.time, r.body, r.is_send, sseq, rseq]);
+            serde_json::json!([r.conv, p.of(r.time).first_day, row])
+        })
+        .collect();
+    // Our own JSON: it always splits.
+    crate::archive::split(&serde_json::Value::from(tagged).to_string(), shards).unwrap_or_default()
 }
 
 /// Whether an archived message reached a socket, as the legacy history shows it.
@@ -477,6 +531,45 @@ mod tests {
         let legacy = page(&db, Shape::Legacy, "b", &["u:a|b"], &tables, "");
         assert_eq!(legacy[2].2, r#"{"m":"m1","isSend":1}"#);
         assert!(page(&db, Shape::V1, "a", &all, &[], "").is_empty(), "no partitions yet");
+    }
+
+    #[test]
+    fn old_owner_rows_become_one_row_per_message() {
+        let owner_row = |owner: &str, seq, kind, peer: Option<&str>, is_send, peer_seq| OwnerRow {
+            owner: owner.into(),
+            seq,
+            id: format!("m{}", if kind == 3 { 100 + seq } else { 1 }),
+            conv: if kind == 3 { format!("s:{owner}") } else { "u:a|b".into() },
+            peer: peer.map(str::to_string),
+            kind,
+            time: 86_400_000 * 40,
+            body: "{}".into(),
+            is_send,
+            peer_seq,
+        };
+        let rows = [
+            owner_row("a", 1, 2, Some("b"), 2, Some(5)),
+            owner_row("b", 5, 1, Some("a"), 1, None),
+            owner_row("b", 6, 3, None, 2, None),
+        ];
+        let p = crate::archive::Partitioning { days: 30, retention_days: 365 };
+        let handoffs = from_owner_rows(&rows, 1, &p);
+        assert_eq!(handoffs.len(), 1);
+        assert_eq!(handoffs[0].first_day, 30);
+        let db = shard(&["history_30"]);
+        write(&db, "history_30", &handoffs[0].rows);
+        let chat: (String, String, i64, i64, i64) = db
+            .query_row("SELECT sender, recipient, is_send, sseq, rseq FROM history_30 WHERE id = 'm1'", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .unwrap();
+        assert_eq!(chat, ("a".into(), "b".into(), 1, 1, 5));
+        let sys: (Option<String>, i64, i64) = db
+            .query_row("SELECT sender, kind, rseq FROM history_30 WHERE conv = 's:b'", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .unwrap();
+        assert_eq!(sys, (None, ROW_SYSTEM, 6));
     }
 
     #[test]

@@ -60,7 +60,7 @@ impl Default for Limits {
             inflight_sends: 256,
             send_rate: Rate { per_second: 20, burst: 60 },
             partitioning: Partitioning { days: 30, retention_days: 365 },
-            history_flush_ms: 1000,
+            history_flush_ms: 2000,
         }
     }
 }

@@ -24,6 +24,7 @@ function options(persistDir, bindings, omit, onOutput) {
     API_KEY,
     ARCHIVE_DELAY_MS: "50",
     ARCHIVE_RETRY_MS: "100",
+    HISTORY_FLUSH_MS: "50",
     // Tests send in bursts; the rate limit has its own test.
     SEND_RATE: "100000",
     SEND_BURST: "100000",

@@ -9,8 +9,8 @@ use worker::{D1Database, D1PreparedStatement, D1Result, Env};
 
 use crate::archive::{Partition, Partitioning};
 use crate::history::{
-    drop_sql, is_partition_table, page_sql, partition_ddl, Bind, PageQuery, Query, Shape, EXPIRED_SQL, PARTITIONS_SQL,
-    REGISTER_SQL, UNREGISTER_SQL,
+    drop_sql, is_partition_table, page_sql, partition_ddl, Bind, OwnerRow, PageQuery, Query, Shape, EXPIRED_SQL,
+    OWNER_ROWS_SQL, PARTITIONS_SQL, REGISTER_SQL, UNREGISTER_SQL,
 };
 use crate::metrics::{add, incr, Counter};
 use crate::user::UserId;
@@ -111,6 +111,13 @@ pub async fn open_partition(
         incr(Counter::PartitionsDropped);
     }
     Ok(())
+}
+
+/// The next rows of 0001's per-owner table (in `DB_0`, where deployments
+/// before history by conversation kept it) after `(owner, seq)`.
+pub async fn owner_rows(env: &Env, after: (&str, u64), limit: u32) -> worker::Result<Vec<OwnerRow>> {
+    let binds = vec![Bind::Text(after.0.to_owned()), Bind::Int(after.1), Bind::Int(limit.into())];
+    all(env, 0, query(OWNER_ROWS_SQL, binds)).await
 }
 
 /// A row of `partitions`.

@@ -5,11 +5,11 @@
 use futures::future::join_all;
 use worker::{event, Context, Env, Method, Request, RequestInit, Response};
 
-use super::hop;
+use super::{d1, hop};
 use super::{json, json_error, limits, now_ms, query_pairs, query_param, random_u64, USER_BINDING};
 use crate::api::{self, BodyError};
 use crate::auth::{self, AuthError, Verified};
-use crate::history::PageQuery;
+use crate::history::{from_owner_rows, PageQuery};
 use crate::internal::{ApiSend, Delivery, Internal, Outcome, V1Connect, View};
 use crate::limits::Limits;
 use crate::message::{derived_id, new_id, system_body, Kind};
@@ -48,7 +48,10 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
         (Method::Get, "/ws/history") => forward_read(req, &env, jwt_secret, &limits, View::Legacy).await,
         (Method::Get, "/v1/history") => forward_read(req, &env, jwt_secret, &limits, View::V1).await,
         (Method::Get, "/v1/conversations") => forward_read(req, &env, jwt_secret, &limits, View::Conversations).await,
-        (Method::Post, "/api/sys-msg") | (Method::Post, "/api/usr-msg") | (Method::Get, "/api/metrics") => {
+        (Method::Post, "/api/sys-msg")
+        | (Method::Post, "/api/usr-msg")
+        | (Method::Get, "/api/metrics")
+        | (Method::Post, "/api/history/upgrade") => {
             let authz = req.headers().get("authorization")?;
             if let Err(e) = auth::verify_api_key(authz.as_deref(), api_key) {
                 return unauthorized(e);
@@ -60,6 +63,7 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
                     counts["wasm_memory_bytes"] = (pages * 65_536).into();
                     json(200, &counts.to_string())
                 }
+                "/api/history/upgrade" => upgrade_history(&req, &env, &limits).await,
                 p => backend(req, &env, &limits, p == "/api/sys-msg").await,
             }
         }
@@ -81,6 +85,45 @@ fn dev_token(req: &Request, env: &Env, secret: &str) -> worker::Result<Response>
     let exp = now_ms() / 1000 + DEV_TOKEN_TTL_S;
     let token = auth::sign_jwt(user.as_str(), exp, secret.as_bytes());
     json(200, &serde_json::json!({ "token": token, "user": user.as_str(), "exp": exp }).to_string())
+}
+
+/// `POST /api/history/upgrade?owner=&seq=&limit=`: copies the next `limit`
+/// rows (default and most 500) of the per-owner history table that
+/// deployments before history by conversation wrote, after `(owner, seq)`,
+/// into today's layout; answers how many and where to go on from (`next`,
+/// `null` when done). Idempotent: a call repeated or cut short copies
+/// nothing twice. `scripts/upgrade-history.mjs` runs it to the end.
+async fn upgrade_history(req: &Request, env: &Env, limits: &Limits) -> worker::Result<Response> {
+    let pairs = query_pairs(req);
+    let owner = query_param(&pairs, "owner").unwrap_or_default();
+    let seq = query_param(&pairs, "seq").map(|s| s.parse::<u64>());
+    let limit = query_param(&pairs, "limit").map(|s| s.parse::<u32>());
+    let (seq, limit) = match (seq, limit) {
+        (Some(Err(_)), _) => return json_error(400, "seq must be a sequence number"),
+        (_, Some(Err(_))) | (_, Some(Ok(0))) => return json_error(400, "limit must be a positive integer"),
+        (seq, limit) => (seq.and_then(Result::ok).unwrap_or(0), limit.and_then(Result::ok).unwrap_or(500).min(500)),
+    };
+    let result = async {
+        let rows = d1::owner_rows(env, (&owner, seq), limit).await?;
+        let handoffs = from_owner_rows(&rows, d1::shards(env), &limits.partitioning);
+        for h in &handoffs {
+            let part = limits.partitioning.of(h.first_day * 86_400_000);
+            d1::open_partition(env, h.shard, &part, &limits.partitioning, now_ms()).await?;
+            d1::write(env, h.shard, &part.table(), &h.rows).await?;
+        }
+        let next = (rows.len() == limit as usize)
+            .then(|| rows.last().map(|r| serde_json::json!({ "owner": r.owner, "seq": r.seq })))
+            .flatten();
+        Ok::<_, worker::Error>(serde_json::json!({ "copied": rows.len(), "next": next }))
+    }
+    .await;
+    match result {
+        Ok(body) => json(200, &body.to_string()),
+        Err(e) => {
+            worker::console_error!("history upgrade: {e}");
+            json_error(503, "history is temporarily unavailable; retry")
+        }
+    }
 }
 
 fn unauthorized(e: AuthError) -> worker::Result<Response> {
