@@ -121,7 +121,7 @@ ${r.backlog.n} system messages queued for an offline user (backend API, 1000 per
 
 ## History paging
 
-A conversation of ${r.history.rows} messages in D1 (rows inserted directly), \`GET /ws/history\` with \`limit=50\`; ${"20"} requests each, latency in ms through the worker and the user's object:
+A conversation of ${r.history.rows} messages in D1 (rows inserted directly into its shard's partition, in the writers' layout and statement), \`GET /ws/history\` with \`limit=50\`; ${"20"} requests each, latency in ms through the worker and the user's object. A page reads the conversation's rows through the primary key and sorts them by the reader's own seq (there is no index on it: it would double every write), so a page of a long conversation costs a scan of it: ${f(r.history.rowsReadPerPage ?? 0)} D1 rows read per page here ($0.001 per million).
 
 | page | p50 | p99 |
 |---|---:|---:|
@@ -170,7 +170,7 @@ Counted by the worker itself (\`/api/metrics\`: every request, WebSocket message
 - *sparse, steady state*: the online run again with every user's log already at its cap (\`LOG_CAP\` 64, 100 messages each beforehand, archived before counting), so every new entry prunes an old one, as it does for a long-lived user (${r.sparse.steady.total} messages, ${r.sparse.steady.delivered} delivered, ${r.sparse.steady.errors} errors);
 - *burst*: ${r.counts.n} chats of one pair back to back.
 
-The sparse runs count from before the users connect, so they include each new user's first connection and the creation of their object's tables; the steady state counts only what follows.
+The users of the sparse runs have used the service before: each one's object and tables were created by a first connection before counting, as they are once in a user's lifetime (that first connection wrote ${f(r.sparse.online.setup?.sqlRowsWrittenPerUser ?? 0, 1)} SQLite rows per user, not counted per message). Reconnecting writes nothing. The steady state also starts with full logs.
 
 | per message | sparse, online | sparse, offline | sparse, steady state | burst |
 |---|---:|---:|---:|---:|
@@ -179,22 +179,22 @@ ${Object.keys(perMsg)
   .map((k) => `| ${k} | ${f(r.sparse.online.perMsg[k] ?? 0, 4)} | ${f(r.sparse.offline.perMsg[k] ?? 0, 4)} | ${f(r.sparse.steady.perMsg[k] ?? 0, 4)} | ${f(perMsg[k], 4)} |`)
   .join("\n")}
 
-Real chat is sparse: a user's archive batch then holds about one entry, so what a burst shares (one D1 statement per up to 500 entries, one alarm, one cursor write) is paid per message.
+Real chat is sparse: a user's archive pass then holds a few entries, so what a burst shares (one alarm, one cursor write, one hand-off per pass) is paid per few messages. D1 statements no longer follow the users: each shard's writer gathers every user's hand-offs and writes them with one statement per flush (every \`HISTORY_FLUSH_MS\`, 2 s, or 500 rows), so they follow the number of shards and the flush interval (\`writer_flushes\`, \`handoffs\`).
 
 Dollars per million messages at list prices (${p.asOf}; Workers Paid, marginal prices above the included amounts; [Workers](${p.sources.workers}), [Durable Objects](${p.sources.durableObjects}), [D1](${p.sources.d1})): requests $${p.workerRequestsPerMillion}/M, DO requests $${p.doRequestsPerMillion}/M with incoming WebSocket messages at ${p.doWsMessagesPerRequest}:1, DO duration $${p.doGbSecondsPerMillion}/M GB-s at ${p.doMemoryGb * 1000} MB, SQLite and D1 rows $${p.d1RowsWrittenPerMillion}/M written and $${p.d1RowsReadPerMillion}/M read.
 
-Duration is the one figure that is modelled rather than counted: objects are billed while they run or wait on I/O, not while idle with hibernatable sockets. For the sparse and burst columns each message keeps the sender's and the recipient's object active for about one delivery (the measured p50, ${f(rust.p50, 2)} ms each; on the platform add the hop's network time). *Saturated* is a pair sending flat out with the burst's counts: both objects active all the time, shared by ${f(r.counts.msgPerSec)} msg/s. Each column uses its own counts.
+Duration is the one figure that is modelled rather than counted: objects are billed while they run or wait on I/O, not while idle with hibernatable sockets. For the sparse and burst columns each message keeps the sender's and the recipient's object active for about one delivery (the measured p50, ${f(rust.p50, 2)} ms each; on the platform add the hop's network time); in the sparse columns each archive pass (\`do_alarms\`) also keeps its object waiting for the writer's flush, half of \`HISTORY_FLUSH_MS\` on average. A shard's writer is active about all the time under load: 128 MB for a day is $0.14, about $0.006 per million messages per 400 shards at 100,000 messages/s, left out. *Saturated* is a pair sending flat out with the burst's counts: both objects active all the time, shared by ${f(r.counts.msgPerSec)} msg/s. Each column uses its own counts.
 
 | item | sparse, online | sparse, offline | sparse, steady state | burst | burst, saturated | room design |
 |---|---:|---:|---:|---:|---:|---:|
 ${costRows.join("\n")}
 | **total per million messages** | **${usd(c.sparseOnline.total)}** | **${usd(c.sparseOffline.total)}** | **${usd(c.sparseSteady.total)}** | **${usd(c.burst.total)}** | **${usd(c.saturated.total)}** | **${usd(c.roomSparse.total)}** |
 
-The room design (\`bench/baselines/room.js\`: one object per conversation that stores each message once and broadcasts it, as the classic edge chat demo does) is cheaper per message because it writes one row and makes no hop, but it has no per-user offline queue across conversations, no per-user history, and a user in many rooms holds a socket per room. edge-chat pays for the second log (the sender's copy, for multi-device and per-user history) and for the D1 archive (two rows per chat); storage grows by about two D1 rows per chat.
+The room design (\`bench/baselines/room.js\`: one object per conversation that stores each message once and broadcasts it, as the classic edge chat demo does) is cheaper per message because it writes one row and makes no hop, but it has no per-user offline queue across conversations, no per-user history, and a user in many rooms holds a socket per room. edge-chat pays for the second log (the sender's copy, for multi-device and per-user history) and for the D1 archive (one row per chat, two when it was delivered from the offline queue after it was archived); storage grows by one D1 row per chat.
 
 ## Capacity at scale
 
-\`bench/capacity.mjs\` (run by the benchmark; \`node bench/capacity.mjs --users=N --rate=M\` on its own) applies the per-message counts of the sparse online run and its D1 storage per message to a deployment: ${f(r.sparse.d1.bytesPerMessage)} bytes, the rows and index entries the ${r.sparse.d1.messages} messages stored wrote (integers as 8 bytes, no page overhead; the local database files, WAL included, held ${f(r.sparse.d1.fileBytesPerMessage)} bytes per message). [docs/scale.md](scale.md) explains the model and the design it points to.
+\`bench/capacity.mjs\` (run by the benchmark; \`node bench/capacity.mjs --users=N --rate=M\` on its own) applies the per-message counts of the sparse online run and its D1 storage per message to a deployment: ${f(r.sparse.d1.bytesPerMessage)} bytes, the history rows the ${r.sparse.d1.messages} messages stored wrote (one per message, no secondary index; integers as 8 bytes, no page overhead; the local database files of both shards, WAL included, held ${f(r.sparse.d1.fileBytesPerMessage)} bytes per message). [docs/scale.md](scale.md) explains the model and the design it points to.
 
 ${capacityTable(r.capacity)}
 
@@ -205,6 +205,6 @@ Profiled with the V8 inspector on this machine (\`inspectorPort\`), one pair fla
 - A write in a Durable Object costs a commit, and on a local disk that is a flush: the JavaScript queue baseline runs at about 0.45 × the ceiling on disk and about 0.9 × on tmpfs. Keeping a sender's copy as a second write per message took the JavaScript design to about 0.6 × the queue baseline.
 - edge-chat therefore groups log writes (group commit): an entry that finds its log idle is written at once; entries arriving within the next timer tick share one statement (\`INSERT … SELECT FROM json_each(?)\`). Nobody is answered before the write holding their entry. That took edge-chat from 0.5 × to 1.2–1.6 × the queue baseline on disk (across runs).
 - What remains is wrapper and runtime work per event (promise and closure bookkeeping of \`wasm-bindgen-futures\`, \`Request\`/\`Response\` conversion in the \`#[durable_object]\` glue, reading the hop body); Rust code itself is a few percent of the profile. The hop uses the stub's own \`fetch\` through a small binding and answers with an empty response whose status and \`x-seq\` header are the result.
-- Archiving to D1 reads a whole batch as one JSON string built by SQLite (\`json_group_array\`), one D1 statement per up to 500 entries.
+- An archive pass reads a whole batch as one JSON string built by SQLite (\`json_group_array\`, rows tagged with conversation and partition), splits it by shard in Rust without parsing the bodies, and hands each shard's part to its writer.
 `;
 }

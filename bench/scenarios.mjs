@@ -150,8 +150,12 @@ export async function historyPaging(target, { rows = 100000, samples = 20 } = {}
     lat.sort((a, b) => a - b);
     return { p50: percentile(lat, 50), p99: percentile(lat, 99) };
   };
+  const read0 = (await target.metrics()).d1_rows_read;
+  await target.worker.history(owner, { limit: 50, peer });
+  const rowsReadPerPage = (await target.metrics()).d1_rows_read - read0;
   const result = {
     rows,
+    rowsReadPerPage,
     first: await time({ limit: 50 }),
     page100: await time({ limit: 50, before: page100 }),
     firstPeer: await time({ limit: 50, peer }),
@@ -231,10 +235,20 @@ export async function billableCounts(target, { n = 5000 } = {}) {
  * (delivered and archived before counting starts), so a run with a small
  * LOG_CAP measures the steady state in which every new entry prunes an old one.
  */
-export async function sparseTraffic(target, { pairs = 100, seconds = 30, minMs = 1000, maxMs = 3000, offline = false, base = 6000, prefill = 0 } = {}) {
+export async function sparseTraffic(target, { pairs = 100, seconds = 30, minMs = 1000, maxMs = 3000, offline = false, base = 6000, prefill = 0, warm = true } = {}) {
   const users = Array.from({ length: pairs }, (_, p) => [String(base + 2 * p), String(base + 2 * p + 1)]);
-  let before = await target.metrics();
   const open = (uid) => client(target.wsUrl(uid), target);
+  // Users who have used the service before: each one's object and tables
+  // exist (created once in a user's lifetime, counted apart as `setup`).
+  let setup = null;
+  if (warm) {
+    const m0 = await target.metrics();
+    const first = await Promise.all(users.flat().map(open));
+    await Promise.all(first.map((c) => c.close()));
+    const m1 = await target.metrics();
+    setup = { users: 2 * pairs, sqlRowsWrittenPerUser: (m1.sql_rows_written - m0.sql_rows_written) / (2 * pairs) };
+  }
+  let before = await target.metrics();
   const ends = await Promise.all(
     users.map(async ([x, y]) => ({ x, y, cx: await open(x), cy: offline ? null : await open(y), sentX: 0, sentY: 0 })),
   );
@@ -280,7 +294,7 @@ export async function sparseTraffic(target, { pairs = 100, seconds = 30, minMs =
   const after = await target.metrics();
   const counts = Object.fromEntries(Object.keys(after).map((k) => [k, after[k] - (before[k] ?? 0)]));
   const perMsg = Object.fromEntries(Object.entries(counts).map(([k, v]) => [k, v / total]));
-  return { pairs, seconds, offline, prefill, total, delivered, errors, counts, perMsg };
+  return { pairs, seconds, offline, prefill, warm, setup, total, delivered, errors, counts, perMsg };
 }
 
 /** Time for a freshly started runtime to answer its first upgrade. */

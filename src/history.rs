@@ -261,8 +261,8 @@ const OWNER_KIND: &str = "CASE WHEN kind = 3 THEN 3 WHEN sender = ?1 AND recipie
 /// first or (v1 `after` alone) oldest first, one more than the page to tell
 /// whether another follows. Each conversation is a range of the primary
 /// key; the rows of the conversations are sorted by owner seq (an older
-/// page reads the conversations' rows down to it). `None` without
-/// partitions.
+/// page reads the conversations' rows down to it), and only the page's
+/// rows are shaped. `None` without partitions.
 pub fn page_sql(shape: Shape, owner: &UserId, convs: &[String], tables: &[String], q: &PageQuery) -> Option<Query> {
     let tables: Vec<&String> = tables.iter().filter(|t| is_partition_table(t)).collect();
     if tables.is_empty() || convs.is_empty() {
@@ -289,7 +289,10 @@ pub fn page_sql(shape: Shape, owner: &UserId, convs: &[String], tables: &[String
     // Above any sequence number, and exact as a JS number on its way to D1.
     let before = q.before.unwrap_or((1 << 53) - 1);
     Some(Query {
-        sql: format!("SELECT {columns} FROM ({union}) WHERE oseq < ?3 AND oseq > ?4 ORDER BY oseq {order} LIMIT ?5"),
+        sql: format!(
+            "SELECT {columns} FROM (SELECT * FROM ({union}) WHERE oseq < ?3 AND oseq > ?4 \
+             ORDER BY oseq {order} LIMIT ?5) ORDER BY oseq {order}"
+        ),
         binds: vec![
             Bind::Text(owner.to_string()),
             Bind::Text(serde_json::Value::from(convs.to_vec()).to_string()),
