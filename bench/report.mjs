@@ -121,7 +121,7 @@ ${r.backlog.n} system messages queued for an offline user (backend API, 1000 per
 
 ## History paging
 
-A conversation of ${r.history.rows} messages in D1 (rows inserted directly into its shard's partition, in the writers' layout and statement), \`GET /ws/history\` with \`limit=50\`; ${"20"} requests each, latency in ms through the worker and the user's object. A page reads the conversation's rows through the primary key and sorts them by the reader's own seq (there is no index on it: it would double every write), so a page of a long conversation costs a scan of it: ${f(r.history.rowsReadPerPage ?? 0)} D1 rows read per page here ($0.001 per million).
+A conversation of ${r.history.rows} messages sent through the backend API (1,000 per call, both users online) on a runtime whose logs keep \`LOG_CAP\` 1,000 entries, archived by the real path; then \`GET /ws/history\` with \`limit=50\`, ${"20"} requests each, latency in ms through the worker and the user's object. The first page comes from the user's own log (no D1: ${f(r.history.rowsReadPerPage?.first ?? 0)} D1 rows read). Page 100 lies below the log, in D1: a page there reads the conversation's rows through the primary key and sorts them by the reader's own seq (there is no index on it: it would be a second row written per message), so it scans the conversation: ${f(r.history.rowsReadPerPage?.page100 ?? 0)} D1 rows read per page ($0.001 per million).
 
 | page | p50 | p99 |
 |---|---:|---:|

@@ -221,6 +221,32 @@ pub enum Shape {
     V1,
 }
 
+impl Shape {
+    /// Oldest first: a v1 page with `after` alone. Every other page is newest first.
+    pub fn ascending(self, q: &PageQuery) -> bool {
+        self == Shape::V1 && q.after.is_some() && q.before.is_none()
+    }
+}
+
+/// What a page needs from D1, given what the user's own log gave: the log
+/// holds every entry from `oldest` to its head (contiguous seqs), so a page
+/// within that range is whole without D1. `None`: the log's part is the page.
+/// Rows from both are merged by [`merge`] (the log's first).
+pub fn d1_part(shape: Shape, q: &PageQuery, oldest: Option<u64>, from_log: usize) -> Option<PageQuery> {
+    let below = |oldest: u64| PageQuery { before: Some(q.before.map_or(oldest, |b| b.min(oldest))), ..q.clone() };
+    match oldest {
+        // An empty log: history has it all.
+        None => Some(q.clone()),
+        Some(oldest) if shape.ascending(q) => {
+            // Oldest first from `after`: D1 for what is below the log.
+            (q.after.unwrap_or(0) + 1 < oldest).then(|| q.clone())
+        }
+        Some(_) if from_log > q.limit as usize => None,
+        Some(1) => None,
+        Some(oldest) => (q.after.unwrap_or(0) + 1 < oldest).then(|| below(oldest)),
+    }
+}
+
 /// The conversations a page of `owner`'s history reads: with a peer, that
 /// conversation (and, for the legacy document, the system channel, which it
 /// always showed); without, every conversation `all` names and the system
@@ -285,7 +311,7 @@ pub fn page_sql(shape: Shape, owner: &UserId, convs: &[String], tables: &[String
              CASE WHEN kind = 3 THEN NULL WHEN sender = ?1 THEN recipient ELSE sender END AS peer, id AS mid, body"
         ),
     };
-    let order = if shape == Shape::V1 && q.after.is_some() && q.before.is_none() { "ASC" } else { "DESC" };
+    let order = if shape.ascending(q) { "ASC" } else { "DESC" };
     // Above any sequence number, and exact as a JS number on its way to D1.
     let before = q.before.unwrap_or((1 << 53) - 1);
     Some(Query {
@@ -308,14 +334,57 @@ pub trait Paged {
     fn seq(&self) -> u64;
 }
 
-/// The page from each shard's part, merged in the page's order and cut to
-/// one more than `limit` (so the caller can tell whether another follows).
+/// The page from each part (the log's, then each shard's), merged in the
+/// page's order, each seq once (the first part's row wins), and cut to one
+/// more than `limit` (so the caller can tell whether another follows).
 pub fn merge<T: Paged>(parts: Vec<Vec<T>>, shape: Shape, q: &PageQuery) -> Vec<T> {
-    let ascending = shape == Shape::V1 && q.after.is_some() && q.before.is_none();
+    let ascending = shape.ascending(q);
     let mut rows: Vec<T> = parts.into_iter().flatten().collect();
+    // A stable sort keeps the parts' order among equal seqs.
     rows.sort_by_key(|r| if ascending { r.seq() as i128 } else { -(r.seq() as i128) });
+    rows.dedup_by_key(|r| r.seq());
     rows.truncate(q.limit as usize + 1);
     rows
+}
+
+/// Of the `(conv, id)` pairs (`?1`, a JSON array), the messages history
+/// knows were delivered after all, over the partitions `tables`: primary
+/// key lookups. `None` without partitions or pairs.
+pub fn delivered_sql(pairs: &[(String, String)], tables: &[String]) -> Option<Query> {
+    let tables: Vec<&String> = tables.iter().filter(|t| is_partition_table(t)).collect();
+    if tables.is_empty() || pairs.is_empty() {
+        return None;
+    }
+    let union = tables
+        .iter()
+        .map(|t| {
+            format!(
+                "SELECT id FROM {t} WHERE is_send = 1 AND (conv, id) IN \
+                 (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?1))"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ");
+    let pairs: Vec<serde_json::Value> = pairs.iter().map(|(c, i)| serde_json::json!([c, i])).collect();
+    Some(Query { sql: union, binds: vec![Bind::Text(serde_json::Value::from(pairs).to_string())] })
+}
+
+/// A row of [`delivered_sql`].
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+pub struct Delivered {
+    pub id: String,
+}
+
+impl From<crate::log::PageEntry> for LogRow {
+    fn from(e: crate::log::PageEntry) -> LogRow {
+        LogRow { seq: e.seq, kind: e.kind.code(), peer: e.peer, mid: e.id, body: e.body }
+    }
+}
+
+impl From<crate::log::PageEntry> for PageRow {
+    fn from(e: crate::log::PageEntry) -> PageRow {
+        PageRow { kind: e.kind.code(), item: e.item, seq: e.seq }
+    }
 }
 
 /// One row of a v1 page.

@@ -15,7 +15,7 @@
 //! every socket send and response issued after a write until it is durable,
 //! which is what lets the object answer right after [`Log::append`].
 
-use crate::history::{IS_SEND_DELIVERED, IS_SEND_QUEUED, ROW, ROW_CHAT, ROW_SYSTEM};
+use crate::history::{PageQuery, Shape, IS_SEND_DELIVERED, IS_SEND_QUEUED, ROW, ROW_CHAT, ROW_SYSTEM};
 use crate::inbox::Inbox;
 use crate::message::{conversation_id, Kind};
 use crate::user::UserId;
@@ -364,6 +364,38 @@ use append_sql;
 /// Above every seq (seqs are bound as SQL integers; 2^53 is where a double
 /// stops counting exactly).
 const EVERY_SEQ: u64 = 1 << 53;
+
+/// A log entry as a history page shows it (`item`: the legacy item, the
+/// body with `isSend`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PageEntry {
+    pub seq: u64,
+    pub kind: Kind,
+    pub peer: Option<String>,
+    pub id: String,
+    pub body: String,
+    pub item: String,
+}
+
+/// The range, conversation filter and order of a page over the log, and
+/// its parameters `?1` (before), `?2` (after), `?3` (limit + 1), `?4`
+/// (the peer), `?5` (whether system messages belong: the legacy page).
+fn page_range(shape: Shape, q: &PageQuery) -> (String, &'static str, Vec<SqlValue>) {
+    let system = Kind::System.code();
+    let filter = match q.peer {
+        Some(_) => format!("AND (peer = ?4 AND kind <> {system} OR ?5 AND kind = {system})"),
+        None => "AND ?4 IS NULL AND ?5 IN (0, 1)".to_string(),
+    };
+    let order = if shape.ascending(q) { "ASC" } else { "DESC" };
+    let params = vec![
+        int(q.before.unwrap_or(EVERY_SEQ)),
+        int(q.after.unwrap_or(0)),
+        int(u64::from(q.limit) + 1),
+        q.peer.as_ref().map_or(SqlValue::Null, |p| text(p.as_str())),
+        SqlValue::Int((shape == Shape::Legacy) as i64),
+    ];
+    (filter, order, params)
+}
 
 /// `sent` of an entry that reached a socket from the offline queue (1: at
 /// once; 0: still queued).
@@ -811,6 +843,55 @@ impl<S: Sql> Log<S> {
     /// reader's pass goes back to it).
     pub fn first_since(&self, time_ms: u64) -> Result<Option<u64>, StoreError> {
         Ok(self.one("SELECT MIN(seq) FROM log WHERE time >= ?", &[int(time_ms)])?.and_then(|r| col_u64(&r, 0)))
+    }
+
+    /// A page of the log itself, in the shape of a history page ([`crate::history::PageRow`]
+    /// or [`crate::history::LogRow`], as D1 would answer it): entries in
+    /// the page's range (and conversation) in its order, at most one more
+    /// than the page. `delivered`: sent chats the recipient got after all
+    /// (from history), for the legacy `isSend`.
+    pub fn page<T: From<PageEntry>>(
+        &self,
+        shape: Shape,
+        q: &PageQuery,
+        delivered: &[String],
+    ) -> Result<Vec<T>, StoreError> {
+        let sent = Kind::Sent.code();
+        let is_send = format!(
+            "CASE WHEN kind = {sent} THEN (CASE WHEN peer_sent = 1 OR id IN (SELECT value FROM json_each(?6)) THEN 1 ELSE 2 END) \
+             WHEN sent <> 0 THEN 1 ELSE 2 END"
+        );
+        let (filter, order, params) = page_range(shape, q);
+        let sql = format!(
+            "SELECT seq, kind, peer, id, body, json_set(body, '$.isSend', {is_send}) FROM log \
+             WHERE seq < ?1 AND seq > ?2 {filter} ORDER BY seq {order} LIMIT ?3"
+        );
+        let mut params = params;
+        params.push(text(&serde_json::Value::from(delivered.to_vec()).to_string()));
+        self.all(&sql, &params, |r| {
+            Some(T::from(PageEntry {
+                seq: col_u64(r, 0)?,
+                kind: Kind::from_code(col_u64(r, 1)? as i64)?,
+                peer: col_text(r, 2),
+                id: col_text(r, 3)?,
+                body: col_text(r, 4)?,
+                item: col_text(r, 5)?,
+            }))
+        })
+    }
+
+    /// The sent chats of a page of the log that were queued at the
+    /// recipient when sent (their `isSend` is history's to tell), as
+    /// `(conv, id)`: a superset of those on the page, never fewer.
+    pub fn page_queued_sends(&self, shape: Shape, q: &PageQuery) -> Result<Vec<(String, String)>, StoreError> {
+        let (filter, order, params) = page_range(shape, q);
+        let sql = format!(
+            "SELECT conv, id FROM (SELECT seq, conv, id, kind, peer_sent FROM log \
+             WHERE seq < ?1 AND seq > ?2 {filter} ORDER BY seq {order} LIMIT ?3) \
+             WHERE kind = {} AND COALESCE(peer_sent, 0) = 0",
+            Kind::Sent.code()
+        );
+        self.all(&sql, &params, |r| Some((col_text(r, 0)?, col_text(r, 1)?)))
     }
 
     /// Every conversation of the owner the log or the conversation list knows.

@@ -206,3 +206,33 @@ fn a_peer_receipt_maps_to_this_log_and_reaches_the_devices() {
         "bob's seq 5 covers alice's seq 1 only"
     );
 }
+
+/// The rows of an archive pass's hand-offs (`history::ROW` arrays).
+fn rows(handoffs: &[edge_chat::archive::Handoff]) -> Vec<Value> {
+    handoffs.iter().flat_map(|h| serde_json::from_str::<Vec<Value>>(&h.rows).unwrap()).collect()
+}
+
+#[test]
+fn a_received_chat_is_its_senders_to_write_except_when_a_reader_waits() {
+    let mut bob = User::new("bob");
+    bob.receive("alice", &id(1), false);
+    let io = Io { log: &bob.log, sockets: &bob.device, now: bob.now };
+    // A pass skips it (alice's pass writes the row) and moves past it.
+    let batch = bob.mb.archive_next(&io, false).unwrap().expect("a batch");
+    assert!(rows(&batch.handoffs).is_empty(), "nothing handed in");
+    assert!(bob.mb.archived(&io, batch).unwrap());
+    assert!(bob.mb.archive_next(&io, false).unwrap().is_none());
+    // A reader's pass hands in what bob received recently, below the cursor
+    // too: alice's pass may not have run yet.
+    let recent = rows(&bob.mb.recent_received(&io).unwrap());
+    assert_eq!(recent.len(), 1);
+    // [conv, id, sender, recipient, kind, time, body, is_send, sseq, rseq]
+    assert_eq!(recent[0][0], "u:alice|bob");
+    assert_eq!(
+        (&recent[0][2], &recent[0][3], &recent[0][8], &recent[0][9]),
+        (&json!("alice"), &json!("bob"), &Value::Null, &json!(1))
+    );
+    // Long after, it is no longer recent.
+    let later = Io { log: &bob.log, sockets: &bob.device, now: bob.now + 3_600_000 };
+    assert!(bob.mb.recent_received(&later).unwrap().is_empty());
+}

@@ -9,8 +9,8 @@ use worker::{D1Database, D1PreparedStatement, D1Result, Env};
 
 use crate::archive::{Partition, Partitioning};
 use crate::history::{
-    drop_sql, is_partition_table, page_sql, partition_ddl, Bind, OwnerRow, PageQuery, Query, Shape, EXPIRED_SQL,
-    OWNER_ROWS_SQL, PARTITIONS_SQL, REGISTER_SQL, UNREGISTER_SQL,
+    delivered_sql, drop_sql, is_partition_table, page_sql, partition_ddl, Bind, Delivered, OwnerRow, PageQuery, Query,
+    Shape, EXPIRED_SQL, OWNER_ROWS_SQL, PARTITIONS_SQL, REGISTER_SQL, UNREGISTER_SQL,
 };
 use crate::metrics::{add, incr, Counter};
 use crate::user::UserId;
@@ -127,6 +127,14 @@ struct Listed {
     end_day: u64,
 }
 
+/// The partitions of a shard still within retention, newest first.
+async fn live_partitions(env: &Env, shard: u32, (p, now_ms): (Partitioning, u64)) -> worker::Result<Vec<String>> {
+    let cutoff = p.expired_before(now_ms);
+    let listed: Vec<Listed> = all(env, shard, query(PARTITIONS_SQL, vec![])).await?;
+    let tables: BTreeSet<String> = listed.into_iter().filter(|l| l.end_day > cutoff).map(|l| l.tbl).collect();
+    Ok(tables.into_iter().rev().collect())
+}
+
 /// One shard's part of a page of `owner`'s history over `convs`: the
 /// partitions still within retention, then one query over them.
 pub async fn page<T: serde::de::DeserializeOwned>(
@@ -136,14 +144,26 @@ pub async fn page<T: serde::de::DeserializeOwned>(
     owner: &UserId,
     convs: &[String],
     q: &PageQuery,
-    (p, now_ms): (&Partitioning, u64),
+    partitions: (Partitioning, u64),
 ) -> worker::Result<Vec<T>> {
-    let cutoff = p.expired_before(now_ms);
-    let listed: Vec<Listed> = all(env, shard, query(PARTITIONS_SQL, vec![])).await?;
-    let tables: BTreeSet<String> = listed.into_iter().filter(|l| l.end_day > cutoff).map(|l| l.tbl).collect();
-    let tables: Vec<String> = tables.into_iter().rev().collect();
+    let tables = live_partitions(env, shard, partitions).await?;
     match page_sql(shape, owner, convs, &tables, q) {
         Some(q) => all(env, shard, q).await,
+        None => Ok(Vec::new()),
+    }
+}
+
+/// Of the sent chats `(conv, id)` of one shard, the ids history knows reached
+/// their recipient.
+pub async fn delivered(
+    env: &Env,
+    shard: u32,
+    pairs: &[(String, String)],
+    partitions: (Partitioning, u64),
+) -> worker::Result<Vec<String>> {
+    let tables = live_partitions(env, shard, partitions).await?;
+    match delivered_sql(pairs, &tables) {
+        Some(q) => Ok(all::<Delivered>(env, shard, q).await?.into_iter().map(|d| d.id).collect()),
         None => Ok(Vec::new()),
     }
 }

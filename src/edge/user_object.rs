@@ -27,10 +27,10 @@ use worker::{
 use super::hop::{self, RawStub};
 use super::sql::DoSql;
 use super::{d1, json, json_error, now_ms, random_u64, USER_BINDING, WRITER_BINDING};
-use crate::archive::{shard_of, Handoff};
-use crate::history::{self, merge, page_convs, page_json, LogRow, PageQuery, PageRow, Paged, Shape};
+use crate::archive::{shard_of, Handoff, Partitioning};
+use crate::history::{self, d1_part, merge, page_convs, page_json, LogRow, PageQuery, PageRow, Paged, Shape};
 use crate::internal::{Answer, ApiSend, Archive, Delivery, Internal, Outcome, Receipt, Typing, V1Connect, View};
-use crate::log::{Log, NewEntry};
+use crate::log::{Log, NewEntry, PageEntry, StoreError};
 use crate::mailbox::{
     self, ApiStep, Appended, Config, DeliverStep, Effect, Io, LegacyStep, Mailbox, Mode, Notice, SendPlan, Stored,
     V1Step, Waiter,
@@ -553,37 +553,77 @@ impl UserObject {
         Ok(v1::page_items(&rows, q.limit))
     }
 
-    /// Archives what is pending, then reads a page from the shards of the
-    /// conversations it covers (one for a peer's page, two for the legacy
-    /// one with its system channel; without a peer, the shards of all of
-    /// this user's conversations, one query each, in parallel).
-    async fn page<T: DeserializeOwned + Paged>(
+    /// A page of this user's history: from their own log as far as it
+    /// reaches (no D1 at all for the usual, newest pages), and from D1 below
+    /// it (see [`d1_part`]) after an urgent archive pass. A legacy page asks
+    /// D1 only whether sent chats that were queued at the recipient reached
+    /// them since (`isSend`).
+    async fn page<T: DeserializeOwned + Paged + From<PageEntry>>(
         &self,
         owner: &UserId,
         shape: Shape,
         q: &PageQuery,
     ) -> Result<Vec<T>, Failure> {
-        self.archive(true).await?;
-        let all = match q.peer {
-            Some(_) => Vec::new(),
-            None => self.shared.log.conversation_ids(owner).map_err(mailbox::Error::from)?,
+        let log = &self.shared.log;
+        let store = |e: StoreError| Failure::Core(mailbox::Error::from(e));
+        let oldest = log.oldest().map_err(store)?;
+        let mut from_log: Vec<T> = log.page(shape, q, &[]).map_err(store)?;
+        let below = d1_part(shape, q, oldest, from_log.len());
+        let queued = match shape {
+            Shape::Legacy => log.page_queued_sends(shape, q).map_err(store)?,
+            Shape::V1 => Vec::new(),
         };
-        let convs = page_convs(owner, shape, q, || all);
+        if below.is_none() && queued.is_empty() {
+            return Ok(merge(vec![from_log], shape, q));
+        }
+        self.archive(true).await?;
+        if !queued.is_empty() {
+            let delivered = self.delivered(&queued).await?;
+            if !delivered.is_empty() {
+                from_log = log.page(shape, q, &delivered).map_err(store)?;
+            }
+        }
+        let Some(below) = below else { return Ok(merge(vec![from_log], shape, q)) };
+        let all = match below.peer {
+            Some(_) => Vec::new(),
+            None => log.conversation_ids(owner).map_err(store)?,
+        };
+        let shards = self.by_shard(page_convs(owner, shape, &below, || all));
+        let reads = shards
+            .iter()
+            .map(|(shard, convs)| d1::page::<T>(&self.env, *shard, shape, owner, convs, &below, self.partitions()));
+        let mut parts = vec![from_log];
+        for part in join_all(reads).await {
+            parts.push(part?);
+        }
+        Ok(merge(parts, shape, q))
+    }
+
+    /// Of sent chats `(conv, id)`, the ids history knows reached their recipient.
+    async fn delivered(&self, sent: &[(String, String)]) -> Result<Vec<String>, Failure> {
+        let mut pairs: BTreeMap<u32, Vec<(String, String)>> = BTreeMap::new();
+        let shards = self.shared.mailbox.borrow().config().shards;
+        for (conv, id) in sent {
+            pairs.entry(shard_of(conv, shards)).or_default().push((conv.clone(), id.clone()));
+        }
+        let mut ids = Vec::new();
+        for (shard, pairs) in pairs {
+            ids.extend(d1::delivered(&self.env, shard, &pairs, self.partitions()).await?);
+        }
+        Ok(ids)
+    }
+
+    fn by_shard(&self, convs: Vec<String>) -> BTreeMap<u32, Vec<String>> {
         let shards = self.shared.mailbox.borrow().config().shards;
         let mut by_shard: BTreeMap<u32, Vec<String>> = BTreeMap::new();
         for conv in convs {
             by_shard.entry(shard_of(&conv, shards)).or_default().push(conv);
         }
-        let partitioning = self.shared.mailbox.borrow().config().partitioning;
-        let now = now_ms();
-        let parts = join_all(
-            by_shard
-                .iter()
-                .map(|(shard, convs)| d1::page::<T>(&self.env, *shard, shape, owner, convs, q, (&partitioning, now))),
-        )
-        .await;
-        let parts = parts.into_iter().collect::<worker::Result<Vec<_>>>()?;
-        Ok(merge(parts, shape, q))
+        by_shard
+    }
+
+    fn partitions(&self) -> (Partitioning, u64) {
+        (self.shared.mailbox.borrow().config().partitioning, now_ms())
     }
 
     /// Hands the rows of a pass to their shards' writers, all at once;

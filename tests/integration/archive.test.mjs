@@ -4,7 +4,7 @@
 // whole partitions.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { API_KEY, eventually, sleep, startWorker } from "../harness.mjs";
+import { API_KEY, eventually, sleep, startWorker, token } from "../harness.mjs";
 
 async function chat(a, from, to, message) {
   a.send({ fromUser: from, toUser: to, message });
@@ -53,24 +53,54 @@ describe("history by conversation over shards", () => {
     await Promise.all(sockets.map((s) => s.close()));
   });
 
-  test("a page right after a message holds it, though its sender's pass has not run", async () => {
-    // Senders archive after a minute here; the reader hands in what it received.
+  test("the newest pages come from the user's own log, without D1", async () => {
+    // Senders archive after a minute here: nothing is in D1 yet.
     const slow = await startWorker({ bindings: { ARCHIVE_DELAY_MS: "60000" } });
     try {
       const a = await slow.connect("r1");
       const b = await slow.connect("r2");
       await chat(a, "r1", "r2", "fresh");
       await b.nextJson();
+      const before = await metrics(slow);
       const page = await (await slow.history("r2")).json();
       assert.deepEqual(page.usr.map((m) => [m.message, m.isSend]), [["fresh", 1]]);
       const sent = await (await slow.history("r1")).json();
-      assert.deepEqual(sent.usr.map((m) => m.message), ["fresh"]);
-      const rows = await slow.historyRows();
-      assert.equal(rows.length, 1, "the two sides' hand-offs make one row");
-      assert.ok(rows[0].sseq >= 1 && rows[0].rseq >= 1);
+      assert.deepEqual(sent.usr.map((m) => [m.message, m.isSend]), [["fresh", 1]]);
+      const v1 = await (await slow.fetch("/v1/history", { headers: { authorization: `Bearer ${token("r2")}` } })).json();
+      assert.deepEqual(v1.items.map((m) => m.kind), ["in"]);
+      assert.equal((await metrics(slow)).d1_queries, before.d1_queries, "no D1 statement for the newest pages");
+      assert.equal((await slow.historyRows()).length, 0);
       await Promise.all([a.close(), b.close()]);
     } finally {
       await slow.close();
+    }
+  });
+
+  test("pages below a pruned log come from D1, seamlessly", async () => {
+    // Logs keep 4 entries, so most of these pages are D1's.
+    const w2 = await startWorker({ bindings: { LOG_CAP: "4" } });
+    try {
+      const a = await w2.connect("q1");
+      const b = await w2.connect("q2");
+      for (let i = 0; i < 12; i++) {
+        await chat(a, "q1", "q2", `m${i}`);
+        await b.nextJson();
+      }
+      await eventually(async () => (await w2.historyRows()).length === 12, 10000);
+      await sleep(300); // the passes that pruned the logs have ended
+      const read0 = await metrics(w2);
+      const first = await (await w2.history("q2", { limit: "3" })).json();
+      assert.deepEqual(first.usr.map((m) => m.message), ["m11", "m10", "m9"]);
+      const all = await (await w2.history("q2", { limit: "50" })).json();
+      assert.deepEqual(all.usr.map((m) => m.message), Array.from({ length: 12 }, (_, i) => `m${11 - i}`));
+      assert.ok((await metrics(w2)).d1_queries > read0.d1_queries, "the whole page needed D1");
+      const older = await (await w2.history("q2", { limit: "3", before: String(first.next) })).json();
+      assert.deepEqual(older.usr.map((m) => m.message), ["m8", "m7", "m6"]);
+      const sent = await (await w2.fetch("/v1/history?limit=50", { headers: { authorization: `Bearer ${token("q1")}` } })).json();
+      assert.deepEqual(sent.items.map((m) => m.seq), Array.from({ length: 12 }, (_, i) => 12 - i), "the sender's own seqs");
+      await Promise.all([a.close(), b.close()]);
+    } finally {
+      await w2.close();
     }
   });
 
@@ -126,7 +156,11 @@ describe("writers and D1 failing", () => {
       await w.d1Outage();
       for (let i = 0; i < 4; i++) await chat(a, "o1", "o2", `during ${i}`);
       await sleep(300);
-      assert.equal((await w.history("o2")).status, 503);
+      // o1's sent chats were queued at o2: whether they arrived since is
+      // D1's to tell, and D1 is down.
+      assert.equal((await w.history("o1")).status, 503);
+      // o2's own log holds its newest page: no D1 needed.
+      assert.equal((await (await w.history("o2")).json()).usr.length, 5);
       assert.match(w.output, /history write failed/);
       await w.d1Restore();
       await eventually(async () => (await w.historyRows()).length === 5, 15000);

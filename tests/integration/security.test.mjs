@@ -150,8 +150,9 @@ describe("logs", () => {
     await a.next();
     await w.api("/api/sys-msg", { uid: "lb" }, "sekret-wrong-key");
     await w.fetch(`/v1/history?token=${tokens[0]}x`);
+    // Served from lb's own log: D1 is not needed for the newest page.
     const h = await w.fetch("/v1/history", { headers: { authorization: `Bearer ${tokens[1]}` } });
-    assert.equal(h.status, 503);
+    assert.equal(h.status, 200);
     b.send("__panic");
     await eventually(() => /history archive failed/.test(w.output) && /fault injected/.test(w.output), 5000);
     await w.d1Restore();
