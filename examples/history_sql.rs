@@ -14,7 +14,7 @@ fn main() {
         _ => (2, 1_800_000_000_000, 30),
     };
     let owner = UserId::parse("h1").expect("valid id");
-    let part = Partitioning { days, retention_days: 36_500 }.of(now);
+    let part = Partitioning { days, hot_days: 36_500, retention_days: 36_500 }.of(now);
     let table = part.table();
     let conv = edge_chat::message::conversation_id(&owner, UserId::parse("h2").ok().as_ref());
     let shapes = [

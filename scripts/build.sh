@@ -11,8 +11,10 @@ export WASM_OPT_BIN="$PWD/node_modules/.bin/wasm-opt"
 worker-build --release "$@"
 # worker-build keeps the wasm names section (about 30 KB gzipped). Names make
 # profiles readable (KEEP_WASM_NAMES=1 keeps them); deployments do not need them.
+# A second -Oz pass over worker-build's output takes about 5 s and 4 KB
+# (gzipped) more off, which keeps the bundle under 250 KB gzipped.
 if [ -z "${KEEP_WASM_NAMES:-}" ]; then
   features=(--enable-mutable-globals --enable-sign-ext --enable-nontrapping-float-to-int --enable-bulk-memory
             --enable-multivalue --enable-reference-types --enable-exception-handling)
-  "$WASM_OPT_BIN" "${features[@]}" --strip-debug build/index_bg.wasm -o build/index_bg.wasm
+  "$WASM_OPT_BIN" "${features[@]}" -Oz --strip-debug build/index_bg.wasm -o build/index_bg.wasm
 fi

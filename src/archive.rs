@@ -31,11 +31,13 @@ pub fn shard_of(conv: &str, shards: u32) -> u32 {
     (h % u64::from(shards.max(1))) as u32
 }
 
-/// How history is cut into time partitions (`HISTORY_PARTITION_DAYS`) and
-/// how long it is kept (`HISTORY_RETENTION_DAYS`).
+/// How history is cut into time partitions (`HISTORY_PARTITION_DAYS`), how
+/// long it stays in D1 (`HISTORY_HOT_DAYS`; older partitions move to R2 when
+/// a bucket is bound) and how long it is kept (`HISTORY_RETENTION_DAYS`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Partitioning {
     pub days: u64,
+    pub hot_days: u64,
     pub retention_days: u64,
 }
 
@@ -64,6 +66,12 @@ impl Partitioning {
     /// Partitions whose last day is before this one are past retention.
     pub fn expired_before(&self, now_ms: u64) -> u64 {
         (now_ms / DAY_MS).saturating_sub(self.retention_days)
+    }
+
+    /// Partitions whose last day is before this one belong in cold storage
+    /// (`None`: there is no cold tier).
+    pub fn cold_before(&self, now_ms: u64) -> Option<u64> {
+        (self.hot_days < self.retention_days).then(|| (now_ms / DAY_MS).saturating_sub(self.hot_days))
     }
 }
 
@@ -219,8 +227,11 @@ mod tests {
 
     #[test]
     fn partitions_align_on_their_length() {
-        let p = Partitioning { days: 30, retention_days: 365 };
+        let p = Partitioning { days: 30, hot_days: 365, retention_days: 365 };
+        assert_eq!(p.cold_before(0), None, "hot for all of the retention: no cold tier");
         let day = 20_424;
+        let cold = Partitioning { hot_days: 2, ..p };
+        assert_eq!(cold.cold_before(day * DAY_MS), Some(day - 2));
         let part = p.of(day * DAY_MS + 5);
         assert_eq!(part, Partition { first_day: 20_400, end_day: 20_430 });
         assert_eq!(part.table(), "history_20400");

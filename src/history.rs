@@ -304,13 +304,13 @@ pub fn page_sql(shape: Shape, owner: &UserId, convs: &[String], tables: &[String
         })
         .collect::<Vec<_>>()
         .join(" UNION ALL ");
-    let columns = match shape {
-        Shape::Legacy => format!("{OWNER_KIND} AS kind, json_set(body, '$.isSend', is_send) AS item, oseq AS seq"),
-        Shape::V1 => format!(
-            "oseq AS seq, {OWNER_KIND} AS kind, \
-             CASE WHEN kind = 3 THEN NULL WHEN sender = ?1 THEN recipient ELSE sender END AS peer, id AS mid, body"
-        ),
-    };
+    // Both shapes' columns (one row type, so one page path in the wasm);
+    // the shaping functions run only on the page's rows.
+    let columns = format!(
+        "oseq AS seq, {OWNER_KIND} AS kind, \
+         CASE WHEN kind = 3 THEN NULL WHEN sender = ?1 THEN recipient ELSE sender END AS peer, id AS mid, body, \
+         json_set(body, '$.isSend', is_send) AS item"
+    );
     let order = if shape.ascending(q) { "ASC" } else { "DESC" };
     // Above any sequence number, and exact as a JS number on its way to D1.
     let before = q.before.unwrap_or((1 << 53) - 1);
@@ -329,20 +329,15 @@ pub fn page_sql(shape: Shape, owner: &UserId, convs: &[String], tables: &[String
     })
 }
 
-/// A row of a page, by its place in the owner's log.
-pub trait Paged {
-    fn seq(&self) -> u64;
-}
-
 /// The page from each part (the log's, then each shard's), merged in the
 /// page's order, each seq once (the first part's row wins), and cut to one
 /// more than `limit` (so the caller can tell whether another follows).
-pub fn merge<T: Paged>(parts: Vec<Vec<T>>, shape: Shape, q: &PageQuery) -> Vec<T> {
+pub fn merge(parts: Vec<Vec<PageRow>>, shape: Shape, q: &PageQuery) -> Vec<PageRow> {
     let ascending = shape.ascending(q);
-    let mut rows: Vec<T> = parts.into_iter().flatten().collect();
+    let mut rows: Vec<PageRow> = parts.into_iter().flatten().collect();
     // A stable sort keeps the parts' order among equal seqs.
-    rows.sort_by_key(|r| if ascending { r.seq() as i128 } else { -(r.seq() as i128) });
-    rows.dedup_by_key(|r| r.seq());
+    rows.sort_by_key(|r| if ascending { r.seq as i128 } else { -(r.seq as i128) });
+    rows.dedup_by_key(|r| r.seq);
     rows.truncate(q.limit as usize + 1);
     rows
 }
@@ -375,46 +370,17 @@ pub struct Delivered {
     pub id: String,
 }
 
-impl From<crate::log::PageEntry> for LogRow {
-    fn from(e: crate::log::PageEntry) -> LogRow {
-        LogRow { seq: e.seq, kind: e.kind.code(), peer: e.peer, mid: e.id, body: e.body }
-    }
-}
-
-impl From<crate::log::PageEntry> for PageRow {
-    fn from(e: crate::log::PageEntry) -> PageRow {
-        PageRow { kind: e.kind.code(), item: e.item, seq: e.seq }
-    }
-}
-
-/// One row of a v1 page.
+/// One row of a history page, whatever its source (the user's log, D1, R2)
+/// and shape: v1 frames use `seq`, `kind`, `peer`, `mid` and `body`; the
+/// legacy document `kind` and `item` (the body with `isSend`).
 #[derive(Clone, Debug, PartialEq, serde::Deserialize)]
-pub struct LogRow {
+pub struct PageRow {
     pub seq: u64,
     pub kind: i64,
     pub peer: Option<String>,
     pub mid: String,
     pub body: String,
-}
-
-impl Paged for LogRow {
-    fn seq(&self) -> u64 {
-        self.seq
-    }
-}
-
-/// One row of a page result.
-#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
-pub struct PageRow {
-    pub kind: i64,
     pub item: String,
-    pub seq: u64,
-}
-
-impl Paged for PageRow {
-    fn seq(&self) -> u64 {
-        self.seq
-    }
 }
 
 /// The legacy history document `{"sys":[…],"usr":[…],"next":…}` from rows
@@ -456,13 +422,13 @@ mod tests {
         assert_eq!(q("before=9&peer=2&token=t").unwrap().before, Some(9));
     }
 
+    fn page_row(kind: i64, item: &str, seq: u64) -> PageRow {
+        PageRow { seq, kind, peer: None, mid: String::new(), body: String::new(), item: item.into() }
+    }
+
     #[test]
     fn page_json_splits_and_sets_the_cursor() {
-        let rows = vec![
-            PageRow { kind: 1, item: r#"{"a":3}"#.into(), seq: 30 },
-            PageRow { kind: 3, item: r#"{"a":2}"#.into(), seq: 20 },
-            PageRow { kind: 2, item: r#"{"a":1}"#.into(), seq: 10 },
-        ];
+        let rows = vec![page_row(1, r#"{"a":3}"#, 30), page_row(3, r#"{"a":2}"#, 20), page_row(2, r#"{"a":1}"#, 10)];
         assert_eq!(page_json(&rows, 2), r#"{"sys":[{"a":2}],"usr":[{"a":3}],"next":20}"#);
         assert_eq!(page_json(&rows, 3), r#"{"sys":[{"a":2}],"usr":[{"a":3},{"a":1}],"next":null}"#);
         assert_eq!(page_json(&[], 3), r#"{"sys":[],"usr":[],"next":null}"#);
@@ -502,8 +468,8 @@ mod tests {
             })
             .collect();
         let mut stmt = db.prepare(&query.sql).unwrap();
-        // Legacy: kind, item, seq; v1: seq, kind, peer, mid, body.
-        let (seq_col, kind_col, text_col) = if shape == Shape::Legacy { (2, 0, 1) } else { (0, 1, 4) };
+        // seq, kind, peer, mid, body, item: the legacy item, the v1 body.
+        let (seq_col, kind_col, text_col) = if shape == Shape::Legacy { (0, 1, 5) } else { (0, 1, 4) };
         stmt.query_map(rusqlite::params_from_iter(binds), |r| {
             Ok((r.get::<_, i64>(seq_col)? as u64, r.get::<_, i64>(kind_col)?, r.get::<_, String>(text_col)?))
         })
@@ -624,7 +590,7 @@ mod tests {
             owner_row("b", 5, 1, Some("a"), 1, None),
             owner_row("b", 6, 3, None, 2, None),
         ];
-        let p = crate::archive::Partitioning { days: 30, retention_days: 365 };
+        let p = crate::archive::Partitioning { days: 30, hot_days: 365, retention_days: 365 };
         let handoffs = from_owner_rows(&rows, 1, &p);
         assert_eq!(handoffs.len(), 1);
         assert_eq!(handoffs[0].first_day, 30);
@@ -646,8 +612,7 @@ mod tests {
 
     #[test]
     fn pages_from_several_shards_merge_in_order() {
-        let rows =
-            |seqs: &[u64]| seqs.iter().map(|&seq| PageRow { kind: 1, item: String::new(), seq }).collect::<Vec<_>>();
+        let rows = |seqs: &[u64]| seqs.iter().map(|&seq| page_row(1, "", seq)).collect::<Vec<_>>();
         let merged = merge(vec![rows(&[9, 5, 1]), rows(&[8, 7])], Shape::Legacy, &q("limit=3").unwrap());
         assert_eq!(merged.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![9, 8, 7, 5]);
         let up = merge(vec![rows(&[2, 6]), rows(&[3])], Shape::V1, &q("after=1&limit=5").unwrap());

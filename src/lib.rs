@@ -20,6 +20,8 @@
 //!   request type, encoded and parsed here only) and what a hop answers.
 //! - [`archive`]: the path from users' logs to D1: history shards, time
 //!   partitions, hand-offs, and when a shard's writer flushes.
+//! - [`cold`]: cold history: old partitions exported to R2, and pages read
+//!   back from there.
 //! - [`history`]: history in D1, one row per message by conversation: the
 //!   writers' statements and history pages (all of the D1 SQL).
 //! - [`api`]: backend API request bodies.
@@ -36,6 +38,7 @@
 pub mod api;
 pub mod archive;
 pub mod auth;
+pub mod cold;
 pub mod history;
 pub mod inbox;
 pub mod internal;

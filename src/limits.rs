@@ -59,7 +59,7 @@ impl Default for Limits {
             log_cap: 10_000,
             inflight_sends: 256,
             send_rate: Rate { per_second: 20, burst: 60 },
-            partitioning: Partitioning { days: 30, retention_days: 365 },
+            partitioning: Partitioning { days: 30, hot_days: 365, retention_days: 365 },
             history_flush_ms: 2000,
         }
     }
@@ -108,10 +108,15 @@ impl Limits {
                 per_second: num("SEND_RATE", d.send_rate.per_second.into(), 1, u32::MAX.into())? as u32,
                 burst: num("SEND_BURST", d.send_rate.burst.into(), 1, u32::MAX.into())? as u32,
             },
-            partitioning: Partitioning {
-                days: partition_days,
+            partitioning: {
                 // Never shorter than a partition: the newest one is never dropped.
-                retention_days: num("HISTORY_RETENTION_DAYS", d.partitioning.retention_days, partition_days, 36_500)?,
+                let retention_days =
+                    num("HISTORY_RETENTION_DAYS", d.partitioning.retention_days, partition_days, 36_500)?;
+                Partitioning {
+                    days: partition_days,
+                    hot_days: num("HISTORY_HOT_DAYS", retention_days, partition_days, retention_days)?,
+                    retention_days,
+                }
             },
             history_flush_ms: num("HISTORY_FLUSH_MS", d.history_flush_ms, 0, 60_000)?,
         })

@@ -15,7 +15,7 @@
 //! every socket send and response issued after a write until it is durable,
 //! which is what lets the object answer right after [`Log::append`].
 
-use crate::history::{PageQuery, Shape, IS_SEND_DELIVERED, IS_SEND_QUEUED, ROW, ROW_CHAT, ROW_SYSTEM};
+use crate::history::{PageQuery, PageRow, Shape, IS_SEND_DELIVERED, IS_SEND_QUEUED, ROW, ROW_CHAT, ROW_SYSTEM};
 use crate::inbox::Inbox;
 use crate::message::{conversation_id, Kind};
 use crate::user::UserId;
@@ -364,18 +364,6 @@ use append_sql;
 /// Above every seq (seqs are bound as SQL integers; 2^53 is where a double
 /// stops counting exactly).
 const EVERY_SEQ: u64 = 1 << 53;
-
-/// A log entry as a history page shows it (`item`: the legacy item, the
-/// body with `isSend`).
-#[derive(Clone, Debug, PartialEq)]
-pub struct PageEntry {
-    pub seq: u64,
-    pub kind: Kind,
-    pub peer: Option<String>,
-    pub id: String,
-    pub body: String,
-    pub item: String,
-}
 
 /// The range, conversation filter and order of a page over the log, and
 /// its parameters `?1` (before), `?2` (after), `?3` (limit + 1), `?4`
@@ -845,17 +833,12 @@ impl<S: Sql> Log<S> {
         Ok(self.one("SELECT MIN(seq) FROM log WHERE time >= ?", &[int(time_ms)])?.and_then(|r| col_u64(&r, 0)))
     }
 
-    /// A page of the log itself, in the shape of a history page ([`crate::history::PageRow`]
-    /// or [`crate::history::LogRow`], as D1 would answer it): entries in
+    /// A page of the log itself, as rows of a history page (as D1 would
+    /// answer it): entries in
     /// the page's range (and conversation) in its order, at most one more
     /// than the page. `delivered`: sent chats the recipient got after all
     /// (from history), for the legacy `isSend`.
-    pub fn page<T: From<PageEntry>>(
-        &self,
-        shape: Shape,
-        q: &PageQuery,
-        delivered: &[String],
-    ) -> Result<Vec<T>, StoreError> {
+    pub fn page(&self, shape: Shape, q: &PageQuery, delivered: &[String]) -> Result<Vec<PageRow>, StoreError> {
         let sent = Kind::Sent.code();
         let is_send = format!(
             "CASE WHEN kind = {sent} THEN (CASE WHEN peer_sent = 1 OR id IN (SELECT value FROM json_each(?6)) THEN 1 ELSE 2 END) \
@@ -869,14 +852,14 @@ impl<S: Sql> Log<S> {
         let mut params = params;
         params.push(text(&serde_json::Value::from(delivered.to_vec()).to_string()));
         self.all(&sql, &params, |r| {
-            Some(T::from(PageEntry {
+            Some(PageRow {
                 seq: col_u64(r, 0)?,
-                kind: Kind::from_code(col_u64(r, 1)? as i64)?,
+                kind: Kind::from_code(col_u64(r, 1)? as i64)?.code(),
                 peer: col_text(r, 2),
-                id: col_text(r, 3)?,
+                mid: col_text(r, 3)?,
                 body: col_text(r, 4)?,
                 item: col_text(r, 5)?,
-            }))
+            })
         })
     }
 

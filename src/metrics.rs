@@ -47,9 +47,14 @@ pub enum Counter {
     WriterFlushes,
     /// Time partitions dropped by retention (`HISTORY_RETENTION_DAYS`).
     PartitionsDropped,
+    /// Time partitions moved to cold storage, and the objects that took.
+    PartitionsExported,
+    ColdObjectsWritten,
+    /// Cold objects read for history pages.
+    ColdObjectsRead,
 }
 
-const ALL: [(Counter, &str); 25] = [
+const ALL: [(Counter, &str); 28] = [
     (Counter::WorkerRequests, "worker_requests"),
     (Counter::DoFetches, "do_fetches"),
     (Counter::DoWsMessages, "do_ws_messages"),
@@ -75,6 +80,9 @@ const ALL: [(Counter, &str); 25] = [
     (Counter::Handoffs, "handoffs"),
     (Counter::WriterFlushes, "writer_flushes"),
     (Counter::PartitionsDropped, "partitions_dropped"),
+    (Counter::PartitionsExported, "partitions_exported"),
+    (Counter::ColdObjectsWritten, "cold_objects_written"),
+    (Counter::ColdObjectsRead, "cold_objects_read"),
 ];
 
 static COUNTS: [AtomicU64; ALL.len()] = [const { AtomicU64::new(0) }; ALL.len()];

@@ -44,8 +44,10 @@ function options(persistDir, bindings, omit, onOutput) {
       WRITER: { className: "HistoryWriter", useSQLite: true },
     },
     d1Databases: Object.fromEntries(SHARDS.map((name, k) => [name, `edge-chat-test-${k}`])),
+    r2Buckets: ["COLD"],
     durableObjectsPersist: join(persistDir, "do"),
     d1Persist: join(persistDir, "d1"),
+    r2Persist: join(persistDir, "r2"),
     bindings: all,
     // Everything the runtime prints (console output of the worker and its
     // objects included) is kept, so tests can check what reaches the logs.
@@ -113,11 +115,23 @@ export async function startWorker({ bindings = {}, omit = [], extra = {} } = {})
         for (const { name } of results) await db.prepare(`ALTER TABLE ${name} RENAME TO ${name}_down`).run();
       }
     },
-    /** Ends what `d1Outage` began. */
+    /**
+     * Ends what `d1Outage` began. A writer may have created a partition
+     * table again meanwhile (its statement that lists it failed): its rows
+     * join the original's.
+     */
     async d1Restore() {
       for (const db of await this.shards()) {
         const { results } = await db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE '%\\_down' ESCAPE '\\'").all();
-        for (const { name } of results) await db.prepare(`ALTER TABLE ${name} RENAME TO ${name.replace(/_down$/, "")}`).run();
+        for (const { name } of results) {
+          const original = name.replace(/_down$/, "");
+          const again = await db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1").bind(original).first();
+          if (again) {
+            await db.prepare(`INSERT OR IGNORE INTO ${name} SELECT * FROM ${original}`).run();
+            await db.prepare(`DROP TABLE ${original}`).run();
+          }
+          await db.prepare(`ALTER TABLE ${name} RENAME TO ${original}`).run();
+        }
       }
     },
     /** The history rows of every shard, partition by partition. */

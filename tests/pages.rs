@@ -7,7 +7,7 @@ mod support;
 
 use edge_chat::archive::split;
 use edge_chat::history::{
-    d1_part, merge, page_convs, page_sql, partition_ddl, write_sql, Bind, LogRow, PageQuery, PageRow, Paged, Shape,
+    d1_part, merge, page_convs, page_sql, partition_ddl, write_sql, Bind, PageQuery, PageRow, Shape,
 };
 use edge_chat::log::{Log, NewEntry, Pass};
 use edge_chat::message::Kind;
@@ -56,13 +56,7 @@ fn archive(log: &Log<Lite>, d1: &Connection, n: u64) {
     }
 }
 
-fn d1_page<T: Paged>(
-    d1: &Connection,
-    log: &Log<Lite>,
-    shape: Shape,
-    q: &PageQuery,
-    row: fn(&rusqlite::Row) -> T,
-) -> Vec<T> {
+fn d1_page(d1: &Connection, log: &Log<Lite>, shape: Shape, q: &PageQuery) -> Vec<PageRow> {
     let convs = page_convs(&owner(), shape, q, || log.conversation_ids(&owner()).unwrap());
     let Some(query) = page_sql(shape, &owner(), &convs, &[TABLE.to_string()], q) else { return vec![] };
     let binds: Vec<rusqlite::types::Value> = query
@@ -79,33 +73,25 @@ fn d1_page<T: Paged>(
 }
 
 /// What the user's object does: the log first, D1 for what is below it.
-fn served<T: Paged + From<edge_chat::log::PageEntry>>(
-    d1: &Connection,
-    log: &Log<Lite>,
-    shape: Shape,
-    q: &PageQuery,
-    row: fn(&rusqlite::Row) -> T,
-) -> Vec<T> {
-    let from_log: Vec<T> = log.page(shape, q, &[]).unwrap();
+fn served(d1: &Connection, log: &Log<Lite>, shape: Shape, q: &PageQuery) -> Vec<PageRow> {
+    let from_log = log.page(shape, q, &[]).unwrap();
     let below = d1_part(shape, q, log.oldest().unwrap(), from_log.len());
     let mut parts = vec![from_log];
     if let Some(below) = below {
-        parts.push(d1_page(d1, log, shape, &below, row));
+        parts.push(d1_page(d1, log, shape, &below));
     }
     merge(parts, shape, q)
 }
 
-fn legacy(r: &rusqlite::Row) -> PageRow {
-    PageRow { kind: r.get(0).unwrap(), item: r.get(1).unwrap(), seq: r.get::<_, i64>(2).unwrap() as u64 }
-}
-
-fn v1(r: &rusqlite::Row) -> LogRow {
-    LogRow {
+/// A page row as the page query returns it: seq, kind, peer, mid, body, item.
+fn row(r: &rusqlite::Row) -> PageRow {
+    PageRow {
         seq: r.get::<_, i64>(0).unwrap() as u64,
         kind: r.get(1).unwrap(),
         peer: r.get(2).unwrap(),
         mid: r.get(3).unwrap(),
         body: r.get(4).unwrap(),
+        item: r.get(5).unwrap(),
     }
 }
 
@@ -133,12 +119,9 @@ fn assert_same_pages(log: &Log<Lite>, d1: &Connection, n: u64, when: &str) {
     let mut compared = 0;
     for q in queries(n) {
         let q_legacy = PageQuery { after: None, ..q.clone() };
-        assert_eq!(
-            served(d1, log, Shape::Legacy, &q_legacy, legacy),
-            d1_page(d1, log, Shape::Legacy, &q_legacy, legacy),
-            "{when}: legacy {q_legacy:?}"
-        );
-        assert_eq!(served(d1, log, Shape::V1, &q, v1), d1_page(d1, log, Shape::V1, &q, v1), "{when}: v1 {q:?}");
+        let legacy = served(d1, log, Shape::Legacy, &q_legacy);
+        assert_eq!(legacy, d1_page(d1, log, Shape::Legacy, &q_legacy), "{when}: legacy {q_legacy:?}");
+        assert_eq!(served(d1, log, Shape::V1, &q), d1_page(d1, log, Shape::V1, &q), "{when}: v1 {q:?}");
         compared += 2;
     }
     assert!(compared > 100);

@@ -8,9 +8,10 @@ use worker::wasm_bindgen::JsValue;
 use worker::{D1Database, D1PreparedStatement, D1Result, Env};
 
 use crate::archive::{Partition, Partitioning};
+use crate::cold::{export_sql, Exported, EXPORTED_SQL, EXPORT_CONVS, TO_EXPORT_SQL};
 use crate::history::{
-    delivered_sql, drop_sql, is_partition_table, page_sql, partition_ddl, Bind, Delivered, OwnerRow, PageQuery, Query,
-    Shape, EXPIRED_SQL, OWNER_ROWS_SQL, PARTITIONS_SQL, REGISTER_SQL, UNREGISTER_SQL,
+    delivered_sql, drop_sql, is_partition_table, page_sql, partition_ddl, Bind, Delivered, OwnerRow, PageQuery,
+    PageRow, Query, Shape, EXPIRED_SQL, OWNER_ROWS_SQL, PARTITIONS_SQL, REGISTER_SQL, UNREGISTER_SQL,
 };
 use crate::metrics::{add, incr, Counter};
 use crate::user::UserId;
@@ -105,9 +106,8 @@ pub async fn open_partition(
     )
     .await?;
     let expired: Vec<Listed> = all(env, shard, query(EXPIRED_SQL, vec![Bind::Int(p.expired_before(now_ms))])).await?;
-    for old in expired.into_iter().filter(|l| is_partition_table(&l.tbl)) {
-        let drop = query(drop_sql(&old.tbl), vec![]);
-        batch(env, shard, vec![drop, query(UNREGISTER_SQL, vec![Bind::Text(old.tbl)])]).await?;
+    for old in expired {
+        drop_partition(env, shard, &old.tbl).await?;
         incr(Counter::PartitionsDropped);
     }
     Ok(())
@@ -118,6 +118,41 @@ pub async fn open_partition(
 pub async fn owner_rows(env: &Env, after: (&str, u64), limit: u32) -> worker::Result<Vec<OwnerRow>> {
     let binds = vec![Bind::Text(after.0.to_owned()), Bind::Int(after.1), Bind::Int(limit.into())];
     all(env, 0, query(OWNER_ROWS_SQL, binds)).await
+}
+
+/// A partition to export to cold storage, and how far its export got.
+#[derive(serde::Deserialize)]
+pub struct ToExport {
+    pub tbl: String,
+    pub first_day: u64,
+    pub exported: String,
+}
+
+/// The partitions of `shard` wholly before `day` still in D1.
+pub async fn to_export(env: &Env, shard: u32, day: u64) -> worker::Result<Vec<ToExport>> {
+    let listed: Vec<ToExport> = all(env, shard, query(TO_EXPORT_SQL, vec![Bind::Int(day)])).await?;
+    Ok(listed.into_iter().filter(|l| is_partition_table(&l.tbl)).collect())
+}
+
+/// The next conversations of a partition after `after`, with their rows.
+pub async fn export_step(env: &Env, shard: u32, table: &str, after: &str) -> worker::Result<Vec<Exported>> {
+    let Some(sql) = export_sql(table) else { return Ok(Vec::new()) };
+    all(env, shard, query(sql, vec![Bind::Text(after.to_owned()), Bind::Int(EXPORT_CONVS)])).await
+}
+
+/// Records that a partition's conversations up to `conv` are in R2.
+pub async fn exported(env: &Env, shard: u32, table: &str, conv: &str) -> worker::Result<()> {
+    let binds = vec![Bind::Text(table.to_owned()), Bind::Text(conv.to_owned())];
+    batch(env, shard, vec![query(EXPORTED_SQL, binds)]).await
+}
+
+/// Drops a partition as a table and delists it.
+pub async fn drop_partition(env: &Env, shard: u32, table: &str) -> worker::Result<()> {
+    if !is_partition_table(table) {
+        return Ok(());
+    }
+    let drop = query(drop_sql(table), vec![]);
+    batch(env, shard, vec![drop, query(UNREGISTER_SQL, vec![Bind::Text(table.to_owned())])]).await
 }
 
 /// A row of `partitions`.
@@ -137,7 +172,7 @@ async fn live_partitions(env: &Env, shard: u32, (p, now_ms): (Partitioning, u64)
 
 /// One shard's part of a page of `owner`'s history over `convs`: the
 /// partitions still within retention, then one query over them.
-pub async fn page<T: serde::de::DeserializeOwned>(
+pub async fn page(
     env: &Env,
     shard: u32,
     shape: Shape,
@@ -145,7 +180,7 @@ pub async fn page<T: serde::de::DeserializeOwned>(
     convs: &[String],
     q: &PageQuery,
     partitions: (Partitioning, u64),
-) -> worker::Result<Vec<T>> {
+) -> worker::Result<Vec<PageRow>> {
     let tables = live_partitions(env, shard, partitions).await?;
     match page_sql(shape, owner, convs, &tables, q) {
         Some(q) => all(env, shard, q).await,

@@ -6,8 +6,10 @@
 //! - [`sql`]: the SQL port over the object's SQLite (the log's queries are in the core).
 //! - [`writer`]: a history shard's writer object, batching users' hand-offs.
 //! - [`d1`]: the D1 history gateway.
+//! - [`cold`]: the R2 side of cold history.
 //! - [`hop`]: the fast object-to-object request.
 
+pub mod cold;
 pub mod d1;
 pub mod entry;
 pub mod hop;

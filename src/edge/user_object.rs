@@ -17,7 +17,6 @@ use std::time::Duration;
 use futures::channel::oneshot;
 use futures::future::join_all;
 use futures::lock::Mutex;
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use worker::{
     durable_object, Delay, DurableObject, Env, Headers, Request, Response, State, WebSocket, WebSocketIncomingMessage,
@@ -26,11 +25,11 @@ use worker::{
 
 use super::hop::{self, RawStub};
 use super::sql::DoSql;
-use super::{d1, json, json_error, now_ms, random_u64, USER_BINDING, WRITER_BINDING};
+use super::{cold, d1, json, json_error, now_ms, random_u64, USER_BINDING, WRITER_BINDING};
 use crate::archive::{shard_of, Handoff, Partitioning};
-use crate::history::{self, d1_part, merge, page_convs, page_json, LogRow, PageQuery, PageRow, Paged, Shape};
+use crate::history::{self, d1_part, merge, page_convs, page_json, PageQuery, PageRow, Shape};
 use crate::internal::{Answer, ApiSend, Archive, Delivery, Internal, Outcome, Receipt, Typing, V1Connect, View};
-use crate::log::{Log, NewEntry, PageEntry, StoreError};
+use crate::log::{Log, NewEntry, StoreError};
 use crate::mailbox::{
     self, ApiStep, Appended, Config, DeliverStep, Effect, Io, LegacyStep, Mailbox, Mode, Notice, SendPlan, Stored,
     V1Step, Waiter,
@@ -525,7 +524,7 @@ impl UserObject {
     /// `GET /history`: archive what is pending first, so a page always holds
     /// everything this user's log had when it was asked for.
     async fn on_history(&self, uid: &UserId, q: &PageQuery) -> worker::Result<Response> {
-        match self.page::<PageRow>(uid, Shape::Legacy, q).await {
+        match self.page(uid, Shape::Legacy, q).await {
             Ok(rows) => json(200, &page_json(&rows, q.limit)),
             Err(e) => self.history_unavailable(e),
         }
@@ -549,7 +548,7 @@ impl UserObject {
 
     /// A page of v1 `msg` frames.
     async fn log_page(&self, owner: &UserId, q: &PageQuery) -> Result<(Vec<v1::EncodedMsg>, Option<u64>), Failure> {
-        let rows = self.page::<LogRow>(owner, Shape::V1, q).await?;
+        let rows = self.page(owner, Shape::V1, q).await?;
         Ok(v1::page_items(&rows, q.limit))
     }
 
@@ -558,16 +557,11 @@ impl UserObject {
     /// it (see [`d1_part`]) after an urgent archive pass. A legacy page asks
     /// D1 only whether sent chats that were queued at the recipient reached
     /// them since (`isSend`).
-    async fn page<T: DeserializeOwned + Paged + From<PageEntry>>(
-        &self,
-        owner: &UserId,
-        shape: Shape,
-        q: &PageQuery,
-    ) -> Result<Vec<T>, Failure> {
+    async fn page(&self, owner: &UserId, shape: Shape, q: &PageQuery) -> Result<Vec<PageRow>, Failure> {
         let log = &self.shared.log;
         let store = |e: StoreError| Failure::Core(mailbox::Error::from(e));
         let oldest = log.oldest().map_err(store)?;
-        let mut from_log: Vec<T> = log.page(shape, q, &[]).map_err(store)?;
+        let mut from_log = log.page(shape, q, &[]).map_err(store)?;
         let below = d1_part(shape, q, oldest, from_log.len());
         let queued = match shape {
             Shape::Legacy => log.page_queued_sends(shape, q).map_err(store)?,
@@ -588,13 +582,27 @@ impl UserObject {
             Some(_) => Vec::new(),
             None => log.conversation_ids(owner).map_err(store)?,
         };
-        let shards = self.by_shard(page_convs(owner, shape, &below, || all));
+        let convs = page_convs(owner, shape, &below, || all);
+        let shards = self.by_shard(convs.clone());
         let reads = shards
             .iter()
-            .map(|(shard, convs)| d1::page::<T>(&self.env, *shard, shape, owner, convs, &below, self.partitions()));
+            .map(|(shard, convs)| d1::page(&self.env, *shard, shape, owner, convs, &below, self.partitions()));
         let mut parts = vec![from_log];
         for part in join_all(reads).await {
             parts.push(part?);
+        }
+        let page = merge(parts, shape, q);
+        // Older than D1 holds: cold storage, when the page is not full yet
+        // (its rows are older than every row in D1).
+        let cold_tier = self.partitions().0.cold_before(now_ms()).is_some();
+        let Some(bucket) = cold::bucket(&self.env).filter(|_| cold_tier) else { return Ok(page) };
+        if page.len() > q.limit as usize && !shape.ascending(q) {
+            return Ok(page);
+        }
+        let mut parts = vec![page];
+        for conv in &convs {
+            let objects = cold::objects(&bucket, conv).await?;
+            parts.push(crate::cold::page(&objects, owner, shape, &below));
         }
         Ok(merge(parts, shape, q))
     }

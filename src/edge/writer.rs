@@ -15,7 +15,7 @@ use std::time::Duration;
 use futures::channel::oneshot;
 use worker::{durable_object, Delay, DurableObject, Env, Request, Response, State};
 
-use super::{d1, limits, now_ms};
+use super::{cold, d1, limits, now_ms};
 use crate::archive::{Batcher, Next, Ticket, WriterConfig};
 use crate::history::{BATCH_BYTES, BATCH_ROWS};
 use crate::internal::{Answer, Archive, Outcome};
@@ -128,6 +128,13 @@ async fn write_part(env: &Env, shared: &Shared, shard: u32, first_day: u64, rows
     if !shared.open.borrow().contains(&first_day) {
         d1::open_partition(env, shard, &part, &p, now_ms()).await?;
         shared.open.borrow_mut().insert(first_day);
+        // Older partitions move to cold storage meanwhile, off the flush's path.
+        let env = env.clone();
+        worker::wasm_bindgen_futures::spawn_local(async move {
+            if let Err(e) = cold::export(&env, shard, &p, now_ms()).await {
+                worker::console_error!("cold history export failed (shard {shard}): {e}");
+            }
+        });
     }
     let written = d1::write(env, shard, &part.table(), rows).await;
     if written.is_err() {

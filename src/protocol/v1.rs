@@ -7,7 +7,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 pub use super::RequestId;
-use crate::history::LogRow;
+use crate::history::PageRow;
 use crate::log::Conversation;
 use crate::message::{Kind, Refusal};
 use crate::user::UserId;
@@ -561,7 +561,7 @@ pub fn history(re: &RequestId, items: &[EncodedMsg], next: Option<u64>) -> Strin
 
 /// The `msg` frames of a v1 history page (rows fetched newest first, at
 /// most `limit` + 1 of them) and the cursor that continues it.
-pub fn page_items(rows: &[LogRow], limit: u32) -> (Vec<EncodedMsg>, Option<u64>) {
+pub fn page_items(rows: &[PageRow], limit: u32) -> (Vec<EncodedMsg>, Option<u64>) {
     let page = &rows[..rows.len().min(limit as usize)];
     let next = (rows.len() > limit as usize).then(|| page.last().map(|r| r.seq)).flatten();
     let items = page
@@ -775,13 +775,14 @@ mod tests {
         );
         assert_eq!(typing("p2", true), r#"{"active":true,"from":"p2","op":"typing"}"#);
 
-        let rows: Vec<LogRow> = (1..=3)
-            .map(|seq| LogRow {
+        let rows: Vec<PageRow> = (1..=3)
+            .map(|seq| PageRow {
                 seq,
                 kind: seq as i64,
                 peer: Some("2".into()),
                 mid: format!("m{seq}"),
                 body: r#"{"message":"b"}"#.into(),
+                item: String::new(),
             })
             .collect();
         let m = |seq, kind| {

@@ -296,3 +296,59 @@ describe("upgrading a deployment", () => {
     }
   });
 });
+
+describe("cold history", () => {
+  test("a partition older than HISTORY_HOT_DAYS moves to R2 and its pages read it from there", async () => {
+    const w = await startWorker({
+      bindings: { HISTORY_PARTITION_DAYS: "1", HISTORY_HOT_DAYS: "2", HISTORY_RETENTION_DAYS: "30", LOG_CAP: "4" },
+    });
+    try {
+      const a = await w.connect("c1");
+      const b = await w.connect("c2");
+      for (let i = 0; i < 12; i++) {
+        await chat(a, "c1", "c2", `old ${i}`);
+        await b.nextJson();
+      }
+      await w.api("/api/sys-msg", { uid: "c2", type: "old notice" });
+      await b.nextJson();
+      await eventually(async () => (await w.historyRows()).length === 13, 10000);
+      await Promise.all([a.close(), b.close()]);
+      // Those rows were written five days ago, as far as the partitions say.
+      const today = Math.floor(Date.now() / 86400000);
+      const old = today - 5;
+      for (const db of await w.shards()) {
+        for (const { tbl } of (await db.prepare("SELECT tbl FROM partitions").all()).results) {
+          await db.prepare(`ALTER TABLE ${tbl} RENAME TO history_${old}`).run();
+          await db.prepare("UPDATE partitions SET tbl = ?1, first_day = ?2, end_day = ?3 WHERE tbl = ?4").bind(`history_${old}`, old, old + 1, tbl).run();
+        }
+      }
+      // A new runtime's writers open today's partition and move old ones out.
+      await w.restart();
+      const before = await metrics(w);
+      const c = await w.connect("c1");
+      await chat(c, "c1", "c2", "new");
+      await eventually(async () => (await metrics(w)).partitions_exported > before.partitions_exported, 10000);
+      await eventually(async () => (await w.historyRows()).length === 1, 10000);
+      const bucket = await w.mf.getR2Bucket("COLD");
+      const keys = (await bucket.list({ prefix: "history/" })).objects.map((o) => o.key);
+      assert.deepEqual(keys.sort(), [`history/s:c2/${String(old).padStart(10, "0")}`, `history/u:c1|c2/${String(old).padStart(10, "0")}`]);
+      for (const db of await w.shards()) {
+        const tables = (await db.prepare("SELECT name FROM sqlite_master WHERE name = ?1").bind(`history_${old}`).all()).results;
+        assert.equal(tables.length, 0, "the old partition left D1");
+      }
+      // Every page as before: the log, then D1, then R2.
+      const legacy = await (await w.history("c2", { limit: "50" })).json();
+      assert.deepEqual(legacy.usr.map((m) => m.message), ["new", ...Array.from({ length: 12 }, (_, i) => `old ${11 - i}`)]);
+      assert.deepEqual(legacy.sys.map((m) => m.type), ["old notice"]);
+      const older = await (await w.history("c2", { limit: "3", before: "5" })).json();
+      assert.deepEqual(older.usr.map((m) => m.message), ["old 3", "old 2", "old 1"]);
+      const v1 = await (await w.fetch("/v1/history?after=0&limit=50", { headers: { authorization: `Bearer ${token("c1")}` } })).json();
+      assert.deepEqual(v1.items.map((m) => m.seq), Array.from({ length: 13 }, (_, i) => i + 1));
+      assert.deepEqual(v1.items.map((m) => m.kind), Array(13).fill("out"));
+      assert.ok((await metrics(w)).cold_objects_read > 0);
+      await c.close();
+    } finally {
+      await w.close();
+    }
+  });
+});

@@ -154,7 +154,7 @@ describe("logs", () => {
     const h = await w.fetch("/v1/history", { headers: { authorization: `Bearer ${tokens[1]}` } });
     assert.equal(h.status, 200);
     b.send("__panic");
-    await eventually(() => /history archive failed/.test(w.output) && /fault injected/.test(w.output), 5000);
+    await eventually(() => /history archive failed/.test(w.output) && /fault injected/.test(w.output), 20000);
     await w.d1Restore();
     await Promise.all([a.close(), b.close()]);
     for (const secret of [JWT_SECRET, API_KEY, "sekret-wrong-key", ...tokens, ...tokens.map((t) => t.split(".")[2])]) {
