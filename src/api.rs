@@ -78,6 +78,22 @@ fn at(is_array: bool, i: usize) -> Option<usize> {
 }
 
 /// Parses a `sys-msg` body: each object needs a valid `uid`.
+/// What an `Idempotency-Key` header must be, as the 400 says it.
+pub const IDEMPOTENCY_KEY_RULE: &str = "Idempotency-Key must be 1 to 128 characters";
+
+/// Whether an `Idempotency-Key` header is usable (an unusable one is
+/// refused, never ignored: ignoring it would store a retry twice).
+pub fn idempotency_key_ok(key: &str) -> bool {
+    !key.is_empty() && key.chars().count() <= 128
+}
+
+/// The client message id under which a backend call's item is remembered
+/// by its sender's object. It starts with a control character, which no
+/// v1 `cmid` may hold, so no client string can name a backend call.
+pub fn backend_cmid(item_key: &str) -> String {
+    format!("\u{1f}api:{item_key}")
+}
+
 pub fn parse_system(body: &[u8]) -> Result<Vec<SystemMessage>, BodyError> {
     parse_system_within(body, MAX_BATCH)
 }
@@ -130,6 +146,13 @@ pub fn parse_user_within(body: &[u8], max_batch: usize) -> Result<Vec<Chat>, Bod
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn idempotency_keys_are_bounded_and_live_apart_from_client_ids() {
+        assert!(idempotency_key_ok("k") && idempotency_key_ok(&"é".repeat(128)));
+        assert!(!idempotency_key_ok("") && !idempotency_key_ok(&"k".repeat(129)));
+        assert!(backend_cmid("k#0").starts_with(char::is_control));
+    }
 
     #[test]
     fn one_object_or_an_array() {

@@ -229,7 +229,11 @@ async fn backend(mut req: Request, env: &Env, limits: &Limits, system: bool) -> 
     let is_array = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
     // With an idempotency key, every item's id is derived from it: a retried
     // call stores nothing new and answers the same ids.
-    let key = req.headers().get("idempotency-key")?.filter(|k| !k.is_empty() && k.len() <= 128);
+    let key = match req.headers().get("idempotency-key")? {
+        None => None,
+        Some(k) if api::idempotency_key_ok(&k) => Some(k),
+        Some(_) => return json_error(400, api::IDEMPOTENCY_KEY_RULE),
+    };
     let item_key = |i: usize| key.as_ref().map(|k| format!("{k}#{i}"));
     let now = now_ms();
     let outgoing: Result<Vec<Outgoing>, BodyError> = if system {
@@ -259,7 +263,7 @@ async fn backend(mut req: Request, env: &Env, limits: &Limits, system: bool) -> 
                 .into_iter()
                 .enumerate()
                 .map(|(i, c)| {
-                    let cmid = item_key(i).map(|k| format!("api:{k}"));
+                    let cmid = item_key(i).map(|k| api::backend_cmid(&k));
                     let id = match &cmid {
                         Some(cmid) => derived_id("send", c.from.as_str(), cmid),
                         None => new_id(now, random_u64()),

@@ -36,7 +36,7 @@ use crate::mailbox::{
 };
 use crate::message::{new_id, Chat, Refusal};
 use crate::metrics::{incr, Counter};
-use crate::protocol::{legacy, v1, Reply};
+use crate::protocol::{self, legacy, v1, Reply};
 use crate::user::UserId;
 
 /// Stubs cached per peer; one stub per peer keeps a sender's messages in order.
@@ -204,12 +204,12 @@ impl DurableObject for UserObject {
 
     async fn websocket_message(&self, ws: WebSocket, message: WebSocketIncomingMessage) -> worker::Result<()> {
         incr(Counter::DoWsMessages);
-        let text = match message {
-            WebSocketIncomingMessage::String(t) => t,
-            WebSocketIncomingMessage::Binary(_) => return send(&ws, legacy::encode(&Reply::Refused(Refusal::Format))),
-        };
         let att: Attachment =
             ws.deserialize_attachment()?.ok_or_else(|| worker::Error::RustError("socket without attachment".into()))?;
+        let text = match message {
+            WebSocketIncomingMessage::String(t) => t,
+            WebSocketIncomingMessage::Binary(_) => return send(&ws, &protocol::binary_refusal(att.device.is_some())),
+        };
         let owner = UserId::parse(&att.uid).map_err(|e| worker::Error::RustError(e.to_string()))?;
         self.open(&owner)?;
         if self.faults && text == "__panic" {

@@ -225,7 +225,10 @@ impl Mailbox {
     /// `GET /v1/conversations`: newest activity first, with unread counts.
     pub fn conversations<S: Sql, W>(&mut self, io: &Io<S, W>, uid: &UserId, q: &PageQuery) -> Result<String, Error> {
         self.load(io, uid)?;
-        let rows = io.log.conversations(q.before.unwrap_or(u64::MAX >> 11), q.limit + 1)?;
+        // Any cursor past every seq (up to 2^64 - 1) is "from the newest",
+        // as for history; SQLite's integers would wrap it.
+        const NEWEST: u64 = u64::MAX >> 11;
+        let rows = io.log.conversations(q.before.unwrap_or(NEWEST).min(NEWEST), q.limit + 1)?;
         Ok(v1::conversations(&rows, q.limit))
     }
 }

@@ -158,7 +158,11 @@ pub fn parse(text: &str, max_bytes: usize) -> Result<V1Frame, Refused> {
             let id = need_id()?;
             let to = uid(&f, "to")?;
             let cmid = match f.get("cmid") {
-                Some(Value::String(c)) if !c.is_empty() && c.len() <= MAX_CMID => c.clone(),
+                // No control characters: the backend's idempotency keys use
+                // one, so no client string can name a backend call.
+                Some(Value::String(c)) if !c.is_empty() && c.len() <= MAX_CMID && !c.chars().any(char::is_control) => {
+                    c.clone()
+                }
                 _ => return Err(bad("cmid")),
             };
             let body = match f.remove("body") {

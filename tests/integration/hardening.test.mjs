@@ -1,0 +1,97 @@
+// Hardening, round two (issue 16): each finding of the outside review,
+// reproduced against the real runtime.
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { API_KEY, ROOT, connectV1, startWorker, token } from "../harness.mjs";
+
+describe("hardening", () => {
+  let w;
+  before(async () => (w = await startWorker()));
+  after(() => w.close());
+
+  const api = (path, body, headers = {}) =>
+    w.fetch(path, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${API_KEY}`, ...headers },
+      body: JSON.stringify(body),
+    });
+
+  test("3: a client cmid cannot name a backend call's idempotency key", async () => {
+    const a = await connectV1(w, "ns1");
+    const peer = await connectV1(w, "ns2");
+    const sent = await a.request({ op: "send", to: "ns2", cmid: "api:k1#0", body: { message: "from the socket" } });
+    assert.equal(sent.op, "sent");
+    await peer.msg();
+    const other = await connectV1(w, "ns3");
+    const r = await api("/api/usr-msg", { fromUser: "ns1", toUser: "ns3", message: "from the backend" }, { "idempotency-key": "k1" });
+    assert.equal(r.status, 200);
+    const { id: answer } = await r.json();
+    assert.notEqual(answer, sent.mid, "the backend call got its own message, not the socket's");
+    assert.equal((await other.msg()).body.message, "from the backend", "the real recipient has it");
+    // A cmid with a control character is refused (that is the backend's namespace).
+    const bad = await a.request({ op: "send", to: "ns2", cmid: "\u001fapi:k1#0", body: { message: "x" } });
+    assert.deepEqual([bad.op, bad.code, bad.field], ["error", "bad_field", "cmid"]);
+    await Promise.all([a.close(), peer.close(), other.close()]);
+  });
+
+  test("4: a binary frame on a v1 socket gets a v1 error frame", async () => {
+    const a = await connectV1(w, "bin1");
+    a.ws.send(Buffer.from([1, 2, 3]));
+    const e = await a.take((f) => f.op === "error");
+    assert.equal(e.code, "bad_frame");
+    // The socket stays usable.
+    assert.equal((await a.request({ op: "history", limit: 1 })).op, "history");
+    await a.close();
+  });
+
+  test("5: an over-long Idempotency-Key is refused with 400 naming the header, and stores nothing", async () => {
+    const v = await connectV1(w, "ik1");
+    const long = "k".repeat(129);
+    for (const path of ["/api/sys-msg", "/api/usr-msg"]) {
+      const body = path === "/api/sys-msg" ? { uid: "ik1", type: "x" } : { fromUser: "ik2", toUser: "ik1", message: "x" };
+      const r = await api(path, body, { "idempotency-key": long });
+      assert.equal(r.status, 400);
+      assert.match((await r.json()).error, /Idempotency-Key must be 1 to 128 characters/);
+    }
+    await v.expectNone((f) => f.op === "msg", 300);
+    const ok = await api("/api/sys-msg", { uid: "ik1", type: "x" }, { "idempotency-key": "k".repeat(128) });
+    assert.equal(ok.status, 200);
+    await v.close();
+  });
+
+  test("6: a conversations cursor past every seq reads from the newest, as history does", async () => {
+    const a = await connectV1(w, "cv1");
+    await a.request({ op: "send", to: "cv2", cmid: "c1", body: { message: "hi" } });
+    const get = async (q) =>
+      (await w.fetch(`/v1/conversations${q}`, { headers: { authorization: `Bearer ${token("cv1")}` } })).json();
+    const newest = await get("");
+    assert.equal(newest.items.length, 1);
+    for (const before of ["9223372036854775808", "18446744073709551615", "9007199254740993"]) {
+      assert.deepEqual((await get(`?before=${before}`)).items, newest.items, `before=${before}`);
+    }
+    assert.doesNotMatch(w.output, /conversion|out of range/i);
+    await a.close();
+  });
+});
+
+describe("9: deploy check", () => {
+  /** Everything the check printed for a wrangler.toml holding `toml`; throws if it fails. */
+  const output = (toml) => {
+    const dir = mkdtempSync(join(tmpdir(), "edge-chat-config-"));
+    writeFileSync(join(dir, "wrangler.toml"), toml);
+    const script = join(ROOT, "scripts", "check-config.mjs");
+    return execFileSync("bash", ["-c", `node "${script}" "${join(dir, "wrangler.toml")}" 2>&1`], { encoding: "utf8" });
+  };
+
+  test("warns while ALLOWED_ORIGINS is empty, and not once it is set (a warning, never a failure)", () => {
+    assert.match(output(`[vars]\nALLOWED_ORIGINS = ""\n`), /warning: ALLOWED_ORIGINS is empty/);
+    const set = output(`[vars]\nALLOWED_ORIGINS = "https://app.example.com"\n`);
+    assert.doesNotMatch(set, /ALLOWED_ORIGINS/);
+    assert.match(set, /no warnings/);
+    assert.match(output(`[vars]\nDEV_TOKENS = "1"\nALLOWED_ORIGINS = "https://a.example"\n`), /warning: DEV_TOKENS is 1/);
+  });
+});
