@@ -109,7 +109,7 @@ export async function startRust({ storageDir, inspector = false, v1 = false, bin
     w = await startWorker({
       // Production settings, except the per-user send rate and the cap on sends
       // waiting for recipients: the benchmark sends 5000 back to back, flat out.
-      bindings: { ARCHIVE_DELAY_MS: "30000", ARCHIVE_RETRY_MS: "1000", HISTORY_FLUSH_MS: "2000", SEND_RATE: "1000000", SEND_BURST: "1000000", INFLIGHT_SENDS: "100000", ...bindings },
+      bindings: { ARCHIVE_DELAY_MS: "30000", ARCHIVE_RETRY_MS: "1000", HISTORY_FLUSH_MS: "2000", SEND_RATE: "1000000", SEND_BURST: "1000000", READ_RATE: "1000000", READ_BURST: "1000000", INFLIGHT_SENDS: "100000", ...bindings },
       extra: inspectorPort ? { inspectorPort } : {},
     });
   } finally {

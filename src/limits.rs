@@ -39,6 +39,9 @@ pub struct Limits {
     /// Sends per second of one user over all their sockets (`SEND_RATE`,
     /// `SEND_BURST`): far above what a person types, far below a flood.
     pub send_rate: Rate,
+    /// History and conversation reads per second of one user, over HTTP and
+    /// every socket (`READ_RATE`, `READ_BURST`): each may be a D1 query.
+    pub read_rate: Rate,
     /// How history is cut in time (`HISTORY_PARTITION_DAYS`) and kept
     /// (`HISTORY_RETENTION_DAYS`): whole partitions past it are dropped.
     pub partitioning: Partitioning,
@@ -59,6 +62,7 @@ impl Default for Limits {
             log_cap: 10_000,
             inflight_sends: 256,
             send_rate: Rate { per_second: 20, burst: 60 },
+            read_rate: Rate { per_second: 5, burst: 30 },
             partitioning: Partitioning { days: 30, hot_days: 365, retention_days: 365 },
             history_flush_ms: 2000,
         }
@@ -107,6 +111,10 @@ impl Limits {
             send_rate: Rate {
                 per_second: num("SEND_RATE", d.send_rate.per_second.into(), 1, u32::MAX.into())? as u32,
                 burst: num("SEND_BURST", d.send_rate.burst.into(), 1, u32::MAX.into())? as u32,
+            },
+            read_rate: Rate {
+                per_second: num("READ_RATE", d.read_rate.per_second.into(), 1, u32::MAX.into())? as u32,
+                burst: num("READ_BURST", d.read_rate.burst.into(), 1, u32::MAX.into())? as u32,
             },
             partitioning: {
                 // Never shorter than a partition: the newest one is never dropped.

@@ -30,6 +30,8 @@ pub enum Counter {
     FramesOut,
     /// Refusals at a limit, one counter per limit.
     RefusedRate,
+    /// History and conversation reads over `READ_RATE`.
+    RefusedRead,
     RefusedBusy,
     RefusedFrame,
     RefusedBody,
@@ -54,7 +56,7 @@ pub enum Counter {
     ColdObjectsRead,
 }
 
-const ALL: [(Counter, &str); 28] = [
+const ALL: [(Counter, &str); 29] = [
     (Counter::WorkerRequests, "worker_requests"),
     (Counter::DoFetches, "do_fetches"),
     (Counter::DoWsMessages, "do_ws_messages"),
@@ -68,6 +70,7 @@ const ALL: [(Counter, &str); 28] = [
     (Counter::MessagesStored, "messages_stored"),
     (Counter::FramesOut, "frames_out"),
     (Counter::RefusedRate, "refused_rate"),
+    (Counter::RefusedRead, "refused_read"),
     (Counter::RefusedBusy, "refused_busy"),
     (Counter::RefusedFrame, "refused_frame"),
     (Counter::RefusedBody, "refused_body"),

@@ -28,6 +28,8 @@ function options(persistDir, bindings, omit, onOutput) {
     // Tests send in bursts; the rate limit has its own test.
     SEND_RATE: "100000",
     SEND_BURST: "100000",
+    READ_RATE: "100000",
+    READ_BURST: "100000",
     ...bindings,
   };
   for (const name of omit) delete all[name];

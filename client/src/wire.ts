@@ -27,6 +27,8 @@ export type WelcomeLimits = {
   history_page: number;
   queue_max: number;
   queue_ttl_s: number;
+  read_burst: number;
+  reads_per_second: number;
   send_burst: number;
   sends_per_second: number;
 };

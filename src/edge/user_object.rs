@@ -187,6 +187,11 @@ impl DurableObject for UserObject {
         };
         self.open(request.owner())?;
         let body = if request.has_body() { req.text().await? } else { String::new() };
+        if matches!(request, Internal::Read { .. }) {
+            if let Err(retry_after_ms) = self.shared.mailbox.borrow_mut().admit_read(now_ms()) {
+                return rate_limited(retry_after_ms);
+            }
+        }
         match request {
             Internal::Deliver(d) => self.on_deliver(d, body).await,
             Internal::Send(s) => self.on_api_send(s, &body).await,
@@ -250,6 +255,12 @@ impl DurableObject for UserObject {
         }
         Response::empty()
     }
+}
+
+/// 429 for a read over `READ_RATE`, with when to try again.
+fn rate_limited(retry_after_ms: u64) -> worker::Result<Response> {
+    let body = serde_json::json!({ "error": "too many history reads (READ_RATE); retry later", "retry_after_ms": retry_after_ms });
+    json(429, &body.to_string())
 }
 
 /// A frame the object itself writes (replies), counted.

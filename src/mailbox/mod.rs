@@ -276,6 +276,8 @@ pub struct Mailbox {
     archive_failures: u32,
     /// The user's send rate over all their sockets.
     bucket: Option<Bucket>,
+    /// The user's read rate (history, conversations) over HTTP and sockets.
+    read_bucket: Option<Bucket>,
     /// Sends of any protocol waiting for the recipient's answer: each holds
     /// its message in memory, so their number is bounded (`INFLIGHT_SENDS`).
     sends_waiting: usize,
@@ -296,6 +298,7 @@ impl Mailbox {
             alarm_armed: false,
             archive_failures: 0,
             bucket: None,
+            read_bucket: None,
             sends_waiting: 0,
             inflight: HashSet::new(),
             effects: Vec::new(),
@@ -382,6 +385,14 @@ impl Mailbox {
             incr(Counter::RefusedRate);
             Refusal::RateLimited { retry_after_ms }
         })
+    }
+
+    /// A history or conversation read, within `READ_RATE`/`READ_BURST`; or how
+    /// many milliseconds until one may be made (counted).
+    pub fn admit_read(&mut self, now: u64) -> Result<(), u64> {
+        let rate = self.config.limits.read_rate;
+        let b = self.read_bucket.get_or_insert_with(|| Bucket::full(rate, now));
+        b.take(rate, now).inspect_err(|_| incr(Counter::RefusedRead))
     }
 
     /// A new socket past `SOCKETS_PER_USER` is refused before the upgrade

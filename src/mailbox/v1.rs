@@ -130,7 +130,12 @@ impl Mailbox {
             V1Frame::Read { id, peer, up_to } => V1Step::Reply(self.read(io, &owner, &id, &peer, up_to)?),
             V1Frame::History { id, peer, before, after, limit } => {
                 match history::page_limit(limit, self.config.limits.history_page) {
-                    Ok(limit) => V1Step::History { re: id, query: PageQuery { limit, before, after, peer } },
+                    Ok(limit) => match self.admit_read(io.now) {
+                        Ok(()) => V1Step::History { re: id, query: PageQuery { limit, before, after, peer } },
+                        Err(retry_after_ms) => {
+                            V1Step::Reply(v1::error(Some(&id), V1Error::RateLimited { retry_after_ms }))
+                        }
+                    },
                     Err(_) => {
                         incr(Counter::RefusedPage);
                         V1Step::Reply(v1::error(Some(&id), V1Error::BadField("limit")))

@@ -103,7 +103,7 @@ impl V1Error {
             V1Error::Forbidden => "not allowed".into(),
             V1Error::Unavailable => "temporarily unavailable; nothing was stored, send again".into(),
             V1Error::RateLimited { retry_after_ms } => {
-                format!("too many sends; nothing was stored, send again in {retry_after_ms} ms")
+                format!("too many requests; nothing was done, send again in {retry_after_ms} ms")
             }
             V1Error::RecipientFull => "the recipient has too many undelivered messages; nothing was stored".into(),
         }
@@ -406,6 +406,8 @@ struct WelcomeLimits {
     history_page: u32,
     queue_max: u64,
     queue_ttl_s: u64,
+    read_burst: u32,
+    reads_per_second: u32,
     send_burst: u32,
     sends_per_second: u32,
 }
@@ -423,6 +425,8 @@ impl Welcome<'_> {
                 history_page: l.history_page,
                 queue_max: l.queue_max,
                 queue_ttl_s: l.queue_ttl_ms / 1000,
+                read_burst: l.read_rate.burst,
+                reads_per_second: l.read_rate.per_second,
                 send_burst: l.send_rate.burst,
                 sends_per_second: l.send_rate.per_second,
             },
@@ -747,7 +751,7 @@ mod tests {
         let w = Welcome { user: &user, device: "d\"1", head: 9, since: 4, recovered: true, limits: &limits };
         assert_eq!(
             w.encode(),
-            r#"{"device":"d\"1","head":9,"heartbeat_ms":30000,"limits":{"cmid_chars":64,"frame_bytes":65536,"history_page":200,"queue_max":10000,"queue_ttl_s":2592000,"send_burst":60,"sends_per_second":20},"op":"welcome","recovered":true,"since":4,"user":"u1","v":1}"#
+            r#"{"device":"d\"1","head":9,"heartbeat_ms":30000,"limits":{"cmid_chars":64,"frame_bytes":65536,"history_page":200,"queue_max":10000,"queue_ttl_s":2592000,"read_burst":30,"reads_per_second":5,"send_burst":60,"sends_per_second":20},"op":"welcome","recovered":true,"since":4,"user":"u1","v":1}"#
         );
         assert_eq!(
             msg(3, EntryKind::In, Some("p\"2"), "m1", r#"{"message":"hi","x":[1,2]}"#),
@@ -767,7 +771,7 @@ mod tests {
         );
         assert_eq!(
             error(Some(&json!(5)), V1Error::RateLimited { retry_after_ms: 70 }),
-            r#"{"code":"rate_limited","message":"too many sends; nothing was stored, send again in 70 ms","op":"error","re":5,"retry":true,"retry_after_ms":70}"#
+            r#"{"code":"rate_limited","message":"too many requests; nothing was done, send again in 70 ms","op":"error","re":5,"retry":true,"retry_after_ms":70}"#
         );
         assert_eq!(sent(&json!(7), "m1", 12, false), r#"{"duplicate":false,"mid":"m1","op":"sent","re":7,"seq":12}"#);
         assert_eq!(ok(&json!("x")), r#"{"op":"ok","re":"x"}"#);

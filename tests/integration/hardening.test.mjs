@@ -78,6 +78,35 @@ describe("hardening", () => {
   });
 });
 
+describe("7: read rate", () => {
+  let w;
+  before(async () => (w = await startWorker({ bindings: { READ_RATE: "1", READ_BURST: "3" } })));
+  after(() => w.close());
+
+  test("history and conversation reads over READ_RATE are refused with when to retry, and counted", async () => {
+    const before = (await w.metrics()).refused_read;
+    const get = (path) => w.fetch(path, { headers: { authorization: `Bearer ${token("rr1")}` } });
+    const answers = await Promise.all(["/ws/history", "/v1/history", "/v1/conversations", "/ws/history", "/v1/history"].map(get));
+    const statuses = answers.map((r) => r.status).sort();
+    assert.deepEqual(statuses, [200, 200, 200, 429, 429]);
+    const refused = answers.find((r) => r.status === 429);
+    const body = await refused.json();
+    assert.match(body.error, /READ_RATE/);
+    assert.ok(body.retry_after_ms > 0 && body.retry_after_ms <= 1000);
+    // The socket's history op shares the same bucket.
+    const c = await connectV1(w, "rr1");
+    assert.deepEqual([c.welcome.limits.reads_per_second, c.welcome.limits.read_burst], [1, 3]);
+    const e = await c.request({ op: "history", limit: 5 });
+    assert.deepEqual([e.op, e.code, e.retry], ["error", "rate_limited", true]);
+    assert.ok(e.retry_after_ms > 0);
+    // Another user's reads are their own.
+    const other = await w.fetch("/ws/history", { headers: { authorization: `Bearer ${token("rr2")}` } });
+    assert.equal(other.status, 200);
+    assert.equal((await w.metrics()).refused_read - before, 3);
+    await c.close();
+  });
+});
+
 describe("9: deploy check", () => {
   /** Everything the check printed for a wrangler.toml holding `toml`; throws if it fails. */
   const output = (toml) => {
