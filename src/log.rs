@@ -877,6 +877,16 @@ impl<S: Sql> Log<S> {
         self.all(&sql, &params, |r| Some((col_text(r, 0)?, col_text(r, 1)?)))
     }
 
+    /// Whether the owner has a conversation with `peer`: an entry with them
+    /// in the log, or their row in the conversation list.
+    pub fn has_conversation(&self, peer: &str) -> Result<bool, StoreError> {
+        let row = self.one(
+            "SELECT EXISTS (SELECT 1 FROM convs WHERE peer = ?1) OR EXISTS (SELECT 1 FROM log WHERE peer = ?1)",
+            &[text(peer)],
+        )?;
+        Ok(row.and_then(|r| col_u64(&r, 0)) == Some(1))
+    }
+
     /// Every conversation of the owner the log or the conversation list knows.
     pub fn conversation_ids(&self, owner: &UserId) -> Result<Vec<String>, StoreError> {
         let peers = self.all(

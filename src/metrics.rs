@@ -32,6 +32,8 @@ pub enum Counter {
     RefusedRate,
     /// History and conversation reads over `READ_RATE`.
     RefusedRead,
+    /// Typing indicators dropped: to a stranger, or too often to one peer.
+    DroppedTyping,
     RefusedBusy,
     RefusedFrame,
     RefusedBody,
@@ -56,7 +58,7 @@ pub enum Counter {
     ColdObjectsRead,
 }
 
-const ALL: [(Counter, &str); 29] = [
+const ALL: [(Counter, &str); 30] = [
     (Counter::WorkerRequests, "worker_requests"),
     (Counter::DoFetches, "do_fetches"),
     (Counter::DoWsMessages, "do_ws_messages"),
@@ -71,6 +73,7 @@ const ALL: [(Counter, &str); 29] = [
     (Counter::FramesOut, "frames_out"),
     (Counter::RefusedRate, "refused_rate"),
     (Counter::RefusedRead, "refused_read"),
+    (Counter::DroppedTyping, "dropped_typing"),
     (Counter::RefusedBusy, "refused_busy"),
     (Counter::RefusedFrame, "refused_frame"),
     (Counter::RefusedBody, "refused_body"),

@@ -236,3 +236,17 @@ fn a_received_chat_is_its_senders_to_write_except_when_a_reader_waits() {
     let later = Io { log: &bob.log, sockets: &bob.device, now: bob.now + 3_600_000 };
     assert!(bob.mb.recent_received(&later).unwrap().is_empty());
 }
+
+#[test]
+fn typing_goes_only_to_a_conversation_and_a_few_per_second() {
+    let mut bob = User::new("bob");
+    let io = Io { log: &bob.log, sockets: &bob.device, now: bob.now };
+    let amy = UserId::parse("amy").unwrap();
+    assert!(!bob.mb.typing_allowed(&io, &amy).unwrap(), "no conversation with amy");
+    bob.receive("amy", &id(1), false);
+    let io = Io { log: &bob.log, sockets: &bob.device, now: bob.now };
+    let allowed = (0..20).filter(|_| bob.mb.typing_allowed(&io, &amy).unwrap()).count();
+    assert_eq!(allowed, 3, "a burst of 20 lets 3 through");
+    let later = Io { log: &bob.log, sockets: &bob.device, now: bob.now + 1000 };
+    assert_eq!((0..20).filter(|_| bob.mb.typing_allowed(&later, &amy).unwrap()).count(), 3, "3 per second");
+}

@@ -51,6 +51,10 @@ pub const DEVICE_TTL_MS: u64 = 30 * 24 * 3600 * 1000;
 pub const BUSY_RETRY_MS: u64 = 100;
 /// How long a send's client id and a derived message id are remembered.
 pub const IDEMPOTENCY_MS: u64 = 24 * 3600 * 1000;
+/// Typing indicators to one peer: a few per second (start, stop, start).
+pub const TYPING_RATE: crate::ratelimit::Rate = crate::ratelimit::Rate { per_second: 3, burst: 3 };
+/// Peers remembered for the typing interval (bounded memory).
+const MAX_TYPING_PEERS: usize = 256;
 /// How far back a reader's archive pass hands in received chats, on top of
 /// four archive delays (see [`Mailbox::recent_received`]).
 pub const RECENT_MS: u64 = 60_000;
@@ -278,6 +282,9 @@ pub struct Mailbox {
     bucket: Option<Bucket>,
     /// The user's read rate (history, conversations) over HTTP and sockets.
     read_bucket: Option<Bucket>,
+    /// The typing indicators each peer may still get (peers in it have a
+    /// conversation with this user).
+    typing_sent: HashMap<UserId, Bucket>,
     /// Sends of any protocol waiting for the recipient's answer: each holds
     /// its message in memory, so their number is bounded (`INFLIGHT_SENDS`).
     sends_waiting: usize,
@@ -299,6 +306,7 @@ impl Mailbox {
             archive_failures: 0,
             bucket: None,
             read_bucket: None,
+            typing_sent: HashMap::new(),
             sends_waiting: 0,
             inflight: HashSet::new(),
             effects: Vec::new(),
@@ -393,6 +401,23 @@ impl Mailbox {
         let rate = self.config.limits.read_rate;
         let b = self.read_bucket.get_or_insert_with(|| Bucket::full(rate, now));
         b.take(rate, now).inspect_err(|_| incr(Counter::RefusedRead))
+    }
+
+    /// Whether a typing indicator may go to `peer` now: only within a
+    /// conversation that exists (either side wrote in it), and within
+    /// [`TYPING_RATE`] per peer. Excess is dropped (typing is a hint), never
+    /// answered: a typist is not told to slow down.
+    pub fn typing_allowed<S: Sql, W>(&mut self, io: &Io<S, W>, peer: &UserId) -> Result<bool, Error> {
+        if !self.typing_sent.contains_key(peer) {
+            if !io.log.has_conversation(peer.as_str())? {
+                return Ok(false);
+            }
+            if self.typing_sent.len() >= MAX_TYPING_PEERS {
+                self.typing_sent.clear();
+            }
+        }
+        let bucket = self.typing_sent.entry(peer.clone()).or_insert_with(|| Bucket::full(TYPING_RATE, io.now));
+        Ok(bucket.take(TYPING_RATE, io.now).is_ok())
     }
 
     /// A new socket past `SOCKETS_PER_USER` is refused before the upgrade

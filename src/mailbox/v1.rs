@@ -143,7 +143,11 @@ impl Mailbox {
                 }
             }
             V1Frame::Typing { to, active } => {
-                self.notify(Notice::Typing(Typing { owner: to, from: owner, active }));
+                if self.typing_allowed(io, &to)? {
+                    self.notify(Notice::Typing(Typing { owner: to, from: owner, active }));
+                } else {
+                    incr(Counter::DroppedTyping);
+                }
                 V1Step::Done
             }
         })

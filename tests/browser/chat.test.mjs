@@ -59,6 +59,10 @@ test("typing indicator shows while the peer types and goes away when they send",
   await openConversation(hank.page, "gina");
   const typing = hank.page.getByTestId("typing");
   assert.equal(await typing.isVisible(), false);
+  // Typing shows within a conversation that exists (strangers' is dropped).
+  await gina.page.getByTestId("composer").fill("hello");
+  await gina.page.getByTestId("send").click();
+  await bubble(hank.page, "hello").waitFor();
 
   await gina.page.getByTestId("composer").pressSequentially("are you th", { delay: 30 });
   await typing.getByText("gina is typing…").waitFor();

@@ -78,6 +78,31 @@ describe("hardening", () => {
   });
 });
 
+describe("1: typing", () => {
+  let w;
+  before(async () => (w = await startWorker()));
+  after(() => w.close());
+
+  test("a stranger's typing reaches nobody, and a flood reaches a peer a few times only; both counted", async () => {
+    const before = (await w.metrics()).dropped_typing;
+    const victim = [await connectV1(w, "ty1", { device: "a" }), await connectV1(w, "ty1", { device: "b" })];
+    const stranger = await connectV1(w, "ty2");
+    for (let i = 0; i < 50; i++) stranger.send({ op: "typing", to: "ty1", active: true });
+    for (const v of victim) await v.expectNone((f) => f.op === "typing", 300);
+    // Once they talk, typing goes through, a few per second at most.
+    await stranger.request({ op: "send", to: "ty1", cmid: "c1", body: { message: "hello" } });
+    for (const v of victim) await v.msg();
+    for (let i = 0; i < 50; i++) stranger.send({ op: "typing", to: "ty1", active: i % 2 === 0 });
+    await new Promise((r) => setTimeout(r, 400));
+    for (const v of victim) {
+      const got = v.frames.filter((f) => f.op === "typing").length;
+      assert.ok(got >= 1 && got <= 6, `${got} typing frames of 50`);
+    }
+    assert.ok((await w.metrics()).dropped_typing - before >= 50 + 44, "the dropped ones are counted");
+    await Promise.all([...victim.map((v) => v.close()), stranger.close()]);
+  });
+});
+
 describe("7: read rate", () => {
   let w;
   before(async () => (w = await startWorker({ bindings: { READ_RATE: "1", READ_BURST: "3" } })));

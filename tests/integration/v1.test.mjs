@@ -236,11 +236,15 @@ describe("protocol v1", () => {
   test("typing reaches the peer's live sockets and is never stored", async () => {
     const a = await connectV1(w, "t1");
     const b = await connectV1(w, "t2");
+    // Typing goes only within a conversation (hardening.test.mjs).
+    await a.request({ op: "send", to: "t2", cmid: "c1", body: { message: "hi" } });
+    await b.msg();
     a.send({ op: "typing", to: "t2", active: true });
     const t = await b.take((f) => f.op === "typing");
     assert.deepEqual([t.from, t.active], ["t1", true]);
     await b.expectNone((f) => f.op === "msg");
-    assert.deepEqual((await (await w.fetch("/v1/history", { headers: { authorization: `Bearer ${token("t2")}` } })).json()).items, []);
+    const items = (await (await w.fetch("/v1/history", { headers: { authorization: `Bearer ${token("t2")}` } })).json()).items;
+    assert.deepEqual(items.map((m) => m.body.message), ["hi"], "the typing left nothing in history");
     await Promise.all([a.close(), b.close()]);
   });
 
