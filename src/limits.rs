@@ -30,6 +30,9 @@ pub struct Limits {
     /// Most entries waiting for a user no socket has received
     /// (`QUEUE_MAX`); further messages to them are refused.
     pub queue_max: u64,
+    /// Most entries one sender may have waiting in one user's queue
+    /// (`QUEUE_PER_SENDER`), so no sender can take the whole queue.
+    pub queue_per_sender: u64,
     /// How long an entry no socket received stays queued (`QUEUE_TTL_S`).
     pub queue_ttl_ms: u64,
     /// Bound of a user's log whatever their devices acked (`LOG_CAP`).
@@ -58,6 +61,7 @@ impl Default for Limits {
             history_page: 200,
             sockets_per_user: 32,
             queue_max: 10_000,
+            queue_per_sender: 1_000,
             queue_ttl_ms: 30 * 24 * 3600 * 1000,
             log_cap: 10_000,
             inflight_sends: 256,
@@ -105,6 +109,7 @@ impl Limits {
             sockets_per_user: num("SOCKETS_PER_USER", d.sockets_per_user as u64, 1, 1000)? as usize,
             // A queue longer than the log would lose its oldest entries to the cap.
             queue_max: num("QUEUE_MAX", d.queue_max.min(log_cap), 1, log_cap)?,
+            queue_per_sender: num("QUEUE_PER_SENDER", d.queue_per_sender, 1, 10_000_000)?,
             queue_ttl_ms: ttl_s * 1000,
             log_cap,
             inflight_sends: num("INFLIGHT_SENDS", d.inflight_sends as u64, 1, 100_000)? as usize,

@@ -877,6 +877,18 @@ impl<S: Sql> Log<S> {
         self.all(&sql, &params, |r| Some((col_text(r, 0)?, col_text(r, 1)?)))
     }
 
+    /// Chats waiting in the offline queue (from `first_unsent` on), by sender.
+    pub fn queued_by_sender(&self, first_unsent: u64) -> Result<Vec<(String, u64)>, StoreError> {
+        self.all(
+            &format!(
+                "SELECT peer, COUNT(*) FROM log WHERE seq >= ? AND sent = 0 AND kind = {} AND peer IS NOT NULL GROUP BY peer",
+                Kind::Received.code()
+            ),
+            &[int(first_unsent)],
+            |r| Some((col_text(r, 0)?, col_u64(r, 1)?)),
+        )
+    }
+
     /// Whether the owner has a conversation with `peer`: an entry with them
     /// in the log, or their row in the conversation list.
     pub fn has_conversation(&self, peer: &str) -> Result<bool, StoreError> {

@@ -41,6 +41,8 @@ pub enum Counter {
     RefusedPage,
     RefusedSockets,
     RefusedQueueFull,
+    /// Chats refused because their sender has `QUEUE_PER_SENDER` waiting.
+    RefusedSenderFull,
     RefusedOrigin,
     /// Queued entries dropped from the offline queue by `QUEUE_TTL_S` (they
     /// stay in history).
@@ -58,7 +60,7 @@ pub enum Counter {
     ColdObjectsRead,
 }
 
-const ALL: [(Counter, &str); 30] = [
+const ALL: [(Counter, &str); 31] = [
     (Counter::WorkerRequests, "worker_requests"),
     (Counter::DoFetches, "do_fetches"),
     (Counter::DoWsMessages, "do_ws_messages"),
@@ -81,6 +83,7 @@ const ALL: [(Counter, &str); 30] = [
     (Counter::RefusedPage, "refused_page"),
     (Counter::RefusedSockets, "refused_sockets"),
     (Counter::RefusedQueueFull, "refused_queue_full"),
+    (Counter::RefusedSenderFull, "refused_sender_full"),
     (Counter::RefusedOrigin, "refused_origin"),
     (Counter::QueueExpired, "queue_expired"),
     (Counter::Handoffs, "handoffs"),

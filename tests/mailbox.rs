@@ -16,20 +16,20 @@ use edge_chat::user::UserId;
 use serde_json::{json, Value};
 use support::sqlite::Lite;
 
-/// One v1 socket that keeps every frame.
-struct Device(RefCell<Vec<Value>>);
+/// One v1 socket that keeps every frame (none when offline).
+struct Device(RefCell<Vec<Value>>, bool);
 
 impl Sockets for Device {
     type Socket = ();
     fn open(&self, mode: Mode) -> Vec<()> {
-        if mode == Mode::V1 {
+        if mode == Mode::V1 && self.1 {
             vec![()]
         } else {
             Vec::new()
         }
     }
     fn count(&self) -> usize {
-        1
+        self.1 as usize
     }
     fn send(&self, _: &(), text: &str) -> bool {
         self.0.borrow_mut().push(serde_json::from_str(text).expect("frames are JSON"));
@@ -47,17 +47,24 @@ struct User {
 
 impl User {
     fn new(id: &str) -> User {
-        let config = Config::new(Limits::default(), 500, 1000);
+        User::new_with(id, Limits::default(), true)
+    }
+
+    /// A user under `limits`, with a v1 device connected or not.
+    fn new_with(id: &str, limits: Limits, online: bool) -> User {
+        let config = Config::new(limits, 500, 1000);
         let mut u = User {
             log: Lite::log(),
             mb: Mailbox::new(config),
-            device: Device(RefCell::new(Vec::new())),
+            device: Device(RefCell::new(Vec::new()), online),
             id: UserId::parse(id).unwrap(),
             now: 1_000_000,
         };
         let (log, dev, id) = (&u.log, &u.device, u.id.clone());
         u.mb.load(&Io { log, sockets: dev, now: u.now }, &id).unwrap();
-        u.mb.connect_v1(&Io { log, sockets: dev, now: u.now }, &(), "phone", None).unwrap();
+        if online {
+            u.mb.connect_v1(&Io { log, sockets: dev, now: u.now }, &(), "phone", None).unwrap();
+        }
         u
     }
 
@@ -249,4 +256,14 @@ fn typing_goes_only_to_a_conversation_and_a_few_per_second() {
     assert_eq!(allowed, 3, "a burst of 20 lets 3 through");
     let later = Io { log: &bob.log, sockets: &bob.device, now: bob.now + 1000 };
     assert_eq!((0..20).filter(|_| bob.mb.typing_allowed(&later, &amy).unwrap()).count(), 3, "3 per second");
+}
+
+#[test]
+fn one_sender_cannot_take_the_whole_queue() {
+    let limits = Limits { queue_per_sender: 3, ..Limits::default() };
+    let mut bob = User::new_with("bob", limits, false);
+    let outcomes: Vec<Outcome> = (1..=5).map(|n| bob.receive("mallory", &id(n), false).0).collect();
+    let full = outcomes.iter().filter(|o| **o == Outcome::Full).count();
+    assert_eq!((outcomes.len() - full, full), (3, 2), "{outcomes:?}");
+    assert_eq!(bob.receive("alice", &id(10), false).0, Outcome::Stored { pushed: false }, "others still get in");
 }

@@ -282,6 +282,10 @@ pub struct Mailbox {
     bucket: Option<Bucket>,
     /// The user's read rate (history, conversations) over HTTP and sockets.
     read_bucket: Option<Bucket>,
+    /// Chats waiting in the queue per sender, as counted when the queue
+    /// started at the seq kept with them (recounted when it moves), plus
+    /// those admitted since.
+    queued_by_sender: Option<(u64, HashMap<String, u64>)>,
     /// The typing indicators each peer may still get (peers in it have a
     /// conversation with this user).
     typing_sent: HashMap<UserId, Bucket>,
@@ -307,6 +311,7 @@ impl Mailbox {
             bucket: None,
             read_bucket: None,
             typing_sent: HashMap::new(),
+            queued_by_sender: None,
             sends_waiting: 0,
             inflight: HashSet::new(),
             effects: Vec::new(),
@@ -464,6 +469,34 @@ impl Mailbox {
         Ok(full)
     }
 
+    /// Whether a chat that will wait in the queue comes from a sender who
+    /// has `QUEUE_PER_SENDER` waiting there already: one sender (a stranger,
+    /// say) cannot take the whole queue from the others. Counts it if not.
+    fn sender_full<S: Sql, W: Sockets>(&mut self, io: &Io<S, W>, d: &Delivery) -> Result<bool, Error> {
+        let Some(sender) = d.peer.as_ref().filter(|_| d.kind == Kind::Received) else { return Ok(false) };
+        let inbox = &self.life()?.inbox;
+        // Pushed live (nothing queued, a socket open): it will not wait.
+        if inbox.queued_span() == 0 && io.sockets.count() > 0 {
+            return Ok(false);
+        }
+        let start = inbox.first_unsent().unwrap_or(inbox.head() + 1);
+        if self.queued_by_sender.as_ref().is_none_or(|(at, _)| *at != start) {
+            let counts = io.log.queued_by_sender(start)?.into_iter().collect();
+            self.queued_by_sender = Some((start, counts));
+        }
+        let Some((_, counts)) = self.queued_by_sender.as_mut() else { return Ok(false) };
+        // Admitted ones count at once (below), so concurrent deliveries
+        // still waiting for the group write are in it.
+        let waiting = counts.entry(sender.to_string()).or_insert(0);
+        if *waiting >= self.config.limits.queue_per_sender {
+            incr(Counter::RefusedSenderFull);
+            return Ok(true);
+        }
+        // Counted now; a recount follows whenever the queue's start moves.
+        *waiting += 1;
+        Ok(false)
+    }
+
     /// A new legacy socket, just accepted: the queue is replayed into it
     /// before anything live (the caller awaits nothing in between).
     pub fn connect_legacy<S: Sql, W: Sockets>(&mut self, io: &Io<S, W>, socket: &W::Socket) -> Result<(), Error> {
@@ -511,7 +544,7 @@ impl Mailbox {
                 return Ok(DeliverStep::Answer(Answer { outcome: stored, seq: Some(seq), duplicate: true }));
             }
         }
-        if self.queue_full(io)? {
+        if self.queue_full(io)? || self.sender_full(io, &d)? {
             return Ok(DeliverStep::Answer(Answer::of(Outcome::Full)));
         }
         Ok(DeliverStep::Append(NewEntry {

@@ -132,6 +132,36 @@ describe("7: read rate", () => {
   });
 });
 
+describe("8: one sender per queue", () => {
+  let w;
+  before(async () => (w = await startWorker({ bindings: { QUEUE_PER_SENDER: "3", QUEUE_MAX: "10" } })));
+  after(() => w.close());
+
+  test("a sender cannot fill an offline user's queue: past QUEUE_PER_SENDER they are told full, others are not", async () => {
+    const before = (await w.metrics()).refused_sender_full;
+    const mallory = await w.connect("qm");
+    const answers = [];
+    for (let i = 0; i < 5; i++) {
+      mallory.send({ fromUser: "qm", toUser: "qv", message: `spam ${i}` });
+      answers.push(await mallory.next());
+    }
+    assert.deepEqual(answers, ["ok", "ok", "ok", "error full", "error full"]);
+    const v1 = await connectV1(w, "qm2");
+    const e = await v1.request({ op: "send", to: "qv", cmid: "c1", body: { message: "fine" } });
+    assert.equal(e.op, "sent", "another sender still gets in");
+    assert.equal((await w.metrics()).refused_sender_full - before, 2);
+    // The victim connects and gets what was stored; then the queue is empty.
+    const victim = await w.connect("qv");
+    const got = [];
+    for (let i = 0; i < 4; i++) got.push((await victim.nextJson()).message);
+    assert.deepEqual(got, ["spam 0", "spam 1", "spam 2", "fine"]);
+    mallory.send({ fromUser: "qm", toUser: "qv", message: "live" });
+    assert.equal(await mallory.next(), "ok");
+    assert.equal((await victim.nextJson()).message, "live");
+    await Promise.all([mallory.close(), v1.close(), victim.close()]);
+  });
+});
+
 describe("9: deploy check", () => {
   /** Everything the check printed for a wrangler.toml holding `toml`; throws if it fails. */
   const output = (toml) => {
