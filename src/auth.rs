@@ -173,6 +173,13 @@ pub fn origin_allowed(allowed: &str, origin: Option<&str>) -> bool {
     }
 }
 
+/// Whether a socket's token has expired at `now_ms` (`exp` in seconds).
+/// `exp` 0 is a socket accepted before sockets carried their expiry: it is
+/// not closed for it.
+pub fn token_expired(exp: u64, now_ms: u64) -> bool {
+    exp != 0 && now_ms / 1000 >= exp
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

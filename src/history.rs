@@ -334,7 +334,10 @@ pub fn page_sql(shape: Shape, owner: &UserId, convs: &[String], tables: &[String
 /// more than `limit` (so the caller can tell whether another follows).
 pub fn merge(parts: Vec<Vec<PageRow>>, shape: Shape, q: &PageQuery) -> Vec<PageRow> {
     let ascending = shape.ascending(q);
-    let mut rows: Vec<PageRow> = parts.into_iter().flatten().collect();
+    let mut rows: Vec<PageRow> = Vec::new();
+    for part in parts {
+        rows.extend(part);
+    }
     // A stable sort keeps the parts' order among equal seqs.
     rows.sort_by_key(|r| if ascending { r.seq as i128 } else { -(r.seq as i128) });
     rows.dedup_by_key(|r| r.seq);

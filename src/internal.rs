@@ -21,7 +21,8 @@ use crate::user::UserId;
 pub enum Internal {
     /// A WebSocket upgrade for `uid`, verified by the entry: legacy, or v1
     /// with its device.
-    Connect { uid: UserId, v1: Option<V1Connect> },
+    /// `exp`: the token's expiry (s since the epoch); the socket closes then.
+    Connect { uid: UserId, exp: u64, v1: Option<V1Connect> },
     /// Store a message in `owner`'s log (the body is the message).
     Deliver(Delivery),
     /// The backend sends a chat on `uid`'s behalf (the body is the chat).
@@ -41,8 +42,6 @@ pub struct V1Connect {
     pub device: String,
     /// Replay entries after this seq (`None`: from the device's cursor).
     pub since: Option<u64>,
-    /// The token's expiry (s since the epoch); the socket closes after it.
-    pub exp: u64,
 }
 
 /// A backend call's chat, already given its id by the entry.
@@ -115,11 +114,11 @@ impl Internal {
     pub fn encode(&self) -> String {
         let mut p: Vec<(&str, String)> = Vec::with_capacity(6);
         let route = match self {
-            Internal::Connect { uid, v1 } => {
+            Internal::Connect { uid, exp, v1 } => {
                 p.push(("uid", uid.to_string()));
+                p.push(("exp", exp.to_string()));
                 if let Some(c) = v1 {
                     p.push(("device", c.device.clone()));
-                    p.push(("exp", c.exp.to_string()));
                     p.extend(c.since.map(|s| ("since", s.to_string())));
                 }
                 "connect"
@@ -202,10 +201,10 @@ impl Internal {
                     None => None,
                     Some(d) => {
                         UserId::parse(d).map_err(|_| BadInternal::Param("device"))?;
-                        Some(V1Connect { device: d.to_owned(), since: opt_number("since")?, exp: number("exp")? })
+                        Some(V1Connect { device: d.to_owned(), since: opt_number("since")? })
                     }
                 };
-                Internal::Connect { uid, v1 }
+                Internal::Connect { uid, exp: number("exp")?, v1 }
             }
             "deliver" => Internal::Deliver(Delivery {
                 owner: user("owner")?,
@@ -436,12 +435,13 @@ mod tests {
     fn every_kind() -> Vec<Internal> {
         let page = PageQuery { limit: 5, before: Some(9), after: None, peer: Some(uid("p@x")) };
         vec![
-            Internal::Connect { uid: uid("1"), v1: None },
+            Internal::Connect { uid: uid("1"), exp: 7, v1: None },
             Internal::Connect {
                 uid: uid("a.b"),
-                v1: Some(V1Connect { device: "phone".into(), since: Some(4), exp: 99 }),
+                exp: 99,
+                v1: Some(V1Connect { device: "phone".into(), since: Some(4) }),
             },
-            Internal::Connect { uid: uid("a"), v1: Some(V1Connect { device: "d".into(), since: None, exp: 1 }) },
+            Internal::Connect { uid: uid("a"), exp: 1, v1: Some(V1Connect { device: "d".into(), since: None }) },
             Internal::Deliver(Delivery {
                 owner: uid("bob@x.y"),
                 kind: Kind::Received,

@@ -111,14 +111,16 @@ async fn upgrade_history(req: &Request, env: &Env, limits: &Limits) -> worker::R
             d1::open_partition(env, h.shard, &part, &limits.partitioning, now_ms()).await?;
             d1::write(env, h.shard, &part.table(), &h.rows).await?;
         }
-        let next = (rows.len() == limit as usize)
-            .then(|| rows.last().map(|r| serde_json::json!({ "owner": r.owner, "seq": r.seq })))
-            .flatten();
-        Ok::<_, worker::Error>(serde_json::json!({ "copied": rows.len(), "next": next }))
+        // Owners are user ids (letters, digits, `_ - . @`): nothing to escape.
+        let next = match rows.last().filter(|_| rows.len() == limit as usize) {
+            Some(r) => format!(r#"{{"owner":"{}","seq":{}}}"#, r.owner, r.seq),
+            None => "null".to_string(),
+        };
+        Ok::<_, worker::Error>(format!(r#"{{"copied":{},"next":{next}}}"#, rows.len()))
     }
     .await;
     match result {
-        Ok(body) => json(200, &body.to_string()),
+        Ok(body) => json(200, &body),
         Err(e) => {
             worker::console_error!("history upgrade: {e}");
             json_error(503, "history is temporarily unavailable; retry")
@@ -169,9 +171,9 @@ async fn connect(req: Request, env: &Env, secret: &str) -> worker::Result<Respon
             Some(Ok(since)) => Some(since),
             Some(Err(_)) => return json_error(400, "since must be a sequence number"),
         };
-        device = Some(V1Connect { device: name, since, exp: v.exp });
+        device = Some(V1Connect { device: name, since });
     }
-    let request = Internal::Connect { uid: v.user.clone(), v1: device };
+    let request = Internal::Connect { uid: v.user.clone(), exp: v.exp, v1: device };
     let mut init = RequestInit::new();
     // The object answers the upgrade, so it needs the client's headers.
     init.with_method(Method::Get).with_headers(req.headers().clone());

@@ -9,7 +9,7 @@
 //! No `RefCell` borrow is held across an `.await`: each step borrows the
 //! mailbox for one synchronous call.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use std::time::Duration;
@@ -27,6 +27,7 @@ use super::hop::{self, RawStub};
 use super::sql::DoSql;
 use super::{cold, d1, json, json_error, now_ms, random_u64, USER_BINDING, WRITER_BINDING};
 use crate::archive::{shard_of, Handoff, Partitioning};
+use crate::auth::token_expired;
 use crate::history::{self, d1_part, merge, page_convs, page_json, PageQuery, PageRow, Shape};
 use crate::internal::{Answer, ApiSend, Archive, Delivery, Internal, Outcome, Receipt, Typing, V1Connect, View};
 use crate::log::{Log, NewEntry, StoreError};
@@ -46,9 +47,11 @@ const MAX_STUBS: usize = 256;
 #[derive(Serialize, Deserialize)]
 struct Attachment {
     uid: String,
-    /// Set for `chat.v1` sockets: the device, and the token's expiry (s).
+    /// Set for `chat.v1` sockets: the device.
     #[serde(default)]
     device: Option<String>,
+    /// The token's expiry (s); 0 on sockets accepted before legacy sockets
+    /// carried it.
     #[serde(default)]
     exp: u64,
 }
@@ -108,10 +111,38 @@ struct Shared {
     waiters: RefCell<HashMap<Waiter, oneshot::Sender<Result<Stored, mailbox::Error>>>>,
     stubs: RefCell<HashMap<UserId, RawStub>>,
     writers: RefCell<HashMap<u32, RawStub>>,
+    /// The earliest token expiry (s) among the open sockets; 0: not known
+    /// yet (the object just woke), so the next send looks.
+    earliest_exp: Cell<u64>,
 }
 
-/// The sockets port over the runtime's hibernatable sockets.
-struct Sockets<'a>(&'a State);
+/// The sockets port over the runtime's hibernatable sockets. No message is
+/// written to a socket whose token expired: it is closed with 4001 first,
+/// at the first send once the earliest expiry is due, and the entry stays
+/// queued for the next connection.
+struct Sockets<'a> {
+    state: &'a State,
+    earliest_exp: &'a Cell<u64>,
+}
+
+impl Sockets<'_> {
+    fn close_expired(&self) {
+        let now = now_ms();
+        if now / 1000 < self.earliest_exp.get() {
+            return;
+        }
+        let mut earliest = u64::MAX;
+        for ws in self.state.get_websockets() {
+            let exp = ws.deserialize_attachment::<Attachment>().ok().flatten().map_or(0, |a| a.exp);
+            if token_expired(exp, now) {
+                let _ = ws.close(Some(v1::close::TOKEN_EXPIRED), Some("token expired"));
+            } else if exp != 0 {
+                earliest = earliest.min(exp);
+            }
+        }
+        self.earliest_exp.set(earliest);
+    }
+}
 
 fn tag(mode: Mode) -> &'static str {
     match mode {
@@ -123,12 +154,14 @@ fn tag(mode: Mode) -> &'static str {
 impl mailbox::Sockets for Sockets<'_> {
     type Socket = WebSocket;
     fn open(&self, mode: Mode) -> Vec<WebSocket> {
-        self.0.get_websockets_with_tag(tag(mode))
+        self.state.get_websockets_with_tag(tag(mode))
     }
     fn count(&self) -> usize {
-        self.0.get_websockets().len()
+        self.state.get_websockets().len()
     }
     fn send(&self, socket: &WebSocket, text: &str) -> bool {
+        // A socket closed just now refuses the send: the entry stays queued.
+        self.close_expired();
         socket.send_with_str(text).is_ok()
     }
 }
@@ -172,6 +205,7 @@ impl DurableObject for UserObject {
             waiters: RefCell::new(HashMap::new()),
             stubs: RefCell::new(HashMap::new()),
             writers: RefCell::new(HashMap::new()),
+            earliest_exp: Cell::new(0),
         });
         UserObject { state, env, shared, archiving: Mutex::new(()), faults }
     }
@@ -197,8 +231,8 @@ impl DurableObject for UserObject {
             Internal::Send(s) => self.on_api_send(s, &body).await,
             Internal::Receipt(r) => self.on_receipt(&r),
             Internal::Typing(t) => self.on_typing(&t),
-            Internal::Connect { uid, v1: None } => self.on_connect(&uid),
-            Internal::Connect { uid, v1: Some(c) } => self.on_connect_v1(&uid, &c),
+            Internal::Connect { uid, exp, v1: None } => self.on_connect(&uid, exp),
+            Internal::Connect { uid, exp, v1: Some(c) } => self.on_connect_v1(&uid, exp, &c),
             Internal::Read { uid, view: View::Legacy, page } => self.on_history(&uid, &page).await,
             Internal::Read { uid, view: View::V1, page } => self.on_v1_history(&uid, &page).await,
             Internal::Read { uid, view: View::Conversations, page } => {
@@ -222,7 +256,7 @@ impl DurableObject for UserObject {
         }
         match att.device {
             Some(device) => self.on_v1_frame(&ws, &owner, &device, att.exp, &text).await,
-            None => self.on_legacy_frame(&ws, &owner, &text).await,
+            None => self.on_legacy_frame(&ws, &owner, att.exp, &text).await,
         }
     }
 
@@ -259,8 +293,9 @@ impl DurableObject for UserObject {
 
 /// 429 for a read over `READ_RATE`, with when to try again.
 fn rate_limited(retry_after_ms: u64) -> worker::Result<Response> {
-    let body = serde_json::json!({ "error": "too many history reads (READ_RATE); retry later", "retry_after_ms": retry_after_ms });
-    json(429, &body.to_string())
+    let body =
+        format!(r#"{{"error":"too many history reads (READ_RATE); retry later","retry_after_ms":{retry_after_ms}}}"#);
+    json(429, &body)
 }
 
 /// A frame the object itself writes (replies), counted.
@@ -294,7 +329,7 @@ impl UserObject {
     }
 
     fn call<T>(&self, f: impl FnOnce(&mut Mailbox, &Io<DoSql, Sockets>) -> T) -> T {
-        let sockets = Sockets(&self.state);
+        let sockets = self.sockets();
         let io = Io { log: &self.shared.log, sockets: &sockets, now: now_ms() };
         let out = f(&mut self.shared.mailbox.borrow_mut(), &io);
         let effects = self.shared.mailbox.borrow_mut().take_effects();
@@ -302,6 +337,18 @@ impl UserObject {
             self.execute(effect);
         }
         out
+    }
+
+    fn sockets(&self) -> Sockets<'_> {
+        Sockets { state: &self.state, earliest_exp: &self.shared.earliest_exp }
+    }
+
+    /// A socket accepted with a token expiring at `exp` (s).
+    fn track_expiry(&self, exp: u64) {
+        let known = self.shared.earliest_exp.get();
+        if known != 0 && exp != 0 {
+            self.shared.earliest_exp.set(known.min(exp));
+        }
     }
 
     /// The preamble: the mailbox loaded for `uid`.
@@ -423,8 +470,9 @@ impl UserObject {
         }
     }
 
-    async fn on_legacy_frame(&self, ws: &WebSocket, owner: &UserId, text: &str) -> worker::Result<()> {
-        let reply = match self.call(|mb, io| mb.legacy_frame(owner, text, io.now)) {
+    async fn on_legacy_frame(&self, ws: &WebSocket, owner: &UserId, exp: u64, text: &str) -> worker::Result<()> {
+        let reply = match self.call(|mb, io| mb.legacy_frame(owner, exp, text, io.now)) {
+            LegacyStep::Close(code, reason) => return ws.close(Some(code), Some(reason)),
             LegacyStep::Reply(reply) => reply,
             LegacyStep::Send(chat) => {
                 let now = now_ms();
@@ -493,20 +541,21 @@ impl UserObject {
 
     /// A new legacy socket: accepted for hibernation, then the queue replayed
     /// into it before anything live (no await in between).
-    fn on_connect(&self, uid: &UserId) -> worker::Result<Response> {
+    fn on_connect(&self, uid: &UserId, exp: u64) -> worker::Result<Response> {
         if let Err(r) = self.shared.mailbox.borrow().admit_socket(self.state.get_websockets().len()) {
             return json_error(r.status, &r.message);
         }
         let pair = WebSocketPair::new()?;
         self.state.accept_websocket_with_tags(&pair.server, &[tag(Mode::Legacy)]);
-        pair.server.serialize_attachment(Attachment { uid: uid.to_string(), device: None, exp: 0 })?;
+        pair.server.serialize_attachment(Attachment { uid: uid.to_string(), device: None, exp })?;
+        self.track_expiry(exp);
         self.step(|mb, io| mb.connect_legacy(io, &pair.server))?;
         Response::from_websocket(pair.client)
     }
 
     /// A new v1 socket: `welcome`, the replay, then live entries.
-    fn on_connect_v1(&self, uid: &UserId, c: &V1Connect) -> worker::Result<Response> {
-        let (device, since, exp) = (c.device.as_str(), c.since, c.exp);
+    fn on_connect_v1(&self, uid: &UserId, exp: u64, c: &V1Connect) -> worker::Result<Response> {
+        let (device, since) = (c.device.as_str(), c.since);
         if let Err(r) = self.shared.mailbox.borrow().admit_v1(device, self.state.get_websockets().len()) {
             return json_error(r.status, &r.message);
         }
@@ -514,6 +563,7 @@ impl UserObject {
         self.state.accept_websocket_with_tags(&pair.server, &[tag(Mode::V1)]);
         let att = Attachment { uid: uid.to_string(), device: Some(device.to_owned()), exp };
         pair.server.serialize_attachment(att)?;
+        self.track_expiry(exp);
         self.step(|mb, io| mb.connect_v1(io, &pair.server, device, since))?;
         let headers = Headers::new();
         headers.set("sec-websocket-protocol", v1::SUBPROTOCOL)?;
@@ -528,7 +578,7 @@ impl UserObject {
 
     /// `Typing`: shown on this user's live v1 sockets, never stored.
     fn on_typing(&self, t: &Typing) -> worker::Result<Response> {
-        Mailbox::typing(&Sockets(&self.state), t);
+        Mailbox::typing(&self.sockets(), t);
         answer(Answer::of(Outcome::Done))
     }
 
@@ -655,8 +705,8 @@ impl UserObject {
                 let stub = self.writer(h.shard)?;
                 match hop::archive(&stub, &request, &h.rows).await {
                     Ok(a) if a.outcome == Outcome::Done => Ok(()),
-                    Ok(a) => Err(Failure::History(format!("shard {} answered {:?}", h.shard, a.outcome))),
-                    Err(e) => Err(Failure::History(format!("shard {}: {e:?}", h.shard))),
+                    Ok(a) => Err(Failure::History(format!("shard {} answered {}", h.shard, a.status()))),
+                    Err(_) => Err(Failure::History(format!("shard {}: no answer", h.shard))),
                 }
             }
         });

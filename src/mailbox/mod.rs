@@ -246,6 +246,8 @@ pub enum ApiStep {
 #[derive(Debug, PartialEq)]
 pub enum LegacyStep {
     Reply(Reply<'static>),
+    /// The socket's token expired: close it with this code and reason.
+    Close(u16, &'static str),
     /// Send this chat ([`Mailbox::plan_send`]), then reply `ok` or the refusal.
     Send(Chat),
 }
@@ -285,10 +287,10 @@ pub struct Mailbox {
     /// Chats waiting in the queue per sender, as counted when the queue
     /// started at the seq kept with them (recounted when it moves), plus
     /// those admitted since.
-    queued_by_sender: Option<(u64, HashMap<String, u64>)>,
+    queued_by_sender: Option<(u64, Vec<(String, u64)>)>,
     /// The typing indicators each peer may still get (peers in it have a
     /// conversation with this user).
-    typing_sent: HashMap<UserId, Bucket>,
+    typing_sent: Vec<(UserId, Bucket)>,
     /// Sends of any protocol waiting for the recipient's answer: each holds
     /// its message in memory, so their number is bounded (`INFLIGHT_SENDS`).
     sends_waiting: usize,
@@ -310,7 +312,7 @@ impl Mailbox {
             archive_failures: 0,
             bucket: None,
             read_bucket: None,
-            typing_sent: HashMap::new(),
+            typing_sent: Vec::new(),
             queued_by_sender: None,
             sends_waiting: 0,
             inflight: HashSet::new(),
@@ -413,16 +415,21 @@ impl Mailbox {
     /// [`TYPING_RATE`] per peer. Excess is dropped (typing is a hint), never
     /// answered: a typist is not told to slow down.
     pub fn typing_allowed<S: Sql, W>(&mut self, io: &Io<S, W>, peer: &UserId) -> Result<bool, Error> {
-        if !self.typing_sent.contains_key(peer) {
-            if !io.log.has_conversation(peer.as_str())? {
-                return Ok(false);
+        // A short list, linear: a user types to few peers at a time.
+        let i = match self.typing_sent.iter().position(|(p, _)| p == peer) {
+            Some(i) => i,
+            None => {
+                if !io.log.has_conversation(peer.as_str())? {
+                    return Ok(false);
+                }
+                if self.typing_sent.len() >= MAX_TYPING_PEERS {
+                    self.typing_sent.clear();
+                }
+                self.typing_sent.push((peer.clone(), Bucket::full(TYPING_RATE, io.now)));
+                self.typing_sent.len() - 1
             }
-            if self.typing_sent.len() >= MAX_TYPING_PEERS {
-                self.typing_sent.clear();
-            }
-        }
-        let bucket = self.typing_sent.entry(peer.clone()).or_insert_with(|| Bucket::full(TYPING_RATE, io.now));
-        Ok(bucket.take(TYPING_RATE, io.now).is_ok())
+        };
+        Ok(self.typing_sent[i].1.take(TYPING_RATE, io.now).is_ok())
     }
 
     /// A new socket past `SOCKETS_PER_USER` is refused before the upgrade
@@ -481,13 +488,19 @@ impl Mailbox {
         }
         let start = inbox.first_unsent().unwrap_or(inbox.head() + 1);
         if self.queued_by_sender.as_ref().is_none_or(|(at, _)| *at != start) {
-            let counts = io.log.queued_by_sender(start)?.into_iter().collect();
-            self.queued_by_sender = Some((start, counts));
+            self.queued_by_sender = Some((start, io.log.queued_by_sender(start)?));
         }
         let Some((_, counts)) = self.queued_by_sender.as_mut() else { return Ok(false) };
         // Admitted ones count at once (below), so concurrent deliveries
         // still waiting for the group write are in it.
-        let waiting = counts.entry(sender.to_string()).or_insert(0);
+        let i = match counts.iter().position(|(s, _)| s == sender.as_str()) {
+            Some(i) => i,
+            None => {
+                counts.push((sender.to_string(), 0));
+                counts.len() - 1
+            }
+        };
+        let waiting = &mut counts[i].1;
         if *waiting >= self.config.limits.queue_per_sender {
             incr(Counter::RefusedSenderFull);
             return Ok(true);
@@ -568,7 +581,10 @@ impl Mailbox {
     }
 
     /// One legacy client frame: answered at once, or a chat to send.
-    pub fn legacy_frame(&mut self, owner: &UserId, text: &str, now: u64) -> LegacyStep {
+    pub fn legacy_frame(&mut self, owner: &UserId, exp: u64, text: &str, now: u64) -> LegacyStep {
+        if crate::auth::token_expired(exp, now) {
+            return LegacyStep::Close(wire::close::TOKEN_EXPIRED, "token expired");
+        }
         let frame = match legacy::parse(text, self.config.limits.frame_bytes) {
             Ok(f) => f,
             Err(r) => {

@@ -94,7 +94,7 @@ impl Mailbox {
         exp: u64,
         text: &str,
     ) -> Result<V1Step, Error> {
-        if io.now / 1000 >= exp {
+        if crate::auth::token_expired(exp, io.now) {
             return Ok(V1Step::Close(close::TOKEN_EXPIRED, "token expired"));
         }
         let owner = self.life()?.owner.clone();

@@ -103,6 +103,53 @@ describe("1: typing", () => {
   });
 });
 
+describe("2: expired tokens", () => {
+  let w;
+  before(async () => (w = await startWorker()));
+  after(() => w.close());
+  const expiring = (uid) => token(uid, { exp: Math.floor(Date.now() / 1000) + 2 });
+  const closeOf = (ws) => new Promise((r) => (ws.readyState === 3 ? r(null) : ws.once("close", (code) => r(code))));
+
+  test("a legacy chat sent after the token expired closes the socket with 4001 and stores nothing", async () => {
+    const a = await w.connect("ex1", { tokenValue: expiring("ex1") });
+    const b = await w.connect("ex2");
+    await new Promise((r) => setTimeout(r, 2300));
+    const closed = closeOf(a.ws);
+    a.send({ fromUser: "ex1", toUser: "ex2", message: "too late" });
+    assert.equal(await closed, 4001);
+    await b.expectSilence(300);
+    await b.close();
+  });
+
+  test("a socket that only heartbeats is closed at the next delivery once expired, and the message waits for the next connection", async () => {
+    const legacy = await w.connect("ex3", { tokenValue: expiring("ex3") });
+    const v1 = await connectV1(w, "ex4", { tokenValue: expiring("ex4") });
+    // Heartbeats only: answered by the runtime, the objects never see them.
+    for (let i = 0; i < 3; i++) {
+      legacy.send("heartbeat");
+      v1.send("heartbeat");
+      await new Promise((r) => setTimeout(r, 800));
+    }
+    const sender = await connectV1(w, "ex5");
+    const legacyClosed = closeOf(legacy.ws);
+    const v1Closed = closeOf(v1.ws);
+    for (const to of ["ex3", "ex4"]) {
+      const r = await sender.request({ op: "send", to, cmid: `c-${to}`, body: { message: `for ${to}` } });
+      assert.equal(r.op, "sent", "stored for the recipient");
+    }
+    assert.equal(await legacyClosed, 4001);
+    assert.equal(await v1Closed, 4001);
+    assert.ok(!legacy.received.some((m) => String(m).includes("for ex3")), "nothing written to the expired legacy socket");
+    assert.ok(!v1.frames.some((f) => f.op === "msg"), "nothing written to the expired v1 socket");
+    // A fresh token gets what waited.
+    const again = await w.connect("ex3");
+    assert.equal((await again.nextJson()).message, "for ex3");
+    const v1again = await connectV1(w, "ex4", { since: 0 });
+    assert.equal((await v1again.msg()).body.message, "for ex4");
+    await Promise.all([again.close(), v1again.close(), sender.close()]);
+  });
+});
+
 describe("7: read rate", () => {
   let w;
   before(async () => (w = await startWorker({ bindings: { READ_RATE: "1", READ_BURST: "3" } })));
