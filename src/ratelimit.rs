@@ -26,7 +26,8 @@ impl Bucket {
     pub fn take(&mut self, rate: Rate, now_ms: u64) -> Result<(), u64> {
         let elapsed = now_ms.saturating_sub(self.last_ms);
         // tokens/s × ms = thousandths of a token
-        self.milli = (self.milli + elapsed * rate.per_second as u64).min(rate.burst as u64 * 1000);
+        let refill = elapsed.saturating_mul(rate.per_second as u64);
+        self.milli = self.milli.saturating_add(refill).min(rate.burst as u64 * 1000);
         self.last_ms = self.last_ms.max(now_ms);
         if self.milli >= 1000 {
             self.milli -= 1000;

@@ -267,3 +267,19 @@ fn one_sender_cannot_take_the_whole_queue() {
     assert_eq!((outcomes.len() - full, full), (3, 2), "{outcomes:?}");
     assert_eq!(bob.receive("alice", &id(10), false).0, Outcome::Stored { pushed: false }, "others still get in");
 }
+
+#[test]
+fn a_legacy_frame_after_the_token_expired_closes_the_socket() {
+    use edge_chat::mailbox::LegacyStep;
+    let mut bob = User::new("bob");
+    let chat = r#"{"fromUser":"bob","toUser":"amy","message":"hi"}"#;
+    let owner = bob.id.clone();
+    let exp = bob.now / 1000 + 1;
+    assert!(matches!(bob.mb.legacy_frame(&owner, exp, chat, bob.now), LegacyStep::Send(_)));
+    assert_eq!(bob.mb.legacy_frame(&owner, exp, chat, (exp) * 1000), LegacyStep::Close(4001, "token expired"));
+    assert_eq!(bob.mb.legacy_frame(&owner, exp, "heartbeat", exp * 1000), LegacyStep::Close(4001, "token expired"));
+    assert!(
+        matches!(bob.mb.legacy_frame(&owner, 0, chat, u64::MAX / 2), LegacyStep::Send(_)),
+        "0: accepted before sockets carried it"
+    );
+}

@@ -108,22 +108,26 @@ describe("2: expired tokens", () => {
   before(async () => (w = await startWorker()));
   after(() => w.close());
   const expiring = (uid) => token(uid, { exp: Math.floor(Date.now() / 1000) + 2 });
-  const closeOf = (ws) => new Promise((r) => (ws.readyState === 3 ? r(null) : ws.once("close", (code) => r(code))));
+  /** The close code of a socket, however early it closes (watch right after connecting). */
+  const closeOf = (ws) => new Promise((r) => ws.once("close", (code) => r(code)));
 
-  test("a legacy chat sent after the token expired closes the socket with 4001 and stores nothing", async () => {
+  test("a legacy socket closes with 4001 once its token expired, and a chat after that stores nothing", async () => {
     const a = await w.connect("ex1", { tokenValue: expiring("ex1") });
+    const closed = closeOf(a.ws);
     const b = await w.connect("ex2");
     await new Promise((r) => setTimeout(r, 2300));
-    const closed = closeOf(a.ws);
     a.send({ fromUser: "ex1", toUser: "ex2", message: "too late" });
     assert.equal(await closed, 4001);
+    assert.ok(!a.received.includes("ok"), "no ok for a chat after expiry");
     await b.expectSilence(300);
     await b.close();
   });
 
-  test("a socket that only heartbeats is closed at the next delivery once expired, and the message waits for the next connection", async () => {
+  test("a socket that only heartbeats is closed at the next message once expired, gets nothing, and the message waits for the next connection", async () => {
     const legacy = await w.connect("ex3", { tokenValue: expiring("ex3") });
     const v1 = await connectV1(w, "ex4", { tokenValue: expiring("ex4") });
+    const legacyClosed = closeOf(legacy.ws);
+    const v1Closed = closeOf(v1.ws);
     // Heartbeats only: answered by the runtime, the objects never see them.
     for (let i = 0; i < 3; i++) {
       legacy.send("heartbeat");
@@ -131,8 +135,6 @@ describe("2: expired tokens", () => {
       await new Promise((r) => setTimeout(r, 800));
     }
     const sender = await connectV1(w, "ex5");
-    const legacyClosed = closeOf(legacy.ws);
-    const v1Closed = closeOf(v1.ws);
     for (const to of ["ex3", "ex4"]) {
       const r = await sender.request({ op: "send", to, cmid: `c-${to}`, body: { message: `for ${to}` } });
       assert.equal(r.op, "sent", "stored for the recipient");
