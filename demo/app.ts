@@ -6,6 +6,7 @@
 // model (conversations, loaded message pages, pending sends).
 import type { ChatError } from "../client/src/index.ts";
 import { renderBanner, setConnection, showResynced } from "./banner.ts";
+import { isBlocked, isMuted, renderPeerControls, toggle } from "./blocks.ts";
 import { Conversations } from "./conversations.ts";
 import { DevTokensDisabled, Session, USER_ID, fetchToken, forgetUser, rememberUser, savedUser } from "./session.ts";
 import { ThreadView } from "./thread.ts";
@@ -38,6 +39,8 @@ function signIn(user: string) {
   const list: Conversations = new Conversations(session, {
     open: () => thread.open,
     typing: (peer) => typing.isTyping(peer),
+    muted: (peer) => isMuted(chat, peer),
+    blocked: (peer) => isBlocked(chat, peer),
     select: (peer) => openConversation(peer),
   });
   const thread: ThreadView = new ThreadView(session, list, typing);
@@ -46,7 +49,14 @@ function signIn(user: string) {
   };
   const unsubscribe = [
     chat.on("state", (s) => setConnection(s)),
-    chat.on("welcome", () => void reloadList()),
+    chat.on("welcome", () => {
+      renderPeerControls(chat, thread.open);
+      void reloadList();
+    }),
+    chat.on("blocks", () => {
+      renderPeerControls(chat, thread.open);
+      list.render();
+    }),
     chat.on("resync", () => {
       showResynced();
       thread.resync();
@@ -103,6 +113,7 @@ function signOut(reason?: string) {
 function openConversation(peer: string | null) {
   current?.typing.leave(peer);
   current?.thread.show(peer);
+  if (current) renderPeerControls(current.session.chat, peer);
 }
 
 // ------------------------------------------------------------- controls
@@ -136,6 +147,16 @@ ui.newConv.addEventListener("submit", (e) => {
 });
 
 ui.back.addEventListener("click", () => openConversation(null));
+
+for (const [button, what] of [
+  [ui.block, "block"],
+  [ui.mute, "mute"],
+] as const) {
+  button.addEventListener("click", () => {
+    const peer = current?.thread.open;
+    if (current && peer) void toggle(current.session.chat, peer, what);
+  });
+}
 
 ui.composer.addEventListener("submit", (e) => {
   e.preventDefault();

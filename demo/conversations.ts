@@ -23,6 +23,9 @@ export interface ListHooks {
   open(): string | null;
   /** Whether the peer is typing (shown instead of the last message). */
   typing(peer: string): boolean;
+  /** Whether the peer is muted (a muted bell) and blocked (a mark). */
+  muted(peer: string): boolean;
+  blocked(peer: string): boolean;
   /** An entry was clicked. */
   select(peer: string): void;
 }
@@ -118,6 +121,8 @@ export class Conversations {
       ...convs.map((c) => {
         const li = h("li", { "data-testid": "conv", "data-peer": c.peer, class: c.peer === open ? "active" : "" });
         li.append(h("span", { class: "conv-peer", "data-testid": "conv-peer" }, c.peer));
+        if (this.hooks.muted(c.peer)) li.append(h("span", { class: "muted-bell", "data-testid": "muted-bell", title: "muted" }, "🔕"));
+        if (this.hooks.blocked(c.peer)) li.append(h("span", { class: "blocked-mark", "data-testid": "blocked-mark" }, "blocked"));
         if (c.unread > 0) li.append(h("span", { class: "badge", "data-testid": "unread-badge" }, String(c.unread)));
         const preview = this.hooks.typing(c.peer)
           ? "typing…"

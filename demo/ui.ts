@@ -23,6 +23,8 @@ export const ui = {
   back: el("back"),
   peer: el("peer"),
   typing: el("typing"),
+  mute: el<HTMLButtonElement>("mute"),
+  block: el<HTMLButtonElement>("block"),
   messages: el("messages"),
   loadOlder: el("load-older"),
   historyStart: el("history-start"),

@@ -6,6 +6,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::blocks::Change;
+use crate::internal::BlockOp;
 use crate::limits::MAX_BATCH;
 use crate::message::{parse_chat, Chat, Refusal};
 use crate::user::UserId;
@@ -143,6 +145,71 @@ pub fn parse_user_within(body: &[u8], max_batch: usize) -> Result<Vec<Chat>, Bod
         .collect()
 }
 
+/// The block and mute routes of a client, `GET /v1/blocks` and
+/// `GET|PUT|DELETE /v1/blocks/<user>` or `/v1/mutes/<peer>`, as the request
+/// to the user's object. `None`: no such route. A `PUT` of a mute may carry
+/// `{"until": <ms since the epoch>}`; without it the mute lasts until
+/// removed.
+pub fn block_route(method: &str, path: &str, body: &[u8]) -> Option<Result<BlockOp, BodyError>> {
+    if path == "/v1/blocks" {
+        return (method == "GET").then_some(Ok(BlockOp::List));
+    }
+    let (rest, mute) = match (path.strip_prefix("/v1/blocks/"), path.strip_prefix("/v1/mutes/")) {
+        (Some(rest), _) => (rest, false),
+        (_, Some(rest)) => (rest, true),
+        _ => return None,
+    };
+    let field = if mute { "peer" } else { "user" };
+    let peer = match UserId::parse(&crate::query::decode(rest.as_bytes())) {
+        Ok(peer) => peer,
+        Err(e) => return Some(Err(BodyError::item(None, Some(field), e.to_string()))),
+    };
+    Some(Ok(match (method, mute) {
+        ("GET", mute) => BlockOp::Get { peer, mute },
+        ("PUT", false) => BlockOp::Change(Change::Block(peer)),
+        ("DELETE", false) => BlockOp::Change(Change::Unblock(peer)),
+        ("PUT", true) => match mute_until(body) {
+            Ok(until) => BlockOp::Change(Change::Mute(peer, until)),
+            Err(e) => return Some(Err(e)),
+        },
+        ("DELETE", true) => BlockOp::Change(Change::Unmute(peer)),
+        _ => return None,
+    }))
+}
+
+/// The end of a mute from a `PUT` body: none, `{}`, or `{"until": ms|null}`.
+fn mute_until(body: &[u8]) -> Result<Option<u64>, BodyError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let bad = || BodyError::item(None, Some("until"), "must be a time in ms since the epoch, or null");
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(f)) => match f.get("until") {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v.as_u64().map(Some).ok_or_else(bad),
+        },
+        _ => Err(BodyError::whole("body must be a JSON object")),
+    }
+}
+
+/// `POST /api/blocks` (moderation, with the API key):
+/// `{"user": <who blocks>, "peer": <whom>, "blocked": true|false}`.
+pub fn parse_block(body: &[u8]) -> Result<(UserId, Change), BodyError> {
+    let Ok(Value::Object(f)) = serde_json::from_slice::<Value>(body) else {
+        return Err(BodyError::whole("body must be a JSON object"));
+    };
+    let user = |k: &'static str| match f.get(k) {
+        None => Err(BodyError::item(None, Some(k), "is required")),
+        Some(v) => UserId::from_json(v).map_err(|e| BodyError::item(None, Some(k), e.to_string())),
+    };
+    let (owner, peer) = (user("user")?, user("peer")?);
+    match f.get("blocked") {
+        Some(Value::Bool(true)) => Ok((owner, Change::Block(peer))),
+        Some(Value::Bool(false)) => Ok((owner, Change::Unblock(peer))),
+        _ => Err(BodyError::item(None, Some("blocked"), "must be true or false")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,5 +256,33 @@ mod tests {
         assert_eq!(e.problem, "at most 2 messages per call (API_MAX_BATCH)");
         assert!(!parse_user(br#"[{"fromUser":1}]"#).unwrap_err().too_many);
         assert_eq!(parse_system_within(br#"[{"uid":1},{"uid":2}]"#, 2).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn block_routes_become_requests_to_the_users_object() {
+        let u = |s: &str| UserId::parse(s).unwrap();
+        assert_eq!(block_route("GET", "/v1/blocks", b""), Some(Ok(BlockOp::List)));
+        assert_eq!(block_route("PUT", "/v1/blocks", b""), None);
+        assert_eq!(block_route("PUT", "/v1/blocks/a%40b", b""), Some(Ok(BlockOp::Change(Change::Block(u("a@b"))))));
+        assert_eq!(block_route("DELETE", "/v1/blocks/x", b""), Some(Ok(BlockOp::Change(Change::Unblock(u("x"))))));
+        assert_eq!(block_route("GET", "/v1/mutes/x", b""), Some(Ok(BlockOp::Get { peer: u("x"), mute: true })));
+        assert_eq!(block_route("PUT", "/v1/mutes/x", b"{}"), Some(Ok(BlockOp::Change(Change::Mute(u("x"), None)))));
+        assert_eq!(
+            block_route("PUT", "/v1/mutes/x", br#"{"until":5}"#),
+            Some(Ok(BlockOp::Change(Change::Mute(u("x"), Some(5)))))
+        );
+        assert_eq!(block_route("POST", "/v1/mutes/x", b""), None);
+        let bad = block_route("PUT", "/v1/mutes/x", br#"{"until":"soon"}"#).unwrap().unwrap_err();
+        assert_eq!(bad.field, Some("until"));
+        let bad = block_route("GET", "/v1/blocks/a%20b", b"").unwrap().unwrap_err();
+        assert_eq!(bad.field, Some("user"));
+    }
+
+    #[test]
+    fn a_moderation_block_names_both_users() {
+        let (owner, change) = parse_block(br#"{"user":"a","peer":"b","blocked":true}"#).unwrap();
+        assert_eq!((owner.as_str(), change), ("a", Change::Block(UserId::parse("b").unwrap())));
+        assert_eq!(parse_block(br#"{"user":"a","peer":"b"}"#).unwrap_err().field, Some("blocked"));
+        assert_eq!(parse_block(br#"{"user":"a","blocked":false}"#).unwrap_err().field, Some("peer"));
     }
 }

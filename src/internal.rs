@@ -11,6 +11,7 @@
 
 use std::fmt;
 
+use crate::blocks::Change;
 use crate::history::PageQuery;
 use crate::message::{is_id, Kind};
 use crate::query;
@@ -33,6 +34,21 @@ pub enum Internal {
     Typing(Typing),
     /// A read of `uid`'s history, validated by the entry.
     Read { uid: UserId, view: View, page: PageQuery },
+    /// A read of, or a change to, `uid`'s block and mute lists.
+    Blocks { uid: UserId, op: BlockOp },
+}
+
+/// What a [`Internal::Blocks`] request does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BlockOp {
+    /// Both lists (`GET /v1/blocks`).
+    List,
+    /// One peer of the block list, or of the mute list (`mute`).
+    Get {
+        peer: UserId,
+        mute: bool,
+    },
+    Change(Change),
 }
 
 /// The device part of a v1 connect.
@@ -90,7 +106,7 @@ impl Internal {
     /// The user whose object serves the request.
     pub fn owner(&self) -> &UserId {
         match self {
-            Internal::Connect { uid, .. } | Internal::Read { uid, .. } => uid,
+            Internal::Connect { uid, .. } | Internal::Read { uid, .. } | Internal::Blocks { uid, .. } => uid,
             Internal::Send(s) => &s.uid,
             Internal::Deliver(d) => &d.owner,
             Internal::Receipt(r) => &r.owner,
@@ -105,7 +121,9 @@ impl Internal {
 
     pub fn method(&self) -> &'static str {
         match self {
-            Internal::Connect { .. } | Internal::Read { .. } => "GET",
+            // A change to the lists is a GET too: it carries no body, and the
+            // entry forwards it with the cheapest call.
+            Internal::Connect { .. } | Internal::Read { .. } | Internal::Blocks { .. } => "GET",
             _ => "POST",
         }
     }
@@ -131,6 +149,9 @@ impl Internal {
                 p.extend(d.peer.as_ref().map(|peer| ("peer", peer.to_string())));
                 if d.dedup {
                     p.push(("dedup", "1".into()));
+                }
+                if d.backend {
+                    p.push(("backend", "1".into()));
                 }
                 "deliver"
             }
@@ -165,6 +186,22 @@ impl Internal {
                     View::V1 => "v1-history",
                     View::Conversations => "conversations",
                 }
+            }
+            Internal::Blocks { uid, op } => {
+                p.push(("uid", uid.to_string()));
+                let (name, peer, until) = match op {
+                    BlockOp::List => ("list", None, None),
+                    BlockOp::Get { peer, mute: false } => ("get-block", Some(peer), None),
+                    BlockOp::Get { peer, mute: true } => ("get-mute", Some(peer), None),
+                    BlockOp::Change(Change::Block(peer)) => ("block", Some(peer), None),
+                    BlockOp::Change(Change::Unblock(peer)) => ("unblock", Some(peer), None),
+                    BlockOp::Change(Change::Mute(peer, until)) => ("mute", Some(peer), *until),
+                    BlockOp::Change(Change::Unmute(peer)) => ("unmute", Some(peer), None),
+                };
+                p.push(("op", name.into()));
+                p.extend(peer.map(|peer| ("peer", peer.to_string())));
+                p.extend(until.map(|u| ("until", u.to_string())));
+                "blocks"
             }
         };
         let q = query::encode(p.iter().map(|(k, v)| (*k, v.as_str())));
@@ -217,6 +254,7 @@ impl Internal {
                 time_ms: number("time")?,
                 peer: opt_user("peer")?,
                 dedup: flag("dedup")?,
+                backend: flag("backend")?,
             }),
             "send" => Internal::Send(ApiSend {
                 uid: user("uid")?,
@@ -248,6 +286,20 @@ impl Internal {
                 let page = PageQuery::parse(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
                     .map_err(|bad| BadInternal::Param(bad.param))?;
                 Internal::Read { uid, view, page }
+            }
+            "blocks" => {
+                let uid = user("uid")?;
+                let op = match need("op")? {
+                    "list" => BlockOp::List,
+                    "get-block" => BlockOp::Get { peer: user("peer")?, mute: false },
+                    "get-mute" => BlockOp::Get { peer: user("peer")?, mute: true },
+                    "block" => BlockOp::Change(Change::Block(user("peer")?)),
+                    "unblock" => BlockOp::Change(Change::Unblock(user("peer")?)),
+                    "mute" => BlockOp::Change(Change::Mute(user("peer")?, opt_number("until")?)),
+                    "unmute" => BlockOp::Change(Change::Unmute(user("peer")?)),
+                    _ => return Err(BadInternal::Param("op")),
+                };
+                Internal::Blocks { uid, op }
             }
             _ => return Err(BadInternal::Route),
         })
@@ -393,6 +445,8 @@ pub struct Delivery {
     pub peer: Option<UserId>,
     /// The id is derived from an idempotency key: store it at most once.
     pub dedup: bool,
+    /// Sent through the backend API: no block list holds it back.
+    pub backend: bool,
 }
 
 /// A receipt on its way to the object of the user whose messages it is
@@ -449,6 +503,7 @@ mod tests {
                 time_ms: 5,
                 peer: Some(uid("1")),
                 dedup: true,
+                backend: true,
             }),
             Internal::Deliver(Delivery {
                 owner: uid("b"),
@@ -457,6 +512,7 @@ mod tests {
                 time_ms: 0,
                 peer: None,
                 dedup: false,
+                backend: false,
             }),
             Internal::Send(ApiSend {
                 uid: uid("u"),
@@ -473,6 +529,14 @@ mod tests {
                 view: View::Conversations,
                 page: PageQuery { limit: 1, before: None, after: None, peer: None },
             },
+            Internal::Blocks { uid: uid("o"), op: BlockOp::List },
+            Internal::Blocks { uid: uid("o"), op: BlockOp::Get { peer: uid("p"), mute: true } },
+            Internal::Blocks { uid: uid("o"), op: BlockOp::Get { peer: uid("p"), mute: false } },
+            Internal::Blocks { uid: uid("o"), op: BlockOp::Change(Change::Block(uid("p"))) },
+            Internal::Blocks { uid: uid("o"), op: BlockOp::Change(Change::Unblock(uid("p"))) },
+            Internal::Blocks { uid: uid("o"), op: BlockOp::Change(Change::Mute(uid("p"), Some(12))) },
+            Internal::Blocks { uid: uid("o"), op: BlockOp::Change(Change::Mute(uid("p"), None)) },
+            Internal::Blocks { uid: uid("o"), op: BlockOp::Change(Change::Unmute(uid("p"))) },
         ]
     }
 

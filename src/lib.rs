@@ -5,6 +5,7 @@
 //!
 //! - [`user`]: what a valid user id is and how the legacy wire writes one.
 //! - [`auth`]: client JWTs (HS256) and the backend API key.
+//! - [`blocks`]: a user's block and mute lists.
 //! - [`mailbox`]: the per-user state machine: every decision of a user's
 //!   object (group commit, replay, delivery, the send flow, acks, the archive
 //!   and prune schedule), events in, effects out.
@@ -38,6 +39,7 @@
 pub mod api;
 pub mod archive;
 pub mod auth;
+pub mod blocks;
 pub mod cold;
 pub mod history;
 pub mod inbox;

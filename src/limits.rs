@@ -50,6 +50,8 @@ pub struct Limits {
     pub partitioning: Partitioning,
     /// Longest a history writer holds a batch for more rows (`HISTORY_FLUSH_MS`).
     pub history_flush_ms: u64,
+    /// Most peers one user may block or mute (`BLOCKS_MAX`).
+    pub blocks_max: usize,
 }
 
 impl Default for Limits {
@@ -69,6 +71,7 @@ impl Default for Limits {
             read_rate: Rate { per_second: 5, burst: 30 },
             partitioning: Partitioning { days: 30, hot_days: 365, retention_days: 365 },
             history_flush_ms: 2000,
+            blocks_max: 1000,
         }
     }
 }
@@ -132,6 +135,7 @@ impl Limits {
                 }
             },
             history_flush_ms: num("HISTORY_FLUSH_MS", d.history_flush_ms, 0, 60_000)?,
+            blocks_max: num("BLOCKS_MAX", d.blocks_max as u64, 0, 100_000)? as usize,
         })
     }
 }

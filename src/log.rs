@@ -56,7 +56,8 @@ pub trait Sql {
 /// time a newer deployment opens it (the version is kept in `meta.schema`).
 /// A change to the schema is a new entry here, never an edit of an old one,
 /// and the same change in [`FRESH`].
-pub const MIGRATIONS: [(i64, &[&str]); 4] = [(1, &SCHEMA_V1), (2, &SCHEMA_V2), (3, &SCHEMA_V3), (4, &SCHEMA_V4)];
+pub const MIGRATIONS: [(i64, &[&str]); 5] =
+    [(1, &SCHEMA_V1), (2, &SCHEMA_V2), (3, &SCHEMA_V3), (4, &SCHEMA_V4), (5, &SCHEMA_V5)];
 
 const SCHEMA_V1: [&str; 6] = [
     // meta.v has no declared type, so no affinity: "92" stays text, 5 stays a number.
@@ -194,13 +195,22 @@ const SCHEMA_V4: [&str; 4] = [
     "ALTER TABLE convs_v4 RENAME TO convs",
 ];
 
+/// The block and mute lists as v5 defines them: one row per peer the user
+/// blocked or muted (`muted_until` in ms, 0 for not muted). Frozen like
+/// every migration.
+const BLOCKS_TABLE: &str =
+    "CREATE TABLE blocks (peer TEXT PRIMARY KEY, blocked INTEGER NOT NULL, muted_until INTEGER NOT NULL) WITHOUT ROWID";
+
+/// v5: block and mute lists.
+const SCHEMA_V5: [&str; 1] = [BLOCKS_TABLE];
+
 /// The version a fresh database starts at.
 pub const LATEST: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
 
 /// The schema at [`LATEST`], for a database that has none yet: the tables the
 /// migrations build step by step, in one go (`tests/upgrade.rs` checks that
 /// both ways give the same tables).
-pub const FRESH: [&str; 9] = [
+pub const FRESH: [&str; 10] = [
     generation_table!("log_a"),
     generation_table!("log_b"),
     "CREATE VIEW log AS SELECT * FROM log_a UNION ALL SELECT * FROM log_b",
@@ -210,6 +220,7 @@ pub const FRESH: [&str; 9] = [
     convs_table!("convs"),
     "CREATE TABLE sends (cmid TEXT PRIMARY KEY, mid TEXT NOT NULL, seq INTEGER NOT NULL, time INTEGER NOT NULL) WITHOUT ROWID",
     "CREATE TABLE seen (mid TEXT PRIMARY KEY, seq INTEGER NOT NULL, pushed INTEGER NOT NULL, time INTEGER NOT NULL) WITHOUT ROWID",
+    BLOCKS_TABLE,
 ];
 
 /// One entry about to be written to the log.
@@ -619,6 +630,26 @@ impl<S: Sql> Log<S> {
             "INSERT INTO devices (device, acked, seen) VALUES (?1, ?2, ?3) \
              ON CONFLICT (device) DO UPDATE SET acked = max(acked, ?2), seen = ?3",
             &[text(device), int(acked), int(seen)],
+        )
+    }
+
+    /// The block and mute lists (read once per wake).
+    pub fn blocks(&self) -> Result<Vec<crate::blocks::Entry>, StoreError> {
+        self.all("SELECT peer, blocked, muted_until FROM blocks", &[], |r| {
+            let peer = UserId::parse(&col_text(r, 0)?).ok()?;
+            Some(crate::blocks::Entry { peer, blocked: col_u64(r, 1)? != 0, muted_until: col_u64(r, 2)? })
+        })
+    }
+
+    /// Stores one peer's row of the lists: one row written, or deleted when
+    /// it says nothing any more.
+    pub fn save_block(&self, e: &crate::blocks::Entry) -> Result<(), StoreError> {
+        if !e.is_set() {
+            return self.exec("DELETE FROM blocks WHERE peer = ?", &[text(e.peer.as_str())]);
+        }
+        self.exec(
+            "INSERT OR REPLACE INTO blocks (peer, blocked, muted_until) VALUES (?, ?, ?)",
+            &[text(e.peer.as_str()), int(e.blocked as u64), int(e.muted_until)],
         )
     }
 

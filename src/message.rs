@@ -97,7 +97,7 @@ pub fn system_body(mut fields: Map<String, Value>, id: &str, time_ms: u64) -> St
 }
 
 /// A chat to deliver. `fields` is the client's whole object, extras included.
-#[derive(Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Chat {
     pub from: UserId,
     pub to: UserId,
@@ -127,6 +127,8 @@ pub enum Refusal {
     /// The recipient's offline queue is at `QUEUE_MAX`; nothing was stored,
     /// and sending again helps only once they connect.
     RecipientFull,
+    /// The sender blocked the recipient: unblock them first.
+    Blocked,
 }
 
 /// Validates a chat object, wherever it came from (socket or backend API).

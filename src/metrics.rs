@@ -58,9 +58,13 @@ pub enum Counter {
     ColdObjectsWritten,
     /// Cold objects read for history pages.
     ColdObjectsRead,
+    /// Chats from a blocked sender, answered as usual and stored nowhere.
+    DroppedBlocked,
+    /// Block or mute changes refused at `BLOCKS_MAX`.
+    RefusedBlocks,
 }
 
-const ALL: [(Counter, &str); 31] = [
+const ALL: [(Counter, &str); 33] = [
     (Counter::WorkerRequests, "worker_requests"),
     (Counter::DoFetches, "do_fetches"),
     (Counter::DoWsMessages, "do_ws_messages"),
@@ -92,6 +96,8 @@ const ALL: [(Counter, &str); 31] = [
     (Counter::PartitionsExported, "partitions_exported"),
     (Counter::ColdObjectsWritten, "cold_objects_written"),
     (Counter::ColdObjectsRead, "cold_objects_read"),
+    (Counter::DroppedBlocked, "dropped_blocked"),
+    (Counter::RefusedBlocks, "refused_blocks"),
 ];
 
 static COUNTS: [AtomicU64; ALL.len()] = [const { AtomicU64::new(0) }; ALL.len()];

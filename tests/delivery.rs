@@ -733,14 +733,14 @@ fn store(o: &mut Object, spec: &mut Spec, kind: Kind, count: u8, dying: Option<u
         let entry = if kind == Kind::Sent {
             let fields = serde_json::json!({ "message": "m", "n": n }).as_object().unwrap().clone();
             let chat = Chat { from: o.owner.clone(), to: o.peer.clone(), fields };
-            let Ok(SendPlan::Remote(remote)) = o.call(|mb, io| mb.plan_send(io, chat, &id, time, None)) else {
+            let Ok(SendPlan::Remote(remote)) = o.call(|mb, io| mb.plan_send(io, chat, &id, time, None, false)) else {
                 panic!("a chat to a peer is a hop")
             };
             o.mb.hop_answered(remote, Some(Answer { seq: Some(1), ..Answer::of(Outcome::Stored { pushed: true }) }))
                 .expect("stored there")
         } else {
             let peer = (kind == Kind::Received).then(|| o.peer.clone());
-            let d = Delivery { owner: o.owner.clone(), kind, id, time_ms: time, peer, dedup: false };
+            let d = Delivery { owner: o.owner.clone(), kind, id, time_ms: time, peer, dedup: false, backend: false };
             match o.call(|mb, io| mb.deliver(io, d, body)).expect("deliver") {
                 DeliverStep::Append(entry) => entry,
                 DeliverStep::Answer(Answer { outcome: Outcome::Full, .. }) => {

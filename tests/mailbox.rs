@@ -77,6 +77,7 @@ impl User {
             time_ms: self.now,
             peer: UserId::parse(peer).ok(),
             dedup,
+            backend: false,
         };
         let io = Io { log: &self.log, sockets: &self.device, now: self.now };
         match self.mb.deliver(&io, d, json!({"message": "hi"}).to_string()).unwrap() {
@@ -181,7 +182,7 @@ fn a_peer_receipt_maps_to_this_log_and_reaches_the_devices() {
         };
         let io = Io { log: &alice.log, sockets: &alice.device, now: alice.now };
         let Ok(edge_chat::mailbox::SendPlan::Remote(remote)) =
-            alice.mb.plan_send(&io, chat, &id(n), alice.now, Some(&format!("c{n}")))
+            alice.mb.plan_send(&io, chat, &id(n), alice.now, Some(&format!("c{n}")), false)
         else {
             panic!()
         };
@@ -281,5 +282,105 @@ fn a_legacy_frame_after_the_token_expired_closes_the_socket() {
     assert!(
         matches!(bob.mb.legacy_frame(&owner, 0, chat, u64::MAX / 2), LegacyStep::Send(_)),
         "0: accepted before sockets carried it"
+    );
+}
+
+/// The mailbox's reply to a frame, as JSON.
+fn reply(step: V1Step) -> Value {
+    match step {
+        V1Step::Reply(r) => serde_json::from_str(&r).unwrap(),
+        other => panic!("expected a reply, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_blocked_senders_chat_is_answered_as_stored_and_kept_nowhere() {
+    let mut bob = User::new("bob");
+    bob.receive("mallory", &id(1), false);
+    assert_eq!(reply(bob.frame(r#"{"op":"block","id":1,"user":"mallory"}"#)), json!({"op":"ok","re":1}));
+    let lists = bob.frames("blocks");
+    assert_eq!(lists, [json!({"op":"blocks","lists":{"blocked":["mallory"],"muted":[]}})], "every device learns it");
+    let head = bob.mb.head();
+    // The same answer a stored chat gets when no socket took it, with no seq.
+    assert_eq!(bob.receive("mallory", &id(2), false), (Outcome::Stored { pushed: false }, None, false));
+    assert_eq!(bob.receive("mallory", &id(3), true), (Outcome::Stored { pushed: false }, None, false));
+    assert_eq!(bob.mb.head(), head, "nothing stored");
+    assert_eq!(bob.frames("msg").len(), 1, "nothing shown");
+    // Others still get through, and so does the backend on mallory's behalf.
+    assert_eq!(bob.receive("carol", &id(4), false).1, Some(head + 1));
+    let d = Delivery {
+        owner: bob.id.clone(),
+        kind: Kind::Received,
+        id: id(5),
+        time_ms: bob.now,
+        peer: UserId::parse("mallory").ok(),
+        dedup: false,
+        backend: true,
+    };
+    let io = Io { log: &bob.log, sockets: &bob.device, now: bob.now };
+    assert!(matches!(bob.mb.deliver(&io, d, "{}".into()).unwrap(), DeliverStep::Append(_)), "backend sends pass");
+    // Unblocking delivers nothing sent meanwhile; new chats arrive again.
+    assert_eq!(reply(bob.frame(r#"{"op":"unblock","id":2,"user":"mallory"}"#))["op"], "ok");
+    assert_eq!(bob.frames("blocks").last().unwrap()["lists"]["blocked"], json!([]));
+    assert_eq!(bob.receive("mallory", &id(6), false).1, Some(head + 2));
+}
+
+#[test]
+fn a_blocker_cannot_send_to_whom_they_blocked_and_no_hints_cross() {
+    let mut bob = User::new("bob");
+    bob.receive("mallory", &id(1), false);
+    bob.frame(r#"{"op":"block","id":1,"user":"mallory"}"#);
+    bob.mb.take_effects();
+    let V1Step::Send { re, chat, mid, cmid } =
+        bob.frame(r#"{"op":"send","id":2,"to":"mallory","cmid":"c1","body":{"message":"hi"}}"#)
+    else {
+        panic!("a send")
+    };
+    let io = Io { log: &bob.log, sockets: &bob.device, now: bob.now };
+    let planned = bob.mb.plan_send(&io, chat.clone(), &mid, bob.now, Some(&cmid), false);
+    assert_eq!(planned, Err(edge_chat::message::Refusal::Blocked));
+    let send: Value =
+        serde_json::from_str(&bob.mb.v1_sent(&re, &mid, &cmid, Err(edge_chat::message::Refusal::Blocked))).unwrap();
+    assert_eq!((send["code"].as_str(), send["retry"].as_bool()), (Some("blocked"), Some(false)));
+    let io = Io { log: &bob.log, sockets: &bob.device, now: bob.now };
+    assert!(bob.mb.plan_send(&io, chat, &mid, bob.now, Some(&cmid), true).is_ok(), "the backend may");
+    // No receipt and no typing to mallory, none from mallory shown.
+    bob.frame(r#"{"op":"ack","up_to":1}"#);
+    bob.frame(r#"{"op":"read","id":3,"peer":"mallory","up_to":1}"#);
+    bob.frame(r#"{"op":"typing","to":"mallory","active":true}"#);
+    assert!(bob.mb.take_effects().iter().all(|e| !matches!(e, Effect::Notify(_))), "no hint reaches mallory");
+    let mallory = UserId::parse("mallory").unwrap();
+    let io = Io { log: &bob.log, sockets: &bob.device, now: bob.now };
+    bob.mb.receipt(&io, &Receipt { owner: bob.id.clone(), from: mallory.clone(), read: true, up_to: 1 }).unwrap();
+    let t = edge_chat::internal::Typing { owner: bob.id.clone(), from: mallory, active: true };
+    bob.mb.typing(&io, &t).unwrap();
+    assert!(bob.frames("receipt").is_empty() && bob.frames("typing").is_empty());
+}
+
+#[test]
+fn the_lists_survive_a_wake_and_a_repeat_writes_nothing() {
+    let mut bob = User::new_with("bob", Limits { blocks_max: 2, ..Limits::default() }, true);
+    let ok = |v: Value| assert_eq!(v["op"], "ok", "{v}");
+    ok(reply(bob.frame(r#"{"op":"block","id":1,"user":"x"}"#)));
+    ok(reply(bob.frame(r#"{"op":"mute","id":2,"peer":"y","until":2000000}"#)));
+    let full = reply(bob.frame(r#"{"op":"block","id":3,"user":"z"}"#));
+    assert_eq!(full["code"], "blocks_full");
+    assert_eq!(reply(bob.frame(r#"{"op":"block","id":4,"user":"bob"}"#))["field"], "user", "not yourself");
+    let shown = bob.frames("blocks").len();
+    ok(reply(bob.frame(r#"{"op":"block","id":5,"user":"x"}"#)));
+    assert_eq!(bob.frames("blocks").len(), shown, "a repeat changes nothing");
+    // A new object (an eviction) reads them back.
+    let mut again = Mailbox::new(Config::new(Limits::default(), 500, 1000));
+    let io = Io { log: &bob.log, sockets: &bob.device, now: bob.now };
+    again.load(&io, &bob.id).unwrap();
+    let x = UserId::parse("x").unwrap();
+    let y = UserId::parse("y").unwrap();
+    assert!(again.blocked(&x) && !again.blocked(&y));
+    assert!(again.muted(&y, bob.now) && !again.muted(&y, 2_000_000));
+    let (status, body) = again.blocks_request(&io, &bob.id, edge_chat::internal::BlockOp::List).unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap(),
+        json!({"blocked":["x"],"muted":[{"peer":"y","until":2000000}]})
     );
 }

@@ -17,6 +17,7 @@ import {
   ID_RE,
   isSeq,
   parseFrame,
+  type BlockLists,
   type Body,
   type ConversationPage,
   type HistoryPage,
@@ -77,6 +78,8 @@ export interface ChatEvents {
   receipt: Receipt;
   unread: Unread;
   typing: Typing;
+  /** The block and mute lists changed (on any device, or over HTTP). */
+  blocks: BlockLists;
   sent: SentEvent;
   error: ChatError;
 }
@@ -107,6 +110,7 @@ export class ChatClient {
   #storedUser: string | null = null;
   #device: string | null = null;
   #everOpen = false;
+  #blocks: BlockLists = { blocked: [], muted: [] };
   #first: Deferred<Welcome> | null = null;
 
   constructor(opts: ChatClientOptions) {
@@ -274,6 +278,31 @@ export class ChatClient {
     });
   }
 
+  /** The block and mute lists as the server last said (welcome or `blocks` frame). */
+  get blocks(): BlockLists {
+    return this.#blocks;
+  }
+
+  /** Blocks `user`: their chats never reach you, and they are not told. */
+  async block(user: string): Promise<void> {
+    await this.#request({ op: "block", user: checkId(user, "user") });
+  }
+
+  /** Unblocks `user`; what they sent meanwhile is not delivered. */
+  async unblock(user: string): Promise<void> {
+    await this.#request({ op: "unblock", user: checkId(user, "user") });
+  }
+
+  /** Mutes `peer` (no push for their messages) until `until` (ms since the epoch), or until unmuted. */
+  async mute(peer: string, until?: number): Promise<void> {
+    if (until !== undefined && !isSeq(until)) throw new ChatError("bad_field", "`until` must be a time in ms since the epoch", { field: "until" });
+    await this.#request({ op: "mute", peer: checkId(peer, "peer"), ...(until === undefined ? {} : { until }) });
+  }
+
+  async unmute(peer: string): Promise<void> {
+    await this.#request({ op: "unmute", peer: checkId(peer, "peer") });
+  }
+
   /** Tells `to` whether you are typing. Fire-and-forget: false when not connected. */
   typing(to: string, active: boolean): boolean {
     if (!this.#conn.isOpen || typeof to !== "string" || !ID_RE.test(to)) return false;
@@ -323,6 +352,9 @@ export class ChatClient {
         return this.#emit("receipt", { peer: f.peer, type: f.type, up_to: f.up_to });
       case "typing":
         return this.#emit("typing", { from: f.from, active: f.active });
+      case "blocks":
+        this.#blocks = f.lists;
+        return this.#emit("blocks", f.lists);
     }
   }
 
@@ -335,6 +367,7 @@ export class ChatClient {
     }
     this.#user = w.user;
     this.#storedUser = w.user;
+    this.#blocks = w.blocks;
     this.#everOpen = true;
     if (typeof w.limits?.frame_bytes === "number" && w.limits.frame_bytes > 0) this.#tx.frameBytes = w.limits.frame_bytes;
     // After a failed handler the backoff keeps growing until a message is processed.
@@ -430,4 +463,10 @@ function isEntry(e: unknown): e is OutboxEntry {
   if (typeof e !== "object" || e === null) return false;
   const x = e as Record<string, unknown>;
   return typeof x.cmid === "string" && typeof x.to === "string" && typeof x.body === "object" && x.body !== null;
+}
+
+/** A user id argument, or a `bad_field` naming it. */
+function checkId(v: unknown, field: string): string {
+  if (typeof v !== "string" || !ID_RE.test(v)) throw new ChatError("bad_field", `\`${field}\` must be a user id (1 to 64 of letters, digits, _ - . @)`, { field });
+  return v;
 }

@@ -11,7 +11,9 @@ export type ServerErrorCode =
   | "forbidden"
   | "unavailable"
   | "rate_limited"
-  | "recipient_full";
+  | "recipient_full"
+  | "blocked" // a send to a user you blocked
+  | "blocks_full"; // the block and mute lists are at BLOCKS_MAX
 
 /** Codes the client itself produces. */
 export type ClientErrorCode =

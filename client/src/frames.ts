@@ -40,6 +40,9 @@ export type Typing = Omit<wire.TypingFrame, "op">;
 
 export type SendResult = Omit<wire.SentFrame, "op" | "re">;
 
+/** The user's block and mute lists (welcome, `blocks` frames). */
+export type BlockLists = wire.BlockLists;
+
 export type HistoryPage = wire.Page<Msg>;
 
 export interface HistoryQuery {
@@ -70,6 +73,7 @@ export type ServerFrame =
   | wire.UnreadFrame
   | wire.ReceiptFrame
   | wire.TypingFrame
+  | wire.BlocksFrame
   | ErrorFrame
   | { op: "unknown"; frame: { op: string; [key: string]: unknown } };
 
@@ -85,6 +89,17 @@ export class FrameError extends Error {
 
 function fail(what: string, text: string): never {
   throw new FrameError(`${what}: ${text.length > 200 ? text.slice(0, 200) + "…" : text}`);
+}
+
+/** Checks block lists (a welcome's `blocks`, a `blocks` frame's `lists`); absent: empty (an older server). */
+function toLists(v: unknown, text: string): BlockLists {
+  if (v === undefined) return { blocked: [], muted: [] };
+  if (!isObj(v) || !Array.isArray(v.blocked) || !Array.isArray(v.muted)) fail("bad block lists", text);
+  if (!v.blocked.every((u) => typeof u === "string")) fail("bad block lists", text);
+  for (const m of v.muted) {
+    if (!isObj(m) || typeof m.peer !== "string" || !(m.until === null || isSeq(m.until))) fail("bad block lists", text);
+  }
+  return v as unknown as BlockLists;
 }
 
 /** Checks a `msg` object (a frame or a history item) and returns it without `op`. */
@@ -112,6 +127,7 @@ export function parseFrame(text: string): ServerFrame {
         ...(v as unknown as Welcome),
         heartbeat_ms: typeof v.heartbeat_ms === "number" && v.heartbeat_ms > 0 ? v.heartbeat_ms : 30_000,
         limits: (isObj(v.limits) ? v.limits : {}) as unknown as Limits,
+        blocks: toLists(v.blocks, text),
       };
     case "msg":
       return { op: "msg", ...toMsg(v, text) };
@@ -135,6 +151,8 @@ export function parseFrame(text: string): ServerFrame {
     case "typing":
       if (typeof v.from !== "string" || typeof v.active !== "boolean") fail("bad typing", text);
       return { op: "typing", from: v.from, active: v.active };
+    case "blocks":
+      return { op: "blocks", lists: toLists(v.lists, text) };
     case "error": {
       if (typeof v.code !== "string") fail("bad error", text);
       const e: ErrorFrame = { op: "error", code: v.code, retry: v.retry === true };

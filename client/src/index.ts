@@ -16,6 +16,7 @@ export { backoffCeiling, backoffDelay } from "./backoff.ts";
 export type { BackoffOptions } from "./backoff.ts";
 export { SUBPROTOCOL } from "./frames.ts";
 export type {
+  BlockLists,
   Body,
   Conversation,
   ConversationPage,

@@ -18,6 +18,11 @@ export type WelcomeFrame = {
   user: string;
   /** The protocol version. */
   v: number;
+  /**
+   * The user's block and mute lists (a `blocks` frame follows each
+   * change). Last: the keys before it keep their old bytes.
+   */
+  blocks: BlockLists;
 };
 
 /** What a client may send, in a welcome. */
@@ -91,6 +96,30 @@ export type TypingFrame = {
   active: boolean;
   from: string;
   op: "typing";
+};
+
+/** `{"op":"blocks",…}`: the user's lists changed (on any device). */
+export type BlocksFrame = {
+  lists: BlockLists;
+  op: "blocks";
+};
+
+/**
+ * The user's block and mute lists, as the welcome and `GET /v1/blocks`
+ * carry them.
+ */
+export type BlockLists = {
+  /** Users whose chats never reach this user (they are not told). */
+  blocked: Array<string>;
+  /** Peers whose messages start no push. */
+  muted: Array<Muted>;
+};
+
+/** A muted peer. */
+export type Muted = {
+  peer: string;
+  /** When the mute ends (ms since the epoch); null: when unmuted. */
+  until: number | null;
 };
 
 /** `{"op":"history","re":…}`: a page of the user's log, as `msg` frames. */

@@ -10,6 +10,7 @@
 #[path = "common.rs"]
 mod common;
 
+use edge_chat::blocks::Change;
 use edge_chat::limits::FRAME_CEILING;
 use edge_chat::protocol::v1::{self, MAX_CMID};
 use edge_chat::protocol::v1::V1Frame;
@@ -31,6 +32,12 @@ fn encode(f: &V1Frame) -> String {
             "before": before, "after": after, "limit": limit,
         }),
         V1Frame::Typing { to, active } => json!({ "op": "typing", "to": to.as_str(), "active": active }),
+        V1Frame::Blocks { id, change } => match change {
+            Change::Block(u) => json!({ "op": "block", "id": id, "user": u.as_str() }),
+            Change::Unblock(u) => json!({ "op": "unblock", "id": id, "user": u.as_str() }),
+            Change::Mute(p, until) => json!({ "op": "mute", "id": id, "peer": p.as_str(), "until": until }),
+            Change::Unmute(p) => json!({ "op": "unmute", "id": id, "peer": p.as_str() }),
+        },
     };
     v.to_string()
 }
@@ -45,6 +52,7 @@ fn check(f: &V1Frame) {
         }
         V1Frame::Read { id, .. } => assert!(id_ok(id)),
         V1Frame::History { id, limit, .. } => assert!(id_ok(id) && *limit != Some(0)),
+        V1Frame::Blocks { id, .. } => assert!(id_ok(id)),
         _ => {}
     }
 }

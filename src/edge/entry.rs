@@ -10,7 +10,7 @@ use super::{json, json_error, limits, now_ms, query_pairs, query_param, random_u
 use crate::api::{self, BodyError};
 use crate::auth::{self, AuthError, Verified};
 use crate::history::{from_owner_rows, PageQuery};
-use crate::internal::{ApiSend, Delivery, Internal, Outcome, V1Connect, View};
+use crate::internal::{ApiSend, BlockOp, Delivery, Internal, Outcome, V1Connect, View};
 use crate::limits::Limits;
 use crate::message::{derived_id, new_id, system_body, Kind};
 use crate::metrics::{self, incr, Counter};
@@ -48,7 +48,11 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
         (Method::Get, "/ws/history") => forward_read(req, &env, jwt_secret, &limits, View::Legacy).await,
         (Method::Get, "/v1/history") => forward_read(req, &env, jwt_secret, &limits, View::V1).await,
         (Method::Get, "/v1/conversations") => forward_read(req, &env, jwt_secret, &limits, View::Conversations).await,
+        (_, p) if p == "/v1/blocks" || p.starts_with("/v1/blocks/") || p.starts_with("/v1/mutes/") => {
+            client_blocks(req, &env, jwt_secret, &limits).await
+        }
         (Method::Post, "/api/sys-msg")
+        | (Method::Post, "/api/blocks")
         | (Method::Post, "/api/usr-msg")
         | (Method::Get, "/api/metrics")
         | (Method::Post, "/api/history/upgrade") => {
@@ -64,6 +68,7 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
                     json(200, &counts.to_string())
                 }
                 "/api/history/upgrade" => upgrade_history(&req, &env, &limits).await,
+                "/api/blocks" => moderation_block(req, &env, &limits).await,
                 p => backend(req, &env, &limits, p == "/api/sys-msg").await,
             }
         }
@@ -199,8 +204,44 @@ async fn forward_read(req: Request, env: &Env, secret: &str, limits: &Limits, vi
             return json_error(400, &format!("{}: {}", bad.param, bad.problem));
         }
     };
-    let request = Internal::Read { uid: v.user.clone(), view, page };
-    env.durable_object(USER_BINDING)?.get_by_name(v.user.as_str())?.fetch_with_str(&request.encode()).await
+    forward(env, &Internal::Read { uid: v.user, view, page }).await
+}
+
+/// The block and mute routes of a client: served by the user's own object.
+async fn client_blocks(mut req: Request, env: &Env, secret: &str, limits: &Limits) -> worker::Result<Response> {
+    let v = match client_user(&req, secret)? {
+        Ok(v) => v,
+        Err(e) => return unauthorized(e),
+    };
+    let Some(body) = read_body(&mut req, limits.frame_bytes).await? else {
+        incr(Counter::RefusedBody);
+        return json_error(413, &format!("request body over {} bytes (FRAME_MAX_BYTES)", limits.frame_bytes));
+    };
+    let op = match api::block_route(req.method().as_ref(), &req.path(), &body) {
+        None => return json_error(404, "no such route"),
+        Some(Err(e)) => return json(400, &e.to_json()),
+        Some(Ok(op)) => op,
+    };
+    let request = Internal::Blocks { uid: v.user, op };
+    forward(env, &request).await
+}
+
+/// `POST /api/blocks`: the backend blocks or unblocks on a user's behalf.
+async fn moderation_block(mut req: Request, env: &Env, limits: &Limits) -> worker::Result<Response> {
+    let Some(body) = read_body(&mut req, limits.body_bytes).await? else {
+        incr(Counter::RefusedBody);
+        return json_error(413, &format!("request body over {} bytes (BODY_MAX_BYTES)", limits.body_bytes));
+    };
+    match api::parse_block(&body) {
+        Ok((uid, change)) => forward(env, &Internal::Blocks { uid, op: BlockOp::Change(change) }).await,
+        Err(e) => json(400, &e.to_json()),
+    }
+}
+
+/// A request with no body to the object that serves it; its answer is the client's.
+async fn forward(env: &Env, request: &Internal) -> worker::Result<Response> {
+    let stub = env.durable_object(USER_BINDING)?.get_by_name(request.owner().as_str())?;
+    stub.fetch_with_str(&request.encode()).await
 }
 
 /// Reads a request body, refusing more than `max` bytes.
@@ -254,6 +295,7 @@ async fn backend(mut req: Request, env: &Env, limits: &Limits, system: bool) -> 
                         time_ms: now,
                         peer: None,
                         dedup: k.is_some(),
+                        backend: true,
                     });
                     Outgoing { object: m.uid, request, body: system_body(m.fields, &id, now), id }
                 })

@@ -238,6 +238,10 @@ impl DurableObject for UserObject {
             Internal::Read { uid, view: View::Conversations, page } => {
                 json(200, &self.step(|mb, io| mb.conversations(io, &uid, &page))?)
             }
+            Internal::Blocks { uid, op } => {
+                let (status, body) = self.step(|mb, io| mb.blocks_request(io, &uid, op))?;
+                json(status, &body)
+            }
         }
     }
 
@@ -432,8 +436,16 @@ impl UserObject {
     /// Stores a chat in the recipient's log (through their object), then in
     /// the sender's own log; returns the seq of the sender's entry. `Ok`
     /// means the recipient's copy is durable.
-    async fn send_chat(&self, chat: Chat, id: &str, time: u64, cmid: Option<&str>) -> Result<u64, Refusal> {
-        let remote = match self.call(|mb, io| mb.plan_send(io, chat, id, time, cmid))? {
+    /// `backend`: sent through the backend API, which block lists never hold back.
+    async fn send_chat(
+        &self,
+        chat: Chat,
+        id: &str,
+        time: u64,
+        cmid: Option<&str>,
+        backend: bool,
+    ) -> Result<u64, Refusal> {
+        let remote = match self.call(|mb, io| mb.plan_send(io, chat, id, time, cmid, backend))? {
             SendPlan::Local(entry) => {
                 return self.append(entry).await.map(|s| s.seq).map_err(|e| {
                     worker::console_error!("send unavailable: {e}");
@@ -476,7 +488,7 @@ impl UserObject {
             LegacyStep::Reply(reply) => reply,
             LegacyStep::Send(chat) => {
                 let now = now_ms();
-                match self.send_chat(chat, &new_id(now, random_u64()), now, None).await {
+                match self.send_chat(chat, &new_id(now, random_u64()), now, None, false).await {
                     Ok(_) => Reply::Stored,
                     Err(r) => Reply::Refused(r),
                 }
@@ -498,7 +510,7 @@ impl UserObject {
             V1Step::Reply(reply) => send(ws, &reply),
             V1Step::Close(code, reason) => ws.close(Some(code), Some(reason)),
             V1Step::Send { re, chat, mid, cmid } => {
-                let result = self.send_chat(chat, &mid, now_ms(), Some(&cmid)).await;
+                let result = self.send_chat(chat, &mid, now_ms(), Some(&cmid), false).await;
                 let reply = self.shared.mailbox.borrow_mut().v1_sent(&re, &mid, &cmid, result);
                 send(ws, &reply)
             }
@@ -534,7 +546,7 @@ impl UserObject {
         let cmid = s.cmid.as_deref();
         let outcome = match self.step(|mb, io| mb.api_send(io, &s.uid, cmid, body))? {
             ApiStep::Answer(outcome) => outcome,
-            ApiStep::Send(chat) => Mailbox::api_outcome(self.send_chat(chat, &s.id, s.time_ms, cmid).await),
+            ApiStep::Send(chat) => Mailbox::api_outcome(self.send_chat(chat, &s.id, s.time_ms, cmid, true).await),
         };
         answer(Answer::of(outcome))
     }
@@ -578,7 +590,7 @@ impl UserObject {
 
     /// `Typing`: shown on this user's live v1 sockets, never stored.
     fn on_typing(&self, t: &Typing) -> worker::Result<Response> {
-        Mailbox::typing(&self.sockets(), t);
+        self.step(|mb, io| mb.typing(io, t))?;
         answer(Answer::of(Outcome::Done))
     }
 

@@ -26,9 +26,10 @@ use std::collections::{HashMap, HashSet};
 pub use v1::V1Step;
 
 use crate::archive::{Handoff, Partitioning};
+use crate::blocks::{BlockError, Blocks, Change};
 use crate::history::{BATCH_BYTES, BATCH_ROWS};
 use crate::inbox::{Batch, Inbox};
-use crate::internal::{Answer, Delivery, Outcome, Receipt, Typing};
+use crate::internal::{Answer, BlockOp, Delivery, Outcome, Receipt, Typing};
 use crate::limits::Limits;
 use crate::log::{Log, NewEntry, Pass, Sql, StoreError};
 use crate::message::{chat_body, Chat, Kind, Refusal};
@@ -206,6 +207,8 @@ struct Life {
     owner: UserId,
     inbox: Inbox,
     devices: HashMap<String, Device>,
+    /// Read once per wake: checking a message costs no storage read.
+    blocks: Blocks,
 }
 
 /// A chat on its way out of this user's object.
@@ -354,7 +357,8 @@ impl Mailbox {
             Some(_) => {}
             None => io.log.set_owner(uid)?,
         }
-        self.life = Some(Life { owner: uid.clone(), inbox: restored.inbox, devices: restore_devices(io.log)? });
+        let (devices, blocks) = (restore_devices(io.log)?, Blocks::from_rows(io.log.blocks()?));
+        self.life = Some(Life { owner: uid.clone(), inbox: restored.inbox, devices, blocks });
         Ok(())
     }
 
@@ -366,7 +370,8 @@ impl Mailbox {
         }
         let restored = io.log.restore()?;
         let Some(owner) = restored.owner else { return Ok(None) };
-        self.life = Some(Life { owner: owner.clone(), inbox: restored.inbox, devices: restore_devices(io.log)? });
+        let (devices, blocks) = (restore_devices(io.log)?, Blocks::from_rows(io.log.blocks()?));
+        self.life = Some(Life { owner: owner.clone(), inbox: restored.inbox, devices, blocks });
         Ok(Some(owner))
     }
 
@@ -415,6 +420,9 @@ impl Mailbox {
     /// [`TYPING_RATE`] per peer. Excess is dropped (typing is a hint), never
     /// answered: a typist is not told to slow down.
     pub fn typing_allowed<S: Sql, W>(&mut self, io: &Io<S, W>, peer: &UserId) -> Result<bool, Error> {
+        if self.blocked(peer) {
+            return Ok(false);
+        }
         // A short list, linear: a user types to few peers at a time.
         let i = match self.typing_sent.iter().position(|(p, _)| p == peer) {
             Some(i) => i,
@@ -551,6 +559,12 @@ impl Mailbox {
         body: String,
     ) -> Result<DeliverStep, Error> {
         self.load(io, &d.owner)?;
+        // Answered as if stored, so the sender cannot probe for the block;
+        // with no seq here, the sender's copy never names one of this log.
+        if d.kind == Kind::Received && !d.backend && d.peer.as_ref().is_some_and(|p| self.blocked(p)) {
+            incr(Counter::DroppedBlocked);
+            return Ok(DeliverStep::Answer(Answer::of(Outcome::Stored { pushed: false })));
+        }
         if d.dedup {
             if let Some((seq, pushed)) = io.log.seen(&d.id)? {
                 let stored = Outcome::Stored { pushed };
@@ -647,8 +661,12 @@ impl Mailbox {
         id: &str,
         time: u64,
         cmid: Option<&str>,
+        backend: bool,
     ) -> Result<SendPlan, Refusal> {
         let owner = self.life().map_err(|_| Refusal::Unavailable)?.owner.clone();
+        if !backend && self.blocked(&chat.to) {
+            return Err(Refusal::Blocked);
+        }
         let body = chat_body(&chat.from, &chat.to, chat.fields, id, time);
         let cmid = cmid.map(str::to_owned);
         let dedup = cmid.is_some();
@@ -681,6 +699,7 @@ impl Mailbox {
             time_ms: time,
             peer: Some(owner),
             dedup,
+            backend,
         };
         Ok(SendPlan::Remote(Remote { to: chat.to, delivery, body, cmid }))
     }
@@ -939,9 +958,83 @@ impl Mailbox {
         Ok(io.log.forget_devices_unseen_since(cutoff)?)
     }
 
-    /// A notification for another user's object.
+    /// A notification for another user's object; none to, or about, a
+    /// blocked peer.
     fn notify(&mut self, notice: Notice) {
-        self.effects.push(Effect::Notify(notice));
+        let peer = match &notice {
+            Notice::Receipt(r) => &r.owner,
+            Notice::Typing(t) => &t.owner,
+        };
+        if !self.blocked(peer) {
+            self.effects.push(Effect::Notify(notice));
+        }
+    }
+
+    /// Whether the loaded user blocked `peer`.
+    pub fn blocked(&self, peer: &UserId) -> bool {
+        self.life.as_ref().is_some_and(|l| l.blocks.is_blocked(peer))
+    }
+
+    /// Whether the loaded user muted `peer` at `now`.
+    pub fn muted(&self, peer: &UserId, now: u64) -> bool {
+        self.life.as_ref().is_some_and(|l| l.blocks.is_muted(peer, now))
+    }
+
+    /// A change to the user's block or mute lists: stored (one row), then
+    /// shown on every v1 socket of theirs. A repeat writes nothing.
+    pub fn change_blocks<S: Sql, W: Sockets>(
+        &mut self,
+        io: &Io<S, W>,
+        change: Change,
+    ) -> Result<Result<(), BlockError>, Error> {
+        let max = self.config.limits.blocks_max;
+        let life = self.life_mut()?;
+        let mut blocks = life.blocks.clone();
+        let row = match blocks.apply(&life.owner, change, max, io.now) {
+            Ok(Some(row)) => row,
+            Ok(None) => return Ok(Ok(())),
+            Err(e) => {
+                if matches!(e, BlockError::Full { .. }) {
+                    incr(Counter::RefusedBlocks);
+                }
+                return Ok(Err(e));
+            }
+        };
+        // Memory follows storage, never leads it.
+        io.log.save_block(&row)?;
+        life.blocks = blocks;
+        let frame = wire::blocks(wire::BlockLists::of(&life.blocks, io.now));
+        for ws in io.sockets.open(Mode::V1) {
+            send(io.sockets, &ws, &frame);
+        }
+        Ok(Ok(()))
+    }
+
+    /// An HTTP request about the lists (`/v1/blocks`, `/v1/mutes`,
+    /// `/api/blocks`): the status and JSON body of the answer.
+    pub fn blocks_request<S: Sql, W: Sockets>(
+        &mut self,
+        io: &Io<S, W>,
+        uid: &UserId,
+        op: BlockOp,
+    ) -> Result<(u16, String), Error> {
+        self.load(io, uid)?;
+        let (peer, mute) = match op {
+            BlockOp::List => return Ok((200, wire::BlockLists::of(&self.life()?.blocks, io.now).encode())),
+            BlockOp::Get { peer, mute } => (peer, mute),
+            BlockOp::Change(change) => {
+                let mute = matches!(change, Change::Mute(..) | Change::Unmute(_));
+                let peer = change.peer().clone();
+                match self.change_blocks(io, change)? {
+                    Ok(()) => (peer, mute),
+                    Err(e) => {
+                        let status = if e == BlockError::Yourself { 400 } else { 409 };
+                        return Ok((status, serde_json::json!({ "error": e.message() }).to_string()));
+                    }
+                }
+            }
+        };
+        Ok((200, self.life()?.blocks.one_json(&peer, mute, io.now).to_string()))
     }
 }
 

@@ -3,6 +3,7 @@
 //! conversation list.
 
 use super::{send, Device, Error, Io, Mailbox, Mode, Notice, SocketRefused, Sockets};
+use crate::blocks::{BlockError, Change};
 use crate::history::{self, PageQuery};
 use crate::inbox::Resume;
 use crate::internal::{Receipt, Typing};
@@ -62,7 +63,9 @@ impl Mailbox {
         let oldest = io.log.oldest()?.unwrap_or(head + 1);
         let known = life.devices.get(device).map(|d| d.acked);
         let Resume { start, recovered } = life.inbox.resume(oldest, since, known);
-        let welcome = Welcome { user: &life.owner, device, head, since: start, recovered, limits: &self.config.limits };
+        let blocks = v1::BlockLists::of(&life.blocks, io.now);
+        let limits = &self.config.limits;
+        let welcome = Welcome { user: &life.owner, device, head, since: start, recovered, limits, blocks };
         send(io.sockets, socket, &welcome.encode());
         io.log.entries_after(start, |e| {
             send(io.sockets, socket, &v1::msg(e.seq, EntryKind::of(e.kind), e.peer.as_deref(), &e.id, &e.body))
@@ -142,6 +145,17 @@ impl Mailbox {
                     }
                 }
             }
+            V1Frame::Blocks { id, change } => {
+                let field = match change {
+                    Change::Block(_) | Change::Unblock(_) => "user",
+                    _ => "peer",
+                };
+                match self.change_blocks(io, change)? {
+                    Ok(()) => V1Step::Reply(v1::ok(&id)),
+                    Err(BlockError::Full { .. }) => V1Step::Reply(v1::error(Some(&id), V1Error::BlocksFull)),
+                    Err(BlockError::Yourself) => V1Step::Reply(v1::error(Some(&id), V1Error::BadField(field))),
+                }
+            }
             V1Frame::Typing { to, active } => {
                 if self.typing_allowed(io, &to)? {
                     self.notify(Notice::Typing(Typing { owner: to, from: owner, active }));
@@ -213,6 +227,9 @@ impl Mailbox {
     /// A peer received or read this user's messages: shown on the v1 sockets.
     pub fn receipt<S: Sql, W: Sockets>(&mut self, io: &Io<S, W>, r: &Receipt) -> Result<(), Error> {
         self.load(io, &r.owner)?;
+        if self.blocked(&r.from) {
+            return Ok(());
+        }
         if let Some(up_to) = io.log.peer_receipt(r.from.as_str(), r.read, r.up_to)? {
             let kind = if r.read { ReceiptKind::Read } else { ReceiptKind::Delivered };
             let frame = v1::receipt(r.from.as_str(), kind, up_to);
@@ -223,12 +240,18 @@ impl Mailbox {
         Ok(())
     }
 
-    /// A peer is typing: shown on this user's live v1 sockets, never stored.
-    pub fn typing<W: Sockets>(sockets: &W, t: &Typing) {
-        let frame = v1::typing(t.from.as_str(), t.active);
-        for ws in sockets.open(Mode::V1) {
-            send(sockets, &ws, &frame);
+    /// A peer is typing: shown on this user's live v1 sockets, never stored
+    /// (nor shown from a blocked peer).
+    pub fn typing<S: Sql, W: Sockets>(&mut self, io: &Io<S, W>, t: &Typing) -> Result<(), Error> {
+        self.load(io, &t.owner)?;
+        if self.blocked(&t.from) {
+            return Ok(());
         }
+        let frame = v1::typing(t.from.as_str(), t.active);
+        for ws in io.sockets.open(Mode::V1) {
+            send(io.sockets, &ws, &frame);
+        }
+        Ok(())
     }
 
     /// `GET /v1/conversations`: newest activity first, with unread counts.

@@ -52,6 +52,7 @@ fn refusal_text(r: Refusal) -> &'static str {
         Refusal::Unavailable => "error unavailable",
         Refusal::RateLimited { .. } => "error rate",
         Refusal::RecipientFull => "error full",
+        Refusal::Blocked => "error blocked",
     }
 }
 

@@ -7,6 +7,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 pub use super::RequestId;
+use crate::blocks::{Blocks, Change, FOREVER};
 use crate::history::PageRow;
 use crate::log::Conversation;
 use crate::message::{Kind, Refusal};
@@ -46,6 +47,11 @@ pub enum V1Frame {
         to: UserId,
         active: bool,
     },
+    /// `block`, `unblock`, `mute`, `unmute`: a change to the user's lists.
+    Blocks {
+        id: RequestId,
+        change: Change,
+    },
 }
 
 /// The WebSocket subprotocol that selects this mode.
@@ -71,8 +77,14 @@ pub enum V1Error {
     BadField(&'static str),
     Forbidden,
     Unavailable,
-    RateLimited { retry_after_ms: u64 },
+    RateLimited {
+        retry_after_ms: u64,
+    },
     RecipientFull,
+    /// A send to someone the user blocked.
+    Blocked,
+    /// The block and mute lists are at `BLOCKS_MAX`.
+    BlocksFull,
 }
 
 impl V1Error {
@@ -86,6 +98,8 @@ impl V1Error {
             V1Error::Unavailable => "unavailable",
             V1Error::RateLimited { .. } => "rate_limited",
             V1Error::RecipientFull => "recipient_full",
+            V1Error::Blocked => "blocked",
+            V1Error::BlocksFull => "blocks_full",
         }
     }
 
@@ -106,6 +120,8 @@ impl V1Error {
                 format!("too many requests; nothing was done, send again in {retry_after_ms} ms")
             }
             V1Error::RecipientFull => "the recipient has too many undelivered messages; nothing was stored".into(),
+            V1Error::Blocked => "you blocked this user; unblock them to send".into(),
+            V1Error::BlocksFull => "too many blocked or muted peers (BLOCKS_MAX)".into(),
         }
     }
 
@@ -120,6 +136,7 @@ impl V1Error {
             Refusal::Unavailable => V1Error::Unavailable,
             Refusal::RateLimited { retry_after_ms } => V1Error::RateLimited { retry_after_ms },
             Refusal::RecipientFull => V1Error::RecipientFull,
+            Refusal::Blocked => V1Error::Blocked,
         }
     }
 }
@@ -193,6 +210,13 @@ pub fn parse(text: &str, max_bytes: usize) -> Result<V1Frame, Refused> {
             let active = f.get("active").and_then(Value::as_bool).ok_or_else(|| bad("active"))?;
             Ok(V1Frame::Typing { to: uid(&f, "to")?, active })
         }
+        "block" => Ok(V1Frame::Blocks { id: need_id()?, change: Change::Block(uid(&f, "user")?) }),
+        "unblock" => Ok(V1Frame::Blocks { id: need_id()?, change: Change::Unblock(uid(&f, "user")?) }),
+        "mute" => {
+            let id = need_id()?;
+            Ok(V1Frame::Blocks { id, change: Change::Mute(uid(&f, "peer")?, opt_seq(&f, "until")?) })
+        }
+        "unmute" => Ok(V1Frame::Blocks { id: need_id()?, change: Change::Unmute(uid(&f, "peer")?) }),
         _ => Err(refuse(id, V1Error::UnknownOp)),
     }
 }
@@ -226,6 +250,7 @@ ops! {
     TypingOp = "typing",
     HistoryOp = "history",
     ErrorOp = "error",
+    BlocksOp = "blocks",
 }
 
 /// Encodes a frame. Frames hold strings, numbers, booleans and JSON already
@@ -374,6 +399,7 @@ pub struct Welcome<'a> {
     pub recovered: bool,
     /// What the client may send: frame size, page size, send rate.
     pub limits: &'a crate::limits::Limits,
+    pub blocks: BlockLists<'a>,
 }
 
 /// `{"op":"welcome",…}`: the first frame of a v1 connection.
@@ -395,6 +421,9 @@ struct WelcomeFrame<'a> {
     user: &'a str,
     /// The protocol version.
     v: u32,
+    /// The user's block and mute lists (a `blocks` frame follows each
+    /// change). Last: the keys before it keep their old bytes.
+    blocks: &'a BlockLists<'a>,
 }
 
 /// What a client may send, in a welcome.
@@ -435,6 +464,7 @@ impl Welcome<'_> {
             since: self.since,
             user: self.user.as_str(),
             v: 1,
+            blocks: &self.blocks,
         })
     }
 }
@@ -546,6 +576,57 @@ struct TypingFrame<'a> {
 /// A `TypingFrame`, encoded.
 pub fn typing(from: &str, active: bool) -> String {
     encode(&TypingFrame { active, from, op: TypingOp::Op })
+}
+
+/// The user's block and mute lists, as the welcome and `GET /v1/blocks`
+/// carry them.
+#[derive(Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct BlockLists<'a> {
+    /// Users whose chats never reach this user (they are not told).
+    blocked: Vec<&'a str>,
+    /// Peers whose messages start no push.
+    muted: Vec<Muted<'a>>,
+}
+
+/// A muted peer.
+#[derive(Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+struct Muted<'a> {
+    peer: &'a str,
+    /// When the mute ends (ms since the epoch); null: when unmuted.
+    until: Option<u64>,
+}
+
+impl<'a> BlockLists<'a> {
+    pub fn of(blocks: &'a Blocks, now: u64) -> BlockLists<'a> {
+        BlockLists {
+            blocked: blocks.blocked().collect(),
+            muted: blocks
+                .muted(now)
+                .map(|(peer, until)| Muted { peer, until: (until != FOREVER).then_some(until) })
+                .collect(),
+        }
+    }
+
+    /// As the body of `GET /v1/blocks`.
+    pub fn encode(&self) -> String {
+        encode(self)
+    }
+}
+
+/// `{"op":"blocks",…}`: the user's lists changed (on any device).
+#[derive(Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+struct BlocksFrame<'a> {
+    lists: BlockLists<'a>,
+    #[cfg_attr(test, ts(inline))]
+    op: BlocksOp,
+}
+
+/// A `BlocksFrame`, encoded.
+pub fn blocks(lists: BlockLists) -> String {
+    encode(&BlocksFrame { lists, op: BlocksOp::Op })
 }
 
 /// `{"op":"history","re":…}`: a page of the user's log, as `msg` frames.
@@ -724,6 +805,7 @@ mod tests {
             send_rate: crate::ratelimit::Rate { per_second: 1, burst: 2 },
             ..Default::default()
         };
+        let none = Blocks::default();
         let w = Welcome {
             user: &UserId::parse("1").unwrap(),
             device: "d",
@@ -731,6 +813,7 @@ mod tests {
             since: 3,
             recovered: false,
             limits: &limits,
+            blocks: BlockLists::of(&none, 0),
         };
         let w: Value = serde_json::from_str(&w.encode()).unwrap();
         assert_eq!((w["head"].as_u64(), w["recovered"].as_bool()), (Some(5), Some(false)));
@@ -748,10 +831,16 @@ mod tests {
     fn frames_keep_their_bytes() {
         let limits = crate::limits::Limits::default();
         let user = UserId::parse("u1").unwrap();
-        let w = Welcome { user: &user, device: "d\"1", head: 9, since: 4, recovered: true, limits: &limits };
+        let mut lists = Blocks::default();
+        let me = UserId::parse("u1").unwrap();
+        lists.apply(&me, Change::Block(UserId::parse("b").unwrap()), 9, 0).unwrap();
+        lists.apply(&me, Change::Mute(UserId::parse("m").unwrap(), Some(70)), 9, 0).unwrap();
+        lists.apply(&me, Change::Mute(UserId::parse("n").unwrap(), None), 9, 0).unwrap();
+        let blocks = BlockLists::of(&lists, 0);
+        let w = Welcome { user: &user, device: "d\"1", head: 9, since: 4, recovered: true, limits: &limits, blocks };
         assert_eq!(
             w.encode(),
-            r#"{"device":"d\"1","head":9,"heartbeat_ms":30000,"limits":{"cmid_chars":64,"frame_bytes":65536,"history_page":200,"queue_max":10000,"queue_ttl_s":2592000,"read_burst":30,"reads_per_second":5,"send_burst":60,"sends_per_second":20},"op":"welcome","recovered":true,"since":4,"user":"u1","v":1}"#
+            r#"{"device":"d\"1","head":9,"heartbeat_ms":30000,"limits":{"cmid_chars":64,"frame_bytes":65536,"history_page":200,"queue_max":10000,"queue_ttl_s":2592000,"read_burst":30,"reads_per_second":5,"send_burst":60,"sends_per_second":20},"op":"welcome","recovered":true,"since":4,"user":"u1","v":1,"blocks":{"blocked":["b"],"muted":[{"peer":"m","until":70},{"peer":"n","until":null}]}}"#
         );
         assert_eq!(
             msg(3, EntryKind::In, Some("p\"2"), "m1", r#"{"message":"hi","x":[1,2]}"#),

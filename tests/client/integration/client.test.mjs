@@ -120,6 +120,34 @@ describe("client SDK against the worker", () => {
     assert.equal(a.chat.state, "closed");
   });
 
+  test("block, unblock, mute: the lists on every device, and a blocked peer's chats stay away", async () => {
+    const a = client(w, "cb1");
+    const a2 = client(w, "cb1", { device: "second" });
+    const b = client(w, "cb2");
+    await Promise.all([a.chat.connect(), a2.chat.connect(), b.chat.connect()]);
+    assert.deepEqual(a.chat.blocks, { blocked: [], muted: [] });
+    const seen = [];
+    a2.chat.on("blocks", (l) => seen.push(l));
+    await a.chat.block("cb2");
+    await a.chat.mute("cb3", Date.now() + 60_000);
+    await eventually(() => a2.chat.blocks.blocked.includes("cb2") && a2.chat.blocks.muted.length === 1);
+    assert.ok(seen.length >= 2, "the other device got the blocks events");
+    assert.deepEqual(a.chat.blocks.blocked, ["cb2"]);
+    // The blocked peer's send resolves as usual; nothing reaches a.
+    const r = await b.chat.send("cb1", "while blocked");
+    assert.equal(r.duplicate, false);
+    // a's own send to b is refused with a typed error.
+    await assert.rejects(a.chat.send("cb2", "hi"), (e) => e.code === "blocked" && e.retry === false);
+    await assert.rejects(a.chat.block("not an id"), (e) => e.code === "bad_field" && e.field === "user");
+    await a.chat.unblock("cb2");
+    await a.chat.unmute("cb3");
+    await b.chat.send("cb1", "after");
+    await eventually(() => a.inbox().length === 1);
+    assert.deepEqual(a.inbox().map((m) => m.body.message), ["after"]);
+    assert.deepEqual(a.chat.blocks, { blocked: [], muted: [] });
+    await Promise.all([a.chat.close(), a2.chat.close(), b.chat.close()]);
+  });
+
   test("history paging over the socket and the conversation list over HTTP", async () => {
     const a = client(w, "hp1");
     const b = client(w, "hp2");
