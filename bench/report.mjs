@@ -1,5 +1,6 @@
 // Renders docs/benchmarks.md from the results of bench/run.mjs.
 import { capacityTable } from "./capacity.mjs";
+import { pushTable } from "./push.mjs";
 import { TARGETS } from "./runtime.mjs";
 
 const f = (x, d = 0) => (x === undefined || Number.isNaN(x) ? "–" : x.toFixed(d));
@@ -160,6 +161,14 @@ From \`wrangler deploy --dry-run\`:
 | file | bytes | gzipped |
 |---|---:|---:|
 ${r.bundle.map((b) => `| ${b.file} | ${b.bytes} | ${b.gzip} |`).join("\n")}
+
+## Push webhook
+
+\`bench/push.mjs\` (run by the benchmark): ${r.push ? `${r.push.users} users, ${r.push.each} messages each, 1.5 s apart (every message its own push), the archive and push delays equal (1 s here, 30 s in \`wrangler.toml\`), a local receiver answering 204. Rows written are DO SQLite rows plus alarms set (billed alike).
+
+${pushTable(r.push)}` : "not run."}
+
+A push costs one row (the cursor, stored with the answer), and no alarm when it goes out at once; an ack that may cancel a push is saved at once (one row) instead of at the next archive pass. Nothing changes for a user whose messages reach a legacy socket, or when push is not configured.
 
 ## Cost per million messages
 

@@ -27,6 +27,8 @@
 //!   writers' statements and history pages (all of the D1 SQL).
 //! - [`api`]: backend API request bodies.
 //! - [`metrics`]: counters of billable operations, for the cost model.
+//! - [`push`]: the push webhook: what is due, the call's body, its
+//!   signature, and its retries.
 //! - [`ratelimit`]: the per-user send rate (token bucket).
 //! - [`limits`]: operator-set limits (`wrangler.toml` vars) and their defaults.
 //! - [`query`]: query strings (form-urlencoded), decoded and encoded.
@@ -50,6 +52,7 @@ pub mod mailbox;
 pub mod message;
 pub mod metrics;
 pub mod protocol;
+pub mod push;
 pub mod query;
 pub mod ratelimit;
 pub mod time;

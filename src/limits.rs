@@ -86,6 +86,10 @@ pub struct LimitError {
 
 impl std::fmt::Display for LimitError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A range of nothing: the one var that is not a number (a URL).
+        if self.max == 0 {
+            return write!(f, "var {} must be an http(s) URL", self.var);
+        }
         write!(f, "var {} must be a whole number from {} to {}", self.var, self.min, self.max)
     }
 }

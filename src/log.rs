@@ -18,6 +18,7 @@
 use crate::history::{PageQuery, PageRow, Shape, IS_SEND_DELIVERED, IS_SEND_QUEUED, ROW, ROW_CHAT, ROW_SYSTEM};
 use crate::inbox::Inbox;
 use crate::message::{conversation_id, Kind};
+use crate::push::Candidate;
 use crate::user::UserId;
 
 /// A value bound to or read from a statement.
@@ -201,8 +202,14 @@ const SCHEMA_V4: [&str; 4] = [
 const BLOCKS_TABLE: &str =
     "CREATE TABLE blocks (peer TEXT PRIMARY KEY, blocked INTEGER NOT NULL, muted_until INTEGER NOT NULL) WITHOUT ROWID";
 
-/// v5: block and mute lists.
-const SCHEMA_V5: [&str; 1] = [BLOCKS_TABLE];
+/// The push webhook's state as v5 defines it: one row (`k` = 1) with the
+/// cursor (every owed entry up to it is pushed or needs no push) and the
+/// call in flight, if any. Frozen like every migration.
+const PUSH_TABLE: &str = "CREATE TABLE push (k INTEGER PRIMARY KEY, cursor INTEGER NOT NULL, id TEXT, body TEXT, \
+     attempt INTEGER NOT NULL DEFAULT 0, first_at INTEGER NOT NULL DEFAULT 0, next_at INTEGER NOT NULL DEFAULT 0)";
+
+/// v5: block and mute lists, and the push webhook's state.
+const SCHEMA_V5: [&str; 2] = [BLOCKS_TABLE, PUSH_TABLE];
 
 /// The version a fresh database starts at.
 pub const LATEST: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
@@ -210,7 +217,7 @@ pub const LATEST: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
 /// The schema at [`LATEST`], for a database that has none yet: the tables the
 /// migrations build step by step, in one go (`tests/upgrade.rs` checks that
 /// both ways give the same tables).
-pub const FRESH: [&str; 10] = [
+pub const FRESH: [&str; 11] = [
     generation_table!("log_a"),
     generation_table!("log_b"),
     "CREATE VIEW log AS SELECT * FROM log_a UNION ALL SELECT * FROM log_b",
@@ -221,6 +228,7 @@ pub const FRESH: [&str; 10] = [
     "CREATE TABLE sends (cmid TEXT PRIMARY KEY, mid TEXT NOT NULL, seq INTEGER NOT NULL, time INTEGER NOT NULL) WITHOUT ROWID",
     "CREATE TABLE seen (mid TEXT PRIMARY KEY, seq INTEGER NOT NULL, pushed INTEGER NOT NULL, time INTEGER NOT NULL) WITHOUT ROWID",
     BLOCKS_TABLE,
+    PUSH_TABLE,
 ];
 
 /// One entry about to be written to the log.
@@ -251,6 +259,23 @@ pub struct Conversation {
     pub read_up_to: u64,
     pub peer_delivered: u64,
     pub peer_read: u64,
+}
+
+/// The push webhook's state (see [`crate::push`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PushState {
+    pub cursor: u64,
+    pub call: Option<PushCall>,
+}
+
+/// A push call waiting for a 2xx: sent again with the same id until then.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PushCall {
+    pub id: String,
+    pub body: String,
+    pub attempt: u32,
+    pub first_at: u64,
+    pub next_at: u64,
 }
 
 /// A log entry as a v1 replay sends it.
@@ -399,6 +424,9 @@ fn page_range(shape: Shape, q: &PageQuery) -> (String, &'static str, Vec<SqlValu
 /// `sent` of an entry that reached a socket from the offline queue (1: at
 /// once; 0: still queued).
 const SENT_FROM_QUEUE: i64 = 2;
+/// `sent` of an owed entry written live to a legacy socket (no ack will
+/// follow, so it needs no push); anything else treats it as 1.
+const SENT_LEGACY: i64 = 3;
 
 impl Pass {
     /// Later than any time, and exact as a JS number (binds cross as f64).
@@ -534,10 +562,16 @@ impl<S: Sql> Log<S> {
     /// Appends a batch of entries, `(seq, entry, sent)`, in one statement:
     /// the rows travel as one JSON parameter, so a batch costs one call
     /// whatever its size.
-    pub fn append(&self, owner: &UserId, rows_in: &[(u64, &NewEntry, bool)]) -> Result<(), StoreError> {
+    /// `legacy`: the entries written live went to a legacy socket too.
+    pub fn append(&self, owner: &UserId, rows_in: &[(u64, &NewEntry, bool)], legacy: bool) -> Result<(), StoreError> {
         let rows: Vec<serde_json::Value> = rows_in
             .iter()
             .map(|(seq, e, sent)| {
+                let sent = match (*sent, legacy && e.kind.owed_to_owner()) {
+                    (false, _) => 0,
+                    (true, true) => SENT_LEGACY,
+                    (true, false) => 1,
+                };
                 serde_json::json!([
                     seq,
                     e.id,
@@ -546,7 +580,7 @@ impl<S: Sql> Log<S> {
                     conversation_id(owner, e.peer.as_ref()),
                     e.time_ms,
                     e.body,
-                    *sent as i64,
+                    sent,
                     e.peer_state.map(|(s, _)| s),
                     e.peer_state.map(|(_, pushed)| pushed as i64),
                 ])
@@ -651,6 +685,90 @@ impl<S: Sql> Log<S> {
             "INSERT OR REPLACE INTO blocks (peer, blocked, muted_until) VALUES (?, ?, ?)",
             &[text(e.peer.as_str()), int(e.blocked as u64), int(e.muted_until)],
         )
+    }
+
+    /// The push state: the cursor and the call in flight; `None` before the
+    /// first push of this user.
+    pub fn push_state(&self) -> Result<Option<PushState>, StoreError> {
+        let row = self.one("SELECT cursor, id, body, attempt, first_at, next_at FROM push WHERE k = 1", &[])?;
+        Ok(row.map(|r| PushState {
+            cursor: col_u64(&r, 0).unwrap_or(0),
+            call: col_text(&r, 1).zip(col_text(&r, 2)).map(|(id, body)| PushCall {
+                id,
+                body,
+                attempt: col_u64(&r, 3).unwrap_or(0) as u32,
+                first_at: col_u64(&r, 4).unwrap_or(0),
+                next_at: col_u64(&r, 5).unwrap_or(0),
+            }),
+        }))
+    }
+
+    /// Stores the push state: one row written.
+    pub fn save_push(&self, state: &PushState) -> Result<(), StoreError> {
+        let c = state.call.as_ref();
+        self.exec(
+            "INSERT OR REPLACE INTO push (k, cursor, id, body, attempt, first_at, next_at) VALUES (1, ?, ?, ?, ?, ?, ?)",
+            &[
+                int(state.cursor),
+                c.map_or(SqlValue::Null, |c| text(&c.id)),
+                c.map_or(SqlValue::Null, |c| text(&c.body)),
+                int(c.map_or(0, |c| c.attempt.into())),
+                int(c.map_or(0, |c| c.first_at)),
+                int(c.map_or(0, |c| c.next_at)),
+            ],
+        )
+    }
+
+    /// Entries after `after` owed to the user that no legacy socket took,
+    /// past their conversation's read cursor, and not the user's own chats
+    /// to themselves, oldest first: the push candidates.
+    pub fn push_candidates(&self, owner: &UserId, after: u64, limit: u32) -> Result<Vec<Candidate>, StoreError> {
+        self.all(
+            &format!(
+                "SELECT g.seq, g.peer, g.id, g.time, g.sent, g.body FROM log g LEFT JOIN convs c ON c.peer = g.peer \
+                 WHERE g.seq > ?1 AND g.kind IN ({}, {}) AND g.sent <> {SENT_LEGACY} AND g.peer IS NOT ?2 \
+                 AND g.seq > COALESCE(c.read_up_to, 0) ORDER BY g.seq LIMIT ?3",
+                Kind::Received.code(),
+                Kind::System.code()
+            ),
+            &[int(after), text(owner.as_str()), int(limit.into())],
+            |r| {
+                Some(Candidate {
+                    seq: col_u64(r, 0)?,
+                    peer: col_text(r, 1),
+                    mid: col_text(r, 2)?,
+                    time: col_u64(r, 3)?,
+                    live: col_u64(r, 4)? == 1,
+                    body: col_text(r, 5)?,
+                })
+            },
+        )
+    }
+
+    /// The user's unread chats over every conversation (as the conversation
+    /// list counts them).
+    pub fn total_unread(&self) -> Result<u64, StoreError> {
+        let row = self.one(
+            "SELECT (SELECT COALESCE(SUM(unread), 0) FROM convs) + (SELECT COUNT(*) FROM log g \
+             LEFT JOIN convs c ON c.peer = g.peer WHERE g.kind = ? AND g.seq > COALESCE(c.read_up_to, 0))",
+            &[SqlValue::Int(Kind::Received.code())],
+        )?;
+        Ok(row.and_then(|r| col_u64(&r, 0)).unwrap_or(0))
+    }
+
+    /// The unread chats of the conversation with `peer`.
+    pub fn conversation_unread(&self, peer: &str) -> Result<u64, StoreError> {
+        let row = self.one(
+            "SELECT COALESCE((SELECT unread FROM convs WHERE peer = ?1), 0) + (SELECT COUNT(*) FROM log \
+             WHERE peer = ?1 AND kind = ?2 AND seq > COALESCE((SELECT read_up_to FROM convs WHERE peer = ?1), 0))",
+            &[text(peer), SqlValue::Int(Kind::Received.code())],
+        )?;
+        Ok(row.and_then(|r| col_u64(&r, 0)).unwrap_or(0))
+    }
+
+    /// The newest seq of the log (0 when empty).
+    pub fn newest(&self) -> Result<u64, StoreError> {
+        Ok(self.one("SELECT MAX(seq) FROM log", &[])?.and_then(|r| col_u64(&r, 0)).unwrap_or(0))
     }
 
     pub fn forget_devices_unseen_since(&self, time: u64) -> Result<(), StoreError> {

@@ -62,9 +62,14 @@ pub enum Counter {
     DroppedBlocked,
     /// Block or mute changes refused at `BLOCKS_MAX`.
     RefusedBlocks,
+    /// Push webhook calls answered 2xx, tried again, and given up on (a 4xx
+    /// other than 408/429, or past `PUSH_TTL_S`).
+    PushesSent,
+    PushRetries,
+    PushesDropped,
 }
 
-const ALL: [(Counter, &str); 33] = [
+const ALL: [(Counter, &str); 36] = [
     (Counter::WorkerRequests, "worker_requests"),
     (Counter::DoFetches, "do_fetches"),
     (Counter::DoWsMessages, "do_ws_messages"),
@@ -98,6 +103,9 @@ const ALL: [(Counter, &str); 33] = [
     (Counter::ColdObjectsRead, "cold_objects_read"),
     (Counter::DroppedBlocked, "dropped_blocked"),
     (Counter::RefusedBlocks, "refused_blocks"),
+    (Counter::PushesSent, "pushes_sent"),
+    (Counter::PushRetries, "push_retries"),
+    (Counter::PushesDropped, "pushes_dropped"),
 ];
 
 static COUNTS: [AtomicU64; ALL.len()] = [const { AtomicU64::new(0) }; ALL.len()];

@@ -269,6 +269,7 @@ impl Object {
             generation_entries: cfg.generation,
             shards: 2,
             partitioning: Limits::default().partitioning,
+            push: None,
         }
     }
 

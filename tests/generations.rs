@@ -34,7 +34,7 @@ fn append_from(log: &Log<Lite>, seqs: std::ops::RangeInclusive<u64>, kind: Kind,
         })
         .collect();
     let rows: Vec<(u64, &NewEntry, bool)> = seqs.zip(&entries).map(|(seq, e)| (seq, e, true)).collect();
-    log.append(&owner(), &rows).unwrap();
+    log.append(&owner(), &rows, false).unwrap();
 }
 
 fn seqs(log: &Log<Lite>, table: &str) -> Vec<u64> {

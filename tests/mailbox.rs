@@ -384,3 +384,137 @@ fn the_lists_survive_a_wake_and_a_repeat_writes_nothing() {
         json!({"blocked":["x"],"muted":[{"peer":"y","until":2000000}]})
     );
 }
+
+/// A mailbox that pushes (30 s delay, 1 h TTL).
+fn push_mailbox() -> Mailbox {
+    let mut config = Config::new(Limits::default(), 500, 1000);
+    config.push = Some(edge_chat::push::PushConfig { delay_ms: 30_000, ttl_ms: 3_600_000, preview_chars: 0 });
+    Mailbox::new(config)
+}
+
+/// A user whose mailbox pushes, with or without a device online.
+fn pushing(id: &str, online: bool) -> User {
+    let mut u = User::new_with(id, Limits::default(), online);
+    u.mb = push_mailbox();
+    let io = Io { log: &u.log, sockets: &u.device, now: u.now };
+    u.mb.load(&io, &u.id).unwrap();
+    u
+}
+
+impl User {
+    /// The alarm fires now: the push calls it makes, each answered `status`.
+    fn push_round(&mut self, status: Option<u16>) -> Vec<Value> {
+        let io = Io { log: &self.log, sockets: &self.device, now: self.now };
+        let due = self.mb.alarm_fired(self.now);
+        let mut calls = Vec::new();
+        if due.push {
+            while let Some(call) = self.mb.push_next(&io).unwrap() {
+                let mut body: Value = serde_json::from_str(&call.body).unwrap();
+                body["x_id"] = call.id.clone().into();
+                body["x_attempt"] = call.attempt.into();
+                calls.push(body);
+                if !self.mb.push_done(&io, status, 0.5).unwrap() {
+                    break;
+                }
+            }
+        }
+        self.mb.alarm_done(self.now);
+        calls
+    }
+
+    /// The alarms set since the last look, and whether a push was started at once.
+    fn alarms(&mut self) -> (Vec<u64>, bool) {
+        let effects = self.mb.take_effects();
+        let push_now = effects.contains(&Effect::Push);
+        let alarms = effects
+            .into_iter()
+            .filter_map(|e| match e {
+                Effect::SetAlarm { delay_ms } => Some(delay_ms),
+                _ => None,
+            })
+            .collect();
+        (alarms, push_now)
+    }
+}
+
+#[test]
+fn a_message_for_a_user_with_no_socket_is_pushed_at_once_coalesced() {
+    let mut bob = pushing("bob", false);
+    bob.receive("alice", &id(1), false);
+    assert_eq!(bob.alarms(), (vec![500], true), "the push starts at once; the alarm is the archive pass's");
+    bob.receive("alice", &id(2), false);
+    bob.receive("carol", &id(3), false);
+    let calls = bob.push_round(Some(200));
+    assert_eq!(calls.len(), 1, "one call for the burst: {calls:?}");
+    let convs = &calls[0]["conversations"];
+    assert_eq!((convs[0]["peer"].as_str(), convs[0]["waiting"].as_u64()), (Some("alice"), Some(2)));
+    assert_eq!((convs[1]["peer"].as_str(), convs[1]["newest"]["seq"].as_u64()), (Some("carol"), Some(3)));
+    assert_eq!(calls[0]["unread"], 3);
+    assert!(bob.push_round(Some(200)).is_empty(), "nothing twice");
+}
+
+#[test]
+fn a_device_that_acks_within_the_delay_gets_no_push_one_that_does_not_does() {
+    let mut bob = pushing("bob", true);
+    bob.receive("alice", &id(1), false);
+    assert_eq!(bob.alarms(), (vec![500], false), "the archive pass first; the push falls due later");
+    bob.frame(r#"{"op":"ack","up_to":1}"#);
+    bob.now += 30_000;
+    assert!(bob.push_round(Some(200)).is_empty(), "acked in time");
+    bob.receive("alice", &id(2), false);
+    bob.now += 29_999;
+    assert!(bob.push_round(Some(200)).is_empty(), "not yet");
+    bob.now += 1;
+    let calls = bob.push_round(Some(200));
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0]["conversations"][0]["newest"]["seq"], 2);
+}
+
+#[test]
+fn a_failed_call_is_retried_with_the_same_id_even_after_an_eviction() {
+    let mut bob = pushing("bob", false);
+    bob.receive("alice", &id(1), false);
+    let first = bob.push_round(Some(500));
+    assert_eq!(first.len(), 1);
+    let (alarms, _) = bob.alarms();
+    assert!(alarms.iter().any(|&d| (500..=1000).contains(&d)), "a retry after backoff: {alarms:?}");
+    // The object is evicted: a new mailbox over the same storage.
+    bob.mb = push_mailbox();
+    let io = Io { log: &bob.log, sockets: &bob.device, now: bob.now };
+    bob.mb.load(&io, &bob.id).unwrap();
+    bob.now += 1000;
+    let again = bob.push_round(Some(204));
+    assert_eq!(again.len(), 1);
+    assert_eq!((again[0]["x_id"].clone(), again[0]["x_attempt"].as_u64()), (first[0]["x_id"].clone(), Some(1)));
+    assert!(bob.push_round(Some(200)).is_empty(), "acknowledged: never again");
+}
+
+#[test]
+fn muted_peers_and_a_read_conversation_push_nothing_and_a_read_is_told() {
+    let mut bob = pushing("bob", false);
+    bob.frame(r#"{"op":"mute","id":1,"peer":"alice"}"#);
+    bob.receive("alice", &id(1), false);
+    assert!(bob.push_round(Some(200)).is_empty(), "muted");
+    bob.receive("carol", &id(2), false);
+    bob.frame(r#"{"op":"read","id":2,"peer":"carol","up_to":2}"#);
+    let calls = bob.push_round(Some(200));
+    let types: Vec<_> = calls.iter().map(|c| c["type"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(types, ["read"], "read before the push was due: only the silent read");
+    assert_eq!(calls[0]["conversations"][0], json!({"peer":"carol","unread":0}));
+}
+
+#[test]
+fn a_call_cut_short_by_an_eviction_is_made_again_with_the_same_id() {
+    let mut bob = pushing("bob", false);
+    bob.receive("alice", &id(1), false);
+    let io = Io { log: &bob.log, sockets: &bob.device, now: bob.now };
+    bob.mb.alarm_fired(bob.now);
+    let first = bob.mb.push_next(&io).unwrap().expect("a call");
+    // Evicted while the call was out: no answer was recorded.
+    bob.mb = push_mailbox();
+    let io = Io { log: &bob.log, sockets: &bob.device, now: bob.now };
+    bob.mb.load(&io, &bob.id).unwrap();
+    let again = bob.push_round(Some(200));
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0]["x_id"], first.id.as_str(), "the receiver can drop the repeat by its id");
+}

@@ -41,7 +41,7 @@ fn fill(log: &Log<Lite>, seqs: std::ops::RangeInclusive<u64>) {
             cmid: None,
             dedup: false,
         };
-        log.append(&owner(), &[(seq, &entry, seq % 7 != 0)]).unwrap();
+        log.append(&owner(), &[(seq, &entry, seq % 7 != 0)], false).unwrap();
     }
 }
 

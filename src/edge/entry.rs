@@ -42,6 +42,9 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
         Ok(l) => l,
         Err(e) => return json_error(500, &format!("server misconfigured: {e}")),
     };
+    if let Err(e) = crate::push::PushConfig::from_vars(|name| env.var(name).ok().map(|v| v.to_string())) {
+        return json_error(500, &format!("server misconfigured: {e}"));
+    }
     match (req.method(), path.as_str()) {
         (Method::Get, "/ws") => connect(req, &env, jwt_secret).await,
         (Method::Get, "/dev/token") => dev_token(&req, &env, jwt_secret),

@@ -8,6 +8,7 @@
 //! - [`d1`]: the D1 history gateway.
 //! - [`cold`]: the R2 side of cold history.
 //! - [`hop`]: the fast object-to-object request.
+//! - [`webhook`]: the signed call of the push webhook.
 
 pub mod cold;
 pub mod d1;
@@ -15,6 +16,7 @@ pub mod entry;
 pub mod hop;
 pub mod sql;
 pub mod user_object;
+pub mod webhook;
 pub mod writer;
 
 use ::worker::{Env, Headers, Response};

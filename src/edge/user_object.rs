@@ -25,6 +25,7 @@ use worker::{
 
 use super::hop::{self, RawStub};
 use super::sql::DoSql;
+use super::webhook::Webhook;
 use super::{cold, d1, json, json_error, now_ms, random_u64, USER_BINDING, WRITER_BINDING};
 use crate::archive::{shard_of, Handoff, Partitioning};
 use crate::auth::token_expired;
@@ -114,6 +115,8 @@ struct Shared {
     /// The earliest token expiry (s) among the open sockets; 0: not known
     /// yet (the object just woke), so the next send looks.
     earliest_exp: Cell<u64>,
+    /// One push webhook call at a time (an alarm and a write may both start one).
+    pushing: Mutex<()>,
 }
 
 /// The sockets port over the runtime's hibernatable sockets. No message is
@@ -175,6 +178,8 @@ pub struct UserObject {
     archiving: Mutex<()>,
     /// `FAULTS=1` (tests only): a frame `__panic` panics inside the handler.
     faults: bool,
+    /// The push webhook, when configured.
+    webhook: Option<Rc<Webhook>>,
 }
 
 impl DurableObject for UserObject {
@@ -198,6 +203,8 @@ impl DurableObject for UserObject {
             var_ms("ARCHIVE_RETRY_MS", 1000),
         );
         config.shards = d1::shards(&env);
+        let webhook = Webhook::from_env(&env).map(Rc::new);
+        config.push = webhook.as_ref().map(|w| w.config);
         let faults = env.var("FAULTS").is_ok_and(|v| v.to_string() == "1");
         let shared = Rc::new(Shared {
             log,
@@ -206,8 +213,9 @@ impl DurableObject for UserObject {
             stubs: RefCell::new(HashMap::new()),
             writers: RefCell::new(HashMap::new()),
             earliest_exp: Cell::new(0),
+            pushing: Mutex::new(()),
         });
-        UserObject { state, env, shared, archiving: Mutex::new(()), faults }
+        UserObject { state, env, shared, archiving: Mutex::new(()), faults, webhook }
     }
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
@@ -278,20 +286,73 @@ impl DurableObject for UserObject {
 
     async fn alarm(&self) -> worker::Result<Response> {
         incr(Counter::DoAlarms);
-        self.shared.mailbox.borrow_mut().alarm_fired();
+        let due = self.shared.mailbox.borrow_mut().alarm_fired(now_ms());
         if self.step(|mb, io| mb.load_stored(io))?.is_none() {
             return Response::empty();
         }
-        let result = self.archive(false).await;
-        let retry = self.shared.mailbox.borrow_mut().archive_ended(result.is_ok());
-        if let (Some(delay_ms), Err(e)) = (retry, result) {
-            let attempt = self.shared.mailbox.borrow().archive_failures();
-            worker::console_error!("history archive failed (attempt {attempt}): {e}");
-            self.shared.mailbox.borrow_mut().arm_retry();
-            incr(Counter::AlarmsSet);
-            self.state.storage().set_alarm(delay_ms as i64).await?;
+        if due.archive {
+            let result = self.archive(false).await;
+            let retry = self.call(|mb, io| mb.archive_ended(result.is_ok(), io.now));
+            if let (Some(delay_ms), Err(e)) = (retry, result) {
+                let attempt = self.shared.mailbox.borrow().archive_failures();
+                worker::console_error!("history archive failed (attempt {attempt}, again in {delay_ms} ms): {e}");
+            }
         }
+        if let Some(webhook) = self.webhook.as_ref().filter(|_| due.push) {
+            push_calls(Rc::clone(&self.shared), Rc::clone(webhook), self.state.storage()).await;
+        }
+        self.call(|mb, io| mb.alarm_done(io.now));
         Response::empty()
+    }
+}
+
+/// Makes the push webhook calls that are due, one at a time (a few per run
+/// at most; the mailbox schedules the rest). Runs from the alarm, or at once
+/// after a write (a task of its own), so it holds only what it owns.
+async fn push_calls(shared: Rc<Shared>, webhook: Rc<Webhook>, storage: worker::Storage) {
+    let _one_at_a_time = shared.pushing.lock().await;
+    for _ in 0..8 {
+        let (call, alarm) = push_step(&shared, |mb, io| mb.push_next(io));
+        set_alarm(&shared, &storage, alarm).await;
+        let call = match call {
+            Ok(Some(call)) => call,
+            Ok(None) => return,
+            Err(e) => return worker::console_error!("push webhook: {e}"),
+        };
+        let status = webhook.send(&call, now_ms()).await;
+        if !status.is_some_and(|s| (200..300).contains(&s)) {
+            worker::console_error!("push webhook {} answered {:?} (attempt {})", webhook.url, status, call.attempt + 1);
+        }
+        let jitter = random_u64() as f64 / u64::MAX as f64;
+        let (more, alarm) = push_step(&shared, |mb, io| mb.push_done(io, status, jitter));
+        set_alarm(&shared, &storage, alarm).await;
+        match more {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => return worker::console_error!("push webhook: {e}"),
+        }
+    }
+}
+
+/// One push step of the mailbox, and the earliest alarm it asked for (the
+/// push steps need no sockets, and schedule nothing else).
+fn push_step<T>(shared: &Shared, f: impl FnOnce(&mut Mailbox, &Io<DoSql, ()>) -> T) -> (T, Option<u64>) {
+    let io = Io { log: &shared.log, sockets: &(), now: now_ms() };
+    let out = f(&mut shared.mailbox.borrow_mut(), &io);
+    let alarm = shared.mailbox.borrow_mut().take_effects().into_iter().fold(None, |at, e| match e {
+        Effect::SetAlarm { delay_ms } => Some(at.map_or(delay_ms, |a: u64| a.min(delay_ms))),
+        _ => at,
+    });
+    (out, alarm)
+}
+
+/// Sets the alarm a push step asked for.
+async fn set_alarm(shared: &Shared, storage: &worker::Storage, delay_ms: Option<u64>) {
+    let Some(delay_ms) = delay_ms else { return };
+    incr(Counter::AlarmsSet);
+    if let Err(e) = storage.set_alarm(delay_ms as i64).await {
+        shared.mailbox.borrow_mut().alarm_not_set();
+        worker::console_error!("could not schedule a push retry: {}", e);
     }
 }
 
@@ -379,6 +440,12 @@ impl UserObject {
                     Delay::from(Duration::ZERO).await;
                     shared.mailbox.borrow_mut().cooled();
                 });
+            }
+            Effect::Push => {
+                if let Some(webhook) = &self.webhook {
+                    let task = push_calls(Rc::clone(&self.shared), Rc::clone(webhook), self.state.storage());
+                    worker::wasm_bindgen_futures::spawn_local(task);
+                }
             }
             Effect::Notify(notice) => {
                 let request = match notice {
@@ -615,7 +682,7 @@ impl UserObject {
     /// scheduled again, and the client is told to retry.
     fn history_unavailable(&self, e: Failure) -> worker::Result<Response> {
         worker::console_error!("history unavailable: {}", e);
-        self.call(|mb, _| mb.history_failed());
+        self.call(|mb, io| mb.history_failed(io.now));
         json_error(503, "history is temporarily unavailable; retry")
     }
 

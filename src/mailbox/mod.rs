@@ -19,11 +19,15 @@
 //! this file the log itself: loading, group commit, replay, delivery, the
 //! send flow, the archive pass.
 
+mod push;
 mod v1;
+mod wake;
 
 use std::collections::{HashMap, HashSet};
 
 pub use v1::V1Step;
+pub use wake::Due;
+use wake::{Job, Wake};
 
 use crate::archive::{Handoff, Partitioning};
 use crate::blocks::{BlockError, Blocks, Change};
@@ -97,6 +101,9 @@ pub enum Effect {
     /// A request to another user's object that nobody waits for (a hint:
     /// lost on failure).
     Notify(Notice),
+    /// Make the push webhook calls due now ([`Mailbox::push_next`]), without
+    /// waiting for the alarm (which runs them again if this is cut short).
+    Push,
 }
 
 /// A hint for another user's object.
@@ -154,6 +161,8 @@ pub struct Config {
     /// History shards (D1 databases), and how history is cut in time.
     pub shards: u32,
     pub partitioning: Partitioning,
+    /// The push webhook, when the operator configured one.
+    pub push: Option<crate::push::PushConfig>,
 }
 
 impl Config {
@@ -169,6 +178,7 @@ impl Config {
             generation_entries: GENERATION_ENTRIES.min(limits.log_cap / 4).max(1),
             shards: 1,
             partitioning: limits.partitioning,
+            push: None,
             limits,
         }
     }
@@ -209,6 +219,8 @@ struct Life {
     devices: HashMap<String, Device>,
     /// Read once per wake: checking a message costs no storage read.
     blocks: Blocks,
+    /// The push cursor and call in flight (with push configured).
+    push: Option<crate::log::PushState>,
 }
 
 /// A chat on its way out of this user's object.
@@ -281,8 +293,11 @@ pub struct Mailbox {
     /// Set for one timer tick after a write; entries appended meanwhile wait
     /// for the group write.
     cooling: bool,
-    alarm_armed: bool,
+    /// The alarm and the timed jobs it serves.
+    wake: Wake,
     archive_failures: u32,
+    /// Conversations read whose silent `read` push waits for the call in flight.
+    reads_to_push: Vec<UserId>,
     /// The user's send rate over all their sockets.
     bucket: Option<Bucket>,
     /// The user's read rate (history, conversations) over HTTP and sockets.
@@ -311,8 +326,9 @@ impl Mailbox {
             next_waiter: 0,
             commit_scheduled: false,
             cooling: false,
-            alarm_armed: false,
+            wake: Wake::default(),
             archive_failures: 0,
+            reads_to_push: Vec::new(),
             bucket: None,
             read_bucket: None,
             typing_sent: Vec::new(),
@@ -358,7 +374,8 @@ impl Mailbox {
             None => io.log.set_owner(uid)?,
         }
         let (devices, blocks) = (restore_devices(io.log)?, Blocks::from_rows(io.log.blocks()?));
-        self.life = Some(Life { owner: uid.clone(), inbox: restored.inbox, devices, blocks });
+        let push = self.restore_push(io.log)?;
+        self.life = Some(Life { owner: uid.clone(), inbox: restored.inbox, devices, blocks, push });
         Ok(())
     }
 
@@ -371,7 +388,8 @@ impl Mailbox {
         let restored = io.log.restore()?;
         let Some(owner) = restored.owner else { return Ok(None) };
         let (devices, blocks) = (restore_devices(io.log)?, Blocks::from_rows(io.log.blocks()?));
-        self.life = Some(Life { owner: owner.clone(), inbox: restored.inbox, devices, blocks });
+        let push = self.restore_push(io.log)?;
+        self.life = Some(Life { owner: owner.clone(), inbox: restored.inbox, devices, blocks, push });
         Ok(Some(owner))
     }
 
@@ -536,7 +554,7 @@ impl Mailbox {
         if let Some(last) = last {
             io.log.mark_sent(first, last)?;
             self.replayed(io, first, last, next_unsent)?;
-            self.want_archive();
+            self.want_archive(io.now);
         }
         Ok(())
     }
@@ -786,10 +804,11 @@ impl Mailbox {
         let admitted: Vec<_> = batch.iter().map(|e| life.inbox.admit(e.kind, open)).collect();
         let rows: Vec<_> =
             batch.iter().zip(&admitted).map(|(e, a)| (a.seq, e, a.push_now || !e.kind.owed_to_owner())).collect();
-        io.log.append(&life.owner, &rows)?;
+        io.log.append(&life.owner, &rows, !legacy.is_empty())?;
         metrics::add(Counter::MessagesStored, batch.iter().filter(|e| e.kind.owed_to_owner()).count() as u64);
         let mut stored = Vec::with_capacity(batch.len());
         let mut failed_from = None;
+        let mut push_at = None;
         for (e, a) in batch.iter().zip(&admitted) {
             let live = a.push_now && failed_from.is_none();
             let mut pushed = false;
@@ -811,36 +830,75 @@ impl Mailbox {
                 failed_from = Some(a.seq);
             }
             stored.push(Stored { seq: a.seq, pushed });
+            // Owed and not on a legacy socket: a push is due at once if no
+            // socket took it, or when a device that did has not acked it.
+            let received = pushed && !legacy.is_empty();
+            if let Some(cfg) = self.config.push.filter(|_| e.kind.owed_to_owner() && !received) {
+                let quiet = e.peer.as_ref().is_some_and(|p| *p == life.owner || life.blocks.is_muted(p, io.now));
+                if !quiet {
+                    let at = io.now.saturating_add(if pushed { cfg.delay_ms } else { 0 });
+                    push_at = Some(push_at.map_or(at, |t: u64| t.min(at)));
+                }
+            }
         }
         if let Some(from) = failed_from {
             // No socket took it: it and everything after it stay queued, in order.
             io.log.mark_unsent(from, life.inbox.head())?;
             life.inbox.push_failed(from);
         }
-        self.want_archive();
+        // One alarm for both jobs: set once, for the earlier. A push due now
+        // goes out at once and rides on the archive pass's alarm.
+        let archive = self.wake.want_once(Job::Archive, io.now.saturating_add(self.config.archive_delay_ms));
+        let push = match push_at {
+            Some(at) if at <= io.now => {
+                self.wake.note(Job::Push, at);
+                self.effects.push(Effect::Push);
+                None
+            }
+            Some(at) => self.wake.want(Job::Push, at),
+            None => None,
+        };
+        if let Some(at) = push.or(archive) {
+            self.effects.push(Effect::SetAlarm { delay_ms: at.saturating_sub(io.now) });
+        }
         Ok(stored)
     }
 
-    /// Schedules an archive pass unless one is already scheduled.
-    pub fn want_archive(&mut self) {
-        if !std::mem::replace(&mut self.alarm_armed, true) {
-            self.effects.push(Effect::SetAlarm { delay_ms: self.config.archive_delay_ms });
+    /// Schedules `job` at `at`, moving the alarm earlier if it must.
+    fn want(&mut self, now: u64, job: Job, at: u64) {
+        if let Some(at) = self.wake.want(job, at) {
+            self.effects.push(Effect::SetAlarm { delay_ms: at.saturating_sub(now) });
         }
     }
 
-    /// The platform did not set the alarm: the next write tries again.
-    pub fn alarm_not_set(&mut self) {
-        self.alarm_armed = false;
+    /// Schedules an archive pass unless one is already scheduled.
+    pub fn want_archive(&mut self, now: u64) {
+        let at = now.saturating_add(self.config.archive_delay_ms);
+        if let Some(at) = self.wake.want_once(Job::Archive, at) {
+            self.effects.push(Effect::SetAlarm { delay_ms: at.saturating_sub(now) });
+        }
     }
 
-    /// The alarm fired: an archive pass runs now.
-    pub fn alarm_fired(&mut self) {
-        self.alarm_armed = false;
+    /// The platform did not set the alarm: the next job wanted sets it.
+    pub fn alarm_not_set(&mut self) {
+        self.wake.not_set();
+    }
+
+    /// The alarm fired: the jobs due now.
+    pub fn alarm_fired(&mut self, now: u64) -> Due {
+        self.wake.fired(now)
+    }
+
+    /// The alarm's jobs ran: set it again for what is still scheduled.
+    pub fn alarm_done(&mut self, now: u64) {
+        if let Some(at) = self.wake.rearm() {
+            self.effects.push(Effect::SetAlarm { delay_ms: at.saturating_sub(now) });
+        }
     }
 
     /// History could not be read or written: archive again later.
-    pub fn history_failed(&mut self) {
-        self.want_archive();
+    pub fn history_failed(&mut self, now: u64) {
+        self.want_archive(now);
     }
 
     /// The next batch of the log to hand to history, if any. `reader`: a
@@ -924,26 +982,23 @@ impl Mailbox {
         Ok(())
     }
 
-    /// An archive pass ended: after a failure, the delay before the alarm
-    /// retries (the caller sets it with [`Mailbox::arm_retry`]).
-    pub fn archive_ended(&mut self, ok: bool) -> Option<u64> {
+    /// An archive pass ended: after a failure, the pass is scheduled again
+    /// after a backoff, which is returned.
+    pub fn archive_ended(&mut self, ok: bool, now: u64) -> Option<u64> {
         if ok {
             self.archive_failures = 0;
             return None;
         }
         let attempt = self.archive_failures;
         self.archive_failures += 1;
-        Some(crate::history::retry_delay_ms(self.config.archive_retry_ms, attempt))
+        let delay = crate::history::retry_delay_ms(self.config.archive_retry_ms, attempt);
+        self.want(now, Job::Archive, now.saturating_add(delay));
+        Some(delay)
     }
 
     /// How many archive passes failed in a row.
     pub fn archive_failures(&self) -> u32 {
         self.archive_failures
-    }
-
-    /// The retry alarm is being set.
-    pub fn arm_retry(&mut self) {
-        self.alarm_armed = true;
     }
 
     /// Writes changed device cursors and forgets devices not seen for a while.

@@ -85,7 +85,7 @@ impl Mailbox {
         d.seen = io.now;
         d.dirty = false;
         io.log.save_device(device, d.acked, d.seen)?;
-        self.want_archive();
+        self.want_archive(io.now);
         Ok(())
     }
 
@@ -188,6 +188,15 @@ impl Mailbox {
         }
         *d = Device { acked: up_to, seen: io.now, dirty: true };
         let owner = life.owner.clone();
+        if self.push_pending() {
+            // Saved now: an evicted object must not forget the ack and push
+            // what the user saw (one row; only while a push may be due).
+            let life = self.life_mut()?;
+            if let Some(d) = life.devices.get_mut(device) {
+                io.log.save_device(device, d.acked, d.seen)?;
+                d.dirty = false;
+            }
+        }
         if up_to > before {
             for (peer, seq) in io.log.received_by_peer(before, up_to)? {
                 let Ok(peer) = UserId::parse(&peer) else { continue };
@@ -195,7 +204,7 @@ impl Mailbox {
                 self.notify(Notice::Receipt(r));
             }
         }
-        self.want_archive();
+        self.want_archive(io.now);
         Ok(())
     }
 
@@ -217,6 +226,7 @@ impl Mailbox {
         for ws in io.sockets.open(Mode::V1) {
             send(io.sockets, &ws, &frame);
         }
+        self.push_read(io.now, peer);
         if peer != owner {
             let r = Receipt { owner: peer.clone(), from: owner.clone(), read: true, up_to: read_up_to };
             self.notify(Notice::Receipt(r));
