@@ -94,15 +94,20 @@ pub struct Plan {
 
 /// Decides a push over `cands` (in seq order, read past their
 /// conversation's read cursor already) at `now`. A candidate needs none
-/// once a device acked it (`acked`) or when its sender is muted. When any
+/// once a device acked it (`acked`), or when its sender was muted when it
+/// arrived (`muted(peer, time)`): a mute that ends later does not bring it
+/// back. When any
 /// candidate is due (no socket took it, or `delay_ms` passed without an
 /// ack), one push carries every candidate that still needs one, due or
 /// not: a user who did not see one message did not see the next either,
 /// and hears of everything waiting in one call.
-pub fn plan(cands: &[Candidate], now: u64, cfg: &PushConfig, acked: u64, muted: impl Fn(&str) -> bool) -> Plan {
+pub fn plan(cands: &[Candidate], now: u64, cfg: &PushConfig, acked: u64, muted: impl Fn(&str, u64) -> bool) -> Plan {
     let due = |c: &Candidate| c.time.saturating_add(if c.live { cfg.delay_ms } else { 0 });
-    let needs: Vec<&Candidate> =
-        cands.iter().filter(|c| c.seq > acked).filter(|c| !c.peer.as_deref().is_some_and(&muted)).collect();
+    let needs: Vec<&Candidate> = cands
+        .iter()
+        .filter(|c| c.seq > acked)
+        .filter(|c| !c.peer.as_deref().is_some_and(|p| muted(p, c.time)))
+        .collect();
     if !needs.iter().any(|c| due(c) <= now) {
         // Nothing due: the cursor stops before the first that waits for its time.
         let upto = match needs.first() {
@@ -213,7 +218,7 @@ mod tests {
     }
 
     fn plan_at(cands: &[Candidate], now: u64, acked: u64) -> Plan {
-        plan(cands, now, &CFG, acked, |p| p == "muted")
+        plan(cands, now, &CFG, acked, |p, time| p == "muted" || (p == "until10" && time < 10))
     }
 
     #[test]
@@ -259,6 +264,10 @@ mod tests {
         let c = [cand(1, "muted", 1, false), cand(2, "muted", 2, true)];
         let p = plan_at(&c, 10, 0);
         assert_eq!((p.upto, p.waiting.len(), p.next_due), (Some(2), 0, None));
+        // What came while a mute lasted stays quiet after it ended.
+        let c = [cand(1, "until10", 5, false), cand(2, "until10", 12, false)];
+        let p = plan_at(&c, 20, 0);
+        assert_eq!(p.waiting.iter().map(|w| (w.count, w.newest.seq)).collect::<Vec<_>>(), [(1, 2)]);
     }
 
     #[test]

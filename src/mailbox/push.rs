@@ -58,8 +58,8 @@ impl Mailbox {
         let cands = io.log.push_candidates(&owner, state.cursor, CANDIDATES)?;
         let life = self.life()?;
         let acked = life.devices.values().map(|d| d.acked).max().unwrap_or(0);
-        let plan = push::plan(&cands, io.now, &cfg, acked, |p| {
-            UserId::parse(p).is_ok_and(|p| life.blocks.is_muted(&p, io.now))
+        let plan = push::plan(&cands, io.now, &cfg, acked, |p, time| {
+            UserId::parse(p).is_ok_and(|p| life.blocks.is_muted(&p, time))
         });
         if let Some(at) = plan.next_due {
             self.want(io.now, Job::Push, at);

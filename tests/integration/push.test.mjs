@@ -132,6 +132,42 @@ describe("push webhook", () => {
     assert.deepEqual(hook.for("pm1")[0].json.conversations.map((v) => v.peer), ["pm4"]);
   });
 
+  test("a read before the delay cancels the push; only the silent read event goes out", async () => {
+    const dev = await connectV1(w, "rc1");
+    await chat("rc2", "rc1", "hi");
+    const m = await dev.msg();
+    assert.equal((await dev.request({ op: "read", peer: "rc2", up_to: m.seq })).op, "ok");
+    await sleep(2500);
+    assert.deepEqual(hook.for("rc1").map((c) => c.json.type), ["read"]);
+    await dev.close();
+  });
+
+  test("another 4xx drops the call at once, counted", async () => {
+    const before = (await w.metrics()).pushes_dropped ?? 0;
+    hook.statuses.push(410);
+    await chat("dr2", "dr1", "hi");
+    await eventually(() => hook.for("dr1").length === 1);
+    await sleep(2000);
+    assert.equal(hook.for("dr1").length, 1, "not retried");
+    assert.equal((await w.metrics()).pushes_dropped, before + 1);
+    // The next message is pushed as usual.
+    await chat("dr2", "dr1", "again");
+    await eventually(() => hook.for("dr1").length === 2);
+  });
+
+  test("a mute that ends lets pushes through again", async () => {
+    const dev = await connectV1(w, "me1");
+    await dev.request({ op: "mute", peer: "me2", until: Date.now() + 1500 });
+    await dev.close();
+    await chat("me2", "me1", "while muted");
+    await sleep(2000);
+    assert.equal(hook.for("me1").length, 0);
+    await chat("me2", "me1", "after the mute");
+    await eventually(() => hook.for("me1").length === 1);
+    const [conv] = hook.for("me1")[0].json.conversations;
+    assert.deepEqual([conv.newest.seq, conv.waiting], [2, 1], "the muted one is not pushed afterwards");
+  });
+
   test("a read on a device sends a silent read event", async () => {
     await chat("rd2", "rd1", "hi");
     await eventually(() => hook.for("rd1").length === 1);
