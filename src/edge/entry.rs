@@ -6,7 +6,7 @@ use futures::future::join_all;
 use worker::{event, Context, Env, Method, Request, RequestInit, Response};
 
 use super::{d1, hop};
-use super::{json, json_error, limits, now_ms, query_pairs, query_param, random_u64, USER_BINDING};
+use super::{json, json_error, limits, now_ms, push_config, query_pairs, query_param, random_u64, USER_BINDING};
 use crate::api::{self, BodyError};
 use crate::auth::{self, AuthError, Verified};
 use crate::history::{from_owner_rows, PageQuery};
@@ -42,7 +42,7 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
         Ok(l) => l,
         Err(e) => return json_error(500, &format!("server misconfigured: {e}")),
     };
-    if let Err(e) = crate::push::PushConfig::from_vars(|name| env.var(name).ok().map(|v| v.to_string())) {
+    if let Err(e) = push_config(&env) {
         return json_error(500, &format!("server misconfigured: {e}"));
     }
     match (req.method(), path.as_str()) {

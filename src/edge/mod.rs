@@ -22,6 +22,7 @@ pub mod writer;
 use ::worker::{Env, Headers, Response};
 
 use crate::limits::{LimitError, Limits};
+use crate::push::PushConfig;
 
 /// The Durable Object namespace binding of the per-user objects.
 pub const USER_BINDING: &str = "USER";
@@ -31,11 +32,17 @@ pub const WRITER_BINDING: &str = "WRITER";
 thread_local! {
     /// Vars cannot change while an isolate lives, so they are read once.
     static LIMITS: std::cell::OnceCell<Result<Limits, LimitError>> = const { std::cell::OnceCell::new() };
+    static PUSH: std::cell::OnceCell<Result<Option<PushConfig>, LimitError>> = const { std::cell::OnceCell::new() };
 }
 
 /// The operator's limits from the vars, for the entry and the objects alike.
 pub fn limits(env: &Env) -> Result<Limits, LimitError> {
     LIMITS.with(|l| l.get_or_init(|| Limits::from_vars(|name| env.var(name).ok().map(|v| v.to_string()))).clone())
+}
+
+/// The push webhook's settings from the vars (`None`: no push).
+pub fn push_config(env: &Env) -> Result<Option<PushConfig>, LimitError> {
+    PUSH.with(|p| p.get_or_init(|| PushConfig::from_vars(|name| env.var(name).ok().map(|v| v.to_string()))).clone())
 }
 
 pub fn now_ms() -> u64 {

@@ -129,11 +129,17 @@ struct Sockets<'a> {
 }
 
 impl Sockets<'_> {
+    /// Closes the expired sockets once the earliest expiry is due.
     fn close_expired(&self) {
-        let now = now_ms();
-        if now / 1000 < self.earliest_exp.get() {
-            return;
+        if now_ms() / 1000 >= self.earliest_exp.get() {
+            self.sweep();
         }
+    }
+
+    /// Closes every socket whose token expired; returns the earliest expiry
+    /// (s) among the rest (0: none expires).
+    fn sweep(&self) -> u64 {
+        let now = now_ms();
         let mut earliest = u64::MAX;
         for ws in self.state.get_websockets() {
             let exp = ws.deserialize_attachment::<Attachment>().ok().flatten().map_or(0, |a| a.exp);
@@ -144,6 +150,11 @@ impl Sockets<'_> {
             }
         }
         self.earliest_exp.set(earliest);
+        if earliest == u64::MAX {
+            0
+        } else {
+            earliest
+        }
     }
 }
 
@@ -290,6 +301,13 @@ impl DurableObject for UserObject {
         if self.step(|mb, io| mb.load_stored(io))?.is_none() {
             return Response::empty();
         }
+        if due.expiry {
+            // Sockets that neither send nor are sent anything close at their
+            // token's expiry too (the close frame goes out at once; locally
+            // workerd ends the connection about 10 s later).
+            let next = self.sockets().sweep();
+            self.call(|mb, io| mb.socket_expires(io.now, next));
+        }
         if due.archive {
             let result = self.archive(false).await;
             let retry = self.call(|mb, io| mb.archive_ended(result.is_ok(), io.now));
@@ -408,12 +426,14 @@ impl UserObject {
         Sockets { state: &self.state, earliest_exp: &self.shared.earliest_exp }
     }
 
-    /// A socket accepted with a token expiring at `exp` (s).
+    /// A socket accepted with a token expiring at `exp` (s): closed then by
+    /// the alarm, or at the next message for it if that comes first.
     fn track_expiry(&self, exp: u64) {
         let known = self.shared.earliest_exp.get();
         if known != 0 && exp != 0 {
             self.shared.earliest_exp.set(known.min(exp));
         }
+        self.call(|mb, io| mb.socket_expires(io.now, exp));
     }
 
     /// The preamble: the mailbox loaded for `uid`.

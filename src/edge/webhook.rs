@@ -36,7 +36,7 @@ impl Webhook {
     /// The webhook, when `PUSH_WEBHOOK_URL` (valid) and the secret
     /// `PUSH_WEBHOOK_SECRET` are both set; otherwise nothing is pushed.
     pub fn from_env(env: &Env) -> Option<Webhook> {
-        let config = PushConfig::from_vars(|name| env.var(name).ok().map(|v| v.to_string())).ok()??;
+        let config = super::push_config(env).ok()??;
         let url = env.var("PUSH_WEBHOOK_URL").ok()?.to_string();
         let secret = env.secret("PUSH_WEBHOOK_SECRET").ok()?.to_string();
         (!secret.is_empty()).then_some(Webhook { url, secret, config })

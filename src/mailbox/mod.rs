@@ -891,6 +891,14 @@ impl Mailbox {
         self.wake.fired(now)
     }
 
+    /// A socket's token expires at `exp_s` (s; 0: never): the alarm closes
+    /// it then, whether or not anything is sent on it.
+    pub fn socket_expires(&mut self, now: u64, exp_s: u64) {
+        if exp_s != 0 {
+            self.want(now, Job::Expiry, exp_s.saturating_mul(1000));
+        }
+    }
+
     /// The alarm's jobs ran: set it again for what is still scheduled.
     pub fn alarm_done(&mut self, now: u64) {
         if let Some(at) = self.wake.rearm() {

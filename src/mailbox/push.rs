@@ -27,9 +27,10 @@ impl Mailbox {
     }
 
     /// Whether a push may be waiting for an ack (so an ack is saved at once:
-    /// an eviction must not forget it and push what the user saw).
+    /// an eviction must not forget it and push what the user saw). After a
+    /// wake from eviction that is not known, so it may.
     pub(super) fn push_pending(&self) -> bool {
-        self.config.push.is_some() && self.wake.wanted(Job::Push)
+        self.config.push.is_some() && (self.wake.wanted(Job::Push) || !self.wake.known())
     }
 
     /// The next webhook call to make now, if any: a call in flight whose

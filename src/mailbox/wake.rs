@@ -1,5 +1,6 @@
 //! When a user's object should wake: one platform alarm serves every timed
-//! job of the mailbox (the archive pass, the push webhook), set for the
+//! job of the mailbox (the archive pass, the push webhook, closing sockets
+//! whose token expired), set for the
 //! earliest of them. A job that comes due earlier than the alarm sets it
 //! earlier; when the alarm fires, the jobs due run and the rest set it again.
 
@@ -8,6 +9,8 @@
 pub enum Job {
     Archive,
     Push,
+    /// Close the sockets whose token expired.
+    Expiry,
 }
 
 /// What an alarm found due.
@@ -15,6 +18,7 @@ pub enum Job {
 pub struct Due {
     pub archive: bool,
     pub push: bool,
+    pub expiry: bool,
 }
 
 #[derive(Debug, Default)]
@@ -23,6 +27,7 @@ pub struct Wake {
     armed: Option<u64>,
     archive: Option<u64>,
     push: Option<u64>,
+    expiry: Option<u64>,
     /// This instance set the alarm at least once: before that, an alarm is
     /// one a previous instance (evicted since) set, for jobs it cannot name.
     set_here: bool,
@@ -33,6 +38,7 @@ impl Wake {
         match job {
             Job::Archive => &mut self.archive,
             Job::Push => &mut self.push,
+            Job::Expiry => &mut self.expiry,
         }
     }
 
@@ -41,7 +47,14 @@ impl Wake {
         match job {
             Job::Archive => self.archive.is_some(),
             Job::Push => self.push.is_some(),
+            Job::Expiry => self.expiry.is_some(),
         }
+    }
+
+    /// Whether this instance knows what the alarm is for (it set it, or
+    /// none was set before it woke).
+    pub fn known(&self) -> bool {
+        self.set_here
     }
 
     /// Schedules `job` at `at` unless it is scheduled no later already.
@@ -95,21 +108,17 @@ impl Wake {
     pub fn fired(&mut self, now: u64) -> Due {
         self.armed = None;
         if !self.set_here {
-            self.archive = None;
-            self.push = None;
-            return Due { archive: true, push: true };
+            (self.archive, self.push, self.expiry) = (None, None, None);
+            return Due { archive: true, push: true, expiry: true };
         }
         let take = |slot: &mut Option<u64>| slot.take_if(|t| *t <= now).is_some();
-        Due { archive: take(&mut self.archive), push: take(&mut self.push) }
+        Due { archive: take(&mut self.archive), push: take(&mut self.push), expiry: take(&mut self.expiry) }
     }
 
     /// After the jobs ran: the alarm for what is still scheduled, if it is
     /// not set for it already.
     pub fn rearm(&mut self) -> Option<u64> {
-        let next = match (self.archive, self.push) {
-            (Some(a), Some(p)) => a.min(p),
-            (a, p) => a.or(p)?,
-        };
+        let next = [self.archive, self.push, self.expiry].into_iter().flatten().min()?;
         self.arm(next)
     }
 }
@@ -125,9 +134,12 @@ mod tests {
         assert_eq!(w.want_once(Job::Archive, 40), None, "already scheduled");
         assert_eq!(w.want(Job::Push, 50), None, "the alarm comes first anyway");
         assert_eq!(w.want(Job::Push, 10), Some(10), "earlier: the alarm moves");
-        assert_eq!(w.fired(10), Due { archive: false, push: true });
+        assert_eq!(w.fired(10), Due { archive: false, push: true, expiry: false });
         assert_eq!(w.rearm(), Some(30), "the archive pass is still due");
-        assert_eq!(w.fired(30), Due { archive: true, push: false });
+        w.want(Job::Expiry, 60);
+        assert_eq!(w.fired(30), Due { archive: true, push: false, expiry: false });
+        assert_eq!(w.rearm(), Some(60), "the expiry is still to come");
+        assert_eq!(w.fired(60), Due { archive: false, push: false, expiry: true });
         assert_eq!(w.rearm(), None);
     }
 
@@ -136,7 +148,11 @@ mod tests {
         let mut w = Wake::default();
         assert_eq!(w.want_once(Job::Archive, 30), Some(30));
         w.note(Job::Push, 5);
-        assert_eq!(w.fired(30), Due { archive: true, push: true }, "the push runs again with the archive pass");
+        assert_eq!(
+            w.fired(30),
+            Due { archive: true, push: true, expiry: false },
+            "the push runs again with the archive pass"
+        );
         w.note(Job::Push, 40);
         w.clear(Job::Push);
         assert_eq!(w.rearm(), None);
@@ -145,7 +161,7 @@ mod tests {
     #[test]
     fn an_alarm_from_an_evicted_instance_runs_everything() {
         let mut w = Wake::default();
-        assert_eq!(w.fired(5), Due { archive: true, push: true });
+        assert_eq!(w.fired(5), Due { archive: true, push: true, expiry: true });
         assert_eq!(w.rearm(), None);
     }
 

@@ -150,6 +150,19 @@ describe("2: expired tokens", () => {
     assert.equal((await v1again.msg()).body.message, "for ex4");
     await Promise.all([again.close(), v1again.close(), sender.close()]);
   });
+  test("a socket that neither sends nor is sent anything is closed with 4001 by the alarm when its token expires", async () => {
+    const legacy = await w.connect("ex6", { tokenValue: expiring("ex6") });
+    const v1 = await connectV1(w, "ex7", { tokenValue: expiring("ex7") });
+    // Nothing is sent either way: only the alarm can close them (a bound, not a timing).
+    const never = new Promise((r) => setTimeout(() => r("still open after 20 s"), 20_000));
+    const codes = await Promise.all([closeOf(legacy.ws), closeOf(v1.ws)].map((c) => Promise.race([c, never])));
+    assert.deepEqual(codes, [4001, 4001]);
+    // A socket with a longer token stays open meanwhile.
+    const lasting = await w.connect("ex6");
+    await lasting.expectSilence(300);
+    assert.equal(lasting.closed, null);
+    await lasting.close();
+  });
 });
 
 describe("7: read rate", () => {
