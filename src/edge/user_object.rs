@@ -301,13 +301,6 @@ impl DurableObject for UserObject {
         if self.step(|mb, io| mb.load_stored(io))?.is_none() {
             return Response::empty();
         }
-        if due.expiry {
-            // Sockets that neither send nor are sent anything close at their
-            // token's expiry too (the close frame goes out at once; locally
-            // workerd ends the connection about 10 s later).
-            let next = self.sockets().sweep();
-            self.call(|mb, io| mb.socket_expires(io.now, next));
-        }
         if due.archive {
             let result = self.archive(false).await;
             let retry = self.call(|mb, io| mb.archive_ended(result.is_ok(), io.now));
@@ -319,7 +312,16 @@ impl DurableObject for UserObject {
         if let Some(webhook) = self.webhook.as_ref().filter(|_| due.push) {
             push_calls(Rc::clone(&self.shared), Rc::clone(webhook), self.state.storage()).await;
         }
-        self.call(|mb, io| mb.alarm_done(io.now));
+        // Every alarm closes the sockets whose token expired (those that
+        // neither send nor are sent anything too: `Job::Expiry` wakes it
+        // then; the close frame goes out at once, and locally workerd ends
+        // the connection about 10 s later), and keeps an alarm only for the
+        // next expiry among the sockets still open.
+        let next = self.sockets().sweep();
+        self.call(|mb, io| {
+            mb.sockets_expire_next(next);
+            mb.alarm_done(io.now)
+        });
         Response::empty()
     }
 }

@@ -899,6 +899,12 @@ impl Mailbox {
         }
     }
 
+    /// As the alarm runs: the earliest token expiry (s; 0: none) among the
+    /// sockets still open. Without one, no alarm is kept for it.
+    pub fn sockets_expire_next(&mut self, exp_s: u64) {
+        self.wake.reset(Job::Expiry, (exp_s != 0).then(|| exp_s.saturating_mul(1000)));
+    }
+
     /// The alarm's jobs ran: set it again for what is still scheduled.
     pub fn alarm_done(&mut self, now: u64) {
         if let Some(at) = self.wake.rearm() {

@@ -89,6 +89,13 @@ impl Wake {
         *self.slot(job) = None;
     }
 
+    /// Sets `job`'s time to exactly `at` (none: not scheduled), without
+    /// moving the alarm: for a job whose time is recomputed as the alarm
+    /// runs (the next [`Wake::rearm`] sets it).
+    pub fn reset(&mut self, job: Job, at: Option<u64>) {
+        *self.slot(job) = at;
+    }
+
     fn arm(&mut self, at: u64) -> Option<u64> {
         if self.armed.is_some_and(|a| a <= at) {
             return None;
@@ -156,6 +163,10 @@ mod tests {
         w.note(Job::Push, 40);
         w.clear(Job::Push);
         assert_eq!(w.rearm(), None);
+        w.want(Job::Expiry, 90);
+        w.fired(90);
+        w.reset(Job::Expiry, None);
+        assert_eq!(w.rearm(), None, "no socket left to close");
     }
 
     #[test]
