@@ -1,17 +1,23 @@
-//! Backend API bodies (`/api/sys-msg`, `/api/usr-msg`): one object or an array.
+//! Backend API bodies (`/api/sys-msg`, `/api/usr-msg`: one object or an
+//! array; `/api/blocks`), and the body of a mute (`PUT /v1/mutes/<peer>`).
 //!
 //! Invariants: nothing panics; an accepted body has 1 to `MAX_BATCH` items,
 //! each with valid ids (and a non-empty message for chats) and its delivered
 //! body is JSON; an error names an item inside the array and encodes to JSON;
 //! a single object body and the same object as a one-item array are judged
 //! alike (same items, or the same error at index 0); under a batch limit,
-//! "too many" is reported exactly for arrays over it.
+//! "too many" is reported exactly for arrays over it. A block names two
+//! valid users; a mute's end is a number or none.
 #![no_main]
 
 #[path = "common.rs"]
 mod common;
 
-use edge_chat::api::{parse_system, parse_system_within, parse_user, parse_user_within, BodyError};
+use edge_chat::api::{
+    block_route, parse_block, parse_system, parse_system_within, parse_user, parse_user_within, BodyError,
+};
+use edge_chat::blocks::Change;
+use edge_chat::internal::BlockOp;
 use edge_chat::limits::MAX_BATCH;
 use edge_chat::message::system_body;
 use edge_chat::user::UserId;
@@ -88,5 +94,23 @@ fuzz_target!(|data: &[u8]| {
     for e in [parse_system_within(data, 2).err(), parse_user_within(data, 2).err()].into_iter().flatten() {
         let is_long_array = matches!(serde_json::from_slice::<Value>(data), Ok(Value::Array(a)) if a.len() > 2);
         assert_eq!(e.too_many, is_long_array);
+    }
+
+    match parse_block(data) {
+        Ok((owner, change)) => {
+            assert!(UserId::parse(owner.as_str()).is_ok() && UserId::parse(change.peer().as_str()).is_ok());
+            assert!(matches!(change, Change::Block(_) | Change::Unblock(_)));
+        }
+        Err(e) => check_error(&e, None),
+    }
+    match block_route("PUT", "/v1/mutes/peer", data) {
+        Some(Ok(BlockOp::Change(Change::Mute(peer, until)))) => {
+            assert_eq!(peer.as_str(), "peer");
+            if until.is_some() {
+                assert!(matches!(serde_json::from_slice::<Value>(data), Ok(Value::Object(f)) if f["until"].is_u64()));
+            }
+        }
+        Some(Err(e)) => check_error(&e, None),
+        other => panic!("a mute route is a mute or an error: {other:?}"),
     }
 });

@@ -12,8 +12,8 @@ mod common;
 
 use edge_chat::blocks::Change;
 use edge_chat::limits::FRAME_CEILING;
-use edge_chat::protocol::v1::{self, MAX_CMID};
 use edge_chat::protocol::v1::V1Frame;
+use edge_chat::protocol::v1::{self, MAX_CMID};
 use edge_chat::user::UserId;
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Value};
