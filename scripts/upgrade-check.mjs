@@ -6,6 +6,7 @@
 // history; this build must replay them in order, keep accepting chats, and
 // serve the whole history. Exits non-zero on any difference.
 import assert from "node:assert/strict";
+import { readdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { Miniflare } from "miniflare";
 import { spawn } from "node:child_process";
@@ -64,8 +65,10 @@ const mf = new Miniflare({
 });
 try {
   const url = (await mf.ready).toString().replace(/\/$/, "");
-  // Migrations an older deployment lacks (wrangler d1 migrations apply, per shard).
-  await migrate(mf, ["DB_0", "DB_1"]);
+  // Migrations the older deployment lacks (wrangler d1 migrations apply, per
+  // shard, skips the ones it applied).
+  const applied = readdirSync(join(older, "migrations")).filter((f) => f.endsWith(".sql"));
+  await migrate(mf, ["DB_0", "DB_1"], applied);
   // History written in the older layout, copied into today's (the README's
   // upgrade step), then the older build's messages are in every page.
   await new Promise((res, rej) =>

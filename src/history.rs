@@ -99,6 +99,10 @@ pub struct OwnerRow {
     pub peer_seq: Option<u64>,
 }
 
+/// Whether the per-owner table of deployments before history by
+/// conversation exists (a deployment that never had it has nothing to copy).
+pub const OWNER_TABLE_SQL: &str = "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'messages'";
+
 /// The next `?3` rows of the per-owner table after `(?1, ?2)` (its primary key).
 pub const OWNER_ROWS_SQL: &str = "SELECT owner, seq, id, conv, peer, kind, time, body, is_send, peer_seq \
 FROM messages WHERE (owner, seq) > (?1, ?2) ORDER BY owner, seq LIMIT ?3";

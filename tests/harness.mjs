@@ -64,12 +64,16 @@ function options(persistDir, bindings, omit, onOutput) {
   };
 }
 
-/** Applies migrations/*.sql to every history shard, in file-name order. */
-export async function migrate(mf, shards = SHARDS) {
+/**
+ * Applies migrations/*.sql to every history shard, in file-name order, but
+ * for those in `applied` (as `wrangler d1 migrations apply` skips the ones a
+ * database already has).
+ */
+export async function migrate(mf, shards = SHARDS, applied = []) {
   const dir = join(ROOT, "migrations");
   for (const name of shards) {
     const db = await mf.getD1Database(name);
-    for (const file of readdirSync(dir).filter((f) => f.endsWith(".sql")).sort()) {
+    for (const file of readdirSync(dir).filter((f) => f.endsWith(".sql") && !applied.includes(f)).sort()) {
       const sql = readFileSync(join(dir, file), "utf8").replace(/--.*$/gm, "");
       for (const stmt of sql.split(";").map((s) => s.trim()).filter(Boolean)) {
         await db.prepare(stmt).run();

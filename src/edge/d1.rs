@@ -11,7 +11,7 @@ use crate::archive::{Partition, Partitioning};
 use crate::cold::{export_sql, Exported, EXPORTED_SQL, EXPORT_CONVS, TO_EXPORT_SQL};
 use crate::history::{
     delivered_sql, drop_sql, is_partition_table, page_sql, partition_ddl, Bind, Delivered, OwnerRow, PageQuery,
-    PageRow, Query, Shape, EXPIRED_SQL, OWNER_ROWS_SQL, PARTITIONS_SQL, REGISTER_SQL, UNREGISTER_SQL,
+    PageRow, Query, Shape, EXPIRED_SQL, OWNER_ROWS_SQL, OWNER_TABLE_SQL, PARTITIONS_SQL, REGISTER_SQL, UNREGISTER_SQL,
 };
 use crate::metrics::{add, incr, Counter};
 use crate::user::UserId;
@@ -116,8 +116,19 @@ pub async fn open_partition(
 /// The next rows of 0001's per-owner table (in `DB_0`, where deployments
 /// before history by conversation kept it) after `(owner, seq)`.
 pub async fn owner_rows(env: &Env, after: (&str, u64), limit: u32) -> worker::Result<Vec<OwnerRow>> {
+    // A deployment that never had the table has nothing to copy.
+    let table: Vec<TableName> = all(env, 0, query(OWNER_TABLE_SQL, Vec::new())).await?;
+    if table.is_empty() {
+        return Ok(Vec::new());
+    }
     let binds = vec![Bind::Text(after.0.to_owned()), Bind::Int(after.1), Bind::Int(limit.into())];
     all(env, 0, query(OWNER_ROWS_SQL, binds)).await
+}
+
+#[derive(serde::Deserialize)]
+struct TableName {
+    #[allow(dead_code)]
+    name: String,
 }
 
 /// A partition to export to cold storage, and how far its export got.
