@@ -210,6 +210,50 @@ pub fn parse_block(body: &[u8]) -> Result<(UserId, Change), BodyError> {
     }
 }
 
+/// `PUT /v1/settings`: `{"hide_presence": true|false}`.
+pub fn parse_settings(body: &[u8]) -> Result<bool, BodyError> {
+    let Ok(Value::Object(f)) = serde_json::from_slice::<Value>(body) else {
+        return Err(BodyError::whole("body must be a JSON object"));
+    };
+    f.get("hide_presence")
+        .and_then(Value::as_bool)
+        .ok_or_else(|| BodyError::item(None, Some("hide_presence"), "must be true or false"))
+}
+
+/// A moderation edit or delete (with the API key): `{"user": <sender>,
+/// "mid": <their chat>, "body": {…}}` (`body` for an edit only).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModerationEdit {
+    pub uid: UserId,
+    pub mid: String,
+    /// The new body of an edit, as JSON text.
+    pub body: String,
+}
+
+/// `POST /api/edit` (`delete`: false) and `POST /api/delete`.
+pub fn parse_edit(body: &[u8], delete: bool) -> Result<ModerationEdit, BodyError> {
+    let Ok(Value::Object(f)) = serde_json::from_slice::<Value>(body) else {
+        return Err(BodyError::whole("body must be a JSON object"));
+    };
+    let uid = match f.get("user") {
+        None => return Err(BodyError::item(None, Some("user"), "is required")),
+        Some(v) => UserId::from_json(v).map_err(|e| BodyError::item(None, Some("user"), e.to_string()))?,
+    };
+    let mid = match f.get("mid") {
+        Some(Value::String(m)) if crate::message::is_id(m) => m.clone(),
+        _ => return Err(BodyError::item(None, Some("mid"), "must be a message id")),
+    };
+    if delete {
+        return Ok(ModerationEdit { uid, mid, body: String::new() });
+    }
+    match f.get("body") {
+        Some(b @ Value::Object(o)) if o.get("message").and_then(Value::as_str).is_some_and(|m| !m.is_empty()) => {
+            Ok(ModerationEdit { uid, mid, body: b.to_string() })
+        }
+        _ => Err(BodyError::item(None, Some("body"), "must be an object with a non-empty string `message`")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -284,5 +328,19 @@ mod tests {
         assert_eq!((owner.as_str(), change), ("a", Change::Block(UserId::parse("b").unwrap())));
         assert_eq!(parse_block(br#"{"user":"a","peer":"b"}"#).unwrap_err().field, Some("blocked"));
         assert_eq!(parse_block(br#"{"user":"a","blocked":false}"#).unwrap_err().field, Some("peer"));
+    }
+
+    #[test]
+    fn moderation_edits_and_settings_bodies() {
+        let mid = crate::message::new_id(1, 2);
+        let e = parse_edit(format!(r#"{{"user":"a","mid":"{mid}","body":{{"message":"x"}}}}"#).as_bytes(), false);
+        assert_eq!(e.unwrap().body, r#"{"message":"x"}"#);
+        let e = parse_edit(format!(r#"{{"user":"a","mid":"{mid}"}}"#).as_bytes(), false).unwrap_err();
+        assert_eq!(e.field, Some("body"));
+        assert!(parse_edit(format!(r#"{{"user":"a","mid":"{mid}"}}"#).as_bytes(), true).is_ok());
+        assert_eq!(parse_edit(br#"{"user":"a","mid":"nope"}"#, true).unwrap_err().field, Some("mid"));
+        assert_eq!(parse_edit(br#"{"mid":"x"}"#, true).unwrap_err().field, Some("user"));
+        assert_eq!(parse_settings(br#"{"hide_presence":true}"#), Ok(true));
+        assert_eq!(parse_settings(br#"{"hide_presence":1}"#).unwrap_err().field, Some("hide_presence"));
     }
 }

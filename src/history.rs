@@ -70,15 +70,31 @@ pub fn drop_sql(table: &str) -> String {
 /// second side of the same message only fills in what it knows better (its
 /// own seq, a later delivery), so a message is one row written unless it was
 /// delivered after it was archived.
+///
+/// An edit or a delete arrives as the row of its message with the new body
+/// ([`crate::edits`]): the body is replaced only by a newer one (a higher
+/// `edit_version`, and a tombstone over any edit), so rows written in any
+/// order, or again, end in the current state.
 pub fn write_sql(table: &str) -> String {
     let cols = (0..ROW.len()).map(|i| format!("json_extract(value, '$[{i}]')")).collect::<Vec<_>>().join(", ");
+    let (new, old) = (body_version("excluded.body"), body_version("body"));
     format!(
         "INSERT INTO {table} ({}) SELECT {cols} FROM json_each(?1) WHERE true \
          ON CONFLICT (conv, id) DO UPDATE SET is_send = min(is_send, excluded.is_send), \
-         sseq = coalesce(sseq, excluded.sseq), rseq = coalesce(rseq, excluded.rseq) \
+         sseq = coalesce(sseq, excluded.sseq), rseq = coalesce(rseq, excluded.rseq), \
+         body = CASE WHEN {new} > {old} THEN excluded.body ELSE body END \
          WHERE excluded.is_send < is_send OR (sseq IS NULL AND excluded.sseq IS NOT NULL) \
-         OR (rseq IS NULL AND excluded.rseq IS NOT NULL)",
+         OR (rseq IS NULL AND excluded.rseq IS NOT NULL) OR {new} > {old}",
         ROW.join(", ")
+    )
+}
+
+/// How far a body has been changed: its `edit_version`, or above any for a
+/// tombstone (0 for a body never edited, or not JSON).
+fn body_version(body: &str) -> String {
+    format!(
+        "(CASE WHEN NOT json_valid({body}) THEN 0 WHEN json_extract({body}, '$.deleted_at') IS NOT NULL THEN 1000000000 \
+         ELSE COALESCE(json_extract({body}, '$.edit_version'), 0) END)"
     )
 }
 
@@ -388,6 +404,28 @@ pub struct PageRow {
     pub mid: String,
     pub body: String,
     pub item: String,
+}
+
+/// Shows the rows their user deleted for themself (`hidden`: mid and when)
+/// as tombstones, to them alone: the rows themselves are both users'.
+pub fn hide(rows: &mut [PageRow], hidden: &[(String, u64)]) {
+    if hidden.is_empty() {
+        return;
+    }
+    for r in rows.iter_mut() {
+        let Some((_, at)) = hidden.iter().find(|(mid, _)| *mid == r.mid) else { continue };
+        r.body = crate::edits::hidden_body(&r.body, *at);
+        if r.item.is_empty() {
+            continue;
+        }
+        // The legacy item is the body with `isSend`, which it keeps.
+        let is_send = serde_json::from_str::<serde_json::Value>(&r.item).ok().and_then(|v| v.get("isSend").cloned());
+        let mut item: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&r.body).unwrap_or_default();
+        if let Some(v) = is_send {
+            item.insert("isSend".into(), v);
+        }
+        r.item = serde_json::Value::Object(item).to_string();
+    }
 }
 
 /// The legacy history document `{"sys":[…],"usr":[…],"next":…}` from rows

@@ -14,6 +14,7 @@ use std::fmt;
 use crate::blocks::Change;
 use crate::history::PageQuery;
 use crate::message::{is_id, Kind};
+use crate::presence::Presence;
 use crate::query;
 use crate::user::UserId;
 
@@ -36,6 +37,44 @@ pub enum Internal {
     Read { uid: UserId, view: View, page: PageQuery },
     /// A read of, or a change to, `uid`'s block and mute lists.
     Blocks { uid: UserId, op: BlockOp },
+    /// `from` asks for `owner`'s presence, and watches it for `ttl_ms` (0:
+    /// asks only). Answered with the presence as `from` may see it.
+    Watch(Watch),
+    /// A watched user's presence changed: shown on `owner`'s v1 sockets.
+    Presence(PresenceNotice),
+    /// A read of `uid`'s settings, or a change (`hide_presence`).
+    Settings { uid: UserId, hide_presence: Option<bool> },
+    /// The backend edits or deletes a chat of `uid`'s (the body is the new
+    /// fields of an edit; empty for a delete).
+    Edit(ApiEdit),
+}
+
+/// See [`Internal::Watch`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Watch {
+    pub owner: UserId,
+    pub from: UserId,
+    pub ttl_ms: u64,
+}
+
+/// See [`Internal::Presence`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PresenceNotice {
+    pub owner: UserId,
+    pub user: UserId,
+    pub presence: Presence,
+}
+
+/// A backend edit or delete (for everyone) of `uid`'s chat `target`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiEdit {
+    pub uid: UserId,
+    pub target: String,
+    /// The op's own id.
+    pub id: String,
+    /// Derived from the call's idempotency key: a retry stores nothing new.
+    pub cmid: Option<String>,
+    pub delete: bool,
 }
 
 /// What a [`Internal::Blocks`] request does.
@@ -106,7 +145,13 @@ impl Internal {
     /// The user whose object serves the request.
     pub fn owner(&self) -> &UserId {
         match self {
-            Internal::Connect { uid, .. } | Internal::Read { uid, .. } | Internal::Blocks { uid, .. } => uid,
+            Internal::Connect { uid, .. }
+            | Internal::Read { uid, .. }
+            | Internal::Blocks { uid, .. }
+            | Internal::Settings { uid, .. } => uid,
+            Internal::Watch(w) => &w.owner,
+            Internal::Presence(p) => &p.owner,
+            Internal::Edit(e) => &e.uid,
             Internal::Send(s) => &s.uid,
             Internal::Deliver(d) => &d.owner,
             Internal::Receipt(r) => &r.owner,
@@ -116,14 +161,18 @@ impl Internal {
 
     /// Whether the request carries a body (and so is a `POST`).
     pub fn has_body(&self) -> bool {
-        matches!(self, Internal::Deliver(_) | Internal::Send(_))
+        matches!(self, Internal::Deliver(_) | Internal::Send(_) | Internal::Edit(_))
     }
 
     pub fn method(&self) -> &'static str {
         match self {
             // A change to the lists is a GET too: it carries no body, and the
             // entry forwards it with the cheapest call.
-            Internal::Connect { .. } | Internal::Read { .. } | Internal::Blocks { .. } => "GET",
+            Internal::Connect { .. }
+            | Internal::Read { .. }
+            | Internal::Blocks { .. }
+            | Internal::Watch(_)
+            | Internal::Settings { .. } => "GET",
             _ => "POST",
         }
     }
@@ -202,6 +251,34 @@ impl Internal {
                 p.extend(peer.map(|peer| ("peer", peer.to_string())));
                 p.extend(until.map(|u| ("until", u.to_string())));
                 "blocks"
+            }
+            Internal::Watch(w) => {
+                p.push(("owner", w.owner.to_string()));
+                p.push(("from", w.from.to_string()));
+                p.push(("ttl", w.ttl_ms.to_string()));
+                "watch"
+            }
+            Internal::Presence(n) => {
+                p.push(("owner", n.owner.to_string()));
+                p.push(("user", n.user.to_string()));
+                p.push(("online", (n.presence.online as u8).to_string()));
+                p.extend(n.presence.last_seen.map(|t| ("last_seen", t.to_string())));
+                "presence"
+            }
+            Internal::Settings { uid, hide_presence } => {
+                p.push(("uid", uid.to_string()));
+                p.extend(hide_presence.map(|h| ("hide_presence", (h as u8).to_string())));
+                "settings"
+            }
+            Internal::Edit(e) => {
+                p.push(("uid", e.uid.to_string()));
+                p.push(("target", e.target.clone()));
+                p.push(("id", e.id.clone()));
+                p.extend(e.cmid.as_ref().map(|c| ("cmid", c.clone())));
+                if e.delete {
+                    p.push(("delete", "1".into()));
+                }
+                "edit"
             }
         };
         let q = query::encode(p.iter().map(|(k, v)| (*k, v.as_str())));
@@ -301,6 +378,23 @@ impl Internal {
                 };
                 Internal::Blocks { uid, op }
             }
+            "watch" => Internal::Watch(Watch { owner: user("owner")?, from: user("from")?, ttl_ms: number("ttl")? }),
+            "presence" => Internal::Presence(PresenceNotice {
+                owner: user("owner")?,
+                user: user("user")?,
+                presence: Presence { online: flag("online")?, last_seen: opt_number("last_seen")? },
+            }),
+            "settings" => Internal::Settings {
+                uid: user("uid")?,
+                hide_presence: get("hide_presence").map(|_| flag("hide_presence")).transpose()?,
+            },
+            "edit" => Internal::Edit(ApiEdit {
+                uid: user("uid")?,
+                target: msg_id("target")?,
+                id: msg_id("id")?,
+                cmid: get("cmid").map(str::to_owned),
+                delete: flag("delete")?,
+            }),
             _ => return Err(BadInternal::Route),
         })
     }
@@ -402,14 +496,23 @@ pub struct Answer {
     pub seq: Option<u64>,
     /// The delivery was a retry of one already stored.
     pub duplicate: bool,
+    /// The answer to a `watch`: the presence as the asker may see it.
+    pub presence: Option<Presence>,
 }
 
 const SEQ_HEADER: &str = "x-seq";
 const DUP_HEADER: &str = "x-dup";
+const ONLINE_HEADER: &str = "x-online";
+const LAST_SEEN_HEADER: &str = "x-last-seen";
 
 impl Answer {
     pub fn of(outcome: Outcome) -> Answer {
-        Answer { outcome, seq: None, duplicate: false }
+        Answer { outcome, seq: None, duplicate: false, presence: None }
+    }
+
+    /// The answer to a `watch`.
+    pub fn presence(p: Presence) -> Answer {
+        Answer { presence: Some(p), ..Answer::of(Outcome::Done) }
     }
 
     pub fn status(&self) -> u16 {
@@ -420,7 +523,9 @@ impl Answer {
     pub fn headers(&self) -> impl Iterator<Item = (&'static str, String)> {
         let seq = self.seq.map(|s| (SEQ_HEADER, s.to_string()));
         let dup = self.duplicate.then(|| (DUP_HEADER, "1".to_owned()));
-        seq.into_iter().chain(dup)
+        let online = self.presence.map(|p| (ONLINE_HEADER, (p.online as u8).to_string()));
+        let seen = self.presence.and_then(|p| p.last_seen).map(|t| (LAST_SEEN_HEADER, t.to_string()));
+        seq.into_iter().chain(dup).chain(online).chain(seen)
     }
 
     /// Reads an answer from a response's status and headers.
@@ -429,6 +534,10 @@ impl Answer {
             outcome: Outcome::from_status(status),
             seq: header(SEQ_HEADER).and_then(|s| s.parse().ok()),
             duplicate: header(DUP_HEADER).as_deref() == Some("1"),
+            presence: header(ONLINE_HEADER).map(|online| Presence {
+                online: online == "1",
+                last_seen: header(LAST_SEEN_HEADER).and_then(|t| t.parse().ok()),
+            }),
         }
     }
 }
@@ -537,6 +646,22 @@ mod tests {
             Internal::Blocks { uid: uid("o"), op: BlockOp::Change(Change::Mute(uid("p"), Some(12))) },
             Internal::Blocks { uid: uid("o"), op: BlockOp::Change(Change::Mute(uid("p"), None)) },
             Internal::Blocks { uid: uid("o"), op: BlockOp::Change(Change::Unmute(uid("p"))) },
+            Internal::Watch(Watch { owner: uid("a"), from: uid("b"), ttl_ms: 60_000 }),
+            Internal::Presence(PresenceNotice {
+                owner: uid("a"),
+                user: uid("b"),
+                presence: Presence { online: false, last_seen: Some(120_000) },
+            }),
+            Internal::Presence(PresenceNotice { owner: uid("a"), user: uid("b"), presence: Presence::HIDDEN }),
+            Internal::Settings { uid: uid("s"), hide_presence: None },
+            Internal::Settings { uid: uid("s"), hide_presence: Some(true) },
+            Internal::Edit(ApiEdit {
+                uid: uid("e"),
+                target: crate::message::new_id(1, 2),
+                id: crate::message::new_id(3, 4),
+                cmid: Some("api:k".into()),
+                delete: true,
+            }),
         ]
     }
 
@@ -581,8 +706,15 @@ mod tests {
             Outcome::Bad,
             Outcome::Unavailable,
         ] {
-            for (seq, duplicate) in [(None, false), (Some(7), false), (Some(8), true)] {
-                let a = Answer { outcome, seq, duplicate };
+            let seen = Presence { online: false, last_seen: Some(60_000) };
+            for (seq, duplicate, presence) in [
+                (None, false, None),
+                (Some(7), false, None),
+                (Some(8), true, None),
+                (None, false, Some(seen)),
+                (None, false, Some(Presence { online: true, last_seen: None })),
+            ] {
+                let a = Answer { outcome, seq, duplicate, presence };
                 let headers: Vec<_> = a.headers().collect();
                 let read =
                     Answer::read(a.status(), |name| headers.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone()));

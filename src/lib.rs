@@ -6,6 +6,9 @@
 //! - [`user`]: what a valid user id is and how the legacy wire writes one.
 //! - [`auth`]: client JWTs (HS256) and the backend API key.
 //! - [`blocks`]: a user's block and mute lists.
+//! - [`edits`]: edits and deletes of messages: who may, the new body or
+//!   tombstone, and the op entry that carries it.
+//! - [`presence`]: what one user may see of another's presence.
 //! - [`mailbox`]: the per-user state machine: every decision of a user's
 //!   object (group commit, replay, delivery, the send flow, acks, the archive
 //!   and prune schedule), events in, effects out.
@@ -43,6 +46,7 @@ pub mod archive;
 pub mod auth;
 pub mod blocks;
 pub mod cold;
+pub mod edits;
 pub mod history;
 pub mod inbox;
 pub mod internal;
@@ -51,6 +55,7 @@ pub mod log;
 pub mod mailbox;
 pub mod message;
 pub mod metrics;
+pub mod presence;
 pub mod protocol;
 pub mod push;
 pub mod query;

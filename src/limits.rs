@@ -52,6 +52,14 @@ pub struct Limits {
     pub history_flush_ms: u64,
     /// Most peers one user may block or mute (`BLOCKS_MAX`).
     pub blocks_max: usize,
+    /// How long after a send its sender may edit it or delete it for
+    /// everyone (`EDIT_WINDOW_S`).
+    pub edit_window_ms: u64,
+    /// How long a `watch` lasts unless renewed (`WATCH_TTL_S`).
+    pub watch_ttl_ms: u64,
+    /// How long after a user's last socket closed they are still online
+    /// (`PRESENCE_GRACE_S`): a reconnect within it is no change.
+    pub presence_grace_ms: u64,
 }
 
 impl Default for Limits {
@@ -72,6 +80,9 @@ impl Default for Limits {
             partitioning: Partitioning { days: 30, hot_days: 365, retention_days: 365 },
             history_flush_ms: 2000,
             blocks_max: 1000,
+            edit_window_ms: 24 * 3600 * 1000,
+            watch_ttl_ms: 60_000,
+            presence_grace_ms: 10_000,
         }
     }
 }
@@ -140,6 +151,9 @@ impl Limits {
             },
             history_flush_ms: num("HISTORY_FLUSH_MS", d.history_flush_ms, 0, 60_000)?,
             blocks_max: num("BLOCKS_MAX", d.blocks_max as u64, 0, 100_000)? as usize,
+            edit_window_ms: num("EDIT_WINDOW_S", d.edit_window_ms / 1000, 0, 365 * 24 * 3600)? * 1000,
+            watch_ttl_ms: num("WATCH_TTL_S", d.watch_ttl_ms / 1000, 1, 3600)? * 1000,
+            presence_grace_ms: num("PRESENCE_GRACE_S", d.presence_grace_ms / 1000, 0, 3600)? * 1000,
         })
     }
 }

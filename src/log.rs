@@ -57,8 +57,8 @@ pub trait Sql {
 /// time a newer deployment opens it (the version is kept in `meta.schema`).
 /// A change to the schema is a new entry here, never an edit of an old one,
 /// and the same change in [`FRESH`].
-pub const MIGRATIONS: [(i64, &[&str]); 5] =
-    [(1, &SCHEMA_V1), (2, &SCHEMA_V2), (3, &SCHEMA_V3), (4, &SCHEMA_V4), (5, &SCHEMA_V5)];
+pub const MIGRATIONS: [(i64, &[&str]); 6] =
+    [(1, &SCHEMA_V1), (2, &SCHEMA_V2), (3, &SCHEMA_V3), (4, &SCHEMA_V4), (5, &SCHEMA_V5), (6, &SCHEMA_V6)];
 
 const SCHEMA_V1: [&str; 6] = [
     // meta.v has no declared type, so no affinity: "92" stays text, 5 stays a number.
@@ -211,13 +211,25 @@ const PUSH_TABLE: &str = "CREATE TABLE push (k INTEGER PRIMARY KEY, cursor INTEG
 /// v5: block and mute lists, and the push webhook's state.
 const SCHEMA_V5: [&str; 2] = [BLOCKS_TABLE, PUSH_TABLE];
 
+/// Entries the user deleted for themself alone (`mid`; `at` in ms): pages
+/// of history show them as tombstones to this user only. Frozen like every
+/// migration.
+const HIDDEN_TABLE: &str = "CREATE TABLE hidden (mid TEXT PRIMARY KEY, at INTEGER NOT NULL) WITHOUT ROWID";
+
+/// Who watches this user's presence, and until when (ms). Frozen like
+/// every migration.
+const WATCHERS_TABLE: &str = "CREATE TABLE watchers (user TEXT PRIMARY KEY, until INTEGER NOT NULL) WITHOUT ROWID";
+
+/// v6: deletes for oneself, and presence watchers.
+const SCHEMA_V6: [&str; 2] = [HIDDEN_TABLE, WATCHERS_TABLE];
+
 /// The version a fresh database starts at.
 pub const LATEST: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
 
 /// The schema at [`LATEST`], for a database that has none yet: the tables the
 /// migrations build step by step, in one go (`tests/upgrade.rs` checks that
 /// both ways give the same tables).
-pub const FRESH: [&str; 11] = [
+pub const FRESH: [&str; 13] = [
     generation_table!("log_a"),
     generation_table!("log_b"),
     "CREATE VIEW log AS SELECT * FROM log_a UNION ALL SELECT * FROM log_b",
@@ -229,6 +241,8 @@ pub const FRESH: [&str; 11] = [
     "CREATE TABLE seen (mid TEXT PRIMARY KEY, seq INTEGER NOT NULL, pushed INTEGER NOT NULL, time INTEGER NOT NULL) WITHOUT ROWID",
     BLOCKS_TABLE,
     PUSH_TABLE,
+    HIDDEN_TABLE,
+    WATCHERS_TABLE,
 ];
 
 /// One entry about to be written to the log.
@@ -245,6 +259,16 @@ pub struct NewEntry {
     pub cmid: Option<String>,
     /// The id is derived from an idempotency key: remember it in `seen`.
     pub dedup: bool,
+    /// For an op (edit, delete): the message it changes and that message's
+    /// new body, written in the same statement batch as the op.
+    pub rewrite: Option<Rewrite>,
+}
+
+/// What an op does to the message it names (see [`crate::edits`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rewrite {
+    pub target: String,
+    pub body: String,
 }
 
 /// A conversation as the conversation list shows it.
@@ -292,6 +316,18 @@ pub struct LogEntry {
 pub struct Restored {
     pub owner: Option<UserId>,
     pub inbox: Inbox,
+    /// When the user was last online (ms), once they went offline.
+    pub last_seen: Option<u64>,
+    pub hide_presence: bool,
+}
+
+/// A message of the log that an op may change.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Found {
+    pub kind: Kind,
+    pub peer: Option<String>,
+    pub time_ms: u64,
+    pub body: String,
 }
 
 /// A v1 device as the log keeps it.
@@ -397,6 +433,17 @@ macro_rules! append_sql {
 }
 use append_sql;
 
+/// Whether the entry of table alias `g` is shown as a message to the
+/// user: not deleted for everyone, nor by them for themself. Unread counts
+/// and pushes count only these.
+fn shown(g: &str) -> String {
+    format!("(json_extract({g}.body, '$.deleted_at') IS NULL AND {g}.id NOT IN (SELECT mid FROM hidden))")
+}
+
+/// The kinds a conversation's newest message and unread count come from:
+/// chats (ops neither count nor move a conversation up).
+const CHATS: &str = "(1, 2)";
+
 /// Above every seq (seqs are bound as SQL integers; 2^53 is where a double
 /// stops counting exactly).
 const EVERY_SEQ: u64 = 1 << 53;
@@ -406,9 +453,10 @@ const EVERY_SEQ: u64 = 1 << 53;
 /// (the peer), `?5` (whether system messages belong: the legacy page).
 fn page_range(shape: Shape, q: &PageQuery) -> (String, &'static str, Vec<SqlValue>) {
     let system = Kind::System.code();
+    // Ops are not history items: their messages show the current state.
     let filter = match q.peer {
-        Some(_) => format!("AND (peer = ?4 AND kind <> {system} OR ?5 AND kind = {system})"),
-        None => "AND ?4 IS NULL AND ?5 IN (0, 1)".to_string(),
+        Some(_) => format!("AND (peer = ?4 AND kind IN {CHATS} OR ?5 AND kind = {system})"),
+        None => format!("AND kind <= {system} AND ?4 IS NULL AND ?5 IN (0, 1)"),
     };
     let order = if shape.ascending(q) { "ASC" } else { "DESC" };
     let params = vec![
@@ -542,7 +590,9 @@ impl<S: Sql> Log<S> {
                         (SELECT MIN(seq) FROM log WHERE sent = 0
                            AND seq >= COALESCE((SELECT v FROM meta WHERE k = 'queue_floor'), 0)),
                         (SELECT v FROM meta WHERE k = 'archived'),
-                        (SELECT v FROM meta WHERE k = 'owner')"
+                        (SELECT v FROM meta WHERE k = 'owner'),
+                        (SELECT v FROM meta WHERE k = 'last_seen'),
+                        (SELECT v FROM meta WHERE k = 'hide_presence')"
                 ),
                 &[],
             )?
@@ -552,7 +602,7 @@ impl<S: Sql> Log<S> {
             None => None,
         };
         let inbox = Inbox::restore(col_u64(&row, 0).unwrap_or(0), col_u64(&row, 1), col_u64(&row, 2).unwrap_or(0));
-        Ok(Restored { owner, inbox })
+        Ok(Restored { owner, inbox, last_seen: col_u64(&row, 4), hide_presence: col_u64(&row, 5) == Some(1) })
     }
 
     pub fn set_owner(&self, owner: &UserId) -> Result<(), StoreError> {
@@ -587,7 +637,108 @@ impl<S: Sql> Log<S> {
             })
             .collect();
         self.exec(self.generation.get().insert(), &[SqlValue::Text(serde_json::Value::Array(rows).to_string())])?;
-        self.index_entries(rows_in)
+        self.index_entries(rows_in)?;
+        for (_, e, _) in rows_in {
+            if let Some(r) = &e.rewrite {
+                self.rewrite(e, r)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// An op's change to its message: the message's body in this log takes
+    /// the new one (a delete for oneself only marks it hidden, so the body
+    /// that goes to history stays the one both users share).
+    fn rewrite(&self, op: &NewEntry, r: &Rewrite) -> Result<(), StoreError> {
+        if op.kind == Kind::DeleteMine {
+            return self
+                .exec("INSERT OR REPLACE INTO hidden (mid, at) VALUES (?, ?)", &[text(&r.target), int(op.time_ms)]);
+        }
+        // Only a chat of this conversation: an op names a message of its own peer.
+        self.each_generation(
+            &format!(
+                "SET body = ? WHERE id = ? AND peer IS ? AND kind IN ({}, {})",
+                Kind::Received.code(),
+                Kind::Sent.code()
+            ),
+            &[text(&r.body), text(&r.target), op.peer.as_ref().map_or(SqlValue::Null, |p| text(p.as_str()))],
+        )
+    }
+
+    /// The message `mid` (not an op), if the log still holds it.
+    pub fn find(&self, mid: &str) -> Result<Option<Found>, StoreError> {
+        let row = self.one(
+            "SELECT kind, peer, time, body FROM log WHERE id = ? AND kind IN (?, ?, ?) ORDER BY seq DESC LIMIT 1",
+            &[
+                text(mid),
+                SqlValue::Int(Kind::Received.code()),
+                SqlValue::Int(Kind::Sent.code()),
+                SqlValue::Int(Kind::System.code()),
+            ],
+        )?;
+        let Some(r) = row else { return Ok(None) };
+        let found = (|| {
+            Some(Found {
+                kind: col_kind(&r, 0),
+                peer: col_text(&r, 1),
+                time_ms: col_u64(&r, 2)?,
+                body: col_text(&r, 3)?,
+            })
+        })();
+        found.map(Some).ok_or_else(|| malformed("log"))
+    }
+
+    /// Of `mids`, those the user deleted for themself, with when (ms).
+    pub fn hidden(&self, mids: &[&str]) -> Result<Vec<(String, u64)>, StoreError> {
+        if mids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.all(
+            "SELECT mid, at FROM hidden WHERE mid IN (SELECT value FROM json_each(?))",
+            &[text(&serde_json::Value::from(mids.to_vec()).to_string())],
+            |r| Some((col_text(r, 0)?, col_u64(r, 1)?)),
+        )
+    }
+
+    /// Shows the rows of a page the user deleted for themself as tombstones.
+    pub fn hide_in(&self, rows: &mut [PageRow]) -> Result<(), StoreError> {
+        let mids: Vec<&str> = rows.iter().map(|r| r.mid.as_str()).collect();
+        let hidden = self.hidden(&mids)?;
+        crate::history::hide(rows, &hidden);
+        Ok(())
+    }
+
+    /// Stores a meta value (one row written).
+    fn set_meta(&self, key: &str, value: SqlValue) -> Result<(), StoreError> {
+        self.exec("INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)", &[text(key), value])
+    }
+
+    pub fn set_last_seen(&self, ms: u64) -> Result<(), StoreError> {
+        self.set_meta("last_seen", int(ms))
+    }
+
+    pub fn set_hide_presence(&self, hide: bool) -> Result<(), StoreError> {
+        self.set_meta("hide_presence", SqlValue::Int(hide as i64))
+    }
+
+    /// Keeps `user` as a watcher until `until` (ms): one row written.
+    pub fn watch(&self, user: &UserId, until: u64) -> Result<(), StoreError> {
+        self.exec("INSERT OR REPLACE INTO watchers (user, until) VALUES (?, ?)", &[text(user.as_str()), int(until)])
+    }
+
+    /// The watchers whose watch lives at `now`; the others are forgotten
+    /// (rows deleted only when there are some).
+    pub fn watchers(&self, now: u64) -> Result<Vec<UserId>, StoreError> {
+        let all = self.all("SELECT user, until FROM watchers", &[], |r| Some((col_text(r, 0)?, col_u64(r, 1)?)))?;
+        if all.iter().any(|(_, until)| *until < now) {
+            self.exec("DELETE FROM watchers WHERE until < ?", &[int(now)])?;
+        }
+        Ok(all.into_iter().filter(|(_, until)| *until >= now).filter_map(|(u, _)| UserId::parse(&u).ok()).collect())
+    }
+
+    /// How many watchers are kept (live or not yet forgotten).
+    pub fn watcher_count(&self) -> Result<u64, StoreError> {
+        Ok(self.one("SELECT COUNT(*) FROM watchers", &[])?.and_then(|r| col_u64(&r, 0)).unwrap_or(0))
     }
 
     /// The side tables a batch of entries updates: sent client ids and
@@ -727,9 +878,10 @@ impl<S: Sql> Log<S> {
             &format!(
                 "SELECT g.seq, g.peer, g.id, g.time, g.sent, g.body FROM log g LEFT JOIN convs c ON c.peer = g.peer \
                  WHERE g.seq > ?1 AND g.kind IN ({}, {}) AND g.sent <> {SENT_LEGACY} AND g.peer IS NOT ?2 \
-                 AND g.seq > COALESCE(c.read_up_to, 0) ORDER BY g.seq LIMIT ?3",
+                 AND g.seq > COALESCE(c.read_up_to, 0) AND {} ORDER BY g.seq LIMIT ?3",
                 Kind::Received.code(),
-                Kind::System.code()
+                Kind::System.code(),
+                shown("g")
             ),
             &[int(after), text(owner.as_str()), int(limit.into())],
             |r| {
@@ -749,8 +901,11 @@ impl<S: Sql> Log<S> {
     /// list counts them).
     pub fn total_unread(&self) -> Result<u64, StoreError> {
         let row = self.one(
-            "SELECT (SELECT COALESCE(SUM(unread), 0) FROM convs) + (SELECT COUNT(*) FROM log g \
-             LEFT JOIN convs c ON c.peer = g.peer WHERE g.kind = ? AND g.seq > COALESCE(c.read_up_to, 0))",
+            &format!(
+                "SELECT (SELECT COALESCE(SUM(unread), 0) FROM convs) + (SELECT COUNT(*) FROM log g \
+                 LEFT JOIN convs c ON c.peer = g.peer WHERE g.kind = ? AND g.seq > COALESCE(c.read_up_to, 0) AND {})",
+                shown("g")
+            ),
             &[SqlValue::Int(Kind::Received.code())],
         )?;
         Ok(row.and_then(|r| col_u64(&r, 0)).unwrap_or(0))
@@ -758,12 +913,21 @@ impl<S: Sql> Log<S> {
 
     /// The unread chats of the conversation with `peer`.
     pub fn conversation_unread(&self, peer: &str) -> Result<u64, StoreError> {
+        Ok(self.unread_state(peer)?.0)
+    }
+
+    /// The conversation with `peer`: its unread chats and read cursor.
+    pub fn unread_state(&self, peer: &str) -> Result<(u64, u64), StoreError> {
         let row = self.one(
-            "SELECT COALESCE((SELECT unread FROM convs WHERE peer = ?1), 0) + (SELECT COUNT(*) FROM log \
-             WHERE peer = ?1 AND kind = ?2 AND seq > COALESCE((SELECT read_up_to FROM convs WHERE peer = ?1), 0))",
+            &format!(
+                "SELECT COALESCE((SELECT unread FROM convs WHERE peer = ?1), 0) + (SELECT COUNT(*) FROM log g \
+                 WHERE g.peer = ?1 AND g.kind = ?2 AND g.seq > COALESCE((SELECT read_up_to FROM convs WHERE peer = ?1), 0) \
+                 AND {}), COALESCE((SELECT read_up_to FROM convs WHERE peer = ?1), 0)",
+                shown("g")
+            ),
             &[text(peer), SqlValue::Int(Kind::Received.code())],
         )?;
-        Ok(row.and_then(|r| col_u64(&r, 0)).unwrap_or(0))
+        Ok(row.map(|r| (col_u64(&r, 0).unwrap_or(0), col_u64(&r, 1).unwrap_or(0))).unwrap_or((0, 0)))
     }
 
     /// The newest seq of the log (0 when empty).
@@ -803,7 +967,8 @@ impl<S: Sql> Log<S> {
             "INSERT INTO convs (peer, read_up_to) VALUES (?1, ?2) ON CONFLICT (peer) DO UPDATE SET \
              unread = CASE WHEN ?2 >= COALESCE(last_seq, 0) THEN 0 ELSE unread END, \
              read_up_to = max(read_up_to, ?2) \
-             RETURNING unread + (SELECT COUNT(*) FROM log WHERE kind = ?3 AND peer = ?1 AND seq > convs.read_up_to), read_up_to",
+             RETURNING unread + (SELECT COUNT(*) FROM log g WHERE g.kind = ?3 AND g.peer = ?1 AND g.seq > convs.read_up_to \
+             AND (json_extract(g.body, '$.deleted_at') IS NULL AND g.id NOT IN (SELECT mid FROM hidden))), read_up_to",
             &[text(peer), int(up_to), SqlValue::Int(Kind::Received.code())],
             |r| Some((col_u64(r, 0)?, col_u64(r, 1)?)),
         )?;
@@ -836,10 +1001,10 @@ impl<S: Sql> Log<S> {
     /// (one pass over it), and from `convs` for what was pruned.
     pub fn conversations(&self, before: u64, limit: u32) -> Result<Vec<Conversation>, StoreError> {
         self.all(
-            "WITH live AS (SELECT g.peer AS peer, g.seq AS seq, g.kind AS kind, g.id AS id, g.body AS body, \
+            &format!("WITH live AS (SELECT g.peer AS peer, g.seq AS seq, g.kind AS kind, g.id AS id, g.body AS body, \
                     ROW_NUMBER() OVER (PARTITION BY g.peer ORDER BY g.seq DESC) AS rn, \
-                    SUM(g.kind = ?3 AND g.seq > COALESCE(c.read_up_to, 0)) OVER (PARTITION BY g.peer) AS unread \
-                  FROM log g LEFT JOIN convs c ON c.peer = g.peer WHERE g.peer IS NOT NULL AND g.kind <> ?4), \
+                    SUM(g.kind = ?3 AND g.seq > COALESCE(c.read_up_to, 0) AND {}) OVER (PARTITION BY g.peer) AS unread \
+                  FROM log g LEFT JOIN convs c ON c.peer = g.peer WHERE g.peer IS NOT NULL AND g.kind IN {CHATS} AND ?4), \
              newest AS (SELECT * FROM live WHERE rn = 1) \
              SELECT * FROM ( \
                SELECT l.peer, l.seq AS last_seq, l.kind, l.id, l.body, COALESCE(c.unread, 0) + l.unread, \
@@ -849,8 +1014,8 @@ impl<S: Sql> Log<S> {
                SELECT c.peer, c.last_seq AS last_seq, c.last_kind, c.last_mid, c.last_body, c.unread, \
                       c.read_up_to, c.peer_delivered, c.peer_read \
                FROM convs c WHERE c.last_seq IS NOT NULL AND c.peer NOT IN (SELECT peer FROM newest)) \
-             WHERE last_seq < ?1 ORDER BY last_seq DESC LIMIT ?2",
-            &[int(before), int(limit as u64), SqlValue::Int(Kind::Received.code()), SqlValue::Int(Kind::System.code())],
+             WHERE last_seq < ?1 ORDER BY last_seq DESC LIMIT ?2", shown("g")),
+            &[int(before), int(limit as u64), SqlValue::Int(Kind::Received.code()), SqlValue::Int(1)],
             |r| {
                 Some(Conversation {
                     peer: col_text(r, 0)?,
@@ -876,8 +1041,8 @@ impl<S: Sql> Log<S> {
     /// Entries `from..=to` that are owed to the sockets go back to the queue.
     pub fn mark_unsent(&self, from: u64, to: u64) -> Result<(), StoreError> {
         self.each_generation(
-            "SET sent = 0 WHERE seq BETWEEN ? AND ? AND kind <> ?",
-            &[int(from), int(to), SqlValue::Int(Kind::Sent.code())],
+            "SET sent = 0 WHERE seq BETWEEN ? AND ? AND kind IN (?, ?)",
+            &[int(from), int(to), SqlValue::Int(Kind::Received.code()), SqlValue::Int(Kind::System.code())],
         )
     }
 
@@ -1114,15 +1279,16 @@ impl<S: Sql> Log<S> {
                  SELECT peer, seq, kind, id, body, unread FROM ( \
                    SELECT g.peer AS peer, g.seq AS seq, g.kind AS kind, g.id AS id, g.body AS body, \
                      ROW_NUMBER() OVER (PARTITION BY g.peer ORDER BY g.seq DESC) AS rn, \
-                     SUM(g.kind = ?1 AND g.seq > COALESCE(c.read_up_to, 0)) OVER (PARTITION BY g.peer) AS unread \
+                     SUM(g.kind = ?1 AND g.seq > COALESCE(c.read_up_to, 0) AND {}) OVER (PARTITION BY g.peer) AS unread \
                    FROM {} g LEFT JOIN convs c ON c.peer = g.peer \
-                   WHERE g.peer IS NOT NULL AND g.kind <> ?2 AND g.seq < ?3) \
+                   WHERE g.peer IS NOT NULL AND g.kind IN {CHATS} AND ?2 AND g.seq < ?3) \
                  WHERE rn = 1 \
                  ON CONFLICT (peer) DO UPDATE SET last_seq = excluded.last_seq, last_kind = excluded.last_kind, \
                  last_mid = excluded.last_mid, last_body = excluded.last_body, unread = unread + excluded.unread",
+                shown("g"),
                 g.table()
             ),
-            &[SqlValue::Int(Kind::Received.code()), SqlValue::Int(Kind::System.code()), int(below)],
+            &[SqlValue::Int(Kind::Received.code()), SqlValue::Int(1), int(below)],
         )
     }
 
@@ -1151,8 +1317,12 @@ fn archive_column(col: &str) -> String {
             "CASE WHEN COALESCE(CASE WHEN kind = {sent} THEN peer_sent ELSE sent END, 0) = 0 \
              THEN {IS_SEND_QUEUED} ELSE {IS_SEND_DELIVERED} END"
         ),
-        "sseq" => format!("CASE WHEN kind = {sent} OR (kind = {received} AND peer = ?4) THEN seq END"),
-        "rseq" => format!("CASE kind WHEN {sent} THEN NULLIF(peer_seq, 0) ELSE seq END"),
+        // An op's row is its message's: the seqs are the message's, which
+        // the op does not know (the message's own row fills them in).
+        "sseq" => format!(
+            "CASE WHEN op > {system} THEN NULL WHEN kind = {sent} OR (kind = {received} AND peer = ?4) THEN seq END"
+        ),
+        "rseq" => format!("CASE WHEN op > {system} THEN NULL WHEN kind = {sent} THEN NULLIF(peer_seq, 0) ELSE seq END"),
         other => other.to_string(),
     }
 }
@@ -1166,15 +1336,29 @@ fn archive_column(col: &str) -> String {
 /// says "queued"; this fixes it), and received chats stored from `?5` (ms)
 /// on: a reader's pass sets it, so a page never waits for a sender's pass.
 /// Other received chats are the sender's to write.
+///
+/// An op (edit, delete for everyone) is carried as the row of its message
+/// with the message's new body, by the same rule as a chat of its direction
+/// (the editor's pass writes it): the row takes the body if it is newer
+/// ([`crate::history::write_sql`]). Its partition is the message's, from the
+/// message's `time` (always the server's, for a chat). A delete for oneself
+/// never goes to history.
 fn archive_query() -> String {
-    let received = Kind::Received.code();
+    let (received, sent, system) = (Kind::Received.code(), Kind::Sent.code(), Kind::System.code());
+    let (edit_in, delete_in, mine) = (Kind::EditIn.code(), Kind::DeleteIn.code(), Kind::DeleteMine.code());
     let row: Vec<String> = ROW.iter().map(|c| archive_column(c)).collect();
+    let target_ms = "CAST(round((julianday(json_extract(body, '$.body.time')) - 2440587.5) * 86400000) AS INTEGER)";
     format!(
         "SELECT json_group_array(json_array(conv, part, json(row))) FILTER (WHERE inc), MAX(seq) FROM ( \
            SELECT seq, conv, part, row, inc, SUM(CASE WHEN inc THEN length(body) ELSE 0 END) OVER (ORDER BY seq) AS acc \
            FROM (SELECT seq, conv, body, CAST(time AS INTEGER) / (86400000 * CAST(?6 AS INTEGER)) * CAST(?6 AS INTEGER) AS part, json_array({}) AS row, \
-                   (kind <> {received} OR peer = ?4 OR sent = {SENT_FROM_QUEUE} OR time >= ?5) AS inc \
-                 FROM log WHERE seq BETWEEN ?1 AND ?2)) \
+                   (op <> {mine} AND (kind <> {received} OR peer = ?4 OR sent = {SENT_FROM_QUEUE} OR optime >= ?5)) AS inc \
+                 FROM (SELECT seq, conv, peer, sent, peer_seq, peer_sent, kind AS op, time AS optime, \
+                         CASE WHEN kind <= {system} THEN kind WHEN kind IN ({edit_in}, {delete_in}) THEN {received} ELSE {sent} END AS kind, \
+                         CASE WHEN kind <= {system} THEN id ELSE json_extract(body, '$.target') END AS id, \
+                         CASE WHEN kind <= {system} THEN body ELSE json_extract(body, '$.body') END AS body, \
+                         CASE WHEN kind <= {system} THEN time ELSE COALESCE({target_ms}, time) END AS time \
+                       FROM log WHERE seq BETWEEN ?1 AND ?2))) \
          WHERE acc <= ?3 OR seq = ?1",
         row.join(", ")
     )

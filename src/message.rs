@@ -19,6 +19,16 @@ pub enum Kind {
     Sent = 2,
     /// A system message from the backend.
     System = 3,
+    /// The owner edited one of their chats (an op: see [`crate::edits`]).
+    EditOut = 4,
+    /// The peer edited one of their chats to the owner.
+    EditIn = 5,
+    /// The owner deleted one of their chats for everyone.
+    DeleteOut = 6,
+    /// The peer deleted one of their chats to the owner for everyone.
+    DeleteIn = 7,
+    /// The owner deleted an entry of their log for themself alone.
+    DeleteMine = 8,
 }
 
 impl Kind {
@@ -27,17 +37,42 @@ impl Kind {
     }
 
     pub fn from_code(code: i64) -> Option<Kind> {
-        match code {
-            1 => Some(Kind::Received),
-            2 => Some(Kind::Sent),
-            3 => Some(Kind::System),
-            _ => None,
-        }
+        Some(match code {
+            1 => Kind::Received,
+            2 => Kind::Sent,
+            3 => Kind::System,
+            4 => Kind::EditOut,
+            5 => Kind::EditIn,
+            6 => Kind::DeleteOut,
+            7 => Kind::DeleteIn,
+            8 => Kind::DeleteMine,
+            _ => return None,
+        })
     }
 
-    /// Whether the owner's sockets are owed this entry.
+    /// Whether the owner's sockets are owed this entry: the offline queue
+    /// (and a legacy socket) holds chats and system messages only. Ops reach
+    /// v1 devices through the log; a legacy front end would show them as chats.
     pub fn owed_to_owner(self) -> bool {
-        !matches!(self, Kind::Sent)
+        matches!(self, Kind::Received | Kind::System)
+    }
+
+    /// An edit or delete of another entry, rather than a message.
+    pub fn is_op(self) -> bool {
+        self.code() >= Kind::EditOut.code()
+    }
+
+    /// The same entry as the other side's log holds it.
+    pub fn mirror(self) -> Kind {
+        match self {
+            Kind::Received => Kind::Sent,
+            Kind::Sent => Kind::Received,
+            Kind::EditOut => Kind::EditIn,
+            Kind::EditIn => Kind::EditOut,
+            Kind::DeleteOut => Kind::DeleteIn,
+            Kind::DeleteIn => Kind::DeleteOut,
+            other => other,
+        }
     }
 }
 

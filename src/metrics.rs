@@ -67,9 +67,16 @@ pub enum Counter {
     PushesSent,
     PushRetries,
     PushesDropped,
+    /// Edits and deletes stored (in the log of the user who made them).
+    Edits,
+    /// Edits and deletes for everyone refused past `EDIT_WINDOW_S`.
+    RefusedEditWindow,
+    /// Presence changes told to watchers (one hop each), and watches kept.
+    PresenceHops,
+    Watches,
 }
 
-const ALL: [(Counter, &str); 36] = [
+const ALL: [(Counter, &str); 40] = [
     (Counter::WorkerRequests, "worker_requests"),
     (Counter::DoFetches, "do_fetches"),
     (Counter::DoWsMessages, "do_ws_messages"),
@@ -106,6 +113,10 @@ const ALL: [(Counter, &str); 36] = [
     (Counter::PushesSent, "pushes_sent"),
     (Counter::PushRetries, "push_retries"),
     (Counter::PushesDropped, "pushes_dropped"),
+    (Counter::Edits, "edits"),
+    (Counter::RefusedEditWindow, "refused_edit_window"),
+    (Counter::PresenceHops, "presence_hops"),
+    (Counter::Watches, "watches"),
 ];
 
 static COUNTS: [AtomicU64; ALL.len()] = [const { AtomicU64::new(0) }; ALL.len()];

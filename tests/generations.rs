@@ -31,6 +31,7 @@ fn append_from(log: &Log<Lite>, seqs: std::ops::RangeInclusive<u64>, kind: Kind,
             peer_state: None,
             cmid: None,
             dedup: false,
+            rewrite: None,
         })
         .collect();
     let rows: Vec<(u64, &NewEntry, bool)> = seqs.zip(&entries).map(|(seq, e)| (seq, e, true)).collect();

@@ -12,6 +12,7 @@ use edge_chat::limits::Limits;
 use edge_chat::log::Log;
 use edge_chat::mailbox::{Appended, Config, DeliverStep, Effect, Io, Mailbox, Mode, Notice, Sockets, V1Step};
 use edge_chat::message::Kind;
+use edge_chat::protocol::v1;
 use edge_chat::user::UserId;
 use serde_json::{json, Value};
 use support::sqlite::Lite;
@@ -124,16 +125,15 @@ fn acks_earn_delivery_receipts_and_reads_lower_unread() {
     bob.receive("carol", &id(2), false);
     bob.receive("alice", &id(3), false);
     let io = Io { log: &bob.log, sockets: &bob.device, now: bob.now };
-    let convs: Value = serde_json::from_str(
-        &bob.mb
-            .conversations(
-                &io,
-                &UserId::parse("bob").unwrap(),
-                &edge_chat::history::PageQuery { limit: 10, before: None, after: None, peer: None },
-            )
-            .unwrap(),
-    )
-    .unwrap();
+    let rows = bob
+        .mb
+        .conversations(
+            &io,
+            &UserId::parse("bob").unwrap(),
+            &edge_chat::history::PageQuery { limit: 10, before: None, after: None, peer: None },
+        )
+        .unwrap();
+    let convs: Value = serde_json::from_str(&v1::conversations(&rows, 10, |_| Default::default())).unwrap();
     let unread: Vec<(String, u64)> = convs["items"]
         .as_array()
         .unwrap()
@@ -339,8 +339,7 @@ fn a_blocker_cannot_send_to_whom_they_blocked_and_no_hints_cross() {
     let io = Io { log: &bob.log, sockets: &bob.device, now: bob.now };
     let planned = bob.mb.plan_send(&io, chat.clone(), &mid, bob.now, Some(&cmid), false);
     assert_eq!(planned, Err(edge_chat::message::Refusal::Blocked));
-    let send: Value =
-        serde_json::from_str(&bob.mb.v1_sent(&re, &mid, &cmid, Err(edge_chat::message::Refusal::Blocked))).unwrap();
+    let send: Value = serde_json::from_str(&bob.mb.v1_sent(&re, &mid, &cmid, Err(v1::V1Error::Blocked))).unwrap();
     assert_eq!((send["code"].as_str(), send["retry"].as_bool()), (Some("blocked"), Some(false)));
     let io = Io { log: &bob.log, sockets: &bob.device, now: bob.now };
     assert!(bob.mb.plan_send(&io, chat, &mid, bob.now, Some(&cmid), true).is_ok(), "the backend may");

@@ -40,6 +40,7 @@ fn fill(log: &Log<Lite>, seqs: std::ops::RangeInclusive<u64>) {
             peer_state: (kind == Kind::Sent).then_some((100 + seq, seq % 10 != 1)),
             cmid: None,
             dedup: false,
+            rewrite: None,
         };
         log.append(&owner(), &[(seq, &entry, seq % 7 != 0)], false).unwrap();
     }

@@ -191,7 +191,11 @@ fn a_fresh_log_and_an_upgraded_one_have_the_same_tables() {
     let fresh = Lite::log();
     let upgraded = Log::open(v1_database()).unwrap();
     assert_eq!(tables(&fresh), tables(&upgraded));
-    assert_eq!(tables(&fresh).len(), 9, "log_a, log_b, meta, devices, convs, sends, seen, blocks, push");
+    assert_eq!(
+        tables(&fresh).len(),
+        11,
+        "log_a, log_b, meta, devices, convs, sends, seen, blocks, push, hidden, watchers"
+    );
     assert_eq!(view_sql(&fresh), view_sql(&upgraded));
 }
 

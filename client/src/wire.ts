@@ -20,9 +20,11 @@ export type WelcomeFrame = {
   v: number;
   /**
    * The user's block and mute lists (a `blocks` frame follows each
-   * change). Last: the keys before it keep their old bytes.
+   * change). Last but one: the keys before it keep their old bytes.
    */
   blocks: BlockLists;
+  /** The user's settings (a `settings` frame follows each change). */
+  settings: Settings;
 };
 
 /** What a client may send, in a welcome. */
@@ -36,6 +38,10 @@ export type WelcomeLimits = {
   reads_per_second: number;
   send_burst: number;
   sends_per_second: number;
+  /** How long after a send it may be edited or deleted for everyone. */
+  edit_window_s: number;
+  /** How long a `watch` lasts: renew it before then. */
+  watch_ttl_s: number;
 };
 
 /** `{"op":"msg",…}`: one log entry. */
@@ -50,7 +56,7 @@ export type MsgFrame = {
 };
 
 /** What a log entry is, as a `msg` frame says it. */
-export type EntryKind = "in" | "out" | "sys";
+export type EntryKind = "in" | "out" | "sys" | "edit" | "delete";
 
 /** `{"op":"sent",…}`: a send is stored in the recipient's and the sender's log. */
 export type SentFrame = {
@@ -122,6 +128,42 @@ export type Muted = {
   until: number | null;
 };
 
+/** `{"op":"settings",…}`: the user's settings changed (on any device). */
+export type SettingsFrame = {
+  op: "settings";
+  settings: Settings;
+};
+
+/** A user's settings. */
+export type Settings = {
+  /** Others see this user offline and never seen. */
+  hide_presence: boolean;
+};
+
+/**
+ * `{"op":"presence",…}`: a watched user's presence, in reply to `watch`
+ * (with `re`) and on each change while the watch lives.
+ */
+export type PresenceFrame = {
+  last_seen: number | null;
+  online: boolean;
+  op: "presence";
+  /** The `id` of the `watch` this answers. */
+  re?: string | number;
+  user: string;
+};
+
+/** A user's presence as another user may see it. */
+export type Presence = {
+  /**
+   * When the user was last online (ms since the epoch, rounded down to
+   * the minute); null: never, or not shown.
+   */
+  last_seen: number | null;
+  /** At least one socket open (or closed less than `PRESENCE_GRACE_S` ago). */
+  online: boolean;
+};
+
 /** `{"op":"history","re":…}`: a page of the user's log, as `msg` frames. */
 export type HistoryFrame = {
   op: "history";
@@ -162,6 +204,8 @@ export type ConversationItem = {
   peer_read: number;
   read_up_to: number;
   unread: number;
-  /** The conversation's newest entry. */
+  /** The conversation's newest message, in its current state. */
   last: MsgFrame;
+  /** The peer's presence, as they let this user see it. */
+  presence: Presence;
 };

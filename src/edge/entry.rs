@@ -10,7 +10,7 @@ use super::{json, json_error, limits, now_ms, push_config, query_pairs, query_pa
 use crate::api::{self, BodyError};
 use crate::auth::{self, AuthError, Verified};
 use crate::history::{from_owner_rows, PageQuery};
-use crate::internal::{ApiSend, BlockOp, Delivery, Internal, Outcome, V1Connect, View};
+use crate::internal::{ApiEdit, ApiSend, BlockOp, Delivery, Internal, Outcome, V1Connect, View};
 use crate::limits::Limits;
 use crate::message::{derived_id, new_id, system_body, Kind};
 use crate::metrics::{self, incr, Counter};
@@ -54,8 +54,11 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
         (_, p) if p == "/v1/blocks" || p.starts_with("/v1/blocks/") || p.starts_with("/v1/mutes/") => {
             client_blocks(req, &env, jwt_secret, &limits).await
         }
+        (Method::Get | Method::Put, "/v1/settings") => settings(req, &env, jwt_secret, &limits).await,
         (Method::Post, "/api/sys-msg")
         | (Method::Post, "/api/blocks")
+        | (Method::Post, "/api/edit")
+        | (Method::Post, "/api/delete")
         | (Method::Post, "/api/usr-msg")
         | (Method::Get, "/api/metrics")
         | (Method::Post, "/api/history/upgrade") => {
@@ -72,6 +75,8 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
                 }
                 "/api/history/upgrade" => upgrade_history(&req, &env, &limits).await,
                 "/api/blocks" => moderation_block(req, &env, &limits).await,
+                "/api/edit" => moderation_edit(req, &env, &limits, false).await,
+                "/api/delete" => moderation_edit(req, &env, &limits, true).await,
                 p => backend(req, &env, &limits, p == "/api/sys-msg").await,
             }
         }
@@ -227,6 +232,57 @@ async fn client_blocks(mut req: Request, env: &Env, secret: &str, limits: &Limit
     };
     let request = Internal::Blocks { uid: v.user, op };
     forward(env, &request).await
+}
+
+/// `GET|PUT /v1/settings`: the user's settings, served by their object.
+async fn settings(mut req: Request, env: &Env, secret: &str, limits: &Limits) -> worker::Result<Response> {
+    let v = match client_user(&req, secret)? {
+        Ok(v) => v,
+        Err(e) => return unauthorized(e),
+    };
+    let hide_presence = match req.method() {
+        Method::Put => {
+            let Some(body) = read_body(&mut req, limits.frame_bytes).await? else {
+                incr(Counter::RefusedBody);
+                return json_error(413, &format!("request body over {} bytes (FRAME_MAX_BYTES)", limits.frame_bytes));
+            };
+            match api::parse_settings(&body) {
+                Ok(hide) => Some(hide),
+                Err(e) => return json(400, &e.to_json()),
+            }
+        }
+        _ => None,
+    };
+    forward(env, &Internal::Settings { uid: v.user, hide_presence }).await
+}
+
+/// `POST /api/edit` and `POST /api/delete`: the backend edits or deletes a
+/// chat for everyone (moderation: no time window), through the sender's object.
+async fn moderation_edit(mut req: Request, env: &Env, limits: &Limits, delete: bool) -> worker::Result<Response> {
+    let Some(body) = read_body(&mut req, limits.body_bytes).await? else {
+        incr(Counter::RefusedBody);
+        return json_error(413, &format!("request body over {} bytes (BODY_MAX_BYTES)", limits.body_bytes));
+    };
+    let key = match req.headers().get("idempotency-key")? {
+        None => None,
+        Some(k) if api::idempotency_key_ok(&k) => Some(k),
+        Some(_) => return json_error(400, api::IDEMPOTENCY_KEY_RULE),
+    };
+    let e = match api::parse_edit(&body, delete) {
+        Ok(e) => e,
+        Err(e) => return json(400, &e.to_json()),
+    };
+    let scope = if delete { "api-delete" } else { "api-edit" };
+    let cmid = key.map(|k| api::backend_cmid(&format!("{scope}#{k}")));
+    let id = match &cmid {
+        Some(cmid) => derived_id(scope, e.uid.as_str(), cmid),
+        None => new_id(now_ms(), random_u64()),
+    };
+    let request = Internal::Edit(ApiEdit { uid: e.uid, target: e.mid, id, cmid, delete });
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post).with_body(Some(e.body.into()));
+    let inner = Request::new_with_init(&request.encode(), &init)?;
+    env.durable_object(USER_BINDING)?.get_by_name(request.owner().as_str())?.fetch_with_request(inner).await
 }
 
 /// `POST /api/blocks`: the backend blocks or unblocks on a user's behalf.

@@ -30,11 +30,13 @@ use super::{cold, d1, json, json_error, now_ms, random_u64, USER_BINDING, WRITER
 use crate::archive::{shard_of, Handoff, Partitioning};
 use crate::auth::token_expired;
 use crate::history::{self, d1_part, merge, page_convs, page_json, PageQuery, PageRow, Shape};
-use crate::internal::{Answer, ApiSend, Archive, Delivery, Internal, Outcome, Receipt, Typing, V1Connect, View};
+use crate::internal::{
+    Answer, ApiEdit, ApiSend, Archive, Delivery, Internal, Outcome, Receipt, Typing, V1Connect, View, Watch,
+};
 use crate::log::{Log, NewEntry, StoreError};
 use crate::mailbox::{
-    self, ApiStep, Appended, Config, DeliverStep, Effect, Io, LegacyStep, Mailbox, Mode, Notice, SendPlan, Stored,
-    V1Step, Waiter,
+    self, ApiEditStep, ApiStep, Appended, Config, DeliverStep, Effect, Io, LegacyStep, Mailbox, Mode, Notice, SendPlan,
+    Stored, V1Step, Waiter,
 };
 use crate::message::{new_id, Chat, Refusal};
 use crate::metrics::{incr, Counter};
@@ -254,13 +256,20 @@ impl DurableObject for UserObject {
             Internal::Connect { uid, exp, v1: Some(c) } => self.on_connect_v1(&uid, exp, &c),
             Internal::Read { uid, view: View::Legacy, page } => self.on_history(&uid, &page).await,
             Internal::Read { uid, view: View::V1, page } => self.on_v1_history(&uid, &page).await,
-            Internal::Read { uid, view: View::Conversations, page } => {
-                json(200, &self.step(|mb, io| mb.conversations(io, &uid, &page))?)
-            }
+            Internal::Read { uid, view: View::Conversations, page } => self.on_conversations(&uid, &page).await,
             Internal::Blocks { uid, op } => {
                 let (status, body) = self.step(|mb, io| mb.blocks_request(io, &uid, op))?;
                 json(status, &body)
             }
+            Internal::Watch(w) => answer(Answer::presence(self.step(|mb, io| mb.watch(io, &w))?)),
+            Internal::Presence(n) => {
+                self.step(|mb, io| mb.presence_notice(io, &n))?;
+                answer(Answer::of(Outcome::Done))
+            }
+            Internal::Settings { uid, hide_presence } => {
+                json(200, &self.step(|mb, io| mb.settings_request(io, &uid, hide_presence))?)
+            }
+            Internal::Edit(e) => self.on_api_edit(&e, &body).await,
         }
     }
 
@@ -287,11 +296,13 @@ impl DurableObject for UserObject {
         // Finish the closing handshake; 1005/1006 are not codes one may send.
         let code = if code == 1005 || code == 1006 { 1000 } else { code as u16 };
         let _ = ws.close(Some(code), Some("closing"));
+        self.call(|mb, io| mb.socket_closed(io.sockets, io.now));
         Ok(())
     }
 
     async fn websocket_error(&self, _ws: WebSocket, _error: worker::Error) -> worker::Result<()> {
         // Its queued entries stay queued; nothing to undo.
+        self.call(|mb, io| mb.socket_closed(io.sockets, io.now));
         Ok(())
     }
 
@@ -307,6 +318,11 @@ impl DurableObject for UserObject {
             if let (Some(delay_ms), Err(e)) = (retry, result) {
                 let attempt = self.shared.mailbox.borrow().archive_failures();
                 worker::console_error!("history archive failed (attempt {attempt}, again in {delay_ms} ms): {e}");
+            }
+        }
+        if due.presence {
+            if let Err(e) = self.step(|mb, io| mb.presence_due(io)) {
+                worker::console_error!("presence: {e}");
             }
         }
         if let Some(webhook) = self.webhook.as_ref().filter(|_| due.push) {
@@ -473,6 +489,7 @@ impl UserObject {
                 let request = match notice {
                     Notice::Receipt(r) => Internal::Receipt(r),
                     Notice::Typing(t) => Internal::Typing(t),
+                    Notice::Presence(p) => Internal::Presence(p),
                 };
                 // Hints: lost on failure.
                 let Ok(stub) = self.stub(request.owner()) else { return };
@@ -534,7 +551,14 @@ impl UserObject {
         cmid: Option<&str>,
         backend: bool,
     ) -> Result<u64, Refusal> {
-        let remote = match self.call(|mb, io| mb.plan_send(io, chat, id, time, cmid, backend))? {
+        let plan = self.call(|mb, io| mb.plan_send(io, chat, id, time, cmid, backend))?;
+        self.carry_out(plan).await
+    }
+
+    /// Carries out a planned send (a chat, or an edit or delete): the
+    /// peer's log first, then the sender's.
+    async fn carry_out(&self, plan: SendPlan) -> Result<u64, Refusal> {
+        let remote = match plan {
             SendPlan::Local(entry) => {
                 return self.append(entry).await.map(|s| s.seq).map_err(|e| {
                     worker::console_error!("send unavailable: {e}");
@@ -600,7 +624,25 @@ impl UserObject {
             V1Step::Close(code, reason) => ws.close(Some(code), Some(reason)),
             V1Step::Send { re, chat, mid, cmid } => {
                 let result = self.send_chat(chat, &mid, now_ms(), Some(&cmid), false).await;
+                let result = result.map_err(v1::V1Error::from_refusal);
                 let reply = self.shared.mailbox.borrow_mut().v1_sent(&re, &mid, &cmid, result);
+                send(ws, &reply)
+            }
+            V1Step::Edit { re, target, op, mid, cmid } => {
+                let plan = self.call(|mb, io| mb.plan_edit(io, &target, op, &mid, Some(&cmid), false));
+                let result = match plan {
+                    Ok(plan) => self.carry_out(plan).await.map_err(v1::V1Error::from_refusal),
+                    Err(r) => Err(v1::V1Error::from_edit(r)),
+                };
+                let reply = self.shared.mailbox.borrow_mut().v1_sent(&re, &mid, &cmid, result);
+                send(ws, &reply)
+            }
+            V1Step::Watch { re, peer } => {
+                let ttl_ms = self.shared.mailbox.borrow().limits().watch_ttl_ms;
+                let reply = match self.presence_of(owner, &peer, ttl_ms).await {
+                    Some(p) => v1::presence(Some(&re), peer.as_str(), p),
+                    None => v1::error(Some(&re), v1::V1Error::Unavailable),
+                };
                 send(ws, &reply)
             }
             V1Step::History { re, query } => {
@@ -630,6 +672,52 @@ impl UserObject {
         }
     }
 
+    /// `Edit`: the backend edits or deletes a chat of this user's.
+    async fn on_api_edit(&self, e: &ApiEdit, body: &str) -> worker::Result<Response> {
+        match self.step(|mb, io| mb.api_edit(io, e, body))? {
+            ApiEditStep::Answer(status, body) => json(status, &body),
+            ApiEditStep::Plan(plan) => match self.carry_out(plan).await {
+                Ok(_) => json(200, &serde_json::json!({ "id": e.id }).to_string()),
+                Err(r) => {
+                    let r = crate::edits::EditRefusal::Send(r);
+                    json_error(mailbox::api_edit_status(r), "the peer's store did not confirm; nothing changed, retry")
+                }
+            },
+        }
+    }
+
+    /// `user`'s presence as `asker` may see it (and watched for `ttl_ms`):
+    /// from this object for the user themself, else a hop. `None`: the hop failed.
+    async fn presence_of(&self, asker: &UserId, user: &UserId, ttl_ms: u64) -> Option<v1::Presence> {
+        if user == asker {
+            return Some(self.call(|mb, io| mb.own_presence(io.sockets, io.now)));
+        }
+        let request = Internal::Watch(Watch { owner: user.clone(), from: asker.clone(), ttl_ms });
+        let stub = self.stub(user).ok()?;
+        match hop::call(&stub, &request, "").await {
+            Ok(a) => a.presence,
+            Err(e) => {
+                worker::console_error!("presence hop failed: {:?}", e);
+                None
+            }
+        }
+    }
+
+    /// `GET /v1/conversations`: the page, with each peer's presence (one hop
+    /// per peer, all at once; a peer whose object did not answer shows as
+    /// offline).
+    async fn on_conversations(&self, uid: &UserId, q: &PageQuery) -> worker::Result<Response> {
+        let rows = self.step(|mb, io| mb.conversations(io, uid, q))?;
+        let shown = &rows[..rows.len().min(q.limit as usize)];
+        let asks = shown.iter().filter_map(|c| UserId::parse(&c.peer).ok()).map(|peer| async move {
+            let p = self.presence_of(uid, &peer, 0).await.unwrap_or_default();
+            (peer, p)
+        });
+        let presence: Vec<(UserId, v1::Presence)> = join_all(asks).await;
+        let of = |peer: &str| presence.iter().find(|(p, _)| p.as_str() == peer).map(|(_, p)| *p).unwrap_or_default();
+        json(200, &v1::conversations(&rows, q.limit, of))
+    }
+
     /// `Send`: the backend sends a chat on this user's behalf.
     async fn on_api_send(&self, s: ApiSend, body: &str) -> worker::Result<Response> {
         let cmid = s.cmid.as_deref();
@@ -651,6 +739,7 @@ impl UserObject {
         pair.server.serialize_attachment(Attachment { uid: uid.to_string(), device: None, exp })?;
         self.track_expiry(exp);
         self.step(|mb, io| mb.connect_legacy(io, &pair.server))?;
+        self.step(|mb, io| mb.socket_opened(io))?;
         Response::from_websocket(pair.client)
     }
 
@@ -666,6 +755,7 @@ impl UserObject {
         pair.server.serialize_attachment(att)?;
         self.track_expiry(exp);
         self.step(|mb, io| mb.connect_v1(io, &pair.server, device, since))?;
+        self.step(|mb, io| mb.socket_opened(io))?;
         let headers = Headers::new();
         headers.set("sec-websocket-protocol", v1::SUBPROTOCOL)?;
         Ok(Response::from_websocket(pair.client)?.with_headers(headers))
@@ -720,6 +810,14 @@ impl UserObject {
     /// D1 only whether sent chats that were queued at the recipient reached
     /// them since (`isSend`).
     async fn page(&self, owner: &UserId, shape: Shape, q: &PageQuery) -> Result<Vec<PageRow>, Failure> {
+        let mut rows = self.rows(owner, shape, q).await?;
+        let store = |e: StoreError| Failure::Core(mailbox::Error::from(e));
+        self.shared.log.hide_in(&mut rows).map_err(store)?;
+        Ok(rows)
+    }
+
+    /// The rows of a page as history holds them (see [`UserObject::page`]).
+    async fn rows(&self, owner: &UserId, shape: Shape, q: &PageQuery) -> Result<Vec<PageRow>, Failure> {
         let log = &self.shared.log;
         let store = |e: StoreError| Failure::Core(mailbox::Error::from(e));
         let oldest = log.oldest().map_err(store)?;

@@ -19,12 +19,15 @@
 //! this file the log itself: loading, group commit, replay, delivery, the
 //! send flow, the archive pass.
 
+mod ops;
+mod presence;
 mod push;
 mod v1;
 mod wake;
 
 use std::collections::{HashMap, HashSet};
 
+pub use ops::{api_edit_status, ApiEditStep};
 pub use v1::V1Step;
 pub use wake::Due;
 use wake::{Job, Wake};
@@ -33,9 +36,9 @@ use crate::archive::{Handoff, Partitioning};
 use crate::blocks::{BlockError, Blocks, Change};
 use crate::history::{BATCH_BYTES, BATCH_ROWS};
 use crate::inbox::{Batch, Inbox};
-use crate::internal::{Answer, BlockOp, Delivery, Outcome, Receipt, Typing};
+use crate::internal::{Answer, BlockOp, Delivery, Outcome, PresenceNotice, Receipt, Typing};
 use crate::limits::Limits;
-use crate::log::{Log, NewEntry, Pass, Sql, StoreError};
+use crate::log::{Log, NewEntry, Pass, Rewrite, Sql, StoreError};
 use crate::message::{chat_body, Chat, Kind, Refusal};
 use crate::metrics::{self, incr, Counter};
 use crate::protocol::legacy::{self, LegacyFrame};
@@ -111,6 +114,7 @@ pub enum Effect {
 pub enum Notice {
     Receipt(Receipt),
     Typing(Typing),
+    Presence(PresenceNotice),
 }
 
 /// Why a call could not complete.
@@ -221,6 +225,10 @@ struct Life {
     blocks: Blocks,
     /// The push cursor and call in flight (with push configured).
     push: Option<crate::log::PushState>,
+    /// Presence as stored: `Some(0)` online, `Some(ms)` offline since (last
+    /// seen), `None` never seen.
+    seen: Option<u64>,
+    hide_presence: bool,
 }
 
 /// A chat on its way out of this user's object.
@@ -241,6 +249,8 @@ pub struct Remote {
     /// The message body, built once.
     pub body: String,
     cmid: Option<String>,
+    /// For an op: its change, made in the sender's log too.
+    rewrite: Option<Rewrite>,
 }
 
 /// What the answer to a `deliver` request is, or the entry it must append first.
@@ -314,6 +324,8 @@ pub struct Mailbox {
     sends_waiting: usize,
     /// Client message ids of v1 sends waiting for the recipient's answer.
     inflight: HashSet<String>,
+    /// When the user's last socket closed, while the presence grace runs.
+    closed_at: Option<u64>,
     effects: Vec<Effect>,
 }
 
@@ -335,6 +347,7 @@ impl Mailbox {
             queued_by_sender: None,
             sends_waiting: 0,
             inflight: HashSet::new(),
+            closed_at: None,
             effects: Vec::new(),
         }
     }
@@ -375,7 +388,9 @@ impl Mailbox {
         }
         let (devices, blocks) = (restore_devices(io.log)?, Blocks::from_rows(io.log.blocks()?));
         let push = self.restore_push(io.log)?;
-        self.life = Some(Life { owner: uid.clone(), inbox: restored.inbox, devices, blocks, push });
+        let (seen, hide_presence) = (restored.last_seen, restored.hide_presence);
+        self.life =
+            Some(Life { owner: uid.clone(), inbox: restored.inbox, devices, blocks, push, seen, hide_presence });
         Ok(())
     }
 
@@ -389,7 +404,9 @@ impl Mailbox {
         let Some(owner) = restored.owner else { return Ok(None) };
         let (devices, blocks) = (restore_devices(io.log)?, Blocks::from_rows(io.log.blocks()?));
         let push = self.restore_push(io.log)?;
-        self.life = Some(Life { owner: owner.clone(), inbox: restored.inbox, devices, blocks, push });
+        let (seen, hide_presence) = (restored.last_seen, restored.hide_presence);
+        self.life =
+            Some(Life { owner: owner.clone(), inbox: restored.inbox, devices, blocks, push, seen, hide_presence });
         Ok(Some(owner))
     }
 
@@ -579,17 +596,29 @@ impl Mailbox {
         self.load(io, &d.owner)?;
         // Answered as if stored, so the sender cannot probe for the block;
         // with no seq here, the sender's copy never names one of this log.
-        if d.kind == Kind::Received && !d.backend && d.peer.as_ref().is_some_and(|p| self.blocked(p)) {
+        // (A delete still applies: taking content away never harms the blocker.)
+        let held_back = matches!(d.kind, Kind::Received | Kind::EditIn);
+        if held_back && !d.backend && d.peer.as_ref().is_some_and(|p| self.blocked(p)) {
             incr(Counter::DroppedBlocked);
             return Ok(DeliverStep::Answer(Answer::of(Outcome::Stored { pushed: false })));
         }
         if d.dedup {
             if let Some((seq, pushed)) = io.log.seen(&d.id)? {
                 let stored = Outcome::Stored { pushed };
-                return Ok(DeliverStep::Answer(Answer { outcome: stored, seq: Some(seq), duplicate: true }));
+                let answer = Answer { seq: Some(seq), duplicate: true, ..Answer::of(stored) };
+                return Ok(DeliverStep::Answer(answer));
             }
         }
-        if self.queue_full(io)? || self.sender_full(io, &d)? {
+        // An op never waits in the queue (it is not owed to a legacy
+        // socket), so no queue bound holds it back.
+        let rewrite = match d.kind.is_op() {
+            true => match crate::edits::rewrite_of(&body) {
+                Some((target, body)) => Some(Rewrite { target, body }),
+                None => return Ok(DeliverStep::Answer(Answer::of(Outcome::Bad))),
+            },
+            false => None,
+        };
+        if rewrite.is_none() && (self.queue_full(io)? || self.sender_full(io, &d)?) {
             return Ok(DeliverStep::Answer(Answer::of(Outcome::Full)));
         }
         Ok(DeliverStep::Append(NewEntry {
@@ -601,13 +630,14 @@ impl Mailbox {
             peer_state: None,
             cmid: None,
             dedup: d.dedup,
+            rewrite,
         }))
     }
 
     /// The answer to a `deliver` once its entry was written (or not).
     pub fn delivered(stored: Option<Stored>) -> Answer {
         match stored {
-            Some(s) => Answer { outcome: Outcome::Stored { pushed: s.pushed }, seq: Some(s.seq), duplicate: false },
+            Some(s) => Answer { seq: Some(s.seq), ..Answer::of(Outcome::Stored { pushed: s.pushed }) },
             None => Answer::of(Outcome::Unavailable),
         }
     }
@@ -702,6 +732,7 @@ impl Mailbox {
                 peer_state: None,
                 cmid,
                 dedup,
+                rewrite: None,
             };
             return Ok(SendPlan::Local(entry));
         }
@@ -719,7 +750,7 @@ impl Mailbox {
             dedup,
             backend,
         };
-        Ok(SendPlan::Remote(Remote { to: chat.to, delivery, body, cmid }))
+        Ok(SendPlan::Remote(Remote { to: chat.to, delivery, body, cmid, rewrite: None }))
     }
 
     /// The peer's object answered a delivery (`None`: the hop failed): the
@@ -731,16 +762,17 @@ impl Mailbox {
             Some(Answer { outcome: Outcome::Full, .. }) => return Err(Refusal::RecipientFull),
             _ => return Err(Refusal::Unavailable),
         };
-        let Remote { to, delivery, body, cmid } = remote;
+        let Remote { to, delivery, body, cmid, rewrite } = remote;
         Ok(NewEntry {
             id: delivery.id,
-            kind: Kind::Sent,
+            kind: delivery.kind.mirror(),
             peer: Some(to),
             time_ms: delivery.time_ms,
             body,
             peer_state: Some((peer_seq, pushed)),
             cmid,
             dedup: false,
+            rewrite,
         })
     }
 
@@ -806,6 +838,8 @@ impl Mailbox {
             batch.iter().zip(&admitted).map(|(e, a)| (a.seq, e, a.push_now || !e.kind.owed_to_owner())).collect();
         io.log.append(&life.owner, &rows, !legacy.is_empty())?;
         metrics::add(Counter::MessagesStored, batch.iter().filter(|e| e.kind.owed_to_owner()).count() as u64);
+        let own_ops = |e: &&NewEntry| matches!(e.kind, Kind::EditOut | Kind::DeleteOut | Kind::DeleteMine);
+        metrics::add(Counter::Edits, batch.iter().filter(own_ops).count() as u64);
         let mut stored = Vec::with_capacity(batch.len());
         let mut failed_from = None;
         let mut push_at = None;
@@ -847,6 +881,9 @@ impl Mailbox {
             // No socket took it: it and everything after it stay queued, in order.
             io.log.mark_unsent(from, life.inbox.head())?;
             life.inbox.push_failed(from);
+        }
+        for e in batch.iter().filter(|e| matches!(e.kind, Kind::DeleteIn | Kind::DeleteMine)) {
+            self.deleted_unread(io, e)?;
         }
         // One alarm for both jobs: set once, for the earlier. A push due now
         // goes out at once and rides on the archive pass's alarm.
@@ -1035,6 +1072,7 @@ impl Mailbox {
         let peer = match &notice {
             Notice::Receipt(r) => &r.owner,
             Notice::Typing(t) => &t.owner,
+            Notice::Presence(p) => &p.owner,
         };
         if !self.blocked(peer) {
             self.effects.push(Effect::Notify(notice));

@@ -8,7 +8,7 @@ use crate::history::{self, PageQuery};
 use crate::inbox::Resume;
 use crate::internal::{Receipt, Typing};
 use crate::log::Sql;
-use crate::message::{derived_id, Chat, Refusal};
+use crate::message::{derived_id, Chat};
 use crate::metrics::{incr, Counter};
 use crate::protocol::v1::{self, close, EntryKind, ReceiptKind, RequestId, V1Error, V1Frame, Welcome};
 use crate::user::UserId;
@@ -33,6 +33,21 @@ pub enum V1Step {
     History {
         re: RequestId,
         query: PageQuery,
+    },
+    /// Plan this op ([`Mailbox::plan_edit`]), carry it out as a send, then
+    /// answer with [`Mailbox::v1_sent`].
+    Edit {
+        re: RequestId,
+        target: String,
+        op: crate::edits::EditOp,
+        mid: String,
+        cmid: String,
+    },
+    /// Ask `peer`'s object for their presence (and watch it): answer with a
+    /// `presence` frame.
+    Watch {
+        re: RequestId,
+        peer: UserId,
     },
 }
 
@@ -65,7 +80,8 @@ impl Mailbox {
         let Resume { start, recovered } = life.inbox.resume(oldest, since, known);
         let blocks = v1::BlockLists::of(&life.blocks, io.now);
         let limits = &self.config.limits;
-        let welcome = Welcome { user: &life.owner, device, head, since: start, recovered, limits, blocks };
+        let settings = v1::Settings { hide_presence: life.hide_presence };
+        let welcome = Welcome { user: &life.owner, device, head, since: start, recovered, limits, blocks, settings };
         send(io.sockets, socket, &welcome.encode());
         io.log.entries_after(start, |e| {
             send(io.sockets, socket, &v1::msg(e.seq, EntryKind::of(e.kind), e.peer.as_deref(), &e.id, &e.body))
@@ -113,15 +129,8 @@ impl Mailbox {
         Ok(match frame {
             V1Frame::Heartbeat => V1Step::Reply(crate::protocol::legacy::HEARTBEAT.to_owned()),
             V1Frame::Send { id, to, cmid, body } => {
-                if let Some((mid, seq)) = io.log.sent_before(&cmid)? {
-                    return Ok(V1Step::Reply(v1::sent(&id, &mid, seq, true)));
-                }
-                if let Err(r) = self.admit_send(io.now) {
-                    return Ok(V1Step::Reply(v1::error(Some(&id), V1Error::from_refusal(r))));
-                }
-                // A repeat while the first is still in flight is told to retry.
-                if !self.inflight.insert(cmid.clone()) {
-                    return Ok(V1Step::Reply(v1::error(Some(&id), V1Error::Unavailable)));
+                if let Some(reply) = self.admit_write(io, &id, &cmid)? {
+                    return Ok(V1Step::Reply(reply));
                 }
                 let mid = derived_id("send", owner.as_str(), &cmid);
                 V1Step::Send { re: id, chat: Chat { from: owner, to, fields: body }, mid, cmid }
@@ -156,6 +165,22 @@ impl Mailbox {
                     Err(BlockError::Yourself) => V1Step::Reply(v1::error(Some(&id), V1Error::BadField(field))),
                 }
             }
+            V1Frame::Edit { id, mid, cmid, op } => {
+                if let Some(reply) = self.admit_write(io, &id, &cmid)? {
+                    return Ok(V1Step::Reply(reply));
+                }
+                let scope = if matches!(op, crate::edits::EditOp::Edit(_)) { "edit" } else { "delete" };
+                let op_mid = derived_id(scope, owner.as_str(), &cmid);
+                V1Step::Edit { re: id, target: mid, op, mid: op_mid, cmid }
+            }
+            V1Frame::Watch { id, peer } => match self.admit_read(io.now) {
+                Ok(()) => V1Step::Watch { re: id, peer },
+                Err(retry_after_ms) => V1Step::Reply(v1::error(Some(&id), V1Error::RateLimited { retry_after_ms })),
+            },
+            V1Frame::Settings { id, hide_presence } => {
+                self.change_settings(io, hide_presence)?;
+                V1Step::Reply(v1::ok(&id))
+            }
             V1Frame::Typing { to, active } => {
                 if self.typing_allowed(io, &to)? {
                     self.notify(Notice::Typing(Typing { owner: to, from: owner, active }));
@@ -167,12 +192,29 @@ impl Mailbox {
         })
     }
 
-    /// The reply to a v1 `send` once it was stored (or refused).
-    pub fn v1_sent(&mut self, re: &RequestId, mid: &str, cmid: &str, result: Result<u64, Refusal>) -> String {
+    /// Whether a `send`, `edit` or `delete` with `cmid` goes ahead: `Some`
+    /// is the reply instead (the first one's result for a repeat, or a
+    /// refusal). Admitted, it counts as in flight until [`Mailbox::v1_sent`].
+    fn admit_write<S: Sql, W>(&mut self, io: &Io<S, W>, id: &RequestId, cmid: &str) -> Result<Option<String>, Error> {
+        if let Some((mid, seq)) = io.log.sent_before(cmid)? {
+            return Ok(Some(v1::sent(id, &mid, seq, true)));
+        }
+        if let Err(r) = self.admit_send(io.now) {
+            return Ok(Some(v1::error(Some(id), V1Error::from_refusal(r))));
+        }
+        // A repeat while the first is still in flight is told to retry.
+        if !self.inflight.insert(cmid.to_owned()) {
+            return Ok(Some(v1::error(Some(id), V1Error::Unavailable)));
+        }
+        Ok(None)
+    }
+
+    /// The reply to a v1 `send`, `edit` or `delete` once it was stored (or refused).
+    pub fn v1_sent(&mut self, re: &RequestId, mid: &str, cmid: &str, result: Result<u64, V1Error>) -> String {
         self.inflight.remove(cmid);
         match result {
             Ok(seq) => v1::sent(re, mid, seq, false),
-            Err(r) => v1::error(Some(re), V1Error::from_refusal(r)),
+            Err(e) => v1::error(Some(re), e),
         }
     }
 
@@ -264,13 +306,27 @@ impl Mailbox {
         Ok(())
     }
 
-    /// `GET /v1/conversations`: newest activity first, with unread counts.
-    pub fn conversations<S: Sql, W>(&mut self, io: &Io<S, W>, uid: &UserId, q: &PageQuery) -> Result<String, Error> {
+    /// `GET /v1/conversations`: newest activity first, with unread counts
+    /// and each newest message as the user sees it. The peers' presence is
+    /// the platform's to gather (a hop each) before [`v1::conversations`].
+    pub fn conversations<S: Sql, W>(
+        &mut self,
+        io: &Io<S, W>,
+        uid: &UserId,
+        q: &PageQuery,
+    ) -> Result<Vec<crate::log::Conversation>, Error> {
         self.load(io, uid)?;
         // Any cursor past every seq (up to 2^64 - 1) is "from the newest",
         // as for history; SQLite's integers would wrap it.
         const NEWEST: u64 = u64::MAX >> 11;
-        let rows = io.log.conversations(q.before.unwrap_or(NEWEST).min(NEWEST), q.limit + 1)?;
-        Ok(v1::conversations(&rows, q.limit))
+        let mut rows = io.log.conversations(q.before.unwrap_or(NEWEST).min(NEWEST), q.limit + 1)?;
+        let mids: Vec<&str> = rows.iter().map(|c| c.last_mid.as_str()).collect();
+        let hidden = io.log.hidden(&mids)?;
+        for c in rows.iter_mut() {
+            if let Some((_, at)) = hidden.iter().find(|(mid, _)| *mid == c.last_mid) {
+                c.last_body = crate::edits::hidden_body(&c.last_body, *at);
+            }
+        }
+        Ok(rows)
     }
 }

@@ -1,6 +1,6 @@
 //! When a user's object should wake: one platform alarm serves every timed
 //! job of the mailbox (the archive pass, the push webhook, closing sockets
-//! whose token expired), set for the
+//! whose token expired, the end of a presence grace), set for the
 //! earliest of them. A job that comes due earlier than the alarm sets it
 //! earlier; when the alarm fires, the jobs due run and the rest set it again.
 
@@ -11,6 +11,8 @@ pub enum Job {
     Push,
     /// Close the sockets whose token expired.
     Expiry,
+    /// The grace after the last socket closed ends: offline, if none opened.
+    Presence,
 }
 
 /// What an alarm found due.
@@ -19,6 +21,7 @@ pub struct Due {
     pub archive: bool,
     pub push: bool,
     pub expiry: bool,
+    pub presence: bool,
 }
 
 #[derive(Debug, Default)]
@@ -28,6 +31,7 @@ pub struct Wake {
     archive: Option<u64>,
     push: Option<u64>,
     expiry: Option<u64>,
+    presence: Option<u64>,
     /// This instance set the alarm at least once: before that, an alarm is
     /// one a previous instance (evicted since) set, for jobs it cannot name.
     set_here: bool,
@@ -39,6 +43,7 @@ impl Wake {
             Job::Archive => &mut self.archive,
             Job::Push => &mut self.push,
             Job::Expiry => &mut self.expiry,
+            Job::Presence => &mut self.presence,
         }
     }
 
@@ -48,6 +53,7 @@ impl Wake {
             Job::Archive => self.archive.is_some(),
             Job::Push => self.push.is_some(),
             Job::Expiry => self.expiry.is_some(),
+            Job::Presence => self.presence.is_some(),
         }
     }
 
@@ -115,17 +121,22 @@ impl Wake {
     pub fn fired(&mut self, now: u64) -> Due {
         self.armed = None;
         if !self.set_here {
-            (self.archive, self.push, self.expiry) = (None, None, None);
-            return Due { archive: true, push: true, expiry: true };
+            (self.archive, self.push, self.expiry, self.presence) = (None, None, None, None);
+            return Due { archive: true, push: true, expiry: true, presence: true };
         }
         let take = |slot: &mut Option<u64>| slot.take_if(|t| *t <= now).is_some();
-        Due { archive: take(&mut self.archive), push: take(&mut self.push), expiry: take(&mut self.expiry) }
+        Due {
+            archive: take(&mut self.archive),
+            push: take(&mut self.push),
+            expiry: take(&mut self.expiry),
+            presence: take(&mut self.presence),
+        }
     }
 
     /// After the jobs ran: the alarm for what is still scheduled, if it is
     /// not set for it already.
     pub fn rearm(&mut self) -> Option<u64> {
-        let next = [self.archive, self.push, self.expiry].into_iter().flatten().min()?;
+        let next = [self.archive, self.push, self.expiry, self.presence].into_iter().flatten().min()?;
         self.arm(next)
     }
 }
@@ -141,12 +152,12 @@ mod tests {
         assert_eq!(w.want_once(Job::Archive, 40), None, "already scheduled");
         assert_eq!(w.want(Job::Push, 50), None, "the alarm comes first anyway");
         assert_eq!(w.want(Job::Push, 10), Some(10), "earlier: the alarm moves");
-        assert_eq!(w.fired(10), Due { archive: false, push: true, expiry: false });
+        assert_eq!(w.fired(10), Due { archive: false, push: true, expiry: false, presence: false });
         assert_eq!(w.rearm(), Some(30), "the archive pass is still due");
         w.want(Job::Expiry, 60);
-        assert_eq!(w.fired(30), Due { archive: true, push: false, expiry: false });
+        assert_eq!(w.fired(30), Due { archive: true, push: false, expiry: false, presence: false });
         assert_eq!(w.rearm(), Some(60), "the expiry is still to come");
-        assert_eq!(w.fired(60), Due { archive: false, push: false, expiry: true });
+        assert_eq!(w.fired(60), Due { archive: false, push: false, expiry: true, presence: false });
         assert_eq!(w.rearm(), None);
     }
 
@@ -157,7 +168,7 @@ mod tests {
         w.note(Job::Push, 5);
         assert_eq!(
             w.fired(30),
-            Due { archive: true, push: true, expiry: false },
+            Due { archive: true, push: true, expiry: false, presence: false },
             "the push runs again with the archive pass"
         );
         w.note(Job::Push, 40);
@@ -172,7 +183,7 @@ mod tests {
     #[test]
     fn an_alarm_from_an_evicted_instance_runs_everything() {
         let mut w = Wake::default();
-        assert_eq!(w.fired(5), Due { archive: true, push: true, expiry: true });
+        assert_eq!(w.fired(5), Due { archive: true, push: true, expiry: true, presence: true });
         assert_eq!(w.rearm(), None);
     }
 

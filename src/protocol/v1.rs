@@ -10,7 +10,8 @@ pub use super::RequestId;
 use crate::blocks::{Blocks, Change, FOREVER};
 use crate::history::PageRow;
 use crate::log::Conversation;
-use crate::message::{Kind, Refusal};
+use crate::message::{is_id, Kind, Refusal};
+pub use crate::presence::Presence;
 use crate::user::UserId;
 
 /// A v1 client frame.
@@ -52,6 +53,23 @@ pub enum V1Frame {
         id: RequestId,
         change: Change,
     },
+    /// `edit` or `delete` of the message `mid` (see [`crate::edits`]).
+    Edit {
+        id: RequestId,
+        mid: String,
+        cmid: String,
+        op: crate::edits::EditOp,
+    },
+    /// Presence of `peer` now, and its changes for a while.
+    Watch {
+        id: RequestId,
+        peer: UserId,
+    },
+    /// A change to the user's settings.
+    Settings {
+        id: RequestId,
+        hide_presence: bool,
+    },
 }
 
 /// The WebSocket subprotocol that selects this mode.
@@ -85,6 +103,12 @@ pub enum V1Error {
     Blocked,
     /// The block and mute lists are at `BLOCKS_MAX`.
     BlocksFull,
+    /// An edit or delete of a message the log does not hold.
+    NotFound,
+    /// An edit or delete for everyone past `EDIT_WINDOW_S`.
+    TooLate,
+    /// An edit or delete of a message deleted for everyone.
+    Deleted,
 }
 
 impl V1Error {
@@ -100,6 +124,9 @@ impl V1Error {
             V1Error::RecipientFull => "recipient_full",
             V1Error::Blocked => "blocked",
             V1Error::BlocksFull => "blocks_full",
+            V1Error::NotFound => "not_found",
+            V1Error::TooLate => "too_late",
+            V1Error::Deleted => "deleted",
         }
     }
 
@@ -122,6 +149,9 @@ impl V1Error {
             V1Error::RecipientFull => "the recipient has too many undelivered messages; nothing was stored".into(),
             V1Error::Blocked => "you blocked this user; unblock them to send".into(),
             V1Error::BlocksFull => "too many blocked or muted peers (BLOCKS_MAX)".into(),
+            V1Error::NotFound => "no such message in your log (unknown, or older than the log keeps)".into(),
+            V1Error::TooLate => "past the edit window (EDIT_WINDOW_S); nothing changed".into(),
+            V1Error::Deleted => "the message was deleted; nothing changed".into(),
         }
     }
 
@@ -137,6 +167,17 @@ impl V1Error {
             Refusal::RateLimited { retry_after_ms } => V1Error::RateLimited { retry_after_ms },
             Refusal::RecipientFull => V1Error::RecipientFull,
             Refusal::Blocked => V1Error::Blocked,
+        }
+    }
+
+    pub fn from_edit(r: crate::edits::EditRefusal) -> V1Error {
+        use crate::edits::EditRefusal as E;
+        match r {
+            E::NotFound => V1Error::NotFound,
+            E::NotYours => V1Error::Forbidden,
+            E::TooLate => V1Error::TooLate,
+            E::Deleted => V1Error::Deleted,
+            E::Send(r) => V1Error::from_refusal(r),
         }
     }
 }
@@ -170,27 +211,55 @@ pub fn parse(text: &str, max_bytes: usize) -> Result<V1Frame, Refused> {
     };
     // Requests that get a reply need an id to put in it.
     let need_id = || id.clone().filter(|v| v.is_string() || v.is_number()).ok_or_else(|| bad("id"));
+    let cmid = |f: &Map<String, Value>| match f.get("cmid") {
+        // No control characters: the backend's idempotency keys use
+        // one, so no client string can name a backend call.
+        Some(Value::String(c)) if !c.is_empty() && c.len() <= MAX_CMID && !c.chars().any(char::is_control) => {
+            Ok(c.clone())
+        }
+        _ => Err(bad("cmid")),
+    };
+    let body = |f: &mut Map<String, Value>| {
+        let body = match f.remove("body") {
+            Some(Value::Object(b)) => b,
+            _ => return Err(bad("body")),
+        };
+        match body.get("message") {
+            Some(Value::String(m)) if !m.is_empty() => Ok(body),
+            _ => Err(bad("body.message")),
+        }
+    };
+    let mid = |f: &Map<String, Value>| match f.get("mid") {
+        Some(Value::String(m)) if is_id(m) => Ok(m.clone()),
+        _ => Err(bad("mid")),
+    };
     match op.as_str() {
         "send" => {
             let id = need_id()?;
             let to = uid(&f, "to")?;
-            let cmid = match f.get("cmid") {
-                // No control characters: the backend's idempotency keys use
-                // one, so no client string can name a backend call.
-                Some(Value::String(c)) if !c.is_empty() && c.len() <= MAX_CMID && !c.chars().any(char::is_control) => {
-                    c.clone()
-                }
-                _ => return Err(bad("cmid")),
+            let cmid = cmid(&f)?;
+            Ok(V1Frame::Send { id, to, cmid, body: body(&mut f)? })
+        }
+        "edit" => {
+            let id = need_id()?;
+            let (mid, cmid) = (mid(&f)?, cmid(&f)?);
+            Ok(V1Frame::Edit { id, mid, cmid, op: crate::edits::EditOp::Edit(body(&mut f)?) })
+        }
+        "delete" => {
+            let id = need_id()?;
+            let (mid, cmid) = (mid(&f)?, cmid(&f)?);
+            let everyone = match f.get("for").and_then(Value::as_str) {
+                Some("everyone") => true,
+                Some("me") => false,
+                _ => return Err(bad("for")),
             };
-            let body = match f.remove("body") {
-                Some(Value::Object(b)) => b,
-                _ => return Err(bad("body")),
-            };
-            match body.get("message") {
-                Some(Value::String(m)) if !m.is_empty() => {}
-                _ => return Err(bad("body.message")),
-            }
-            Ok(V1Frame::Send { id, to, cmid, body })
+            Ok(V1Frame::Edit { id, mid, cmid, op: crate::edits::EditOp::Delete { everyone } })
+        }
+        "watch" => Ok(V1Frame::Watch { id: need_id()?, peer: uid(&f, "peer")? }),
+        "settings" => {
+            let id = need_id()?;
+            let hide = f.get("hide_presence").and_then(Value::as_bool).ok_or_else(|| bad("hide_presence"))?;
+            Ok(V1Frame::Settings { id, hide_presence: hide })
         }
         "ack" => Ok(V1Frame::Ack { up_to: seq(&f, "up_to")? }),
         "read" => Ok(V1Frame::Read { id: need_id()?, peer: uid(&f, "peer")?, up_to: seq(&f, "up_to")? }),
@@ -251,6 +320,8 @@ ops! {
     HistoryOp = "history",
     ErrorOp = "error",
     BlocksOp = "blocks",
+    PresenceOp = "presence",
+    SettingsOp = "settings",
 }
 
 /// Encodes a frame. Frames hold strings, numbers, booleans and JSON already
@@ -312,6 +383,11 @@ pub enum EntryKind {
     In,
     Out,
     Sys,
+    /// An edit of the message `body.target`: `body.body` is its new body.
+    Edit,
+    /// A delete of the message `body.target`, for `body.for` (`everyone`
+    /// or `me`): `body.body` is its tombstone.
+    Delete,
 }
 
 impl EntryKind {
@@ -320,6 +396,8 @@ impl EntryKind {
             Kind::Received => EntryKind::In,
             Kind::Sent => EntryKind::Out,
             Kind::System => EntryKind::Sys,
+            Kind::EditOut | Kind::EditIn => EntryKind::Edit,
+            Kind::DeleteOut | Kind::DeleteIn | Kind::DeleteMine => EntryKind::Delete,
         }
     }
 }
@@ -400,6 +478,7 @@ pub struct Welcome<'a> {
     /// What the client may send: frame size, page size, send rate.
     pub limits: &'a crate::limits::Limits,
     pub blocks: BlockLists<'a>,
+    pub settings: Settings,
 }
 
 /// `{"op":"welcome",…}`: the first frame of a v1 connection.
@@ -422,8 +501,10 @@ struct WelcomeFrame<'a> {
     /// The protocol version.
     v: u32,
     /// The user's block and mute lists (a `blocks` frame follows each
-    /// change). Last: the keys before it keep their old bytes.
+    /// change). Last but one: the keys before it keep their old bytes.
     blocks: &'a BlockLists<'a>,
+    /// The user's settings (a `settings` frame follows each change).
+    settings: Settings,
 }
 
 /// What a client may send, in a welcome.
@@ -439,6 +520,10 @@ struct WelcomeLimits {
     reads_per_second: u32,
     send_burst: u32,
     sends_per_second: u32,
+    /// How long after a send it may be edited or deleted for everyone.
+    edit_window_s: u64,
+    /// How long a `watch` lasts: renew it before then.
+    watch_ttl_s: u64,
 }
 
 impl Welcome<'_> {
@@ -458,6 +543,8 @@ impl Welcome<'_> {
                 reads_per_second: l.read_rate.per_second,
                 send_burst: l.send_rate.burst,
                 sends_per_second: l.send_rate.per_second,
+                edit_window_s: l.edit_window_ms / 1000,
+                watch_ttl_s: l.watch_ttl_ms / 1000,
             },
             op: WelcomeOp::Op,
             recovered: self.recovered,
@@ -465,6 +552,7 @@ impl Welcome<'_> {
             user: self.user.as_str(),
             v: 1,
             blocks: &self.blocks,
+            settings: self.settings,
         })
     }
 }
@@ -629,6 +717,56 @@ pub fn blocks(lists: BlockLists) -> String {
     encode(&BlocksFrame { lists, op: BlocksOp::Op })
 }
 
+/// A user's settings.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct Settings {
+    /// Others see this user offline and never seen.
+    pub hide_presence: bool,
+}
+
+impl Settings {
+    /// As the body of `GET /v1/settings`.
+    pub fn encode(&self) -> String {
+        encode(self)
+    }
+}
+
+/// `{"op":"settings",…}`: the user's settings changed (on any device).
+#[derive(Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+struct SettingsFrame {
+    #[cfg_attr(test, ts(inline))]
+    op: SettingsOp,
+    settings: Settings,
+}
+
+/// A `SettingsFrame`, encoded.
+pub fn settings(settings: Settings) -> String {
+    encode(&SettingsFrame { op: SettingsOp::Op, settings })
+}
+
+/// `{"op":"presence",…}`: a watched user's presence, in reply to `watch`
+/// (with `re`) and on each change while the watch lives.
+#[derive(Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+struct PresenceFrame<'a> {
+    last_seen: Option<u64>,
+    online: bool,
+    #[cfg_attr(test, ts(inline))]
+    op: PresenceOp,
+    /// The `id` of the `watch` this answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, ts(optional, type = "string | number"))]
+    re: Option<&'a RequestId>,
+    user: &'a str,
+}
+
+/// A `PresenceFrame`, encoded.
+pub fn presence(re: Option<&RequestId>, user: &str, p: Presence) -> String {
+    encode(&PresenceFrame { last_seen: p.last_seen, online: p.online, op: PresenceOp::Op, re, user })
+}
+
 /// `{"op":"history","re":…}`: a page of the user's log, as `msg` frames.
 #[derive(Serialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
@@ -688,13 +826,16 @@ struct ConversationItem<'a> {
     peer_read: u64,
     read_up_to: u64,
     unread: u64,
-    /// The conversation's newest entry.
+    /// The conversation's newest message, in its current state.
     last: MsgFrame<'a>,
+    /// The peer's presence, as they let this user see it.
+    presence: Presence,
 }
 
 /// `GET /v1/conversations`: newest activity first (rows fetched with one
-/// more than `limit`), each with its newest entry as a `msg` frame.
-pub fn conversations(rows: &[Conversation], limit: u32) -> String {
+/// more than `limit`), each with its newest entry as a `msg` frame and the
+/// peer's presence.
+pub fn conversations(rows: &[Conversation], limit: u32, presence: impl Fn(&str) -> Presence) -> String {
     let shown = &rows[..rows.len().min(limit as usize)];
     let next = (rows.len() > limit as usize).then(|| shown.last().map(|c| c.last_seq)).flatten();
     let items: Vec<ConversationItem> = shown
@@ -706,6 +847,7 @@ pub fn conversations(rows: &[Conversation], limit: u32) -> String {
             read_up_to: c.read_up_to,
             unread: c.unread,
             last: MsgFrame::new(c.last_seq, EntryKind::of(c.last_kind), Some(&c.peer), &c.last_mid, &c.last_body),
+            presence: presence(&c.peer),
         })
         .collect();
     encode(&Page { items: &items, next })
@@ -775,6 +917,29 @@ mod tests {
     }
 
     #[test]
+    fn edits_watches_and_settings() {
+        let mid = crate::message::new_id(1, 2);
+        let f = parse(&format!(r#"{{"op":"edit","id":1,"mid":"{mid}","cmid":"e1","body":{{"message":"x"}}}}"#), MAX);
+        let V1Frame::Edit { op: crate::edits::EditOp::Edit(body), cmid, .. } = f.unwrap() else { panic!() };
+        assert_eq!((body["message"].as_str(), cmid.as_str()), (Some("x"), "e1"));
+        let f = parse(&format!(r#"{{"op":"delete","id":1,"mid":"{mid}","cmid":"d1","for":"me"}}"#), MAX).unwrap();
+        assert!(matches!(f, V1Frame::Edit { op: crate::edits::EditOp::Delete { everyone: false }, .. }));
+        assert_eq!(err(&format!(r#"{{"op":"delete","id":1,"mid":"{mid}","cmid":"d1","for":"all"}}"#)).1, "bad_field");
+        assert_eq!(err(r#"{"op":"edit","id":1,"mid":"../x","cmid":"e","body":{"message":"x"}}"#).1, "bad_field");
+        let e = parse(&format!(r#"{{"op":"edit","id":1,"mid":"{mid}","cmid":"e","body":{{"message":""}}}}"#), MAX);
+        assert_eq!(e.unwrap_err().error, V1Error::BadField("body.message"));
+        assert_eq!(
+            parse(r#"{"op":"watch","id":"w","peer":"2"}"#, MAX).unwrap(),
+            V1Frame::Watch { id: json!("w"), peer: UserId::parse("2").unwrap() }
+        );
+        assert_eq!(
+            parse(r#"{"op":"settings","id":2,"hide_presence":true}"#, MAX).unwrap(),
+            V1Frame::Settings { id: json!(2), hide_presence: true }
+        );
+        assert_eq!(err(r#"{"op":"settings","id":2,"hide_presence":"yes"}"#).1, "bad_field");
+    }
+
+    #[test]
     fn bad_frames() {
         assert_eq!(err("heartbeats"), (None, "bad_frame"));
         assert_eq!(err(r#"{"id":3}"#), (Some(json!(3)), "bad_frame"));
@@ -814,6 +979,7 @@ mod tests {
             recovered: false,
             limits: &limits,
             blocks: BlockLists::of(&none, 0),
+            settings: Settings::default(),
         };
         let w: Value = serde_json::from_str(&w.encode()).unwrap();
         assert_eq!((w["head"].as_u64(), w["recovered"].as_bool()), (Some(5), Some(false)));
@@ -837,10 +1003,20 @@ mod tests {
         lists.apply(&me, Change::Mute(UserId::parse("m").unwrap(), Some(70)), 9, 0).unwrap();
         lists.apply(&me, Change::Mute(UserId::parse("n").unwrap(), None), 9, 0).unwrap();
         let blocks = BlockLists::of(&lists, 0);
-        let w = Welcome { user: &user, device: "d\"1", head: 9, since: 4, recovered: true, limits: &limits, blocks };
+        let settings = Settings { hide_presence: true };
+        let w = Welcome {
+            user: &user,
+            device: "d\"1",
+            head: 9,
+            since: 4,
+            recovered: true,
+            limits: &limits,
+            blocks,
+            settings,
+        };
         assert_eq!(
             w.encode(),
-            r#"{"device":"d\"1","head":9,"heartbeat_ms":30000,"limits":{"cmid_chars":64,"frame_bytes":65536,"history_page":200,"queue_max":10000,"queue_ttl_s":2592000,"read_burst":30,"reads_per_second":5,"send_burst":60,"sends_per_second":20},"op":"welcome","recovered":true,"since":4,"user":"u1","v":1,"blocks":{"blocked":["b"],"muted":[{"peer":"m","until":70},{"peer":"n","until":null}]}}"#
+            r#"{"device":"d\"1","head":9,"heartbeat_ms":30000,"limits":{"cmid_chars":64,"frame_bytes":65536,"history_page":200,"queue_max":10000,"queue_ttl_s":2592000,"read_burst":30,"reads_per_second":5,"send_burst":60,"sends_per_second":20,"edit_window_s":86400,"watch_ttl_s":60},"op":"welcome","recovered":true,"since":4,"user":"u1","v":1,"blocks":{"blocked":["b"],"muted":[{"peer":"m","until":70},{"peer":"n","until":null}]},"settings":{"hide_presence":true}}"#
         );
         assert_eq!(
             msg(3, EntryKind::In, Some("p\"2"), "m1", r#"{"message":"hi","x":[1,2]}"#),
@@ -910,9 +1086,26 @@ mod tests {
             peer_delivered: 3,
             peer_read: 4,
         };
-        let item = r#"{"peer":"a","peer_delivered":3,"peer_read":4,"read_up_to":2,"unread":1,"last":{"op":"msg","seq":9,"kind":"out","peer":"a","mid":"m9","body":{"message":"c"}}}"#;
-        assert_eq!(conversations(&[conv("a", 9), conv("b", 7)], 1), format!(r#"{{"items":[{item}],"next":9}}"#));
-        assert_eq!(conversations(&[conv("a", 9)], 5), format!(r#"{{"items":[{item}],"next":null}}"#));
+        let item = r#"{"peer":"a","peer_delivered":3,"peer_read":4,"read_up_to":2,"unread":1,"last":{"op":"msg","seq":9,"kind":"out","peer":"a","mid":"m9","body":{"message":"c"}},"presence":{"last_seen":60000,"online":false}}"#;
+        let seen = |_: &str| Presence { last_seen: Some(60_000), online: false };
+        assert_eq!(conversations(&[conv("a", 9), conv("b", 7)], 1, seen), format!(r#"{{"items":[{item}],"next":9}}"#));
+        assert_eq!(conversations(&[conv("a", 9)], 5, seen), format!(r#"{{"items":[{item}],"next":null}}"#));
+        assert_eq!(
+            presence(Some(&json!(3)), "p2", Presence { last_seen: None, online: true }),
+            r#"{"last_seen":null,"online":true,"op":"presence","re":3,"user":"p2"}"#
+        );
+        assert_eq!(
+            presence(None, "p2", Presence { last_seen: Some(120_000), online: false }),
+            r#"{"last_seen":120000,"online":false,"op":"presence","user":"p2"}"#
+        );
+        assert_eq!(
+            super::settings(Settings { hide_presence: false }),
+            r#"{"op":"settings","settings":{"hide_presence":false}}"#
+        );
+        assert_eq!(
+            msg(5, EntryKind::Edit, Some("2"), "m5", r#"{"body":{"message":"b"},"target":"m1"}"#),
+            r#"{"op":"msg","seq":5,"kind":"edit","peer":"2","mid":"m5","body":{"body":{"message":"b"},"target":"m1"}}"#
+        );
     }
 
     #[test]

@@ -1,0 +1,160 @@
+//! Edits and deletes in a mailbox: finding the message in the log, the
+//! decision ([`crate::edits::decide`]), and the entry (and delivery) that
+//! carry it. The entries then take the path of a chat: the peer's log
+//! first, then the sender's, each rewriting the message as it stores the op.
+
+use super::{send, Error, Io, Mailbox, Mode, Remote, SendPlan, Sockets};
+use crate::edits::{self, EditOp, EditRefusal, Target};
+use crate::internal::Delivery;
+use crate::log::{NewEntry, Rewrite, Sql};
+use crate::message::Kind;
+use crate::metrics::{incr, Counter};
+use crate::protocol::v1 as wire;
+use crate::user::UserId;
+
+/// What a backend edit or delete needs next.
+#[derive(Debug, PartialEq)]
+pub enum ApiEditStep {
+    /// The status and JSON body of the answer.
+    Answer(u16, String),
+    Plan(SendPlan),
+}
+
+impl Mailbox {
+    /// Plans an op on the owner's message `target`, with the op's own `id`
+    /// made at `now`. A planned remote op counts as a send in flight until
+    /// [`Mailbox::hop_answered`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn plan_edit<S: Sql, W>(
+        &mut self,
+        io: &Io<S, W>,
+        target: &str,
+        op: EditOp,
+        id: &str,
+        cmid: Option<&str>,
+        backend: bool,
+    ) -> Result<SendPlan, EditRefusal> {
+        let unavailable = |_| EditRefusal::Send(crate::message::Refusal::Unavailable);
+        let owner = self.life().map_err(unavailable)?.owner.clone();
+        let found = io.log.find(target).map_err(|e| unavailable(Error::Store(e)))?;
+        let target_row = found.map(|f| Target {
+            mid: target.to_owned(),
+            kind: f.kind,
+            peer: f.peer.and_then(|p| UserId::parse(&p).ok()),
+            time_ms: f.time_ms,
+            body: f.body,
+        });
+        let window = self.config.limits.edit_window_ms;
+        let decided = edits::decide(&owner, target_row, op, io.now, window, backend).inspect_err(|r| {
+            if *r == EditRefusal::TooLate {
+                incr(Counter::RefusedEditWindow);
+            }
+        })?;
+        let rewrite = Some(Rewrite { target: target.to_owned(), body: decided.rewrite });
+        let cmid = cmid.map(str::to_owned);
+        let entry = NewEntry {
+            id: id.to_owned(),
+            kind: decided.kind,
+            peer: decided.peer.clone(),
+            time_ms: io.now,
+            body: decided.body,
+            peer_state: None,
+            cmid,
+            dedup: false,
+            rewrite,
+        };
+        let (Some(to), true) = (decided.peer, decided.to_peer) else { return Ok(SendPlan::Local(entry)) };
+        if self.sends_waiting >= self.config.limits.inflight_sends {
+            incr(Counter::RefusedBusy);
+            let retry_after_ms = super::BUSY_RETRY_MS;
+            return Err(EditRefusal::Send(crate::message::Refusal::RateLimited { retry_after_ms }));
+        }
+        self.sends_waiting += 1;
+        let delivery = Delivery {
+            owner: to.clone(),
+            kind: entry.kind.mirror(),
+            id: entry.id,
+            time_ms: entry.time_ms,
+            peer: Some(owner),
+            dedup: entry.cmid.is_some(),
+            backend,
+        };
+        Ok(SendPlan::Remote(Remote { to, delivery, body: entry.body, cmid: entry.cmid, rewrite: entry.rewrite }))
+    }
+
+    /// A backend edit or delete of `uid`'s chat: a repeat of an idempotent
+    /// call is answered at once; a bad body is refused; otherwise the plan.
+    pub fn api_edit<S: Sql, W>(
+        &mut self,
+        io: &Io<S, W>,
+        e: &crate::internal::ApiEdit,
+        body: &str,
+    ) -> Result<ApiEditStep, Error> {
+        self.load(io, &e.uid)?;
+        if let Some(cmid) = &e.cmid {
+            if let Some((mid, _)) = io.log.sent_before(cmid)? {
+                return Ok(ApiEditStep::Answer(200, serde_json::json!({ "id": mid }).to_string()));
+            }
+        }
+        let op = match e.delete {
+            true => EditOp::Delete { everyone: true },
+            false => match serde_json::from_str(body) {
+                Ok(serde_json::Value::Object(fields))
+                    if fields.get("message").and_then(|m| m.as_str()).is_some_and(|m| !m.is_empty()) =>
+                {
+                    EditOp::Edit(fields)
+                }
+                _ => return Ok(api_error(400, "body: must be an object with a non-empty string `message`")),
+            },
+        };
+        Ok(match self.plan_edit(io, &e.target, op, &e.id, e.cmid.as_deref(), true) {
+            Ok(plan) => ApiEditStep::Plan(plan),
+            Err(r) => ApiEditStep::Answer(api_edit_status(r), api_edit_error(r)),
+        })
+    }
+
+    /// A delete of an unread message lowers the unread count: every device
+    /// learns it, and the push webhook sends the silent `read` update.
+    pub(super) fn deleted_unread<S: Sql, W: Sockets>(&mut self, io: &Io<S, W>, op: &NewEntry) -> Result<(), Error> {
+        let (Some(peer), Some(r)) = (&op.peer, &op.rewrite) else { return Ok(()) };
+        let Some(found) = io.log.find(&r.target)? else { return Ok(()) };
+        if found.kind != Kind::Received {
+            return Ok(());
+        }
+        let (count, read_up_to) = io.log.unread_state(peer.as_str())?;
+        let frame = wire::unread(peer.as_str(), count, read_up_to);
+        for ws in io.sockets.open(Mode::V1) {
+            send(io.sockets, &ws, &frame);
+        }
+        self.push_read(io.now, peer);
+        Ok(())
+    }
+}
+
+/// The HTTP status of a refused backend edit.
+pub fn api_edit_status(r: EditRefusal) -> u16 {
+    use crate::message::Refusal;
+    match r {
+        EditRefusal::NotFound | EditRefusal::NotYours => 404,
+        EditRefusal::Deleted | EditRefusal::TooLate => 409,
+        EditRefusal::Send(Refusal::RecipientFull) => 507,
+        EditRefusal::Send(Refusal::Unavailable | Refusal::RateLimited { .. }) => 503,
+        EditRefusal::Send(_) => 400,
+    }
+}
+
+fn api_edit_error(r: EditRefusal) -> String {
+    let message = match r {
+        EditRefusal::NotFound | EditRefusal::NotYours => {
+            "no such chat of this user's (unknown, or older than the log keeps)"
+        }
+        EditRefusal::Deleted => "the message was deleted; nothing changed",
+        EditRefusal::TooLate => "past the edit window; nothing changed",
+        EditRefusal::Send(_) => "temporarily unavailable; nothing was stored, retry",
+    };
+    serde_json::json!({ "error": message }).to_string()
+}
+
+fn api_error(status: u16, message: &str) -> ApiEditStep {
+    ApiEditStep::Answer(status, serde_json::json!({ "error": message }).to_string())
+}
