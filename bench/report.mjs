@@ -1,5 +1,6 @@
 // Renders docs/benchmarks.md from the results of bench/run.mjs.
 import { capacityTable } from "./capacity.mjs";
+import { presenceTables } from "./presence.mjs";
 import { pushTable } from "./push.mjs";
 import { TARGETS } from "./runtime.mjs";
 
@@ -169,6 +170,14 @@ ${r.bundle.map((b) => `| ${b.file} | ${b.bytes} | ${b.gzip} |`).join("\n")}
 ${pushTable(r.push)}` : "not run."}
 
 A push costs one row (the cursor, stored with the answer), and no alarm when it goes out at once; an ack that may cancel a push is saved at once (one row) instead of at the next archive pass. Nothing changes for a user whose messages reach a legacy socket, or when push is not configured.
+
+## Presence and edits
+
+\`bench/presence.mjs\` (run by the benchmark): ${r.presence && r.edits ? `a user comes online (a v1 socket opens) and goes offline (it closes and the 1 s grace ends), ${r.presence.rounds} times, with 0, 1 and 100 watchers (contacts with a v1 device open, each watching them); counted over the whole connect and the whole close. Then ${r.edits.n} sends, edits, deletes for everyone and deletes for oneself between two users with v1 devices open, counted until the archive passes and writer flushes are done. Rows written are DO SQLite rows plus alarms set.
+
+${presenceTables(r.presence, r.edits)}` : "not run."}
+
+A flip costs one hop per live watcher and nothing per contact: the rows written do not grow with the watchers (a watcher's object writes nothing when told). Of the rows, presence's own are one per flip (the stored state) and, going offline, the alarm that ends the grace; the rest is the connect itself (the device's cursor) and the alarm set again for the pending archive pass. An edit or a delete for everyone costs what a send costs plus one row in each log (the message rewritten) and, later, one D1 row (the message's row takes the new body); a delete for oneself writes three rows in one log and nothing else.
 
 ## Cost per million messages
 

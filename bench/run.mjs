@@ -10,6 +10,7 @@ import { gzipSync } from "node:zlib";
 import { ROOT } from "../tests/harness.mjs";
 import { WRITER, capacity, configuredShards } from "./capacity.mjs";
 import { PRICES, costPerMillion } from "./prices.mjs";
+import { editCosts, presenceCosts } from "./presence.mjs";
 import { pushCosts } from "./push.mjs";
 import { CROWD_TARGETS, startRoomTarget, startRustTarget, TARGETS } from "./runtime.mjs";
 import * as S from "./scenarios.mjs";
@@ -149,6 +150,12 @@ save();
 // 2c. The push webhook's cost per message, off and on.
 results.push = await pushCosts(quick ? { users: 10, each: 2 } : {});
 log(`push: ${JSON.stringify(results.push)}`);
+save();
+
+// 2d. Presence flips (0, 1, 100 watchers) and edits, counted.
+results.presence = await presenceCosts(quick ? { rounds: 1 } : {});
+results.edits = await editCosts(quick ? { n: 10 } : {});
+log(`presence: ${JSON.stringify(results.presence)} edits: ${JSON.stringify(results.edits)}`);
 save();
 
 // 3. edge-chat alone: backlog, history, idle sockets, memory, counts, cold start.

@@ -1,13 +1,14 @@
 // The demo chat page's entry point: wires the parts together. Signing in
 // creates one user's session (the SDK client), conversation list,
-// conversation view and typing indicators, and routes the SDK's events and
-// the page's controls to them; signing out tears them down. Everything the
-// page shows comes from SDK events and reads; the parts keep only a view
-// model (conversations, loaded message pages, pending sends).
+// conversation view, typing indicators and presence, and routes the SDK's
+// events and the page's controls to them; signing out tears them down.
+// Everything the page shows comes from SDK events and reads; the parts keep
+// only a view model (conversations, loaded message pages, pending sends).
 import type { ChatError } from "../client/src/index.ts";
 import { renderBanner, setConnection, showResynced } from "./banner.ts";
 import { isBlocked, isMuted, renderPeerControls, toggle } from "./blocks.ts";
 import { Conversations } from "./conversations.ts";
+import { PresenceView } from "./presence.ts";
 import { DevTokensDisabled, Session, USER_ID, fetchToken, forgetUser, rememberUser, savedUser } from "./session.ts";
 import { ThreadView } from "./thread.ts";
 import { Typing } from "./typing.ts";
@@ -19,6 +20,7 @@ interface SignedIn {
   list: Conversations;
   thread: ThreadView;
   typing: Typing;
+  presence: PresenceView;
   unsubscribe: Array<() => void>;
 }
 
@@ -44,13 +46,16 @@ function signIn(user: string) {
     select: (peer) => openConversation(peer),
   });
   const thread: ThreadView = new ThreadView(session, list, typing);
+  const presence = new PresenceView(chat);
   const reloadList = async () => {
     if (await list.load()) thread.listLoaded();
   };
   const unsubscribe = [
     chat.on("state", (s) => setConnection(s)),
-    chat.on("welcome", () => {
+    chat.on("welcome", (w) => {
       renderPeerControls(chat, thread.open);
+      presence.renderSettings();
+      if (w.limits.edit_window_s > 0) thread.editWindowMs = w.limits.edit_window_s * 1000;
       void reloadList();
     }),
     chat.on("blocks", () => {
@@ -71,6 +76,16 @@ function signIn(user: string) {
         console.error(e);
       }
     }),
+    chat.on("change", (c) => {
+      // As for messages: a handler that throws would get the change redelivered forever.
+      try {
+        thread.onChange(c);
+      } catch (e) {
+        console.error(e);
+      }
+    }),
+    chat.on("presence", (p) => presence.onPresence(p)),
+    chat.on("settings", () => presence.renderSettings()),
     chat.on("sent", (e) => thread.onSent(e)),
     chat.on("receipt", (r) => {
       list.onReceipt(r);
@@ -87,7 +102,7 @@ function signIn(user: string) {
       else console.warn(`chat: ${e.code}: ${e.message}`);
     }),
   ];
-  current = { session, list, thread, typing, unsubscribe };
+  current = { session, list, thread, typing, presence, unsubscribe };
   setConnection("connecting");
   list.render();
   thread.render();
@@ -97,6 +112,8 @@ function signIn(user: string) {
 function signOut(reason?: string) {
   if (current) {
     current.typing.dispose();
+    current.presence.dispose();
+    current.thread.cancelEdit();
     for (const off of current.unsubscribe) off();
     current.session.close();
     current = null;
@@ -113,6 +130,7 @@ function signOut(reason?: string) {
 function openConversation(peer: string | null) {
   current?.typing.leave(peer);
   current?.thread.show(peer);
+  current?.presence.show(peer);
   if (current) renderPeerControls(current.session.chat, peer);
 }
 
@@ -162,13 +180,20 @@ ui.composer.addEventListener("submit", (e) => {
   e.preventDefault();
   const value = ui.composerInput.value.trim();
   if (!value || !current) return;
+  if (current.thread.editing) return void current.thread.submitEdit(value);
   ui.composerInput.value = "";
   current.typing.stop();
   current.thread.send(value);
 });
 
+ui.cancelEdit.addEventListener("click", () => current?.thread.cancelEdit());
+ui.composerInput.addEventListener("keydown", (e) => {
+  if (e.key === "Escape") current?.thread.cancelEdit();
+});
+ui.hidePresence.addEventListener("change", () => void current?.presence.toggleHidden());
+
 ui.composerInput.addEventListener("input", () => {
-  if (!current) return;
+  if (!current || current.thread.editing) return; // editing is not typing a new message
   const peer = current.thread.open;
   if (ui.composerInput.value && peer) current.typing.typed(peer);
   else current.typing.stop();

@@ -1,8 +1,9 @@
 // The conversation list: one entry per peer (the last message, the unread
 // count, how far this user read, how far the peer received and read this
 // user's chats), merged from the server's list at each welcome, kept current
-// by the SDK's events, and rendered newest first.
-import type { Msg, Receipt, Unread } from "../client/src/index.ts";
+// by the SDK's events, and rendered newest first. Edits and deletes change a
+// last message's text, never the order.
+import { applyChange, isNewerBody, type Change, type Msg, type Receipt, type Unread } from "../client/src/index.ts";
 import type { Session } from "./session.ts";
 import { describe, h, messageText, showError, ui } from "./ui.ts";
 
@@ -76,7 +77,8 @@ export class Conversations {
       // A message that arrived while the list was being read is newer than
       // the server's answer: keep the count that includes it.
       c.unread = serverNewer ? item.unread : Math.max(c.unread, item.unread);
-      if (serverNewer && item.last) c.last = item.last;
+      // The same message may already show a newer state (a change that came after the list was read).
+      if (serverNewer && item.last && !(c.last?.mid === item.last.mid && isNewerBody(c.last.body, item.last.body))) c.last = item.last;
       c.readUpTo = Math.max(c.readUpTo, item.read_up_to ?? 0);
       c.delivered = Math.max(c.delivered, item.peer_delivered ?? 0, item.peer_read ?? 0);
       c.read = Math.max(c.read, item.peer_read ?? 0);
@@ -97,6 +99,13 @@ export class Conversations {
   countUnread(m: Msg & { peer: string }, isNew: boolean) {
     const c = this.get(m.peer);
     if (isNew && m.seq > c.readUpTo) c.unread += 1;
+  }
+
+  /** An edit or delete of the last message shows in the preview. */
+  applyChange(ch: Change) {
+    const c = ch.peer === null ? undefined : this.#convs.get(ch.peer);
+    if (c?.last) c.last = applyChange(c.last, ch);
+    this.render();
   }
 
   onReceipt(r: Receipt) {

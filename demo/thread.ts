@@ -3,9 +3,11 @@
 // merged by seq with the messages that arrive live; own sends shown as
 // pending bubbles until the SDK confirms their cmid (`sent`) or they fail
 // (a click retries them); the ticks of own messages from the peer's receipts;
-// and marking what is on screen read.
-import { randomId } from "../client/src/index.ts";
-import type { Msg, SendResult, SentEvent } from "../client/src/index.ts";
+// edits and deletes (the SDK's `change` events replace a message's body:
+// "edited", or "message deleted"), and the actions that make them; and
+// marking what is on screen read.
+import { applyChange, editVersion, isDeleted, isNewerBody, randomId } from "../client/src/index.ts";
+import type { Change, Msg, SendResult, SentEvent } from "../client/src/index.ts";
 import type { Conversations } from "./conversations.ts";
 import type { Session } from "./session.ts";
 import type { Typing } from "./typing.ts";
@@ -43,7 +45,17 @@ const TICKS: Record<string, [string, string]> = {
 export class ThreadView {
   /** The peer whose conversation is open, or null. */
   open: string | null = null;
+  /** The own message being edited in the composer, or null. */
+  editing: { peer: string; mid: string } | null = null;
+  /** How long after sending a message may be edited or deleted for everyone (the welcome's limits). */
+  editWindowMs = 24 * 3600 * 1000;
   readonly #threads = new Map<string, Thread>();
+  /**
+   * The newest change of each message (by target mid), kept for messages
+   * not loaded yet: a history page read before the change reached the
+   * server shows the older state, and applyChange never goes back.
+   */
+  readonly #changes = new Map<string, Change>();
   /**
    * How many times the SDK passed each seq to the `message` handler. Shown on
    * each bubble as `data-received` (0 for one only read from history) so a
@@ -74,6 +86,7 @@ export class ThreadView {
 
   /** Opens the conversation with `peer` (null: none, back to the list on narrow screens). */
   show(peer: string | null) {
+    if (this.open !== peer) this.cancelEdit();
     this.open = peer;
     ui.chat.classList.toggle("open", peer !== null);
     this.list.render();
@@ -102,7 +115,7 @@ export class ThreadView {
     const fromBottom = box.scrollHeight - box.scrollTop;
     try {
       const page = await this.session.chat.history({ peer, limit: PAGE, ...(t.next == null ? {} : { before: t.next }) });
-      for (const m of page.items) if (!t.msgs.has(m.seq)) t.msgs.set(m.seq, m);
+      for (const m of page.items) this.#put(t, m);
       t.next = page.next;
     } catch (e) {
       showError(`could not load history: ${describe(e)}`);
@@ -144,7 +157,7 @@ export class ThreadView {
     // Keyed by seq: a message already loaded from history is not added twice.
     // Own sends are confirmed by cmid in onSent, never by matching text here.
     const t = this.#threads.get(msg.peer);
-    if (t && !t.msgs.has(msg.seq)) t.msgs.set(msg.seq, msg);
+    if (t) this.#put(t, msg);
     if (msg.kind === "in") {
       this.typing.clear(msg.peer);
       if (this.viewing(msg.peer)) this.markRead(msg.peer);
@@ -152,6 +165,26 @@ export class ThreadView {
     }
     this.list.render();
     this.renderIfOpen(msg.peer);
+  }
+
+  /** An edit or delete (from any device, or the peer): the message shows its new body. */
+  onChange(c: Change) {
+    const old = this.#changes.get(c.target);
+    if (!old || isNewerBody(c.body, old.body)) this.#changes.set(c.target, c);
+    if (c.peer === null) return;
+    const t = this.#threads.get(c.peer);
+    for (const m of t?.msgs.values() ?? []) if (m.mid === c.target) t!.msgs.set(m.seq, applyChange(m, c));
+    if (this.editing?.mid === c.target && isDeleted(c.body)) this.cancelEdit();
+    this.list.applyChange(c);
+    this.renderIfOpen(c.peer);
+  }
+
+  /** Adds (or updates) a message, in the newest state known: its own, or a change that came first. */
+  #put(t: Thread, m: Msg) {
+    const c = this.#changes.get(m.mid);
+    const next = c ? applyChange(m, c) : m;
+    const old = t.msgs.get(m.seq);
+    if (!old || isNewerBody(next.body, old.body)) t.msgs.set(m.seq, next);
   }
 
   /** The server stored an outbox entry: the pending bubble with its cmid becomes the stored message. */
@@ -201,6 +234,49 @@ export class ThreadView {
     void this.deliver(p);
   }
 
+  /** Puts the own message `m` in the composer to edit it. */
+  startEdit(m: Msg) {
+    if (!this.open) return;
+    this.editing = { peer: this.open, mid: m.mid };
+    ui.editingText.textContent = typeof m.body.message === "string" ? m.body.message : "";
+    ui.editing.hidden = false;
+    ui.composerInput.value = typeof m.body.message === "string" ? m.body.message : "";
+    ui.composerInput.focus();
+  }
+
+  cancelEdit() {
+    if (!this.editing) return;
+    this.editing = null;
+    ui.editing.hidden = true;
+    ui.composerInput.value = "";
+  }
+
+  /** The composer was submitted while editing: the edit goes through the SDK's outbox; the `change` event shows it. */
+  async submitEdit(text: string) {
+    const e = this.editing;
+    if (!e) return;
+    this.cancelEdit();
+    try {
+      await this.session.chat.edit(e.mid, { message: text });
+    } catch (err) {
+      showError(`could not edit: ${describe(err)}`);
+    }
+  }
+
+  async remove(m: Msg, scope: "everyone" | "me") {
+    try {
+      await this.session.chat.deleteMessage(m.mid, { for: scope });
+    } catch (err) {
+      showError(`could not delete: ${describe(err)}`);
+    }
+  }
+
+  /** Own chats may be edited and deleted for everyone within the edit window (the server decides; this hides what it would refuse). */
+  #editable(m: Msg) {
+    const sent = typeof m.body.time === "string" ? Date.parse(m.body.time) : NaN;
+    return m.kind === "out" && !isDeleted(m.body) && !(Date.now() - sent > this.editWindowMs);
+  }
+
   /** Hands `p` to the SDK (again, with the same cmid, for a retry). */
   async deliver(p: Pending) {
     p.state = "sending";
@@ -239,11 +315,19 @@ export class ThreadView {
       .sort((a, b) => a.seq - b.seq)
       .map((m) => {
         const tick = m.kind !== "out" ? null : m.seq <= c.read ? "read" : m.seq <= c.delivered ? "delivered" : "sent";
-        return bubble(m.kind, messageText(m), timeOf(m), tick, {
+        const deleted = isDeleted(m.body);
+        const edited = !deleted && editVersion(m.body) > 0;
+        const li = bubble(m.kind, messageText(m), timeOf(m), tick, {
           "data-seq": String(m.seq),
           "data-mid": m.mid,
           "data-received": String(this.#received.get(m.seq) ?? 0),
+          "data-edited": edited ? "1" : "",
+          "data-deleted": deleted ? "1" : "",
         });
+        if (deleted) li.classList.add("deleted");
+        if (edited) li.querySelector(".msg-meta")!.prepend(h("span", { class: "edited", "data-testid": "edited" }, "edited"));
+        if (!deleted) li.append(this.#actions(m));
+        return li;
       });
     for (const p of t.pending) {
       const li = bubble("out", p.text, "", p.state, { "data-pending": p.cmid });
@@ -256,6 +340,22 @@ export class ThreadView {
     }
     ui.messageList.replaceChildren(...items);
     if (atBottom) box.scrollTop = box.scrollHeight;
+  }
+
+  /** Edit and delete for everyone (own chats, within the window), delete for me (any message). */
+  #actions(m: Msg) {
+    const box = h("span", { class: "msg-actions" });
+    const action = (testid: string, label: string, run: () => void) => {
+      const b = h("button", { class: "link", type: "button", "data-testid": testid }, label);
+      b.addEventListener("click", run);
+      box.append(b);
+    };
+    if (this.#editable(m)) {
+      action("edit-msg", "Edit", () => this.startEdit(m));
+      action("delete-everyone", "Delete for everyone", () => void this.remove(m, "everyone"));
+    }
+    action("delete-me", "Delete for me", () => void this.remove(m, "me"));
+    return box;
   }
 
   #renderHistoryTop() {

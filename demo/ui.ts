@@ -1,7 +1,7 @@
 // The page's fixed elements (looked up once by id) and the small helpers
 // every part of the page uses: creating elements, the error toast, the text
-// of an error, and how a message reads as text.
-import type { Msg } from "../client/src/index.ts";
+// of an error, and how a message (edited, or deleted) reads as text.
+import { isDeleted, type Msg } from "../client/src/index.ts";
 
 const el = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T;
 
@@ -14,6 +14,7 @@ export const ui = {
   chat: el("chat"),
   me: el("me"),
   logout: el("logout"),
+  hidePresence: el<HTMLInputElement>("hide-presence"),
   newConv: el<HTMLFormElement>("new-conv"),
   newPeer: el<HTMLInputElement>("new-peer"),
   conversations: el("conversations"),
@@ -22,6 +23,7 @@ export const ui = {
   placeholder: el("placeholder"),
   back: el("back"),
   peer: el("peer"),
+  presence: el("presence"),
   typing: el("typing"),
   mute: el<HTMLButtonElement>("mute"),
   block: el<HTMLButtonElement>("block"),
@@ -29,6 +31,9 @@ export const ui = {
   loadOlder: el("load-older"),
   historyStart: el("history-start"),
   messageList: el("message-list"),
+  editing: el("editing"),
+  editingText: el("editing-text"),
+  cancelEdit: el("cancel-edit"),
   composer: el<HTMLFormElement>("composer"),
   composerInput: el<HTMLInputElement>("composer-input"),
   error: el("error"),
@@ -58,7 +63,8 @@ export function showError(message: string) {
   errorTimer = setTimeout(() => (ui.error.hidden = true), 6000);
 }
 
-/** The text a message shows: its `message`, or the whole body when it has none. */
+/** The text a message shows: its `message`, "message deleted" for a tombstone, or the whole body. */
 export function messageText(m: Msg) {
+  if (isDeleted(m.body)) return "message deleted";
   return typeof m.body.message === "string" ? m.body.message : JSON.stringify(m.body);
 }

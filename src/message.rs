@@ -114,8 +114,11 @@ pub fn conversation_id(owner: &UserId, peer: Option<&UserId>) -> String {
 /// with `fromUser`/`toUser` in legacy id form and the server's `id` and `time`.
 pub fn chat_body(from: &UserId, to: &UserId, mut fields: Map<String, Value>, id: &str, time_ms: u64) -> String {
     // The front end treats any object with `type` as a system message, so a
-    // client must not be able to forge one through a chat.
-    fields.remove("type");
+    // client must not be able to forge one through a chat; nor an edit or a
+    // tombstone (`crate::edits`), whose fields only the server sets.
+    for k in ["type", "edit_version", "edited_at", "deleted_at"] {
+        fields.remove(k);
+    }
     fields.insert("fromUser".into(), from.to_json());
     fields.insert("toUser".into(), to.to_json());
     fields.insert("id".into(), Value::from(id));
@@ -217,7 +220,7 @@ mod tests {
 
     #[test]
     fn chat_body_carries_extras_and_drops_type() {
-        let fields = json!({"fromUser": "1", "toUser": 2, "message": "hi", "song": 7, "type": "sys"});
+        let fields = json!({"fromUser": "1", "toUser": 2, "message": "hi", "song": 7, "type": "sys", "deleted_at": "x", "edit_version": 9});
         let body = chat_body(&uid("1"), &uid("2"), fields.as_object().unwrap().clone(), "abc", 0);
         let v: Value = serde_json::from_str(&body).unwrap();
         assert_eq!(

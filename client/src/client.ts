@@ -4,8 +4,10 @@
 //   connection.ts     socket lifecycle: token, URL, heartbeats, dead sockets, reconnects
 //   receiver.ts       message processing in seq order, the cursor, acks after saving
 //   sender.ts         the outbox over the socket: sends, replies, retries, frame limit
-//   requests.ts       read / history requests
+//   requests.ts       read / history / watch / settings requests
+//   watches.ts        presence watches: renewals, and again after reconnects
 //   conversations.ts  the conversation list over HTTP
+//   changes.ts        applying edits and deletes to messages (for the app)
 // Everything platform-specific (WebSocket, fetch, timers, random) is injectable.
 
 import type { BackoffOptions } from "./backoff.ts";
@@ -17,15 +19,20 @@ import {
   ID_RE,
   isSeq,
   parseFrame,
+  toChange,
   type BlockLists,
   type Body,
+  type Change,
   type ConversationPage,
   type HistoryPage,
   type HistoryQuery,
   type Msg,
+  type Presence,
+  type PresenceUpdate,
   type Receipt,
   type Resync,
   type SendResult,
+  type Settings,
   type Typing,
   type Unread,
   type Welcome,
@@ -36,6 +43,7 @@ import { Sender, type SentEvent } from "./sender.ts";
 import { MemoryStore, Persister, type ClientStore, type OutboxEntry, type StoredState } from "./store.ts";
 import { realTimers, type Timers } from "./timers.ts";
 import { deferred, randomId, type Deferred } from "./util.ts";
+import { Watches } from "./watches.ts";
 
 export type State = "connecting" | "open" | "reconnecting" | "closed";
 
@@ -74,19 +82,31 @@ export interface ChatEvents {
   state: State;
   welcome: Welcome;
   resync: Resync;
+  /** A chat (or system message) entry of the log. Edits and deletes are `change` events instead. */
   message: Msg;
+  /** An edit or delete of a message (an entry of the log, processed and acked like a message). */
+  change: Change;
   receipt: Receipt;
   unread: Unread;
   typing: Typing;
   /** The block and mute lists changed (on any device, or over HTTP). */
   blocks: BlockLists;
+  /** A watched user's presence: the answer to a watch, then each change. */
+  presence: PresenceUpdate;
+  /** The user's settings changed (on any device, or over HTTP). */
+  settings: Settings;
   sent: SentEvent;
   error: ChatError;
 }
 
 export interface SendOptions {
-  /** Client message id; default random. Re-using a pending one joins that send. */
+  /** Client message id; default random. Re-using a pending one joins that send (or edit, or delete). */
   cmid?: string;
+}
+
+export interface DeleteOptions extends SendOptions {
+  /** `everyone`: an own chat, for both sides (within limits.edit_window_s); `me`: any entry, for this user alone. */
+  for: "everyone" | "me";
 }
 
 export class ChatClient {
@@ -101,6 +121,7 @@ export class ChatClient {
   readonly #rx: Receiver;
   readonly #tx: Sender;
   readonly #req: Requests;
+  readonly #watches: Watches;
   readonly #persister: Persister;
   readonly #loaded: Promise<void>;
   #isLoaded = false;
@@ -111,6 +132,8 @@ export class ChatClient {
   #device: string | null = null;
   #everOpen = false;
   #blocks: BlockLists = { blocked: [], muted: [] };
+  #settings: Settings = { hide_presence: false };
+  readonly #presence = new Map<string, Presence>();
   #first: Deferred<Welcome> | null = null;
 
   constructor(opts: ChatClientOptions) {
@@ -163,7 +186,10 @@ export class ChatClient {
       ackDelayMs: opts.ackDelayMs ?? 20,
       backoff,
       random,
-      deliver: (m) => this.#events.emitSerial("message", m),
+      deliver: (e) => {
+        const c = toChange(e);
+        return c ? this.#events.emitSerial("change", c) : this.#events.emitSerial("message", e as Msg);
+      },
       resync: (r) => this.#emit("resync", r),
       error,
       persist,
@@ -172,6 +198,7 @@ export class ChatClient {
     });
     this.#tx = new Sender({ link, timers, backoff, random, persist, sent: (e) => this.#emit("sent", e), error });
     this.#req = new Requests({ link, timers, backoff, random });
+    this.#watches = new Watches({ timers, request: (f) => this.#request(f), error });
     this.#persister = new Persister(this.#store, () => this.#snapshot(), (e) =>
       this.#error(new ChatError("store", `saving client state failed: ${String(e)}`, { retry: true, cause: e })),
     );
@@ -194,7 +221,7 @@ export class ChatClient {
   get cursor(): number | null {
     return this.#rx.cursor;
   }
-  /** Sends not confirmed yet. */
+  /** Sends, edits and deletes not confirmed yet. */
   get pending(): number {
     return this.#tx.outbox.size;
   }
@@ -233,20 +260,34 @@ export class ChatClient {
   /** Sends a chat to `to`. Resolves with the server's `sent` once stored; survives reconnects. */
   async send(to: string, body: Body | string, opts: SendOptions = {}): Promise<SendResult> {
     if (typeof to !== "string" || !ID_RE.test(to)) throw new ChatError("bad_field", "`to` must be a user id (1 to 64 of letters, digits, _ - . @)", { field: "to" });
-    const b = typeof body === "string" ? { message: body } : body;
-    if (typeof b !== "object" || b === null || Array.isArray(b)) throw new ChatError("bad_field", "body must be an object", { field: "body" });
-    if (typeof b.message !== "string" || b.message === "") throw new ChatError("bad_field", "body.message must be a non-empty string", { field: "body.message" });
-    if (opts.cmid !== undefined && (typeof opts.cmid !== "string" || opts.cmid.length < 1 || opts.cmid.length > 64)) {
-      throw new ChatError("bad_field", "cmid must be 1 to 64 characters", { field: "cmid" });
-    }
-    let copy: Body;
-    try {
-      copy = JSON.parse(JSON.stringify(b)) as Body;
-    } catch (e) {
-      throw new ChatError("bad_field", "body must be JSON-serializable", { field: "body", cause: e });
-    }
+    const copy = checkBody(body);
+    const cmid = checkCmid(opts.cmid);
     await this.#loaded;
-    return this.#tx.queue({ cmid: opts.cmid ?? randomId(), to, body: copy });
+    return this.#tx.queue({ cmid, to, body: copy });
+  }
+
+  /**
+   * Replaces the body of the own chat `mid` with `body` (the whole new body).
+   * Goes through the outbox like a send (survives reconnects and reloads,
+   * applied once); resolves with the edit's own `{ mid, seq, duplicate }`.
+   * Every device then gets a `change` event.
+   */
+  async edit(mid: string, body: Body | string, opts: SendOptions = {}): Promise<SendResult> {
+    checkMid(mid);
+    const copy = checkBody(body);
+    const cmid = checkCmid(opts.cmid);
+    await this.#loaded;
+    return this.#tx.queue({ op: "edit", cmid, mid, body: copy });
+  }
+
+  /** Deletes the message `mid` for everyone or for this user (`opts.for`); as edit() otherwise. */
+  async deleteMessage(mid: string, opts: DeleteOptions): Promise<SendResult> {
+    checkMid(mid);
+    const scope = opts?.for;
+    if (scope !== "everyone" && scope !== "me") throw new ChatError("bad_field", '`for` must be "everyone" or "me"', { field: "for" });
+    const cmid = checkCmid(opts.cmid);
+    await this.#loaded;
+    return this.#tx.queue({ op: "delete", cmid, mid, for: scope });
   }
 
   /** Marks the conversation with `peer` read up to `upTo` (a seq of your log). */
@@ -303,6 +344,32 @@ export class ChatClient {
     await this.#request({ op: "unmute", peer: checkId(peer, "peer") });
   }
 
+  /**
+   * Watches `peer`'s presence while the returned function is not called:
+   * a `presence` event now and on each change. The watch is renewed before
+   * the server forgets it and sent again after every reconnect. Several
+   * watches of one peer share one.
+   */
+  watch(peer: string): () => void {
+    return this.#watches.add(checkId(peer, "peer"));
+  }
+
+  /** The last presence the server told of `user` (a `presence` event), or null. */
+  presence(user: string): Presence | null {
+    return this.#presence.get(user) ?? null;
+  }
+
+  /** The user's settings as the server last said (welcome or `settings` frame). */
+  get settings(): Settings {
+    return this.#settings;
+  }
+
+  /** Hides (or shows again) this user's presence from everyone: they see you offline, never seen. */
+  async setHidePresence(hide: boolean): Promise<void> {
+    if (typeof hide !== "boolean") throw new ChatError("bad_field", "`hide` must be a boolean", { field: "hide_presence" });
+    await this.#request({ op: "settings", hide_presence: hide });
+  }
+
   /** Tells `to` whether you are typing. Fire-and-forget: false when not connected. */
   typing(to: string, active: boolean): boolean {
     if (!this.#conn.isOpen || typeof to !== "string" || !ID_RE.test(to)) return false;
@@ -355,6 +422,16 @@ export class ChatClient {
       case "blocks":
         this.#blocks = f.lists;
         return this.#emit("blocks", f.lists);
+      case "presence": {
+        const p = { user: f.user, online: f.online, last_seen: f.last_seen };
+        this.#presence.set(p.user, { online: p.online, last_seen: p.last_seen });
+        this.#emit("presence", p);
+        if (f.re !== undefined) this.#req.answered(f.re, f); // the reply to a `watch`
+        return;
+      }
+      case "settings":
+        this.#settings = f.settings;
+        return this.#emit("settings", f.settings);
     }
   }
 
@@ -368,8 +445,10 @@ export class ChatClient {
     this.#user = w.user;
     this.#storedUser = w.user;
     this.#blocks = w.blocks;
+    this.#settings = w.settings;
     this.#everOpen = true;
     if (typeof w.limits?.frame_bytes === "number" && w.limits.frame_bytes > 0) this.#tx.frameBytes = w.limits.frame_bytes;
+    if (typeof w.limits?.watch_ttl_s === "number" && w.limits.watch_ttl_s > 0) this.#watches.ttlMs = w.limits.watch_ttl_s * 1000;
     // After a failed handler the backoff keeps growing until a message is processed.
     this.#conn.welcomed(w.heartbeat_ms, !this.#rx.poisoned);
     this.#rx.welcome(w, this.#conn.socketGen);
@@ -378,6 +457,7 @@ export class ChatClient {
     this.#first?.resolve(w);
     this.#tx.pump();
     this.#req.pump();
+    this.#watches.opened();
   }
 
   // ---------------------------------------------------------- plumbing
@@ -393,6 +473,7 @@ export class ChatClient {
     const ws = this.#conn.stop();
     this.#rx.halt(this.#conn.gen); // frames received but not processed yet are dropped
     this.#tx.stop();
+    this.#watches.stop();
     this.#req.rejectAll(reason);
     this.#first?.reject(reason);
     this.#first = null;
@@ -441,7 +522,8 @@ export class ChatClient {
     this.#device = this.#optDevice ?? stored ?? randomId();
     this.#rx.cursor = this.#optSince ?? (isSeq(s?.cursor) ? s.cursor : null);
     for (const e of Array.isArray(s?.outbox) ? s.outbox : []) {
-      if (isEntry(e)) this.#tx.outbox.add({ cmid: e.cmid, to: e.to, body: e.body });
+      const entry = toEntry(e);
+      if (entry) this.#tx.outbox.add(entry);
     }
     this.#isLoaded = true;
     if (this.#device !== stored) await this.#persist();
@@ -459,10 +541,41 @@ export class ChatClient {
   }
 }
 
-function isEntry(e: unknown): e is OutboxEntry {
-  if (typeof e !== "object" || e === null) return false;
+/** A stored outbox entry, checked and copied (only the fields that go out), or null. */
+function toEntry(e: unknown): OutboxEntry | null {
+  if (typeof e !== "object" || e === null) return null;
   const x = e as Record<string, unknown>;
-  return typeof x.cmid === "string" && typeof x.to === "string" && typeof x.body === "object" && x.body !== null;
+  const body = typeof x.body === "object" && x.body !== null ? (x.body as Body) : null;
+  if (typeof x.cmid !== "string") return null;
+  if (x.op === undefined) return typeof x.to === "string" && body ? { cmid: x.cmid, to: x.to, body } : null;
+  if (typeof x.mid !== "string") return null;
+  if (x.op === "edit") return body ? { op: "edit", cmid: x.cmid, mid: x.mid, body } : null;
+  if (x.op === "delete" && (x.for === "everyone" || x.for === "me")) return { op: "delete", cmid: x.cmid, mid: x.mid, for: x.for };
+  return null;
+}
+
+/** A message body (a string is `{ message }`), checked and copied, or a `bad_field`. */
+function checkBody(body: Body | string): Body {
+  const b = typeof body === "string" ? { message: body } : body;
+  if (typeof b !== "object" || b === null || Array.isArray(b)) throw new ChatError("bad_field", "body must be an object", { field: "body" });
+  if (typeof b.message !== "string" || b.message === "") throw new ChatError("bad_field", "body.message must be a non-empty string", { field: "body.message" });
+  try {
+    return JSON.parse(JSON.stringify(b)) as Body;
+  } catch (e) {
+    throw new ChatError("bad_field", "body must be JSON-serializable", { field: "body", cause: e });
+  }
+}
+
+/** The cmid option, or a random one. */
+function checkCmid(cmid: unknown): string {
+  if (cmid === undefined) return randomId();
+  if (typeof cmid !== "string" || cmid.length < 1 || cmid.length > 64) throw new ChatError("bad_field", "cmid must be 1 to 64 characters", { field: "cmid" });
+  return cmid;
+}
+
+/** A message id argument (the `mid` of a Msg). */
+function checkMid(mid: unknown): void {
+  if (typeof mid !== "string" || !ID_RE.test(mid)) throw new ChatError("bad_field", "`mid` must be a message id", { field: "mid" });
 }
 
 /** A user id argument, or a `bad_field` naming it. */

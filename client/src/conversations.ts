@@ -1,6 +1,6 @@
-// The conversation list with unread counts, over HTTP: GET /v1/conversations
-// on the host of the /ws URL with the bearer token; a 401 is retried once
-// with a fresh token when there is a provider.
+// The conversation list with unread counts and the peers' presence, over
+// HTTP: GET /v1/conversations on the host of the /ws URL with the bearer
+// token; a 401 is retried once with a fresh token when there is a provider.
 
 import { ChatError } from "./errors.ts";
 import { isSeq, toMsg, type ConversationPage } from "./frames.ts";
@@ -53,6 +53,7 @@ export async function fetchConversations(
   const items = v.items.map((i) => {
     const c = { ...(i as Record<string, unknown>) };
     if (c.last != null) c.last = toMsg(c.last);
+    if (c.presence == null) c.presence = { online: false, last_seen: null }; // an older server: as a user never seen
     return c;
   }) as ConversationPage["items"];
   return { items, next: isSeq(v.next) ? v.next : null };

@@ -8,12 +8,15 @@ export type ServerErrorCode =
   | "bad_frame"
   | "unknown_op"
   | "bad_field"
-  | "forbidden"
+  | "forbidden" // also: an edit, or a delete for everyone, of someone else's message
   | "unavailable"
   | "rate_limited"
   | "recipient_full"
   | "blocked" // a send to a user you blocked
-  | "blocks_full"; // the block and mute lists are at BLOCKS_MAX
+  | "blocks_full" // the block and mute lists are at BLOCKS_MAX
+  | "not_found" // edit/delete: no message with this mid in the user's log
+  | "too_late" // edit/delete for everyone: past limits.edit_window_s
+  | "deleted"; // edit/delete: the message was deleted for everyone
 
 /** Codes the client itself produces. */
 export type ClientErrorCode =
@@ -53,7 +56,7 @@ export class ChatError extends Error {
   readonly status?: number;
   /** For `rate_limited`: how long the server asked to wait. */
   readonly retryAfterMs?: number;
-  /** The client message id of the send this error is about, if any. */
+  /** The client message id of the send, edit or delete this error is about, if any. */
   readonly cmid?: string;
   /** The seq of the message this error is about (`handler_failed`). */
   readonly seq?: number;

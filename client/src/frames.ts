@@ -29,8 +29,42 @@ export interface Resync extends Welcome {
   gap: { after: number | null; upTo: number };
 }
 
-/** One entry of the user's log (a `msg` frame without its `op`). */
-export type Msg = Omit<wire.MsgFrame, "op">;
+/** One entry of the user's log (a `msg` frame without its `op`): a message, or an edit or delete of one. */
+export type Entry = Omit<wire.MsgFrame, "op">;
+
+/** A message: a log entry of kind `in`, `out` or `sys` (`message` events, history pages, the conversation list). */
+export type Msg = Entry & { kind: "in" | "out" | "sys" };
+
+/**
+ * An edit or delete of the message `target` (a `change` event): a log entry
+ * of kind `edit` or `delete`. Apply it by replacing that message's body with
+ * `body` (see applyChange).
+ */
+export interface Change {
+  seq: number;
+  kind: "edit" | "delete";
+  /** The conversation's peer. */
+  peer: string | null;
+  /** The op's own id (what edit() / deleteMessage() resolved with). */
+  mid: string;
+  /** The id of the message changed. */
+  target: string;
+  /** The message's whole new body: edited (`edit_version`, `edited_at`), or a tombstone (`deleted_at`, no `message`). */
+  body: Body;
+  /** Deletes only: for everyone, or for this user alone. */
+  for?: "everyone" | "me";
+}
+
+/** A user's presence as this user may see it (`online`, `last_seen` in ms since the epoch or null). */
+export type Presence = wire.Presence;
+
+/** A `presence` event: a watched user's presence. */
+export interface PresenceUpdate extends Presence {
+  user: string;
+}
+
+/** The user's settings (welcome, `settings` frames). */
+export type Settings = wire.Settings;
 
 export type Receipt = Omit<wire.ReceiptFrame, "op">;
 
@@ -74,6 +108,8 @@ export type ServerFrame =
   | wire.ReceiptFrame
   | wire.TypingFrame
   | wire.BlocksFrame
+  | wire.PresenceFrame
+  | wire.SettingsFrame
   | ErrorFrame
   | { op: "unknown"; frame: { op: string; [key: string]: unknown } };
 
@@ -102,12 +138,37 @@ function toLists(v: unknown, text: string): BlockLists {
   return v as unknown as BlockLists;
 }
 
-/** Checks a `msg` object (a frame or a history item) and returns it without `op`. */
-export function toMsg(v: unknown, text = JSON.stringify(v)): Msg {
-  if (!isObj(v) || !isSeq(v.seq) || (v.kind !== "in" && v.kind !== "out" && v.kind !== "sys")) fail("bad msg", text);
+/** Settings (a welcome's, a `settings` frame's); absent: the defaults (an older server). */
+function toSettings(v: unknown, text: string): Settings {
+  if (v === undefined) return { hide_presence: false };
+  if (!isObj(v) || typeof v.hide_presence !== "boolean") fail("bad settings", text);
+  return { hide_presence: v.hide_presence };
+}
+
+/** Checks a `msg` object (a frame or a history item) and returns it without `op`; `ops`: edit and delete entries allowed. */
+function toEntry(v: unknown, text: string, ops: boolean): Entry {
+  if (!isObj(v) || !isSeq(v.seq) || typeof v.kind !== "string") fail("bad msg", text);
   if (!(v.peer === null || typeof v.peer === "string") || typeof v.mid !== "string" || !isObj(v.body)) fail("bad msg", text);
+  if (v.kind === "edit" || v.kind === "delete") {
+    // History pages and the conversation list hold messages in their current state, never ops.
+    if (!ops || typeof v.body.target !== "string" || !isObj(v.body.body)) fail("bad msg", text);
+  } else if (v.kind !== "in" && v.kind !== "out" && v.kind !== "sys") fail("bad msg", text);
   const { op: _op, ...rest } = v;
-  return rest as unknown as Msg;
+  return rest as unknown as Entry;
+}
+
+/** Checks a message (a history item, a conversation's last) and returns it without `op`. */
+export function toMsg(v: unknown, text = JSON.stringify(v)): Msg {
+  return toEntry(v, text, false) as Msg;
+}
+
+/** An entry of kind edit or delete as a Change. */
+export function toChange(e: Entry): Change | null {
+  if (e.kind !== "edit" && e.kind !== "delete") return null;
+  const b = e.body as { target: string; body: Body; for?: unknown };
+  const c: Change = { seq: e.seq, kind: e.kind, peer: e.peer, mid: e.mid, target: b.target, body: b.body };
+  if (b.for === "everyone" || b.for === "me") c.for = b.for;
+  return c;
 }
 
 /** Parses one server text frame. Unknown ops are returned as `unknown` (forward compatible). */
@@ -128,9 +189,10 @@ export function parseFrame(text: string): ServerFrame {
         heartbeat_ms: typeof v.heartbeat_ms === "number" && v.heartbeat_ms > 0 ? v.heartbeat_ms : 30_000,
         limits: (isObj(v.limits) ? v.limits : {}) as unknown as Limits,
         blocks: toLists(v.blocks, text),
+        settings: toSettings(v.settings, text),
       };
     case "msg":
-      return { op: "msg", ...toMsg(v, text) };
+      return { op: "msg", ...toEntry(v, text, true) };
     case "sent":
       if (!isId(v.re) || typeof v.mid !== "string" || !isSeq(v.seq)) fail("bad sent", text);
       return { op: "sent", re: v.re, mid: v.mid, seq: v.seq, duplicate: v.duplicate === true };
@@ -153,6 +215,14 @@ export function parseFrame(text: string): ServerFrame {
       return { op: "typing", from: v.from, active: v.active };
     case "blocks":
       return { op: "blocks", lists: toLists(v.lists, text) };
+    case "presence": {
+      if (typeof v.user !== "string" || typeof v.online !== "boolean" || !(v.last_seen === null || isSeq(v.last_seen))) fail("bad presence", text);
+      const p: wire.PresenceFrame = { op: "presence", user: v.user, online: v.online, last_seen: v.last_seen };
+      if (isId(v.re)) p.re = v.re;
+      return p;
+    }
+    case "settings":
+      return { op: "settings", settings: toSettings(v.settings ?? null, text) };
     case "error": {
       if (typeof v.code !== "string") fail("bad error", text);
       const e: ErrorFrame = { op: "error", code: v.code, retry: v.retry === true };

@@ -2,7 +2,8 @@
 // stores and the protocol types.
 
 export { ChatClient } from "./client.ts";
-export type { ChatClientOptions, ChatEvents, SendOptions, State } from "./client.ts";
+export type { ChatClientOptions, ChatEvents, DeleteOptions, SendOptions, State } from "./client.ts";
+export { applyChange, editVersion, isDeleted, isNewerBody } from "./changes.ts";
 export { randomId } from "./util.ts";
 export type { SocketConstructor, SocketLike, TokenSource } from "./connection.ts";
 export type { ConversationQuery } from "./conversations.ts";
@@ -11,22 +12,27 @@ export type { Timers } from "./timers.ts";
 export { ChatError } from "./errors.ts";
 export type { ClientErrorCode, ErrorCode, ServerErrorCode } from "./errors.ts";
 export { LocalStorageStore, MemoryStore } from "./store.ts";
-export type { ClientStore, OutboxEntry, StorageLike, StoredState } from "./store.ts";
+export type { ClientStore, DeleteEntry, EditEntry, OutboxEntry, SendEntry, StorageLike, StoredState } from "./store.ts";
 export { backoffCeiling, backoffDelay } from "./backoff.ts";
 export type { BackoffOptions } from "./backoff.ts";
 export { SUBPROTOCOL } from "./frames.ts";
 export type {
   BlockLists,
   Body,
+  Change,
   Conversation,
   ConversationPage,
   HistoryPage,
   HistoryQuery,
+  Entry,
   Limits,
   Msg,
+  Presence,
+  PresenceUpdate,
   Receipt,
   Resync,
   SendResult,
+  Settings,
   Typing,
   Unread,
   Welcome,

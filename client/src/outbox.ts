@@ -1,12 +1,32 @@
-// The outbox: sends the server has not confirmed yet, in call order, with
-// the promises waiting for them. Pure bookkeeping; the client decides when
-// to transmit. One send per peer is in flight at a time, so a conversation's
-// messages are stored in the order they were sent, even across retries and
-// reconnects. Each entry keeps its cmid for life, so a re-send after a drop
-// is recognised by the server (`duplicate: true`) instead of stored twice.
+// The outbox: sends, edits and deletes the server has not confirmed yet, in
+// call order, with the promises waiting for them. Pure bookkeeping; the
+// client decides when to transmit. One entry per lane is in flight at a
+// time: a lane is a peer for sends, so a conversation's messages are stored
+// in the order they were sent, and the target message for edits and
+// deletes, so the last edit called is the one that stays, even across
+// retries and reconnects. Each entry keeps its cmid for life, so a re-send
+// after a drop is recognised by the server (`duplicate: true`) instead of
+// stored (or applied) twice.
 
 import type { SendResult, RequestId } from "./frames.ts";
 import type { OutboxEntry } from "./store.ts";
+
+/** The lane of an entry: its peer, or (`:` is in no user id) its target message. */
+export function laneOf(e: OutboxEntry): string {
+  return e.op === undefined ? e.to : `:${e.mid}`;
+}
+
+/** The frame that transmits an entry with request id `id`. */
+export function frameOf(e: OutboxEntry, id: RequestId): string {
+  switch (e.op) {
+    case undefined:
+      return JSON.stringify({ op: "send", id, to: e.to, cmid: e.cmid, body: e.body });
+    case "edit":
+      return JSON.stringify({ op: "edit", id, mid: e.mid, cmid: e.cmid, body: e.body });
+    case "delete":
+      return JSON.stringify({ op: "delete", id, mid: e.mid, for: e.for, cmid: e.cmid });
+  }
+}
 
 export interface Waiter {
   resolve(r: SendResult): void;
@@ -56,15 +76,16 @@ export class Outbox {
   }
 
   /**
-   * The entries that may be transmitted now: for every peer, its oldest
+   * The entries that may be transmitted now: for every lane, its oldest
    * entry, if that one is neither awaiting a reply nor waiting to retry.
    */
   ready(): OutboxItem[] {
     const seen = new Set<string>();
     const out: OutboxItem[] = [];
     for (const item of this.#items) {
-      if (seen.has(item.entry.to)) continue;
-      seen.add(item.entry.to);
+      const lane = laneOf(item.entry);
+      if (seen.has(lane)) continue;
+      seen.add(lane);
       if (item.inflight === null && item.timer === null) out.push(item);
     }
     return out;

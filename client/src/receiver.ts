@@ -1,15 +1,16 @@
-// Receiver: message processing and acks. Runs the `message` handlers strictly
-// one message after the other, in arrival order; drops what was processed
-// already (replays after a reconnect); keeps the cursor (the last processed
-// seq, which never moves back) and follows the welcome (a new device starts
-// at its `since`; `recovered: false` beyond the cursor is a resync). Acks are
-// batched and cumulative, and go out only once the cursor they cover is
-// saved: the server never knows more than the store.
+// Receiver: log entry processing and acks. Runs the `message` handlers (the
+// `change` handlers for edits and deletes) strictly one entry after the
+// other, in arrival order; drops what was processed already (replays after a
+// reconnect); keeps the cursor (the last processed seq, which never moves
+// back) and follows the welcome (a new device starts at its `since`;
+// `recovered: false` beyond the cursor is a resync). Acks are batched and
+// cumulative, and go out only once the cursor they cover is saved: the
+// server never knows more than the store.
 
 import { backoffDelay, type BackoffOptions } from "./backoff.ts";
 import type { Link } from "./connection.ts";
 import { ChatError } from "./errors.ts";
-import type { Msg, Resync, Welcome } from "./frames.ts";
+import type { Entry, Resync, Welcome } from "./frames.ts";
 import { Slot, type Timers } from "./timers.ts";
 
 export interface ReceiverDeps {
@@ -20,8 +21,8 @@ export interface ReceiverDeps {
   /** Backoff of the save-and-ack retry after a failed save. */
   backoff: BackoffOptions;
   random: () => number;
-  /** Runs the `message` handlers, in turn; rejects if one of them failed. */
-  deliver(m: Msg): Promise<void>;
+  /** Runs the `message` or `change` handlers, in turn; rejects if one of them failed. */
+  deliver(m: Entry): Promise<void>;
   resync(r: Resync): void;
   error(e: ChatError): void;
   /** Saves the client state; resolves false if that failed. */
@@ -64,7 +65,7 @@ export class Receiver {
   }
 
   /** A `msg` frame of the socket of generation `gen`. */
-  msg(m: Msg, gen: number): void {
+  msg(m: Entry, gen: number): void {
     this.#enqueue(() => this.#process(m, gen));
   }
 
@@ -104,7 +105,7 @@ export class Receiver {
   }
 
   /** One `msg`, in order: skip what was processed, run the handlers, then move the cursor. */
-  async #process(m: Msg, gen: number): Promise<void> {
+  async #process(m: Entry, gen: number): Promise<void> {
     if (gen <= this.#haltGen) return;
     const c = this.cursor;
     if (c !== null && m.seq <= c) return; // replayed after a reconnect: already processed

@@ -1,21 +1,22 @@
 // Sender: drives the outbox over the connection. Once the socket is open it
-// sends every peer's oldest unconfirmed entry, matches `sent` replies and
-// `error` frames to entries by request id, retries `retry: true` refusals
-// with backoff (`rate_limited`: after retry_after_ms), and drops for good
-// what the server refused or what is over the frame limit, rejecting the
-// send() promises (entries restored from the store have none: an `error`
-// event then). Every change of the outbox is saved.
+// sends every lane's oldest unconfirmed entry (a send, edit or delete),
+// matches `sent` replies and `error` frames to entries by request id,
+// retries `retry: true` refusals with backoff (`rate_limited`: after
+// retry_after_ms), and drops for good what the server refused or what is
+// over the frame limit, rejecting the promises of the calls (entries
+// restored from the store have none: an `error` event then). Every change
+// of the outbox is saved.
 
 import { retryDelay, type BackoffOptions } from "./backoff.ts";
 import type { Link } from "./connection.ts";
 import { ChatError, fromErrorFrame } from "./errors.ts";
 import { DEFAULT_FRAME_BYTES, utf8Length, type ErrorFrame, type RequestId, type SendResult } from "./frames.ts";
-import { Outbox, type OutboxItem } from "./outbox.ts";
+import { Outbox, frameOf, type OutboxItem } from "./outbox.ts";
 import type { OutboxEntry } from "./store.ts";
 import type { Timers } from "./timers.ts";
 import { deferred } from "./util.ts";
 
-/** Every confirmed outbox entry, including those restored after a reload. */
+/** Every confirmed send, including those restored after a reload (edits and deletes show as `change` events). */
 export interface SentEvent extends SendResult {
   cmid: string;
   to: string;
@@ -42,11 +43,10 @@ export class Sender {
     this.#d = deps;
   }
 
-  /** Queues a send (or joins the pending one with the same cmid); resolves with the server's reply. */
+  /** Queues an entry (or joins the pending one with the same cmid); resolves with the server's reply. */
   async queue(entry: OutboxEntry): Promise<SendResult> {
-    const { to, cmid, body } = entry;
-    const frame = JSON.stringify({ op: "send", id: Number.MAX_SAFE_INTEGER, to, cmid, body });
-    if (utf8Length(frame) > this.frameBytes) throw this.#tooLarge(cmid);
+    const { cmid } = entry;
+    if (utf8Length(frameOf(entry, Number.MAX_SAFE_INTEGER)) > this.frameBytes) throw this.#tooLarge(cmid);
     const isNew = !this.outbox.find(cmid);
     const item = this.outbox.add(entry);
     const d = deferred<SendResult>();
@@ -56,20 +56,20 @@ export class Sender {
     return d.promise;
   }
 
-  /** Sends what may go now: each peer's oldest entry, if it is neither in flight nor waiting to retry. */
+  /** Sends what may go now: each lane's oldest entry, if it is neither in flight nor waiting to retry. */
   pump(): void {
     const link = this.#d.link;
     if (!link.isOpen) return;
     for (const item of this.outbox.ready()) {
       const id = link.nextId();
-      const { to, cmid, body } = item.entry;
-      const text = JSON.stringify({ op: "send", id, to, cmid, body });
+      const { cmid } = item.entry;
+      const text = frameOf(item.entry, id);
       // queue() checked the size, but not for entries restored from the store
       // or queued before a welcome lowered the limit; the server would answer
       // too_large without `re`, leaving the entry in flight for ever.
       if (utf8Length(text) > this.frameBytes) {
         this.#refused(item, this.#tooLarge(cmid));
-        return this.pump(); // the next entry of that peer may go now
+        return this.pump(); // the next entry of that lane may go now
       }
       if (!link.sendText(text)) return;
       this.outbox.transmitted(item, id);
@@ -85,7 +85,8 @@ export class Sender {
     this.outbox.remove(item);
     void this.#d.persist();
     for (const w of item.waiters.splice(0)) w.resolve(r);
-    this.#d.sent({ cmid: item.entry.cmid, to: item.entry.to, ...r });
+    const e = item.entry;
+    if (e.op === undefined) this.#d.sent({ cmid: e.cmid, to: e.to, ...r });
     this.pump();
   }
 
@@ -120,7 +121,7 @@ export class Sender {
     }
   }
 
-  /** Drops an entry for good: its send() promises reject, or (restored, nobody waits) an error event. */
+  /** Drops an entry for good: its promises reject, or (restored, nobody waits) an error event. */
   #refused(item: OutboxItem, err: ChatError): void {
     this.outbox.remove(item);
     void this.#d.persist();
@@ -130,6 +131,6 @@ export class Sender {
   }
 
   #tooLarge(cmid: string): ChatError {
-    return new ChatError("too_large", `the send frame is over ${this.frameBytes} bytes`, { cmid });
+    return new ChatError("too_large", `the frame is over ${this.frameBytes} bytes`, { cmid });
   }
 }

@@ -1,14 +1,34 @@
 // Persistence: what the client keeps across page reloads (outbox of
-// unconfirmed sends, cursor = last processed seq, device id, user), the
-// ClientStore hook that holds it, a memory store, a localStorage store, and
-// the Persister that serializes and coalesces saves.
+// unconfirmed sends, edits and deletes; cursor = last processed seq; device
+// id; user), the ClientStore hook that holds it, a memory store, a
+// localStorage store, and the Persister that serializes and coalesces saves.
 
 /** A send the server has not confirmed yet. Re-sent with the same cmid until it is. */
-export interface OutboxEntry {
+export interface SendEntry {
+  op?: undefined;
   cmid: string;
   to: string;
   body: Record<string, unknown>;
 }
+
+/** An edit of the message `mid` (the whole new body), not confirmed yet. */
+export interface EditEntry {
+  op: "edit";
+  cmid: string;
+  mid: string;
+  body: Record<string, unknown>;
+}
+
+/** A delete of the message `mid`, not confirmed yet. */
+export interface DeleteEntry {
+  op: "delete";
+  cmid: string;
+  mid: string;
+  for: "everyone" | "me";
+}
+
+/** What the outbox holds: sends, edits and deletes (one cmid namespace). */
+export type OutboxEntry = SendEntry | EditEntry | DeleteEntry;
 
 export interface StoredState {
   /** The user this state belongs to (from the last welcome). */

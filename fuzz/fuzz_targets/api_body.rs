@@ -7,14 +7,17 @@
 //! a single object body and the same object as a one-item array are judged
 //! alike (same items, or the same error at index 0); under a batch limit,
 //! "too many" is reported exactly for arrays over it. A block names two
-//! valid users; a mute's end is a number or none.
+//! valid users; a mute's end is a number or none. A moderation edit names
+//! a valid user and message id, and (an edit) a body with a message; a
+//! delete never carries one. A settings body is a boolean or an error.
 #![no_main]
 
 #[path = "common.rs"]
 mod common;
 
 use edge_chat::api::{
-    block_route, parse_block, parse_system, parse_system_within, parse_user, parse_user_within, BodyError,
+    block_route, parse_block, parse_edit, parse_settings, parse_system, parse_system_within, parse_user,
+    parse_user_within, BodyError,
 };
 use edge_chat::blocks::Change;
 use edge_chat::internal::BlockOp;
@@ -112,5 +115,23 @@ fuzz_target!(|data: &[u8]| {
         }
         Some(Err(e)) => check_error(&e, None),
         other => panic!("a mute route is a mute or an error: {other:?}"),
+    }
+    for delete in [false, true] {
+        match parse_edit(data, delete) {
+            Ok(e) => {
+                assert!(UserId::parse(e.uid.as_str()).is_ok() && edge_chat::message::is_id(&e.mid));
+                match delete {
+                    true => assert!(e.body.is_empty()),
+                    false => {
+                        let body: Value = serde_json::from_str(&e.body).expect("an edit's body is JSON");
+                        assert!(matches!(body.get("message"), Some(Value::String(m)) if !m.is_empty()));
+                    }
+                }
+            }
+            Err(e) => check_error(&e, None),
+        }
+    }
+    if let Err(e) = parse_settings(data) {
+        check_error(&e, None);
     }
 });

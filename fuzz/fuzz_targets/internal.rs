@@ -19,6 +19,7 @@ fuzz_target!(|data: &[u8]| {
     match &request {
         Internal::Deliver(d) => assert!(is_id(&d.id)),
         Internal::Send(s) => assert!(is_id(&s.id)),
+        Internal::Edit(e) => assert!(is_id(&e.id) && is_id(&e.target)),
         Internal::Read { page, .. } => assert!(page.limit >= 1),
         _ => {}
     }

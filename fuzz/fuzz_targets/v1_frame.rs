@@ -1,4 +1,4 @@
-//! `chat.v1` client frames.
+//! `chat.v1` client frames (edits, deletes, watches and settings included).
 //!
 //! Invariants: the parser never panics; accepted frames obey the protocol's
 //! field rules; encoding an accepted frame as a client would and parsing it
@@ -11,6 +11,7 @@
 mod common;
 
 use edge_chat::blocks::Change;
+use edge_chat::edits::EditOp;
 use edge_chat::limits::FRAME_CEILING;
 use edge_chat::protocol::v1::V1Frame;
 use edge_chat::protocol::v1::{self, MAX_CMID};
@@ -38,6 +39,14 @@ fn encode(f: &V1Frame) -> String {
             Change::Mute(p, until) => json!({ "op": "mute", "id": id, "peer": p.as_str(), "until": until }),
             Change::Unmute(p) => json!({ "op": "unmute", "id": id, "peer": p.as_str() }),
         },
+        V1Frame::Edit { id, mid, cmid, op } => match op {
+            EditOp::Edit(body) => json!({ "op": "edit", "id": id, "mid": mid, "cmid": cmid, "body": body }),
+            EditOp::Delete { everyone } => json!({
+                "op": "delete", "id": id, "mid": mid, "cmid": cmid, "for": if *everyone { "everyone" } else { "me" },
+            }),
+        },
+        V1Frame::Watch { id, peer } => json!({ "op": "watch", "id": id, "peer": peer.as_str() }),
+        V1Frame::Settings { id, hide_presence } => json!({ "op": "settings", "id": id, "hide_presence": hide_presence }),
     };
     v.to_string()
 }
@@ -52,7 +61,14 @@ fn check(f: &V1Frame) {
         }
         V1Frame::Read { id, .. } => assert!(id_ok(id)),
         V1Frame::History { id, limit, .. } => assert!(id_ok(id) && *limit != Some(0)),
-        V1Frame::Blocks { id, .. } => assert!(id_ok(id)),
+        V1Frame::Blocks { id, .. } | V1Frame::Watch { id, .. } | V1Frame::Settings { id, .. } => assert!(id_ok(id)),
+        V1Frame::Edit { id, mid, cmid, op } => {
+            assert!(id_ok(id) && edge_chat::message::is_id(mid));
+            assert!(!cmid.is_empty() && cmid.len() <= MAX_CMID);
+            if let EditOp::Edit(body) = op {
+                assert!(matches!(body.get("message"), Some(Value::String(m)) if !m.is_empty()));
+            }
+        }
         _ => {}
     }
 }

@@ -1,6 +1,7 @@
 // Test doubles for the client SDK's unit tests: a manual clock (the client's
 // timers are injected) and a scripted fake WebSocket whose "server side" the
 // test drives (open, welcome, push frames, drop).
+import { ChatClient } from "../../client/dist/index.js";
 
 /** Lets pending promise callbacks run (several rounds, for chained awaits). */
 export async function flush(rounds = 10) {
@@ -81,7 +82,8 @@ export function fakeSockets({ user = "u1", heartbeat_ms = 30000 } = {}) {
       const since = this.url.searchParams.has("since") ? Number(this.url.searchParams.get("since")) : 0;
       this.push({
         op: "welcome", v: 1, user, device: this.url.searchParams.get("device"), head: since, since, recovered: true, heartbeat_ms,
-        limits: { frame_bytes: 65536, history_page: 200, cmid_chars: 64, sends_per_second: 20, send_burst: 60 },
+        limits: { frame_bytes: 65536, history_page: 200, cmid_chars: 64, sends_per_second: 20, send_burst: 60, edit_window_s: 86400, watch_ttl_s: 60 },
+        settings: { hide_presence: false },
         ...over,
       });
     }
@@ -90,6 +92,11 @@ export function fakeSockets({ user = "u1", heartbeat_ms = 30000 } = {}) {
     }
     msg(seq, over = {}) {
       this.push({ op: "msg", seq, kind: "in", peer: "2", mid: `m${seq}`, body: { fromUser: "2", toUser: user, message: `hello ${seq}` }, ...over });
+    }
+    /** An op entry: `kind` edit or delete of message `target`, whose new body is `body`. */
+    op(seq, kind, target, body, over = {}) {
+      const scope = kind === "delete" ? { for: "everyone" } : {};
+      this.push({ op: "msg", seq, kind, peer: "2", mid: `op${seq}`, body: { target, body, ...scope }, ...over });
     }
     /** Closes from the server side (or the network) with `code`. */
     drop(code = 1006) {
@@ -109,7 +116,7 @@ export function fakeSockets({ user = "u1", heartbeat_ms = 30000 } = {}) {
 
 /** Records every event of a client. */
 export function record(chat) {
-  const r = { states: [], errors: [], messages: [], sent: [], resyncs: [], welcomes: [], receipts: [], unread: [], typing: [] };
+  const r = { states: [], errors: [], messages: [], sent: [], resyncs: [], welcomes: [], receipts: [], unread: [], typing: [], changes: [], presence: [], settings: [] };
   chat.on("state", (s) => r.states.push(s));
   chat.on("error", (e) => r.errors.push(e));
   chat.on("sent", (s) => r.sent.push(s));
@@ -118,5 +125,36 @@ export function record(chat) {
   chat.on("receipt", (x) => r.receipts.push(x));
   chat.on("unread", (x) => r.unread.push(x));
   chat.on("typing", (x) => r.typing.push(x));
+  chat.on("change", (x) => r.changes.push(x));
+  chat.on("presence", (x) => r.presence.push(x));
+  chat.on("settings", (x) => r.settings.push(x));
   return r;
+}
+
+/** A client on a fake socket and a manual clock, with its events recorded. */
+export function setup(opts = {}, fake = {}) {
+  const clock = new FakeClock();
+  const S = fakeSockets(fake);
+  const chat = new ChatClient({
+    url: "ws://chat.test/ws",
+    token: "tok",
+    WebSocket: S.FakeSocket,
+    timers: clock,
+    random: () => 0.5,
+    device: "dev1",
+    ...opts,
+  });
+  const r = record(chat);
+  return { chat, clock, S, r };
+}
+
+/** Connects and welcomes; returns the socket. */
+export async function open(t, over) {
+  const p = t.chat.connect();
+  await t.clock.advance(0);
+  const ws = t.S.last();
+  ws.welcome(over);
+  await p;
+  await t.clock.advance(0);
+  return ws;
 }

@@ -131,6 +131,17 @@ describe("edit and delete", () => {
     await Promise.all([a.close(), b.close()]);
   });
 
+  test("a client cannot forge an edit or a tombstone through a send", async () => {
+    const a = await connectV1(w, "fa");
+    const b = await connectV1(w, "fb");
+    const sent = await a.request({ op: "send", to: "fb", cmid: "forge", body: { message: "real", deleted_at: "x", edit_version: 7, edited_at: "y" } });
+    const got = await b.msg();
+    assert.deepEqual([got.body.deleted_at, got.body.edit_version, got.body.edited_at], [undefined, undefined, undefined]);
+    assert.equal((await conversations(w, "fb")).find((c) => c.peer === "fa").unread, 1, "counted as unread, not deleted");
+    assert.equal((await edit(a, sent.mid, "still editable")).op, "sent");
+    await Promise.all([a.close(), b.close()]);
+  });
+
   test("a repeated cmid is stored once", async () => {
     const a = await connectV1(w, "ia");
     const b = await connectV1(w, "ib");

@@ -2,7 +2,8 @@
 // started here: the signature verifies; no push while a device acks; one
 // after the delay when it does not; a burst is one call; a 500 is retried
 // with the same id; a runtime restart loses and repeats nothing; a legacy
-// socket, a mute and a block each suppress it; a read is told silently.
+// socket, a mute and a block each suppress it; a read (or a delete of an
+// unread message) is told silently.
 import assert from "node:assert/strict";
 import { createHmac } from "node:crypto";
 import { createServer } from "node:http";
@@ -181,6 +182,23 @@ describe("push webhook", () => {
     assert.deepEqual(read.json.conversations, [{ peer: "rd2", unread: 0 }]);
     assert.equal(read.json.unread, 0);
     await dev.close();
+  });
+
+  test("a delete of an unread message sends the silent read event with the lower count", async () => {
+    const sender = await connectV1(w, "dx2");
+    const one = await sender.request({ op: "send", to: "dx1", cmid: "one", body: { message: "one" } });
+    await sender.request({ op: "send", to: "dx1", cmid: "two", body: { message: "two" } });
+    await eventually(() => hook.for("dx1").length >= 1);
+    await sleep(300);
+    const before = hook.for("dx1").length;
+    assert.equal((await sender.request({ op: "delete", mid: one.mid, for: "everyone", cmid: "del" })).op, "sent");
+    await eventually(() => hook.for("dx1").some((c) => c.json.type === "read"));
+    const read = hook.for("dx1").find((c) => c.json.type === "read");
+    verify(read);
+    assert.deepEqual(read.json.conversations, [{ peer: "dx2", unread: 1 }]);
+    assert.equal(read.json.unread, 1);
+    assert.equal(hook.for("dx1").length, before + 1, "the delete itself is never pushed");
+    await sender.close();
   });
 
   test("a runtime restart loses no push and repeats none that was answered 2xx", async () => {

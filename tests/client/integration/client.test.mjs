@@ -3,7 +3,7 @@
 // runtime's own global WebSocket and fetch: run under Node >= 22.
 import assert from "node:assert/strict";
 import { after, afterEach, before, describe, test } from "node:test";
-import { ChatClient, MemoryStore } from "../../../client/dist/index.js";
+import { ChatClient, MemoryStore, applyChange, isDeleted } from "../../../client/dist/index.js";
 import { eventually, freePort, sleep, startWorker, token } from "../../harness.mjs";
 import { record } from "../fake.mjs";
 
@@ -301,6 +301,227 @@ describe("client SDK against the worker", () => {
     assert.equal(b2.chat.device, b1.chat.device);
     assert.deepEqual(contiguous(b1.inbox()), ["queued 1", "queued 2"]);
     await Promise.all([a2.chat.close(), b2.chat.close()]);
+  });
+});
+
+describe("edits, deletes and watches against the worker (default limits)", () => {
+  let w;
+  before(async () => (w = await startWorker()));
+  after(() => w.close());
+
+  test("edit and delete reach the peer and a device that was offline during them; history shows the current state", async () => {
+    const storeB2 = new MemoryStore();
+    const a = client(w, "ed1");
+    const b = client(w, "ed2");
+    const b2 = client(w, "ed2", { device: "tablet", store: storeB2 });
+    await Promise.all([a.chat.connect(), b.chat.connect(), b2.chat.connect()]);
+    const sent = await a.chat.send("ed2", { message: "original", extra: 7 });
+    const other = await a.chat.send("ed2", "stays");
+    await eventually(() => b.inbox().length === 2 && b2.inbox().length === 2);
+    await eventually(() => storeB2.state?.cursor === b2.got.messages.at(-1).seq);
+    await b2.chat.close(); // offline during the edit and the delete
+
+    const e = await a.chat.edit(sent.mid, { message: "edited", extra: 8 });
+    assert.equal(e.duplicate, false);
+    assert.notEqual(e.mid, sent.mid, "the edit's own id");
+    assert.ok(e.seq > other.seq);
+    await eventually(() => b.got.changes.length === 1 && a.got.changes.length === 1);
+    const [bc] = b.got.changes;
+    assert.deepEqual([bc.kind, bc.peer, bc.target, bc.for], ["edit", "ed1", sent.mid, undefined]);
+    assert.equal(bc.body.message, "edited");
+    assert.equal(bc.body.extra, 8);
+    assert.equal(bc.body.edit_version, 1);
+    assert.ok(!isNaN(Date.parse(bc.body.edited_at)), bc.body.edited_at);
+    assert.equal(bc.body.id, sent.mid, "the server's fields of the message are kept");
+    // The editor's own log gets the op too, with the seq and mid of the reply.
+    assert.deepEqual([a.got.changes[0].seq, a.got.changes[0].mid, a.got.changes[0].target], [e.seq, e.mid, sent.mid]);
+    assert.ok(!b.got.messages.some((m) => m.kind === "edit" || m.kind === "delete"), "ops are no message events");
+
+    const d = await a.chat.deleteMessage(sent.mid, { for: "everyone" });
+    await eventually(() => b.got.changes.length === 2);
+    const bd = b.got.changes[1];
+    assert.deepEqual([bd.kind, bd.for, bd.target, bd.seq > bc.seq], ["delete", "everyone", sent.mid, true]);
+    assert.ok(isDeleted(bd.body) && bd.body.message === undefined && bd.body.extra === undefined, JSON.stringify(bd.body));
+    // b never read them: the delete lowers b's unread count (an unread event); the list keeps the order.
+    await eventually(() => b.got.unread.some((u) => u.peer === "ed1" && u.count === 1));
+    const [conv] = (await b.chat.conversations()).items;
+    assert.deepEqual([conv.peer, conv.unread, conv.last.mid, conv.last.body.message], ["ed1", 1, other.mid, "stays"]);
+    // applyChange on what b holds gives the tombstone.
+    const shown = b.inbox().map((m) => b.got.changes.reduce(applyChange, m));
+    assert.deepEqual(shown.map((m) => (isDeleted(m.body) ? "deleted" : m.body.message)), ["deleted", "stays"]);
+
+    // The offline device resumes: both ops, in order, after what it processed; acked like messages.
+    const b3 = client(w, "ed2", { device: "tablet", store: storeB2 });
+    await b3.chat.connect();
+    await eventually(() => b3.got.changes.length === 2);
+    assert.deepEqual(b3.got.changes.map((c) => [c.kind, c.target, c.seq]), b.got.changes.map((c) => [c.kind, c.target, c.seq]));
+    assert.deepEqual(b3.got.messages, [], "nothing else replayed");
+    await eventually(() => storeB2.state.cursor === b3.got.changes[1].seq);
+
+    // History holds the messages in their current state, never the ops.
+    const page = await b.chat.history({ peer: "ed1" });
+    assert.deepEqual(page.items.map((m) => m.kind), ["in", "in"]);
+    const [stays, gone] = page.items;
+    assert.equal(stays.body.message, "stays");
+    assert.equal(gone.mid, sent.mid);
+    assert.ok(isDeleted(gone.body) && gone.body.message === undefined);
+    assert.equal(d.duplicate, false);
+    assert.deepEqual(a.got.errors, []);
+    assert.deepEqual(b.got.errors, []);
+  });
+
+  test("refusals are typed; a delete for me reaches only the user's own devices", async () => {
+    const a = client(w, "er1");
+    const b = client(w, "er2");
+    await Promise.all([a.chat.connect(), b.chat.connect()]);
+    const m = await a.chat.send("er2", "hello");
+    await eventually(() => b.inbox().length === 1);
+    await assert.rejects(b.chat.edit(m.mid, "not mine"), (e) => e.code === "forbidden" && e.retry === false);
+    await assert.rejects(b.chat.deleteMessage(m.mid, { for: "everyone" }), (e) => e.code === "forbidden");
+    await assert.rejects(a.chat.edit("0".repeat(28), "nothing there"), (e) => e.code === "not_found");
+    // For me: b hides a's message from b alone.
+    const mine = await b.chat.deleteMessage(m.mid, { for: "me" });
+    await eventually(() => b.got.changes.length === 1);
+    assert.deepEqual([b.got.changes[0].kind, b.got.changes[0].for, b.got.changes[0].mid], ["delete", "me", mine.mid]);
+    await sleep(300);
+    assert.deepEqual(a.got.changes, [], "the sender sees nothing of it");
+    assert.equal((await a.chat.history({ peer: "er2" })).items[0].body.message, "hello");
+    assert.ok(isDeleted((await b.chat.history({ peer: "er1" })).items[0].body));
+    // For everyone, then nothing more can change it; the list shows the tombstone as the last message.
+    await a.chat.deleteMessage(m.mid, { for: "everyone" });
+    const [last] = (await a.chat.conversations()).items.map((i) => i.last);
+    assert.ok(last.mid === m.mid && last.kind === "out" && isDeleted(last.body), JSON.stringify(last));
+    await assert.rejects(a.chat.edit(m.mid, "too late now"), (e) => e.code === "deleted");
+    assert.equal(a.chat.pending, 0);
+    assert.equal(b.chat.pending, 0);
+  });
+
+  test("an edit whose reply is lost is re-sent with the same cmid: duplicate:true, applied once", async () => {
+    let dropNextSent = false;
+    const { Tapped, sockets } = tappedWebSocket((text, sock) => {
+      if (dropNextSent && text !== "heartbeat" && JSON.parse(text).op === "sent") {
+        dropNextSent = false;
+        sock.close(4000, "test: lose the reply");
+        return false;
+      }
+    });
+    const a = client(w, "el1", { WebSocket: Tapped });
+    const b = client(w, "el2");
+    await Promise.all([a.chat.connect(), b.chat.connect()]);
+    const m = await a.chat.send("el2", "v0");
+    dropNextSent = true;
+    const r = await a.chat.edit(m.mid, "v1");
+    assert.equal(r.duplicate, true);
+    const edits = sockets.flatMap((s) => s.sent.filter((d) => d !== "heartbeat").map((d) => JSON.parse(d)).filter((f) => f.op === "edit"));
+    assert.equal(edits.length, 2);
+    assert.equal(edits[0].cmid, edits[1].cmid);
+    await eventually(() => b.got.changes.length === 1);
+    await sleep(300);
+    assert.equal(b.got.changes.length, 1, "one op entry");
+    assert.equal(b.got.changes[0].mid, r.mid);
+    assert.equal(b.got.changes[0].body.edit_version, 1, "applied once");
+    // A cmid used again later joins the stored op too.
+    const again = await a.chat.edit(m.mid, "v1", { cmid: edits[0].cmid });
+    assert.deepEqual(again, { ...r, duplicate: true });
+    await sleep(300);
+    assert.equal(b.got.changes.length, 1);
+  });
+  test("a watch is sent again right after a reconnect; changes keep coming on the new socket", async () => {
+    // Default WATCH_TTL_S (60): the SDK's next renewal would be 30 s away, so a watch on the new socket within seconds is the re-send.
+    const { Tapped, sockets } = tappedWebSocket(() => {});
+    const a = client(w, "rw1", { WebSocket: Tapped });
+    await a.chat.connect();
+    await a.chat.send("rw2", "are you there?"); // a conversation; rw2 was never online
+    a.chat.watch("rw2");
+    await eventually(() => a.got.presence.length === 1);
+    assert.deepEqual(a.got.presence[0], { user: "rw2", online: false, last_seen: null });
+    sockets[0].close(4000, "test: drop");
+    await eventually(() => sockets.length === 2 && a.chat.state === "open");
+    const frames = (sock, op) => sock.sent.concat(sock.received).filter((d) => d !== "heartbeat").map((d) => JSON.parse(d)).filter((f) => f.op === op);
+    await eventually(() => frames(sockets[1], "watch").length === 1, 5000);
+    await eventually(() => a.got.presence.length === 2);
+    const b = client(w, "rw2");
+    await b.chat.connect();
+    await eventually(() => a.chat.presence("rw2")?.online === true, 5000);
+    assert.ok(frames(sockets[1], "presence").some((f) => f.online && f.re === undefined), "a push on the new socket");
+    assert.deepEqual(a.got.errors.filter((e) => e.code !== "connect_failed"), []);
+  });
+});
+
+describe("presence and short edit windows against the worker", () => {
+  let w;
+  // Offline 1 s after the last socket closes; watches last 2 s (the SDK renews every 1 s); edits within 2 s.
+  before(async () => (w = await startWorker({ bindings: { PRESENCE_GRACE_S: "1", WATCH_TTL_S: "2", EDIT_WINDOW_S: "2" } })));
+  after(() => w.close());
+
+  test("watch: online, offline with last_seen once the peer's sockets are gone, online again; renewed past the ttl", async () => {
+    const { Tapped, sockets } = tappedWebSocket(() => {});
+    const a = client(w, "pw1", { WebSocket: Tapped });
+    const b = client(w, "pw2");
+    await Promise.all([a.chat.connect(), b.chat.connect()]);
+    await b.chat.send("pw1", "hi"); // presence is shown within a conversation
+    await eventually(() => a.inbox().length === 1);
+    const unwatch = a.chat.watch("pw2");
+    await eventually(() => a.got.presence.length >= 1);
+    assert.deepEqual(a.got.presence[0], { user: "pw2", online: true, last_seen: a.got.presence[0].last_seen });
+    assert.equal(typeof a.got.presence[0].last_seen, "number");
+    // Past several ttls: only the SDK's renewals keep the server pushing.
+    await sleep(5000);
+    const watches = () => a.got.presence.length;
+    const before = watches();
+    assert.ok(before >= 4, `renewal answers: ${before}`);
+    const closedAt = Date.now();
+    await b.chat.close();
+    const off = await eventually(() => a.got.presence.find((p, i) => i >= before - 1 && p.online === false), 8000);
+    assert.equal(off.user, "pw2");
+    assert.equal(off.last_seen % 60000, 0, "rounded to the minute");
+    assert.ok(off.last_seen <= closedAt && off.last_seen > closedAt - 120000, `last_seen ${off.last_seen}`);
+    assert.deepEqual(a.chat.presence("pw2"), { online: false, last_seen: off.last_seen });
+    // Pushed (no `re`) while the watch lived: it would have lapsed 2 s after the first watch without the renewals.
+    const pushes = sockets.flatMap((s) => s.received).filter((d) => d !== "heartbeat").map((d) => JSON.parse(d)).filter((f) => f.op === "presence" && f.re === undefined);
+    assert.ok(pushes.some((f) => f.user === "pw2" && f.online === false), JSON.stringify(pushes));
+    const c = (await a.chat.conversations()).items.find((i) => i.peer === "pw2");
+    assert.deepEqual(c.presence, { online: false, last_seen: off.last_seen });
+    const b2 = client(w, "pw2");
+    await b2.chat.connect();
+    await eventually(() => a.chat.presence("pw2")?.online === true, 5000);
+    unwatch();
+    assert.deepEqual(a.got.errors, []);
+  });
+
+  test("hide_presence: settings on every device, the peer sees offline and never seen", async () => {
+    const a = client(w, "ph1");
+    const b = client(w, "ph2");
+    const b2 = client(w, "ph2", { device: "other" });
+    await Promise.all([a.chat.connect(), b.chat.connect(), b2.chat.connect()]);
+    assert.deepEqual(b.chat.settings, { hide_presence: false });
+    await b.chat.send("ph1", "hi");
+    a.chat.watch("ph2");
+    await eventually(() => a.chat.presence("ph2")?.online === true);
+    await b.chat.setHidePresence(true);
+    await eventually(() => b2.got.settings.length === 1 && b.chat.settings.hide_presence === true);
+    assert.deepEqual(b2.chat.settings, { hide_presence: true });
+    await eventually(() => a.chat.presence("ph2")?.online === false);
+    assert.deepEqual(a.chat.presence("ph2"), { online: false, last_seen: null });
+    assert.deepEqual((await a.chat.conversations()).items[0].presence, { online: false, last_seen: null });
+    // A new connection's welcome carries it.
+    const b3 = client(w, "ph2", { device: "third" });
+    assert.deepEqual((await b3.chat.connect()).settings, { hide_presence: true });
+    await b.chat.setHidePresence(false);
+    await eventually(() => a.chat.presence("ph2")?.online === true);
+  });
+
+  test("an edit after the edit window is refused with too_late; a delete for me still works", async () => {
+    const a = client(w, "tl1");
+    const b = client(w, "tl2");
+    await Promise.all([a.chat.connect(), b.chat.connect()]);
+    const m = await a.chat.send("tl2", "soon frozen");
+    await a.chat.edit(m.mid, "in time");
+    await sleep(3200);
+    await assert.rejects(a.chat.edit(m.mid, "late"), (e) => e.code === "too_late" && e.retry === false);
+    await assert.rejects(a.chat.deleteMessage(m.mid, { for: "everyone" }), (e) => e.code === "too_late");
+    await a.chat.deleteMessage(m.mid, { for: "me" });
+    await eventually(() => a.got.changes.some((c) => c.for === "me"));
   });
 });
 

@@ -3,24 +3,9 @@
 // acks, dead sockets, tokens, persistence, requests.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { ChatClient, ChatError, LocalStorageStore, MemoryStore, backoffCeiling, backoffDelay } from "../../../client/dist/index.js";
-import { FakeClock, fakeSockets, flush, record } from "../fake.mjs";
+import { ChatError, LocalStorageStore, MemoryStore, backoffCeiling, backoffDelay } from "../../../client/dist/index.js";
+import { open, setup } from "../fake.mjs";
 
-function setup(opts = {}, fake = {}) {
-  const clock = new FakeClock();
-  const S = fakeSockets(fake);
-  const chat = new ChatClient({
-    url: "ws://chat.test/ws",
-    token: "tok",
-    WebSocket: S.FakeSocket,
-    timers: clock,
-    random: () => 0.5,
-    device: "dev1",
-    ...opts,
-  });
-  const r = record(chat);
-  return { chat, clock, S, r };
-}
 
 /** A message handler that records every seq and keeps `seq` in the handler until `release()`. */
 function holdAt(t, seq) {
@@ -33,16 +18,6 @@ function holdAt(t, seq) {
   return { seen, release: () => resume() };
 }
 
-/** Connects and welcomes; returns the socket. */
-async function open(t, over) {
-  const p = t.chat.connect();
-  await t.clock.advance(0);
-  const ws = t.S.last();
-  ws.welcome(over);
-  await p;
-  await t.clock.advance(0);
-  return ws;
-}
 
 describe("backoff", () => {
   test("ceiling doubles from baseMs and stops at maxMs", () => {
