@@ -3,8 +3,9 @@
 // version now deployed in another checkout, then:
 //   node scripts/upgrade-check.mjs <older checkout, built>
 // The older build queues chats for an offline user, a system message and
-// history; this build must replay them in order, keep accepting chats, and
-// serve the whole history. Exits non-zero on any difference.
+// history; this build must replay them in order, keep accepting chats,
+// serve the whole history, and edit a chat the older build stored. Exits
+// non-zero on any difference.
 import assert from "node:assert/strict";
 import { readdirSync } from "node:fs";
 import { join, resolve } from "node:path";
@@ -95,6 +96,19 @@ try {
   );
   assert.equal((await history(url, "u1")).usr.length, 8);
   assert.equal((await history(url, "u3")).sys.length, 1);
+  // A chat the older build stored can be edited by this one (its log
+  // schema upgraded in place), and both sides' history shows it.
+  const old1 = h.usr.find((m) => m.message === "old 1");
+  const edit = await fetch(`${url}/api/edit`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${API_KEY}` },
+    body: JSON.stringify({ user: "u1", mid: old1.id, body: { message: "old 1, edited" } }),
+  });
+  assert.equal(edit.status, 200, await edit.text());
+  for (const uid of ["u1", "u2"]) {
+    const texts = (await history(url, uid)).usr.map((m) => m.message);
+    assert.ok(texts.includes("old 1, edited") && !texts.includes("old 1"), `${uid}: ${texts}`);
+  }
   console.log(`upgrade check passed: state of ${older} opened by ${ROOT}`);
 } finally {
   await mf.dispose();

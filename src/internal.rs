@@ -459,6 +459,10 @@ pub enum Outcome {
     Full,
     /// Stored nothing: the request was malformed.
     Bad,
+    /// Stored nothing: an edit or delete names no message of the user's.
+    NotFound,
+    /// Stored nothing: an edit or delete of a message already deleted.
+    Conflict,
     /// Stored nothing, or the answer was lost: sending again is safe.
     Unavailable,
 }
@@ -470,6 +474,8 @@ impl Outcome {
             Outcome::Stored { pushed: false } => 202,
             Outcome::Done => 204,
             Outcome::Bad => 400,
+            Outcome::NotFound => 404,
+            Outcome::Conflict => 409,
             Outcome::Unavailable => 503,
             Outcome::Full => 507,
         }
@@ -482,6 +488,8 @@ impl Outcome {
             202 => Outcome::Stored { pushed: false },
             204 => Outcome::Done,
             400 => Outcome::Bad,
+            404 => Outcome::NotFound,
+            409 => Outcome::Conflict,
             507 => Outcome::Full,
             _ => Outcome::Unavailable,
         }
@@ -704,6 +712,8 @@ mod tests {
             Outcome::Done,
             Outcome::Full,
             Outcome::Bad,
+            Outcome::NotFound,
+            Outcome::Conflict,
             Outcome::Unavailable,
         ] {
             let seen = Presence { online: false, last_seen: Some(60_000) };

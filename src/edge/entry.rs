@@ -278,11 +278,18 @@ async fn moderation_edit(mut req: Request, env: &Env, limits: &Limits, delete: b
         Some(cmid) => derived_id(scope, e.uid.as_str(), cmid),
         None => new_id(now_ms(), random_u64()),
     };
-    let request = Internal::Edit(ApiEdit { uid: e.uid, target: e.mid, id, cmid, delete });
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post).with_body(Some(e.body.into()));
-    let inner = Request::new_with_init(&request.encode(), &init)?;
-    env.durable_object(USER_BINDING)?.get_by_name(request.owner().as_str())?.fetch_with_request(inner).await
+    let request = Internal::Edit(ApiEdit { uid: e.uid, target: e.mid, id: id.clone(), cmid, delete });
+    // The fast hop: the object answers with a status alone.
+    let stub = hop::stub(&env.durable_object(USER_BINDING)?, request.owner().as_str())?;
+    let outcome = hop::call(&stub, &request, &e.body).await.map_or(Outcome::Unavailable, |a| a.outcome);
+    match outcome {
+        Outcome::Stored { .. } => json(200, &serde_json::json!({ "id": id }).to_string()),
+        Outcome::NotFound => json_error(404, "no such chat of this user's (unknown, or older than the log keeps)"),
+        Outcome::Conflict => json_error(409, "the message was deleted; nothing changed"),
+        Outcome::Full => json_error(507, "the recipient's store is full; nothing changed"),
+        Outcome::Bad => json_error(400, "body: must be an object with a non-empty string `message`"),
+        Outcome::Done | Outcome::Unavailable => json_error(503, "temporarily unavailable; nothing changed, retry"),
+    }
 }
 
 /// `POST /api/blocks`: the backend blocks or unblocks on a user's behalf.
@@ -413,7 +420,9 @@ fn item_error(outcome: Outcome) -> Option<&'static str> {
     match outcome {
         Outcome::Stored { .. } => None,
         Outcome::Full => Some("recipient_full"),
-        Outcome::Done | Outcome::Bad | Outcome::Unavailable => Some("unavailable"),
+        Outcome::Done | Outcome::Bad | Outcome::NotFound | Outcome::Conflict | Outcome::Unavailable => {
+            Some("unavailable")
+        }
     }
 }
 

@@ -674,16 +674,14 @@ impl UserObject {
 
     /// `Edit`: the backend edits or deletes a chat of this user's.
     async fn on_api_edit(&self, e: &ApiEdit, body: &str) -> worker::Result<Response> {
-        match self.step(|mb, io| mb.api_edit(io, e, body))? {
-            ApiEditStep::Answer(status, body) => json(status, &body),
-            ApiEditStep::Plan(plan) => match self.carry_out(plan).await {
-                Ok(_) => json(200, &serde_json::json!({ "id": e.id }).to_string()),
-                Err(r) => {
-                    let r = crate::edits::EditRefusal::Send(r);
-                    json_error(mailbox::api_edit_status(r), "the peer's store did not confirm; nothing changed, retry")
-                }
+        let outcome = match self.step(|mb, io| mb.api_edit(io, e, body))? {
+            ApiEditStep::Answer(outcome) => outcome,
+            ApiEditStep::Plan(plan) => match self.carry_out(*plan).await {
+                Ok(_) => Outcome::Stored { pushed: true },
+                Err(r) => mailbox::api_edit_outcome(crate::edits::EditRefusal::Send(r)),
             },
-        }
+        };
+        answer(Answer::of(outcome))
     }
 
     /// `user`'s presence as `asker` may see it (and watched for `ttl_ms`):
@@ -804,11 +802,8 @@ impl UserObject {
         Ok(v1::page_items(&rows, q.limit))
     }
 
-    /// A page of this user's history: from their own log as far as it
-    /// reaches (no D1 at all for the usual, newest pages), and from D1 below
-    /// it (see [`d1_part`]) after an urgent archive pass. A legacy page asks
-    /// D1 only whether sent chats that were queued at the recipient reached
-    /// them since (`isSend`).
+    /// A page of this user's history, as they see it: what they deleted for
+    /// themself shows as a tombstone.
     async fn page(&self, owner: &UserId, shape: Shape, q: &PageQuery) -> Result<Vec<PageRow>, Failure> {
         let mut rows = self.rows(owner, shape, q).await?;
         let store = |e: StoreError| Failure::Core(mailbox::Error::from(e));
@@ -816,7 +811,11 @@ impl UserObject {
         Ok(rows)
     }
 
-    /// The rows of a page as history holds them (see [`UserObject::page`]).
+    /// The rows of a page as history holds them: from the user's own log as
+    /// far as it reaches (no D1 at all for the usual, newest pages), and from
+    /// D1 below it (see [`d1_part`]) after an urgent archive pass. A legacy
+    /// page asks D1 only whether sent chats that were queued at the
+    /// recipient reached them since (`isSend`).
     async fn rows(&self, owner: &UserId, shape: Shape, q: &PageQuery) -> Result<Vec<PageRow>, Failure> {
         let log = &self.shared.log;
         let store = |e: StoreError| Failure::Core(mailbox::Error::from(e));

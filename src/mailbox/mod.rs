@@ -27,7 +27,7 @@ mod wake;
 
 use std::collections::{HashMap, HashSet};
 
-pub use ops::{api_edit_status, ApiEditStep};
+pub use ops::{api_edit_outcome, ApiEditStep};
 pub use v1::V1Step;
 pub use wake::Due;
 use wake::{Job, Wake};

@@ -5,7 +5,7 @@
 
 use super::{send, Error, Io, Mailbox, Mode, Remote, SendPlan, Sockets};
 use crate::edits::{self, EditOp, EditRefusal, Target};
-use crate::internal::Delivery;
+use crate::internal::{Delivery, Outcome};
 use crate::log::{NewEntry, Rewrite, Sql};
 use crate::message::Kind;
 use crate::metrics::{incr, Counter};
@@ -15,16 +15,15 @@ use crate::user::UserId;
 /// What a backend edit or delete needs next.
 #[derive(Debug, PartialEq)]
 pub enum ApiEditStep {
-    /// The status and JSON body of the answer.
-    Answer(u16, String),
-    Plan(SendPlan),
+    /// The answer, with nothing to carry out.
+    Answer(Outcome),
+    Plan(Box<SendPlan>),
 }
 
 impl Mailbox {
     /// Plans an op on the owner's message `target`, with the op's own `id`
     /// made at `now`. A planned remote op counts as a send in flight until
     /// [`Mailbox::hop_answered`].
-    #[allow(clippy::too_many_arguments)]
     pub fn plan_edit<S: Sql, W>(
         &mut self,
         io: &Io<S, W>,
@@ -91,9 +90,10 @@ impl Mailbox {
         body: &str,
     ) -> Result<ApiEditStep, Error> {
         self.load(io, &e.uid)?;
+        // A repeat: the entry answers with the op's id, derived from the key.
         if let Some(cmid) = &e.cmid {
-            if let Some((mid, _)) = io.log.sent_before(cmid)? {
-                return Ok(ApiEditStep::Answer(200, serde_json::json!({ "id": mid }).to_string()));
+            if io.log.sent_before(cmid)?.is_some() {
+                return Ok(ApiEditStep::Answer(Outcome::Stored { pushed: true }));
             }
         }
         let op = match e.delete {
@@ -104,12 +104,12 @@ impl Mailbox {
                 {
                     EditOp::Edit(fields)
                 }
-                _ => return Ok(api_error(400, "body: must be an object with a non-empty string `message`")),
+                _ => return Ok(ApiEditStep::Answer(Outcome::Bad)),
             },
         };
         Ok(match self.plan_edit(io, &e.target, op, &e.id, e.cmid.as_deref(), true) {
-            Ok(plan) => ApiEditStep::Plan(plan),
-            Err(r) => ApiEditStep::Answer(api_edit_status(r), api_edit_error(r)),
+            Ok(plan) => ApiEditStep::Plan(Box::new(plan)),
+            Err(r) => ApiEditStep::Answer(api_edit_outcome(r)),
         })
     }
 
@@ -131,30 +131,14 @@ impl Mailbox {
     }
 }
 
-/// The HTTP status of a refused backend edit.
-pub fn api_edit_status(r: EditRefusal) -> u16 {
+/// How a refused backend edit is answered.
+pub fn api_edit_outcome(r: EditRefusal) -> Outcome {
     use crate::message::Refusal;
     match r {
-        EditRefusal::NotFound | EditRefusal::NotYours => 404,
-        EditRefusal::Deleted | EditRefusal::TooLate => 409,
-        EditRefusal::Send(Refusal::RecipientFull) => 507,
-        EditRefusal::Send(Refusal::Unavailable | Refusal::RateLimited { .. }) => 503,
-        EditRefusal::Send(_) => 400,
+        EditRefusal::NotFound | EditRefusal::NotYours => Outcome::NotFound,
+        EditRefusal::Deleted | EditRefusal::TooLate => Outcome::Conflict,
+        EditRefusal::Send(Refusal::RecipientFull) => Outcome::Full,
+        EditRefusal::Send(Refusal::Unavailable | Refusal::RateLimited { .. }) => Outcome::Unavailable,
+        EditRefusal::Send(_) => Outcome::Bad,
     }
-}
-
-fn api_edit_error(r: EditRefusal) -> String {
-    let message = match r {
-        EditRefusal::NotFound | EditRefusal::NotYours => {
-            "no such chat of this user's (unknown, or older than the log keeps)"
-        }
-        EditRefusal::Deleted => "the message was deleted; nothing changed",
-        EditRefusal::TooLate => "past the edit window; nothing changed",
-        EditRefusal::Send(_) => "temporarily unavailable; nothing was stored, retry",
-    };
-    serde_json::json!({ "error": message }).to_string()
-}
-
-fn api_error(status: u16, message: &str) -> ApiEditStep {
-    ApiEditStep::Answer(status, serde_json::json!({ "error": message }).to_string())
 }
