@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test: native unit tests of the core, fuzzing of every parser for a
 # bounded time, the integration suite against the built worker in workerd
-# (Miniflare), the client SDK's tests, and the demo page in headless
+# (Miniflare), the HTTP API against docs/openapi.yaml (Schemathesis, from
+# PyPI), the client SDK's tests, and the demo page in headless
 # Chromium, after the hygiene gates (rustfmt, clippy, tsc). Installs what
 # it needs.
 set -uo pipefail
@@ -27,6 +28,8 @@ echo "== fuzzing (every parser of outside bytes, FUZZ_SECONDS each)"
 bash scripts/fuzz.sh "${FUZZ_SECONDS:-10}" 2>&1 | tee -a "$log" || status=1
 echo "== integration tests (built worker in workerd)"
 node --test --test-concurrency=2 --test-reporter=spec tests/integration/*.test.mjs 2>&1 | tee -a "$log" || status=1
+echo "== the HTTP API against its OpenAPI contract (Schemathesis)"
+bash tests/api/run.sh 2>&1 | tee -a "$log" || status=1
 bash client/test.sh 2>&1 | tee -a "$log" || status=1
 echo "== browser tests (demo page in headless Chromium)"
 bash tests/browser/run.sh 2>&1 | tee -a "$log" || status=1

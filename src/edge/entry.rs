@@ -29,6 +29,10 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
     if path == "/healthz" {
         return Response::ok("ok");
     }
+    if path == "/openapi.json" && req.method() == Method::Get {
+        // docs/openapi.yaml, rendered (tests/api/render.py checks it is current).
+        return json(200, include_str!("../../docs/openapi.json"));
+    }
     let mut secrets = Vec::with_capacity(SECRETS.len());
     for name in SECRETS {
         match env.secret(name).map(|s| s.to_string()) {
