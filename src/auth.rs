@@ -1,8 +1,10 @@
-//! Authentication: client JWTs (HS256) and the backend API key.
+//! Authentication: client JWTs (HS256 with `JWT_SECRET`; RS256 and ES256
+//! from an identity provider, whose keys [`crate::jwks`] keeps) and the
+//! backend API key.
 //!
 //! Pure functions of (credential, secret, clock) so every refusal rule is
-//! tested natively; the Worker entry only extracts the credential and maps
-//! [`AuthError`] to a 401.
+//! tested natively; the Worker entry only extracts the credential, checks an
+//! RS256/ES256 signature with WebCrypto, and maps [`AuthError`] to a 401.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -20,8 +22,15 @@ type HmacSha256 = Hmac<Sha256>;
 pub enum AuthError {
     Missing,
     Malformed,
-    /// `alg` other than HS256, `none` included.
+    /// `alg` other than HS256, RS256 or ES256, `none` included (or RS256 and
+    /// ES256 without an identity provider configured).
     Algorithm,
+    /// No key of the identity provider has the token's `kid` (or the keys
+    /// could not be fetched).
+    UnknownKey,
+    /// `iss` or `aud` is not the configured `JWT_ISSUER` or `JWT_AUDIENCE`.
+    Issuer,
+    Audience,
     BadSignature,
     NoExpiry,
     Expired,
@@ -35,7 +44,10 @@ impl AuthError {
         match self {
             AuthError::Missing => "missing token",
             AuthError::Malformed => "malformed token",
-            AuthError::Algorithm => "token algorithm must be HS256",
+            AuthError::Algorithm => "token algorithm must be HS256 (or RS256, ES256 with JWT_JWKS_URL)",
+            AuthError::UnknownKey => "token signed with an unknown key (kid)",
+            AuthError::Issuer => "token iss is not JWT_ISSUER",
+            AuthError::Audience => "token aud does not name JWT_AUDIENCE",
             AuthError::BadSignature => "bad token signature",
             AuthError::NoExpiry => "token has no exp claim",
             AuthError::Expired => "token expired",
@@ -57,6 +69,7 @@ impl std::error::Error for AuthError {}
 #[derive(Deserialize)]
 struct Header {
     alg: String,
+    kid: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -64,6 +77,100 @@ struct Claims {
     sub: Option<serde_json::Value>,
     exp: Option<serde_json::Value>,
     nbf: Option<serde_json::Value>,
+    iss: Option<serde_json::Value>,
+    aud: Option<serde_json::Value>,
+}
+
+/// The signature algorithms a client token may use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Alg {
+    /// HMAC-SHA256 with `JWT_SECRET`.
+    Hs256,
+    /// RSASSA-PKCS1-v1_5 with SHA-256, an identity provider's key.
+    Rs256,
+    /// ECDSA P-256 with SHA-256, an identity provider's key.
+    Es256,
+}
+
+impl Alg {
+    pub fn parse(name: &str) -> Option<Alg> {
+        match name {
+            "HS256" => Some(Alg::Hs256),
+            "RS256" => Some(Alg::Rs256),
+            "ES256" => Some(Alg::Es256),
+            _ => None,
+        }
+    }
+}
+
+/// A token taken apart, its signature not checked yet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Jwt<'a> {
+    pub alg: Alg,
+    pub kid: Option<String>,
+    /// `header.payload`, the bytes the signature covers.
+    pub signed: &'a str,
+    pub signature: Vec<u8>,
+    payload: &'a str,
+}
+
+/// Takes a token apart. An `alg` outside [`Alg`] is refused here, before any
+/// signature is looked at: an `alg: none` token never reaches a code path
+/// that could treat its empty signature as something to compare.
+pub fn decode(token: &str) -> Result<Jwt<'_>, AuthError> {
+    let mut parts = token.split('.');
+    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return Err(AuthError::Malformed);
+    };
+    let header: Header = decode_json(h)?;
+    let alg = Alg::parse(&header.alg).ok_or(AuthError::Algorithm)?;
+    let signature = URL_SAFE_NO_PAD.decode(s).map_err(|_| AuthError::Malformed)?;
+    Ok(Jwt { alg, kid: header.kid, signed: &token[..h.len() + 1 + p.len()], signature, payload: p })
+}
+
+/// What an identity provider's tokens must also say (`JWT_ISSUER`,
+/// `JWT_AUDIENCE`; unset: not checked).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Expected {
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+}
+
+/// The claims of a token whose signature was checked: expiry, not-before,
+/// the subject, and what `expected` asks of `iss` and `aud`.
+pub fn claims(jwt: &Jwt, expected: &Expected, now: u64) -> Result<Verified, AuthError> {
+    let claims: Claims = decode_json(jwt.payload)?;
+    let exp = claims.exp.ok_or(AuthError::NoExpiry)?;
+    let exp = exp.as_f64().ok_or(AuthError::Malformed)?;
+    if (now as f64) >= exp {
+        return Err(AuthError::Expired);
+    }
+    if let Some(nbf) = claims.nbf {
+        if (now as f64) < nbf.as_f64().ok_or(AuthError::Malformed)? {
+            return Err(AuthError::NotYetValid);
+        }
+    }
+    if let Some(issuer) = &expected.issuer {
+        if claims.iss.as_ref().and_then(|v| v.as_str()) != Some(issuer.as_str()) {
+            return Err(AuthError::Issuer);
+        }
+    }
+    if let Some(audience) = &expected.audience {
+        // `aud` is one string or an array of them.
+        let names = |v: &serde_json::Value| match v {
+            serde_json::Value::String(a) => a == audience,
+            serde_json::Value::Array(all) => all.iter().any(|a| a.as_str() == Some(audience.as_str())),
+            _ => false,
+        };
+        if !claims.aud.as_ref().is_some_and(names) {
+            return Err(AuthError::Audience);
+        }
+    }
+    let user = match claims.sub {
+        Some(serde_json::Value::String(sub)) => UserId::parse(&sub).map_err(|_| AuthError::BadSubject)?,
+        _ => return Err(AuthError::BadSubject),
+    };
+    Ok(Verified { user, exp: exp as u64 })
 }
 
 /// A verified client token.
@@ -77,39 +184,20 @@ pub struct Verified {
 /// Verifies an HS256 JWT and returns the user it speaks for.
 /// `now` is seconds since the epoch.
 pub fn verify_jwt(token: &str, secret: &[u8], now: u64) -> Result<Verified, AuthError> {
-    let mut parts = token.split('.');
-    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
-        return Err(AuthError::Malformed);
-    };
-    let header: Header = decode_json(h)?;
-    // Checked before the signature: an `alg: none` token must never reach a
-    // code path that treats its empty signature as something to compare.
-    if header.alg != "HS256" {
+    let jwt = decode(token)?;
+    verify_hs256(&jwt, secret, now)
+}
+
+/// The HS256 check of a decoded token. A token of another `alg` is refused,
+/// so no public key can ever be used as an HMAC secret.
+pub fn verify_hs256(jwt: &Jwt, secret: &[u8], now: u64) -> Result<Verified, AuthError> {
+    if jwt.alg != Alg::Hs256 {
         return Err(AuthError::Algorithm);
     }
-    let sig = URL_SAFE_NO_PAD.decode(s).map_err(|_| AuthError::Malformed)?;
     let mut mac = HmacSha256::new_from_slice(secret).map_err(|_| AuthError::BadSignature)?;
-    mac.update(h.as_bytes());
-    mac.update(b".");
-    mac.update(p.as_bytes());
-    mac.verify_slice(&sig).map_err(|_| AuthError::BadSignature)?;
-
-    let claims: Claims = decode_json(p)?;
-    let exp = claims.exp.ok_or(AuthError::NoExpiry)?;
-    let exp = exp.as_f64().ok_or(AuthError::Malformed)?;
-    if (now as f64) >= exp {
-        return Err(AuthError::Expired);
-    }
-    if let Some(nbf) = claims.nbf {
-        if (now as f64) < nbf.as_f64().ok_or(AuthError::Malformed)? {
-            return Err(AuthError::NotYetValid);
-        }
-    }
-    let user = match claims.sub {
-        Some(serde_json::Value::String(sub)) => UserId::parse(&sub).map_err(|_| AuthError::BadSubject)?,
-        _ => return Err(AuthError::BadSubject),
-    };
-    Ok(Verified { user, exp: exp as u64 })
+    mac.update(jwt.signed.as_bytes());
+    mac.verify_slice(&jwt.signature).map_err(|_| AuthError::BadSignature)?;
+    claims(jwt, &Expected::default(), now)
 }
 
 /// Signs an HS256 JWT for `sub` expiring at `exp` (seconds). Used by tests,
@@ -243,6 +331,28 @@ mod tests {
         assert_eq!(verify_jwt(&none, SECRET, NOW), Err(AuthError::Algorithm));
         let hs512 = forge(r#"{"alg":"HS512"}"#, &payload, SECRET);
         assert_eq!(verify_jwt(&hs512, SECRET, NOW), Err(AuthError::Algorithm));
+    }
+
+    #[test]
+    fn identity_provider_claims_are_checked_when_configured() {
+        let token = |claims: &str| {
+            let h = URL_SAFE_NO_PAD.encode(r#"{"alg":"RS256","kid":"k1"}"#);
+            format!("{h}.{}.c2ln", URL_SAFE_NO_PAD.encode(claims))
+        };
+        let t = token(&format!(r#"{{"sub":"42","exp":{},"iss":"https://id.example","aud":["a","app"]}}"#, NOW + 60));
+        let jwt = decode(&t).unwrap();
+        assert_eq!(
+            (jwt.alg, jwt.kid.as_deref(), jwt.signature.as_slice()),
+            (Alg::Rs256, Some("k1"), b"sig".as_slice())
+        );
+        assert_eq!(jwt.signed, t.rsplit_once('.').unwrap().0);
+        let want = |iss: &str, aud: &str| Expected { issuer: Some(iss.into()), audience: Some(aud.into()) };
+        assert!(claims(&jwt, &want("https://id.example", "app"), NOW).is_ok());
+        assert!(claims(&jwt, &Expected::default(), NOW).is_ok());
+        assert_eq!(claims(&jwt, &want("https://other", "app"), NOW), Err(AuthError::Issuer));
+        assert_eq!(claims(&jwt, &want("https://id.example", "web"), NOW), Err(AuthError::Audience));
+        // HS256 verification never accepts an RS256 token, whatever key it is handed.
+        assert_eq!(verify_hs256(&jwt, SECRET, NOW), Err(AuthError::Algorithm));
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! The core is plain Rust with no platform types, tested natively:
 //!
 //! - [`user`]: what a valid user id is and how the legacy wire writes one.
-//! - [`auth`]: client JWTs (HS256) and the backend API key.
+//! - [`auth`]: client JWTs (HS256; RS256, ES256 from an identity provider)
+//!   and the backend API key.
+//! - [`jwks`]: an identity provider's keys, and when to fetch them again.
 //! - [`blocks`]: a user's block and mute lists.
 //! - [`edits`]: edits and deletes of messages: who may, the new body or
 //!   tombstone, and the op entry that carries it.
@@ -50,6 +52,7 @@ pub mod edits;
 pub mod history;
 pub mod inbox;
 pub mod internal;
+pub mod jwks;
 pub mod limits;
 pub mod log;
 pub mod mailbox;

@@ -1,4 +1,6 @@
-//! Client tokens (HS256 JWTs), the backend API key and where a token is taken from.
+//! Client tokens (HS256 JWTs; the decoding and claims of RS256/ES256 ones
+//! from an identity provider), the backend API key and where a token is
+//! taken from.
 //!
 //! Each input is tried twice: as a whole token, and, when it holds a newline,
 //! as `header\npayload` JSON that the target signs with the secret (so claim
@@ -9,11 +11,15 @@
 //! independently), its header says HS256, it has a numeric `exp` after the
 //! clock, an `nbf` (if any) not after it, and a valid `sub`; a token signed
 //! with another secret is refused before its claims are read; the API key matches only itself.
+//! A decoded token has one of the three algorithms and signs exactly its
+//! first two parts; an identity provider's claims pass only with the
+//! issuer and audience asked for. A JWKS document yields only signature
+//! keys of the two algorithms, each with its kid.
 #![no_main]
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use edge_chat::auth::{client_token, verify_api_key, verify_jwt, AuthError};
+use edge_chat::auth::{claims, client_token, decode, verify_api_key, verify_jwt, Alg, AuthError, Expected};
 use edge_chat::user::UserId;
 use hmac::{Hmac, Mac};
 use libfuzzer_sys::fuzz_target;
@@ -50,6 +56,12 @@ struct Claims {
     sub: Option<Value>,
     exp: Option<Value>,
     nbf: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct IdpClaims {
+    iss: Option<Value>,
+    aud: Option<Value>,
 }
 
 fn part<T: serde::de::DeserializeOwned>(encoded: &str) -> T {
@@ -89,6 +101,24 @@ fuzz_target!(|data: &[u8]| {
             matches!(refused, Err(AuthError::Malformed | AuthError::Algorithm | AuthError::BadSignature)),
             "{refused:?}"
         );
+    }
+    if let Ok(jwt) = decode(&text) {
+        assert!(matches!(jwt.alg, Alg::Hs256 | Alg::Rs256 | Alg::Es256));
+        assert_eq!(text.rsplit_once('.').map(|(signed, _)| signed), Some(jwt.signed));
+        let want = Expected { issuer: Some("https://id".into()), audience: Some("app".into()) };
+        if claims(&jwt, &want, NOW).is_ok() {
+            let c: IdpClaims = part(text.split('.').nth(1).expect("a payload"));
+            assert_eq!(c.iss.as_ref().and_then(Value::as_str), Some("https://id"));
+            let aud = c.aud.expect("an audience");
+            assert!(aud == "app" || aud.as_array().is_some_and(|a| a.iter().any(|x| x == "app")));
+        }
+    }
+    if let Some(keys) = edge_chat::jwks::parse(&text) {
+        for k in keys {
+            let jwk: Value = serde_json::from_str(&k.jwk).expect("a kept key is JSON");
+            assert_eq!(jwk["kid"].as_str(), Some(k.kid.as_str()));
+            assert!(matches!(k.alg, Alg::Rs256 | Alg::Es256));
+        }
     }
     let key = verify_api_key(Some(&text), API_KEY);
     assert_eq!(key.is_ok(), text == format!("Bearer {API_KEY}"));

@@ -5,10 +5,11 @@
 use futures::future::join_all;
 use worker::{event, Context, Env, Method, Request, RequestInit, Response};
 
+use super::idp::Idp;
 use super::{d1, hop};
 use super::{json, json_error, limits, now_ms, push_config, query_pairs, query_param, random_u64, USER_BINDING};
 use crate::api::{self, BodyError};
-use crate::auth::{self, AuthError, Verified};
+use crate::auth::{self, Alg, AuthError, Verified};
 use crate::history::{from_owner_rows, PageQuery};
 use crate::internal::{ApiEdit, ApiSend, BlockOp, Delivery, Internal, Outcome, V1Connect, View};
 use crate::limits::Limits;
@@ -149,19 +150,31 @@ fn unauthorized(e: AuthError) -> worker::Result<Response> {
     json_error(401, e.message())
 }
 
-/// The verified user of a client request, from `?token=` or `Authorization`.
-fn client_user(req: &Request, secret: &str) -> worker::Result<Result<Verified, AuthError>> {
+/// The verified user of a client request, from `?token=` or `Authorization`:
+/// an HS256 token of ours, or an RS256/ES256 one of the identity provider
+/// (`JWT_JWKS_URL`).
+async fn client_user(req: &Request, env: &Env, secret: &str) -> worker::Result<Result<Verified, AuthError>> {
     let query_token = query_param(&query_pairs(req), "token");
     let authz = req.headers().get("authorization")?;
-    Ok(auth::client_token(query_token.as_deref(), authz.as_deref())
-        .and_then(|t| auth::verify_jwt(t, secret.as_bytes(), now_ms() / 1000)))
+    let jwt = match auth::client_token(query_token.as_deref(), authz.as_deref()).and_then(auth::decode) {
+        Ok(jwt) => jwt,
+        Err(e) => return Ok(Err(e)),
+    };
+    let now = now_ms();
+    if jwt.alg == Alg::Hs256 {
+        return Ok(auth::verify_hs256(&jwt, secret.as_bytes(), now / 1000));
+    }
+    Ok(match Idp::from_env(env) {
+        Some(idp) => idp.verify(&jwt, now).await,
+        None => Err(AuthError::Algorithm),
+    })
 }
 
 /// `GET /ws`: the upgrade goes to the user's own object. A client that offers
 /// the `chat.v1` subprotocol gets v1 and must name its device; any other
 /// client gets the legacy protocol.
 async fn connect(req: Request, env: &Env, secret: &str) -> worker::Result<Response> {
-    let v = match client_user(&req, secret)? {
+    let v = match client_user(&req, env, secret).await? {
         Ok(v) => v,
         Err(e) => return unauthorized(e),
     };
@@ -202,7 +215,7 @@ async fn connect(req: Request, env: &Env, secret: &str) -> worker::Result<Respon
 /// here, then served by the user's object (which archives what is pending
 /// before it reads D1).
 async fn forward_read(req: Request, env: &Env, secret: &str, limits: &Limits, view: View) -> worker::Result<Response> {
-    let v = match client_user(&req, secret)? {
+    let v = match client_user(&req, env, secret).await? {
         Ok(v) => v,
         Err(e) => return unauthorized(e),
     };
@@ -221,7 +234,7 @@ async fn forward_read(req: Request, env: &Env, secret: &str, limits: &Limits, vi
 
 /// The block and mute routes of a client: served by the user's own object.
 async fn client_blocks(mut req: Request, env: &Env, secret: &str, limits: &Limits) -> worker::Result<Response> {
-    let v = match client_user(&req, secret)? {
+    let v = match client_user(&req, env, secret).await? {
         Ok(v) => v,
         Err(e) => return unauthorized(e),
     };
@@ -240,7 +253,7 @@ async fn client_blocks(mut req: Request, env: &Env, secret: &str, limits: &Limit
 
 /// `GET|PUT /v1/settings`: the user's settings, served by their object.
 async fn settings(mut req: Request, env: &Env, secret: &str, limits: &Limits) -> worker::Result<Response> {
-    let v = match client_user(&req, secret)? {
+    let v = match client_user(&req, env, secret).await? {
         Ok(v) => v,
         Err(e) => return unauthorized(e),
     };

@@ -8,12 +8,14 @@
 //! - [`d1`]: the D1 history gateway.
 //! - [`cold`]: the R2 side of cold history.
 //! - [`hop`]: the fast object-to-object request.
+//! - [`idp`]: identity-provider tokens: their keys fetched, RS256/ES256 checked with WebCrypto.
 //! - [`webhook`]: the signed call of the push webhook.
 
 pub mod cold;
 pub mod d1;
 pub mod entry;
 pub mod hop;
+pub mod idp;
 pub mod sql;
 pub mod user_object;
 pub mod webhook;
