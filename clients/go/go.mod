@@ -1,0 +1,3 @@
+module edgechat
+
+go 1.19
