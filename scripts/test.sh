@@ -2,9 +2,9 @@
 # Every test: native unit tests of the core, fuzzing of every parser for a
 # bounded time, the integration suite against the built worker in workerd
 # (Miniflare), the HTTP API against docs/openapi.yaml (Schemathesis, from
-# PyPI), the client SDK's tests, and the demo page in headless
-# Chromium, after the hygiene gates (rustfmt, clippy, tsc). Installs what
-# it needs.
+# PyPI), the client SDK's tests, the demo page in headless Chromium, and
+# the Go client's tests, after the hygiene gates (rustfmt, clippy, tsc).
+# Installs what it needs.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/build.sh || exit 1
@@ -33,6 +33,8 @@ bash tests/api/run.sh 2>&1 | tee -a "$log" || status=1
 bash client/test.sh 2>&1 | tee -a "$log" || status=1
 echo "== browser tests (demo page in headless Chromium)"
 bash tests/browser/run.sh 2>&1 | tee -a "$log" || status=1
+echo "== Go client (go test against the built worker in workerd)"
+bash clients/go/test.sh 2>&1 | tee -a "$log" || status=1
 # One closing line for every runner.
 awk '
   /^test result: / { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
