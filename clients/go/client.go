@@ -67,9 +67,12 @@ func (p RetryPolicy) orDefaults() RetryPolicy {
 
 // wait is the pause before retry n (0 for the first).
 func (p RetryPolicy) wait(n int) time.Duration {
-	d := p.Max
-	if n < 30 && p.Base<<n < d {
-		d = p.Base << n
+	d := p.Base
+	for ; n > 0 && d < p.Max; n-- {
+		d *= 2
+	}
+	if d > p.Max {
+		d = p.Max
 	}
 	return d/2 + jitter(d/2)
 }
@@ -111,9 +114,10 @@ func (c *Client) SendSysMsg(ctx context.Context, uid string, msg map[string]any,
 	return c.sendOne(ctx, "/api/sys-msg", SysMsg{uid, msg}.item(), uid, opts)
 }
 
-// SendSysMsgs sends many system messages in one call (in order per user;
-// at most API_MAX_BATCH, 1000). ids[i] is the id of msgs[i], "" for one
-// not stored; on a partial failure err is a *PartialError.
+// SendSysMsgs sends many system messages in one call (at most
+// API_MAX_BATCH, 1000), in order per recipient. ids[i] is the id of
+// msgs[i], "" for one not stored; on a partial failure err is a
+// *PartialError.
 func (c *Client) SendSysMsgs(ctx context.Context, msgs []SysMsg, opts ...Option) (ids []string, err error) {
 	return sendMany(c, ctx, "/api/sys-msg", msgs, func(m SysMsg) (map[string]any, string) { return m.item(), m.UID }, opts)
 }
@@ -125,7 +129,8 @@ func (c *Client) SendUsrMsg(ctx context.Context, from, to, message string, extra
 	return c.sendOne(ctx, "/api/usr-msg", UsrMsg{from, to, message, extra}.item(), to, opts)
 }
 
-// SendUsrMsgs sends many chats in one call, as SendSysMsgs does.
+// SendUsrMsgs sends many chats in one call, as SendSysMsgs does, in order
+// per sender (chats of two senders are stored in parallel).
 func (c *Client) SendUsrMsgs(ctx context.Context, msgs []UsrMsg, opts ...Option) (ids []string, err error) {
 	return sendMany(c, ctx, "/api/usr-msg", msgs, func(m UsrMsg) (map[string]any, string) { return m.item(), m.To }, opts)
 }
