@@ -35,7 +35,8 @@ function fileBytes(dir, re) {
     return sum + (re.test(e.name) ? statSync(p).size : 0);
   }, 0);
 }
-const results = { when: new Date().toISOString(), cmd: `npm run bench${process.argv.length > 2 ? " -- " + process.argv.slice(2).join(" ") : ""}`, rounds, n, latencyN, node: process.version };
+const miniflare = JSON.parse(readFileSync(join(ROOT, "node_modules", "miniflare", "package.json"), "utf8")).version;
+const results = { when: new Date().toISOString(), cmd: `npm run bench${process.argv.length > 2 ? " -- " + process.argv.slice(2).join(" ") : ""}`, rounds, n, latencyN, node: process.version, miniflare };
 
 // 1. One pair, on disk and on tmpfs, every target, interleaved.
 const storages = { disk: undefined };

@@ -33,16 +33,37 @@ async function withPid(start) {
   return t;
 }
 
-function baselineOptions(dir, script, extra) {
+/**
+ * Miniflare options of a JavaScript baseline (one file, no imports): its
+ * Durable Object `className` bound as `binding` (SQLite-backed), text vars
+ * `vars`, persisted under `dir`.
+ */
+function baselineOptions(dir, script, { binding, className, vars = {} }) {
+  const env = { [binding]: { type: "durable-object", worker: "", exportName: className } };
+  for (const [name, value] of Object.entries(vars)) env[name] = { type: "text", value };
   return {
     host: "127.0.0.1",
     port: 0,
-    modules: true,
-    modulesRoot: BASELINE,
-    scriptPath: join(BASELINE, script),
-    compatibilityDate: "2026-04-20",
-    durableObjectsPersist: join(dir, "do"),
-    ...extra,
+    cf: false,
+    enableDevRegistry: false,
+    telemetry: { enabled: false },
+    logRequests: false,
+    resourcePersistencePath: dir,
+    workers: [
+      {
+        config: {
+          name: "",
+          compatibilityDate: "2026-04-20",
+          manifest: {
+            mainModule: script,
+            modulesRoot: BASELINE,
+            modules: { [script]: { type: "esm", contents: readFileSync(join(BASELINE, script), "utf8") } },
+          },
+          env,
+          exports: { [className]: { type: "durable-object", storage: "sqlite" } },
+        },
+      },
+    ],
   };
 }
 
@@ -50,8 +71,9 @@ async function startBaseline(queue, { storageDir } = {}) {
   const dir = mkdtempSync(join(storageDir ?? tmpdir(), "edge-chat-bench-"));
   const mf = new Miniflare(
     baselineOptions(dir, "forwarder.js", {
-      durableObjects: { USER: { className: "UserObject", useSQLite: true } },
-      bindings: { QUEUE: String(queue), BATCH: "0", BATCH_MS: "0" },
+      binding: "USER",
+      className: "UserObject",
+      vars: { QUEUE: String(queue), BATCH: "0", BATCH_MS: "0" },
     }),
   );
   const url = (await mf.ready).toString().replace(/\/$/, "");
@@ -68,7 +90,7 @@ async function startBaseline(queue, { storageDir } = {}) {
 
 async function startRoom() {
   const dir = mkdtempSync(join(tmpdir(), "edge-chat-bench-"));
-  const mf = new Miniflare(baselineOptions(dir, "room.js", { durableObjects: { ROOM: { className: "Room", useSQLite: true } } }));
+  const mf = new Miniflare(baselineOptions(dir, "room.js", { binding: "ROOM", className: "Room" }));
   const url = (await mf.ready).toString().replace(/\/$/, "");
   return {
     mf,
@@ -110,7 +132,7 @@ export async function startRust({ storageDir, inspector = false, v1 = false, bin
       // Production settings, except the per-user send rate and the cap on sends
       // waiting for recipients: the benchmark sends 5000 back to back, flat out.
       bindings: { ARCHIVE_DELAY_MS: "30000", ARCHIVE_RETRY_MS: "1000", HISTORY_FLUSH_MS: "2000", SEND_RATE: "1000000", SEND_BURST: "1000000", READ_RATE: "1000000", READ_BURST: "1000000", INFLIGHT_SENDS: "100000", ...bindings },
-      extra: inspectorPort ? { inspectorPort } : {},
+      inspectorPort,
     });
   } finally {
     if (storageDir && prevTmp === undefined) delete process.env.TMPDIR;

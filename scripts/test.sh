@@ -7,6 +7,9 @@
 # Installs what it needs.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/setup.sh || exit 1
+# Miniflare 5 (the integration, SDK and browser tests) needs Node ≥ 22.
+. scripts/node22.sh || exit 1
 bash scripts/build.sh || exit 1
 log=$(mktemp)
 status=0

@@ -11,7 +11,7 @@ import { readdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { Miniflare } from "miniflare";
 import { spawn } from "node:child_process";
-import { API_KEY, JWT_SECRET, ROOT, migrate, openClient, sleep, token } from "../tests/harness.mjs";
+import { API_KEY, JWT_SECRET, ROOT, migrate, openClient, sleep, token, workerOptions } from "../tests/harness.mjs";
 
 const older = resolve(process.argv[2] ?? "");
 if (!process.argv[2]) {
@@ -47,23 +47,13 @@ try {
 
 // 2. This build opens the same state: the older build's database is DB_0
 // (as an operator keeps its id there), DB_1 is new.
-const mf = new Miniflare({
-  host: "127.0.0.1",
-  port: 0,
-  modules: true,
-  modulesRoot: join(ROOT, "build"),
-  scriptPath: join(ROOT, "build", "index.js"),
-  modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"] }],
-  compatibilityDate: "2026-04-20",
-  durableObjects: {
-    USER: { className: "UserObject", useSQLite: true },
-    WRITER: { className: "HistoryWriter", useSQLite: true },
-  },
-  d1Databases: { DB_0: "edge-chat-test", DB_1: "edge-chat-test-1" },
-  durableObjectsPersist: join(state, "do"),
-  d1Persist: join(state, "d1"),
-  bindings: { JWT_SECRET, API_KEY, ARCHIVE_DELAY_MS: "50", ARCHIVE_RETRY_MS: "100" },
-});
+const mf = new Miniflare(
+  workerOptions({
+    persistDir: state,
+    vars: { JWT_SECRET, API_KEY, ARCHIVE_DELAY_MS: "50", ARCHIVE_RETRY_MS: "100" },
+    d1: { DB_0: "edge-chat-test", DB_1: "edge-chat-test-1" },
+  }),
+);
 try {
   const url = (await mf.ready).toString().replace(/\/$/, "");
   // Migrations the older deployment lacks (wrangler d1 migrations apply, per

@@ -17,8 +17,66 @@ export const API_KEY = "test-api-key";
 /** The history shards the tests run with (wrangler.toml binds two as well). */
 export const SHARDS = ["DB_0", "DB_1"];
 
+/**
+ * The built worker's modules, as Miniflare takes them: build/index.js (the
+ * entry, worker-build's bundle) and the wasm it imports.
+ */
+export function builtModules(dir = join(ROOT, "build")) {
+  return {
+    mainModule: "index.js",
+    modulesRoot: dir,
+    modules: {
+      "index.js": { type: "esm", contents: readFileSync(join(dir, "index.js"), "utf8") },
+      // A copy: Miniflare wants a Uint8Array of its own, not a view of Node's buffer pool.
+      "index_bg.wasm": { type: "wasm", contents: new Uint8Array(readFileSync(join(dir, "index_bg.wasm"))) },
+    },
+  };
+}
+
+/**
+ * Miniflare 5 options for the built worker: vars and secrets `vars`, the
+ * history shards `d1` (binding -> database id), everything persisted under
+ * `persistDir` (do/, d1/, r2/, the layout Miniflare 4 used as well), and the
+ * demo page's files as static assets when `assets` names their folder.
+ * Offline: the `Request.cf` placeholder, no dev registry, no telemetry.
+ */
+export function workerOptions({ persistDir, vars, d1, assets, port = 0, inspectorPort, onLog }) {
+  const env = {};
+  for (const [name, value] of Object.entries(vars)) env[name] = typeof value === "string" ? { type: "text", value } : { type: "json", value };
+  for (const [name, id] of Object.entries(d1)) env[name] = { type: "d1", id };
+  env.COLD = { type: "r2", name: "COLD" };
+  env.USER = { type: "durable-object", worker: "", exportName: "UserObject" };
+  env.WRITER = { type: "durable-object", worker: "", exportName: "HistoryWriter" };
+  return {
+    host: "127.0.0.1",
+    port,
+    ...(inspectorPort ? { inspectorPort } : {}),
+    cf: false,
+    enableDevRegistry: false,
+    telemetry: { enabled: false },
+    logRequests: false,
+    resourcePersistencePath: persistDir,
+    ...(onLog ? { handleStructuredLogs: onLog } : {}),
+    workers: [
+      {
+        config: {
+          name: "",
+          compatibilityDate: "2026-04-20",
+          manifest: builtModules(),
+          env,
+          exports: {
+            UserObject: { type: "durable-object", storage: "sqlite" },
+            HistoryWriter: { type: "durable-object", storage: "sqlite" },
+          },
+          ...(assets ? { assets: { directory: assets, hasUserWorker: true } } : {}),
+        },
+      },
+    ],
+  };
+}
+
 /** Options shared by every test runtime; `bindings` may override secrets and vars. */
-function options(persistDir, bindings, omit, onOutput) {
+function options(persistDir, { bindings, omit, port, assets, inspectorPort }, onOutput) {
   const all = {
     JWT_SECRET,
     API_KEY,
@@ -33,35 +91,21 @@ function options(persistDir, bindings, omit, onOutput) {
     ...bindings,
   };
   for (const name of omit) delete all[name];
-  return {
-    host: "127.0.0.1",
-    port: 0,
-    modules: true,
-    modulesRoot: join(ROOT, "build"),
-    scriptPath: join(ROOT, "build", "index.js"),
-    modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"] }],
-    compatibilityDate: "2026-04-20",
-    durableObjects: {
-      USER: { className: "UserObject", useSQLite: true },
-      WRITER: { className: "HistoryWriter", useSQLite: true },
-    },
-    d1Databases: Object.fromEntries(SHARDS.map((name, k) => [name, `edge-chat-test-${k}`])),
-    r2Buckets: ["COLD"],
-    durableObjectsPersist: join(persistDir, "do"),
-    d1Persist: join(persistDir, "d1"),
-    r2Persist: join(persistDir, "r2"),
-    bindings: all,
+  return workerOptions({
+    persistDir,
+    vars: all,
+    d1: Object.fromEntries(SHARDS.map((name, k) => [name, `edge-chat-test-${k}`])),
+    assets,
+    port,
+    inspectorPort,
     // Everything the runtime prints (console output of the worker and its
     // objects included) is kept, so tests can check what reaches the logs.
-    handleRuntimeStdio(stdout, stderr) {
-      for (const stream of [stdout, stderr]) {
-        stream.on("data", (chunk) => {
-          onOutput(chunk.toString());
-          if (process.env.TEST_RUNTIME_LOGS) process.stderr.write(chunk);
-        });
-      }
+    onLog({ level, message }) {
+      const line = `${level}: ${message}\n`;
+      onOutput(line);
+      if (process.env.TEST_RUNTIME_LOGS) process.stderr.write(line);
     },
-  };
+  });
 }
 
 /**
@@ -85,8 +129,10 @@ export async function migrate(mf, shards = SHARDS, applied = []) {
 /**
  * A running worker. `restart()` stops workerd and starts a new one on the same
  * persisted state (the "hot update" case); `close()` stops it and deletes the state.
+ * `port` (default: any free one), `assets` (a folder served as static assets)
+ * and `inspectorPort` (V8 inspector) go to Miniflare.
  */
-export async function startWorker({ bindings = {}, omit = [], extra = {} } = {}) {
+export async function startWorker({ bindings = {}, omit = [], port = 0, assets, inspectorPort } = {}) {
   const persistDir = mkdtempSync(join(tmpdir(), "edge-chat-test-"));
   const w = {
     persistDir,
@@ -95,7 +141,7 @@ export async function startWorker({ bindings = {}, omit = [], extra = {} } = {})
     /** What the runtime printed since the first start (TEST_RUNTIME_LOGS=1 echoes it). */
     output: "",
     async start() {
-      this.mf = new Miniflare({ ...options(persistDir, bindings, omit, (text) => (this.output += text)), ...extra });
+      this.mf = new Miniflare(options(persistDir, { bindings, omit, port, assets, inspectorPort }, (text) => (this.output += text)));
       this.url = (await this.mf.ready).toString().replace(/\/$/, "");
     },
     async restart() {

@@ -22,10 +22,7 @@ export async function startStack({ bindings = { DEV_TOKENS: "1" } } = {}) {
   }
   mkdirSync(SCREENSHOTS, { recursive: true });
   const port = await freePort();
-  const w = await startWorker({
-    bindings,
-    extra: { port, assets: { directory: ASSETS, routerConfig: { has_user_worker: true } } },
-  });
+  const w = await startWorker({ bindings, port, assets: ASSETS });
   const browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: [

@@ -527,7 +527,7 @@ describe("presence and short edit windows against the worker", () => {
 
 describe("client SDK across a runtime restart", () => {
   let w;
-  before(async () => (w = await startWorker({ extra: { port: await freePort() } })));
+  before(async () => (w = await startWorker({ port: await freePort() })));
   after(() => w.close());
 
   test("killing the runtime mid-stream: every message delivered once, in order, every send confirmed", async () => {
