@@ -9,11 +9,12 @@
 # - dev (BUILD_MODE=dev, set by scripts/dev.sh for `npm run dev` and the
 #   rebuilds `wrangler dev` makes on a change to src/): no wasm-opt, which
 #   takes most of a build's time; a bigger wasm that keeps its names.
-# A build is skipped when build/ already holds one of the same kind, made
-# after every input last changed (src/, migrations/ (src/history.rs includes
-# one), Cargo.toml, Cargo.lock, package-lock.json and this script, by
-# modification time, as make and cargo compare them), so commands that each
-# run this script build once per change. FORCE_BUILD=1 builds anyway.
+# A build is skipped when build/ already holds one of the same kind (or, for
+# dev, a release build: the same code, optimized), made after every input
+# last changed (src/, migrations/ (src/history.rs includes one), Cargo.toml,
+# Cargo.lock, package-lock.json and this script, by modification time, as
+# make and cargo compare them), so commands that each run this script build
+# once per change. FORCE_BUILD=1 builds anyway.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode="${BUILD_MODE:-release}"
@@ -25,9 +26,11 @@ esac
 kind="$kind${*:+ $*}"
 inputs=(src migrations Cargo.toml Cargo.lock package-lock.json scripts/build.sh)
 stamp=build/.built
-if [ -z "${FORCE_BUILD:-}" ] && [ -f build/index.js ] && [ -f build/index_bg.wasm ] && [ -f "$stamp" ] \
-   && [ "$(cat "$stamp")" = "$kind" ] && [ -z "$(find "${inputs[@]}" -newer "$stamp" 2>/dev/null | head -n 1)" ]; then
-  echo "build/ is up to date ($kind build); nothing to build"
+built=$(cat "$stamp" 2>/dev/null || true)
+if [ -z "${FORCE_BUILD:-}" ] && [ -f build/index.js ] && [ -f build/index_bg.wasm ] \
+   && { [ "$built" = "$kind" ] || { [ "$kind" = dev ] && [[ "$built" =~ ^release(\ keeping\ names)?$ ]]; }; } \
+   && [ -z "$(find "${inputs[@]}" -newer "$stamp" 2>/dev/null | head -n 1)" ]; then
+  echo "build/ is up to date ($built build); nothing to build"
   exit 0
 fi
 # The stamp takes the time the build starts: an input saved while it runs
