@@ -22,7 +22,9 @@ export async function pushCosts({ users: count = 40, each = 5 } = {}) {
     // The archive delay and the push delay are equal, as in wrangler.toml
     // (30 s each), scaled down: a push that falls due rides on the archive
     // pass's alarm.
-    const bindings = { ARCHIVE_DELAY_MS: "1000", PUSH_DELAY_S: "1" };
+    // A short presence grace: the warm-up sessions go offline (a row and an
+    // alarm each) before the measured window, not inside it.
+    const bindings = { ARCHIVE_DELAY_MS: "1000", PUSH_DELAY_S: "1", PRESENCE_GRACE_S: "1" };
     if (push) Object.assign(bindings, { PUSH_WEBHOOK_URL: `http://127.0.0.1:${port}/hook`, PUSH_WEBHOOK_SECRET: "s" });
     const t = await startRust({ bindings });
     try {

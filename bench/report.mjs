@@ -165,7 +165,7 @@ ${r.bundle.map((b) => `| ${b.file} | ${b.bytes} | ${b.gzip} |`).join("\n")}
 
 ## Push webhook
 
-\`bench/push.mjs\` (run by the benchmark): ${r.push ? `${r.push.users} users, ${r.push.each} messages each, 1.5 s apart (every message its own push), the archive and push delays equal (1 s here, 30 s in \`wrangler.toml\`), a local receiver answering 204. Rows written are DO SQLite rows plus alarms set (billed alike).
+\`bench/push.mjs\` (run by the benchmark): ${r.push ? `${r.push.users} users, ${r.push.each} messages each, 1.5 s apart (every message its own push), the archive and push delays equal (1 s here, 30 s in \`wrangler.toml\`), a local receiver answering 204. Rows written are DO SQLite rows plus alarms set (billed alike).${r.pushRerun ? ` This table: \`${r.pushRerun}\`, run apart from the rest.` : ""}
 
 ${pushTable(r.push)}` : "not run."}
 
@@ -188,7 +188,7 @@ Counted by the worker itself (\`/api/metrics\`: every request, WebSocket message
 - *sparse, steady state*: the online run again with every user's log already at its cap (\`LOG_CAP\` 64, 100 messages each beforehand, archived before counting), so every new entry prunes an old one, as it does for a long-lived user (${r.sparse.steady.total} messages, ${r.sparse.steady.delivered} delivered, ${r.sparse.steady.errors} errors);
 - *burst*: ${r.counts.n} chats of one pair back to back.
 
-The users of the sparse runs have used the service before: each one's object and tables were created by a first connection before counting, as they are once in a user's lifetime (that first connection wrote ${f(r.sparse.online.setup?.sqlRowsWrittenPerUser ?? 0, 1)} SQLite rows per user, not counted per message). Reconnecting writes nothing. The steady state also starts with full logs.
+The users of the sparse runs have used the service before: each one's object and tables were created by a first connection before counting, as they are once in a user's lifetime (that first connection wrote ${f(r.sparse.online.setup?.sqlRowsWrittenPerUser ?? 0, 1)} SQLite rows per user, not counted per message). That first connection closed just before counting, so each user's close and reconnect fall in the counted window: a reconnect within the presence grace writes nothing, but the close set the alarm that ends the grace (a row) and that alarm runs once (a DO request, and its duration), and the archive alarm is set again after it; spread over the about 15 messages each user sends here, that is most of what these columns gained with presence (about +0.07 rows and +0.13 alarm runs per message). The steady state also starts with full logs.
 
 | per message | sparse, online | sparse, offline | sparse, steady state | burst |
 |---|---:|---:|---:|---:|
