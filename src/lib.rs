@@ -31,7 +31,9 @@
 //! - [`history`]: history in D1, one row per message by conversation: the
 //!   writers' statements and history pages (all of the D1 SQL).
 //! - [`api`]: backend API request bodies.
-//! - [`metrics`]: counters of billable operations, for the cost model.
+//! - [`metrics`]: counters of billable operations and refusals, for the
+//!   cost model, `/api/metrics` and the fleet's Analytics Engine dataset.
+//! - [`logs`]: log lines as JSON objects, with no body, token or user id in clear.
 //! - [`push`]: the push webhook: what is due, the call's body, its
 //!   signature, and its retries.
 //! - [`ratelimit`]: the per-user send rate (token bucket).
@@ -55,6 +57,7 @@ pub mod internal;
 pub mod jwks;
 pub mod limits;
 pub mod log;
+pub mod logs;
 pub mod mailbox;
 pub mod message;
 pub mod metrics;

@@ -60,6 +60,9 @@ pub struct Limits {
     /// How long after a user's last socket closed they are still online
     /// (`PRESENCE_GRACE_S`): a reconnect within it is no change.
     pub presence_grace_ms: u64,
+    /// How often an isolate writes its counters to the Analytics Engine
+    /// dataset (`METRICS_FLUSH_S`; 0: at every event, for tests).
+    pub metrics_flush_ms: u64,
 }
 
 impl Default for Limits {
@@ -83,6 +86,7 @@ impl Default for Limits {
             edit_window_ms: 24 * 3600 * 1000,
             watch_ttl_ms: 60_000,
             presence_grace_ms: 10_000,
+            metrics_flush_ms: crate::metrics::DEFAULT_FLUSH_MS,
         }
     }
 }
@@ -154,6 +158,7 @@ impl Limits {
             edit_window_ms: num("EDIT_WINDOW_S", d.edit_window_ms / 1000, 0, 365 * 24 * 3600)? * 1000,
             watch_ttl_ms: num("WATCH_TTL_S", d.watch_ttl_ms / 1000, 1, 3600)? * 1000,
             presence_grace_ms: num("PRESENCE_GRACE_S", d.presence_grace_ms / 1000, 0, 3600)? * 1000,
+            metrics_flush_ms: num("METRICS_FLUSH_S", d.metrics_flush_ms / 1000, 0, 3600)? * 1000,
         })
     }
 }

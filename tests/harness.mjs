@@ -40,13 +40,16 @@ export function builtModules(dir = join(ROOT, "build")) {
  * demo page's files as static assets when `assets` names their folder.
  * Offline: the `Request.cf` placeholder, no dev registry, no telemetry.
  */
-export function workerOptions({ persistDir, vars, d1, assets, port = 0, inspectorPort, onLog }) {
+export function workerOptions({ persistDir, vars, d1, assets, port = 0, inspectorPort, onLog, metrics }) {
   const env = {};
   for (const [name, value] of Object.entries(vars)) env[name] = typeof value === "string" ? { type: "text", value } : { type: "json", value };
   for (const [name, id] of Object.entries(d1)) env[name] = { type: "d1", id };
   env.COLD = { type: "r2", name: "COLD" };
   env.USER = { type: "durable-object", worker: "", exportName: "UserObject" };
   env.WRITER = { type: "durable-object", worker: "", exportName: "HistoryWriter" };
+  // The Analytics Engine dataset, when a test wants the data points: a
+  // worker of ours standing in for it that keeps every point written.
+  if (metrics) env.METRICS = { type: "worker", worker: CAPTURE, exportName: "Capture" };
   return {
     host: "127.0.0.1",
     port,
@@ -71,12 +74,35 @@ export function workerOptions({ persistDir, vars, d1, assets, port = 0, inspecto
           ...(assets ? { assets: { directory: assets, hasUserWorker: true } } : {}),
         },
       },
+      ...(metrics ? [captureWorker()] : []),
     ],
   };
 }
 
+const CAPTURE = "metrics-capture";
+
+/** The stand-in for the dataset: `writeDataPoint` keeps the point; a fetch answers all of them. */
+function captureWorker() {
+  const contents = `
+    import { WorkerEntrypoint } from "cloudflare:workers";
+    const points = [];
+    export class Capture extends WorkerEntrypoint {
+      writeDataPoint(point) { points.push(point); }
+    }
+    export default { fetch() { return Response.json(points); } };
+  `;
+  return {
+    config: {
+      name: CAPTURE,
+      compatibilityDate: "2026-04-20",
+      manifest: { mainModule: "capture.js", modules: { "capture.js": { type: "esm", contents } } },
+      exports: { Capture: { type: "worker" } },
+    },
+  };
+}
+
 /** Options shared by every test runtime; `bindings` may override secrets and vars. */
-function options(persistDir, { bindings, omit, port, assets, inspectorPort }, onOutput) {
+function options(persistDir, { bindings, omit, port, assets, inspectorPort, metrics }, onOutput) {
   const all = {
     JWT_SECRET,
     API_KEY,
@@ -98,6 +124,7 @@ function options(persistDir, { bindings, omit, port, assets, inspectorPort }, on
     assets,
     port,
     inspectorPort,
+    metrics,
     // Everything the runtime prints (console output of the worker and its
     // objects included) is kept, so tests can check what reaches the logs.
     onLog({ level, message }) {
@@ -132,7 +159,7 @@ export async function migrate(mf, shards = SHARDS, applied = []) {
  * `port` (default: any free one), `assets` (a folder served as static assets)
  * and `inspectorPort` (V8 inspector) go to Miniflare.
  */
-export async function startWorker({ bindings = {}, omit = [], port = 0, assets, inspectorPort } = {}) {
+export async function startWorker({ bindings = {}, omit = [], port = 0, assets, inspectorPort, metrics = false } = {}) {
   const persistDir = mkdtempSync(join(tmpdir(), "edge-chat-test-"));
   const w = {
     persistDir,
@@ -141,7 +168,7 @@ export async function startWorker({ bindings = {}, omit = [], port = 0, assets, 
     /** What the runtime printed since the first start (TEST_RUNTIME_LOGS=1 echoes it). */
     output: "",
     async start() {
-      this.mf = new Miniflare(options(persistDir, { bindings, omit, port, assets, inspectorPort }, (text) => (this.output += text)));
+      this.mf = new Miniflare(options(persistDir, { bindings, omit, port, assets, inspectorPort, metrics }, (text) => (this.output += text)));
       this.url = (await this.mf.ready).toString().replace(/\/$/, "");
     },
     async restart() {
@@ -208,6 +235,10 @@ export async function startWorker({ bindings = {}, omit = [], port = 0, assets, 
         headers: { "content-type": "application/json", ...(key ? { authorization: `Bearer ${key}` } : {}) },
         body: typeof body === "string" ? body : JSON.stringify(body),
       });
+    },
+    /** The data points written to the Analytics Engine dataset (`metrics: true`). */
+    async dataPoints() {
+      return (await (await this.mf.getWorker(CAPTURE)).fetch("http://capture/")).json();
     },
     /** The counters of `/api/metrics`. */
     async metrics() {

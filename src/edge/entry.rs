@@ -6,6 +6,7 @@ use futures::future::join_all;
 use worker::{event, Context, Env, Method, Request, RequestInit, Response};
 
 use super::idp::Idp;
+use super::{analytics, log, Rid};
 use super::{d1, hop};
 use super::{json, json_error, limits, now_ms, push_config, query_pairs, query_param, random_u64, USER_BINDING};
 use crate::api::{self, BodyError};
@@ -26,6 +27,8 @@ const DEV_TOKEN_TTL_S: u64 = 3600;
 async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
     console_error_panic_hook::set_once();
     incr(Counter::WorkerRequests);
+    analytics::flush(&env);
+    let rid = Rid::of(&req);
     let path = req.path();
     if path == "/healthz" {
         return Response::ok("ok");
@@ -39,16 +42,16 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
         match env.secret(name).map(|s| s.to_string()) {
             Ok(v) if !v.is_empty() => secrets.push(v),
             // Never fall back to a default: a missing secret is a broken deploy.
-            _ => return json_error(500, &format!("server misconfigured: secret {name} is not set")),
+            _ => return misconfigured(rid, &format!("secret {name} is not set")),
         }
     }
     let (jwt_secret, api_key) = (&secrets[0], &secrets[1]);
     let limits = match limits(&env) {
         Ok(l) => l,
-        Err(e) => return json_error(500, &format!("server misconfigured: {e}")),
+        Err(e) => return misconfigured(rid, &e.to_string()),
     };
     if let Err(e) = push_config(&env) {
-        return json_error(500, &format!("server misconfigured: {e}"));
+        return misconfigured(rid, &e.to_string());
     }
     match (req.method(), path.as_str()) {
         (Method::Get, "/ws") => connect(req, &env, jwt_secret).await,
@@ -78,7 +81,7 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
                     counts["wasm_memory_bytes"] = (pages * 65_536).into();
                     json(200, &counts.to_string())
                 }
-                "/api/history/upgrade" => upgrade_history(&req, &env, &limits).await,
+                "/api/history/upgrade" => upgrade_history(&req, &env, &limits, rid).await,
                 "/api/blocks" => moderation_block(req, &env, &limits).await,
                 "/api/edit" => moderation_edit(req, &env, &limits, false).await,
                 "/api/delete" => moderation_edit(req, &env, &limits, true).await,
@@ -111,7 +114,7 @@ fn dev_token(req: &Request, env: &Env, secret: &str) -> worker::Result<Response>
 /// into today's layout; answers how many and where to go on from (`next`,
 /// `null` when done). Idempotent: a call repeated or cut short copies
 /// nothing twice. `scripts/upgrade-history.mjs` runs it to the end.
-async fn upgrade_history(req: &Request, env: &Env, limits: &Limits) -> worker::Result<Response> {
+async fn upgrade_history(req: &Request, env: &Env, limits: &Limits, rid: Rid) -> worker::Result<Response> {
     let pairs = query_pairs(req);
     let owner = query_param(&pairs, "owner").unwrap_or_default();
     let seq = query_param(&pairs, "seq").map(|s| s.parse::<u64>());
@@ -140,10 +143,17 @@ async fn upgrade_history(req: &Request, env: &Env, limits: &Limits) -> worker::R
     match result {
         Ok(body) => json(200, &body),
         Err(e) => {
-            worker::console_error!("history upgrade: {e}");
+            log(rid.line("history_upgrade_failed").err(&e));
             json_error(503, "history is temporarily unavailable; retry")
         }
     }
+}
+
+/// 500 for a broken deploy (a missing secret, an invalid var), logged: the
+/// operator is the one who can fix it.
+fn misconfigured(rid: Rid, what: &str) -> worker::Result<Response> {
+    log(rid.line("misconfigured").err(&what));
+    json_error(500, &format!("server misconfigured: {what}"))
 }
 
 fn unauthorized(e: AuthError) -> worker::Result<Response> {

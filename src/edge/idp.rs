@@ -95,7 +95,7 @@ impl Idp {
                 match self.get().await {
                     Some(keys) => KEYS.with(|set| set.borrow_mut().fetched(keys)),
                     // Known keys keep working; this token's is unknown.
-                    None => worker::console_error!("identity provider keys could not be fetched from {}", self.url),
+                    None => super::log(super::Rid::new().line("jwks_fetch_failed")),
                 }
                 find().map_err(|_| AuthError::UnknownKey)?
             }

@@ -10,7 +10,9 @@
 //! - [`hop`]: the fast object-to-object request.
 //! - [`idp`]: identity-provider tokens: their keys fetched, RS256/ES256 checked with WebCrypto.
 //! - [`webhook`]: the signed call of the push webhook.
+//! - [`analytics`]: the counters written to the fleet's Analytics Engine dataset.
 
+pub mod analytics;
 pub mod cold;
 pub mod d1;
 pub mod entry;
@@ -24,6 +26,7 @@ pub mod writer;
 use ::worker::{Env, Headers, Response};
 
 use crate::limits::{LimitError, Limits};
+use crate::logs::{Level, Line, RequestId};
 use crate::push::PushConfig;
 
 /// The Durable Object namespace binding of the per-user objects.
@@ -34,6 +37,7 @@ pub const WRITER_BINDING: &str = "WRITER";
 thread_local! {
     /// Vars cannot change while an isolate lives, so they are read once.
     static LIMITS: std::cell::OnceCell<Result<Limits, LimitError>> = const { std::cell::OnceCell::new() };
+    static LOG_KEY: std::cell::OnceCell<Vec<u8>> = const { std::cell::OnceCell::new() };
     static PUSH: std::cell::OnceCell<Result<Option<PushConfig>, LimitError>> = const { std::cell::OnceCell::new() };
 }
 
@@ -42,9 +46,55 @@ pub fn limits(env: &Env) -> Result<Limits, LimitError> {
     LIMITS.with(|l| l.get_or_init(|| Limits::from_vars(|name| env.var(name).ok().map(|v| v.to_string()))).clone())
 }
 
+/// The key of users' hashes in log lines (`LOG_KEY`, else from `API_KEY`).
+pub fn log_key(env: &Env) -> Vec<u8> {
+    let secret = |name: &str| env.secret(name).ok().map(|s| s.to_string());
+    LOG_KEY.with(|k| {
+        k.get_or_init(|| crate::logs::log_key(secret("LOG_KEY").as_deref(), &secret("API_KEY").unwrap_or_default()))
+            .clone()
+    })
+}
+
 /// The push webhook's settings from the vars (`None`: no push).
 pub fn push_config(env: &Env) -> Result<Option<PushConfig>, LimitError> {
     PUSH.with(|p| p.get_or_init(|| PushConfig::from_vars(|name| env.var(name).ok().map(|v| v.to_string()))).clone())
+}
+
+/// Writes a log line, at its level (Workers Logs keeps the level).
+pub fn log(line: Line) {
+    let text = line.render();
+    match line.level() {
+        Level::Error => ::worker::console_error!("{text}"),
+        Level::Warn => ::worker::console_warn!("{text}"),
+        Level::Info => ::worker::console_log!("{text}"),
+    }
+}
+
+/// The request id of one unit of work (a request, a socket message, an
+/// alarm, a detached task): a Worker request's is its `cf-ray`'s.
+#[derive(Clone, Copy)]
+pub struct Rid(RequestId);
+
+impl Rid {
+    pub fn new() -> Rid {
+        Rid(RequestId(random_u64()))
+    }
+
+    pub fn of(req: &::worker::Request) -> Rid {
+        let ray = req.headers().get("cf-ray").ok().flatten();
+        ray.and_then(|r| RequestId::from_ray(&r)).map_or_else(Rid::new, Rid)
+    }
+
+    /// An error line of this unit of work.
+    pub fn line(self, event: &'static str) -> Line {
+        Line::error(event, self.0)
+    }
+}
+
+impl Default for Rid {
+    fn default() -> Rid {
+        Rid::new()
+    }
 }
 
 pub fn now_ms() -> u64 {

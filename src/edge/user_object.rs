@@ -26,7 +26,7 @@ use worker::{
 use super::hop::{self, RawStub};
 use super::sql::DoSql;
 use super::webhook::Webhook;
-use super::{cold, d1, json, json_error, now_ms, random_u64, USER_BINDING, WRITER_BINDING};
+use super::{analytics, cold, d1, json, json_error, log, now_ms, random_u64, Rid, USER_BINDING, WRITER_BINDING};
 use crate::archive::{shard_of, Handoff, Partitioning};
 use crate::auth::token_expired;
 use crate::history::{self, d1_part, merge, page_convs, page_json, PageQuery, PageRow, Shape};
@@ -34,6 +34,7 @@ use crate::internal::{
     Answer, ApiEdit, ApiSend, Archive, Delivery, Internal, Outcome, Receipt, Typing, V1Connect, View, Watch,
 };
 use crate::log::{Log, NewEntry, StoreError};
+use crate::logs::Line;
 use crate::mailbox::{
     self, ApiEditStep, ApiStep, Appended, Config, DeliverStep, Effect, Io, LegacyStep, Mailbox, Mode, Notice, SendPlan,
     Stored, V1Step, Waiter,
@@ -233,10 +234,12 @@ impl DurableObject for UserObject {
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
         incr(Counter::DoFetches);
+        analytics::flush(&self.env);
+        let rid = Rid::new();
         let request = match Internal::parse(&req.inner().url()) {
             Ok(request) => request,
             Err(e) => {
-                worker::console_error!("{e}");
+                log(self.line(rid, "bad_internal_request").err(&e));
                 return answer(Answer::of(Outcome::Bad));
             }
         };
@@ -248,15 +251,15 @@ impl DurableObject for UserObject {
             }
         }
         match request {
-            Internal::Deliver(d) => self.on_deliver(d, body).await,
-            Internal::Send(s) => self.on_api_send(s, &body).await,
+            Internal::Deliver(d) => self.on_deliver(d, body, rid).await,
+            Internal::Send(s) => self.on_api_send(s, &body, rid).await,
             Internal::Receipt(r) => self.on_receipt(&r),
             Internal::Typing(t) => self.on_typing(&t),
             Internal::Connect { uid, exp, v1: None } => self.on_connect(&uid, exp),
             Internal::Connect { uid, exp, v1: Some(c) } => self.on_connect_v1(&uid, exp, &c),
-            Internal::Read { uid, view: View::Legacy, page } => self.on_history(&uid, &page).await,
-            Internal::Read { uid, view: View::V1, page } => self.on_v1_history(&uid, &page).await,
-            Internal::Read { uid, view: View::Conversations, page } => self.on_conversations(&uid, &page).await,
+            Internal::Read { uid, view: View::Legacy, page } => self.on_history(&uid, &page, rid).await,
+            Internal::Read { uid, view: View::V1, page } => self.on_v1_history(&uid, &page, rid).await,
+            Internal::Read { uid, view: View::Conversations, page } => self.on_conversations(&uid, &page, rid).await,
             Internal::Blocks { uid, op } => {
                 let (status, body) = self.step(|mb, io| mb.blocks_request(io, &uid, op))?;
                 json(status, &body)
@@ -269,12 +272,14 @@ impl DurableObject for UserObject {
             Internal::Settings { uid, hide_presence } => {
                 json(200, &self.step(|mb, io| mb.settings_request(io, &uid, hide_presence))?)
             }
-            Internal::Edit(e) => self.on_api_edit(&e, &body).await,
+            Internal::Edit(e) => self.on_api_edit(&e, &body, rid).await,
         }
     }
 
     async fn websocket_message(&self, ws: WebSocket, message: WebSocketIncomingMessage) -> worker::Result<()> {
         incr(Counter::DoWsMessages);
+        analytics::flush(&self.env);
+        let rid = Rid::new();
         let att: Attachment =
             ws.deserialize_attachment()?.ok_or_else(|| worker::Error::RustError("socket without attachment".into()))?;
         let text = match message {
@@ -287,8 +292,8 @@ impl DurableObject for UserObject {
             panic!("fault injected by a test");
         }
         match att.device {
-            Some(device) => self.on_v1_frame(&ws, &owner, &device, att.exp, &text).await,
-            None => self.on_legacy_frame(&ws, &owner, att.exp, &text).await,
+            Some(device) => self.on_v1_frame(&ws, &owner, &device, att.exp, &text, rid).await,
+            None => self.on_legacy_frame(&ws, &owner, att.exp, &text, rid).await,
         }
     }
 
@@ -308,6 +313,8 @@ impl DurableObject for UserObject {
 
     async fn alarm(&self) -> worker::Result<Response> {
         incr(Counter::DoAlarms);
+        analytics::flush(&self.env);
+        let rid = Rid::new();
         let due = self.shared.mailbox.borrow_mut().alarm_fired(now_ms());
         if self.step(|mb, io| mb.load_stored(io))?.is_none() {
             return Response::empty();
@@ -317,16 +324,16 @@ impl DurableObject for UserObject {
             let retry = self.call(|mb, io| mb.archive_ended(result.is_ok(), io.now));
             if let (Some(delay_ms), Err(e)) = (retry, result) {
                 let attempt = self.shared.mailbox.borrow().archive_failures();
-                worker::console_error!("history archive failed (attempt {attempt}, again in {delay_ms} ms): {e}");
+                log(self.line(rid, "archive_failed").num("attempt", attempt.into()).num("retry_ms", delay_ms).err(&e));
             }
         }
         if due.presence {
             if let Err(e) = self.step(|mb, io| mb.presence_due(io)) {
-                worker::console_error!("presence: {e}");
+                log(self.line(rid, "presence_failed").err(&e));
             }
         }
         if let Some(webhook) = self.webhook.as_ref().filter(|_| due.push) {
-            push_calls(Rc::clone(&self.shared), Rc::clone(webhook), self.state.storage()).await;
+            push_calls(Rc::clone(&self.shared), Rc::clone(webhook), self.state.storage(), rid).await;
         }
         // Every alarm closes the sockets whose token expired (those that
         // neither send nor are sent anything too: `Job::Expiry` wakes it
@@ -345,27 +352,29 @@ impl DurableObject for UserObject {
 /// Makes the push webhook calls that are due, one at a time (a few per run
 /// at most; the mailbox schedules the rest). Runs from the alarm, or at once
 /// after a write (a task of its own), so it holds only what it owns.
-async fn push_calls(shared: Rc<Shared>, webhook: Rc<Webhook>, storage: worker::Storage) {
+async fn push_calls(shared: Rc<Shared>, webhook: Rc<Webhook>, storage: worker::Storage, rid: Rid) {
     let _one_at_a_time = shared.pushing.lock().await;
     for _ in 0..8 {
         let (call, alarm) = push_step(&shared, |mb, io| mb.push_next(io));
-        set_alarm(&shared, &storage, alarm).await;
+        set_alarm(&shared, &storage, alarm, rid).await;
         let call = match call {
             Ok(Some(call)) => call,
             Ok(None) => return,
-            Err(e) => return worker::console_error!("push webhook: {e}"),
+            Err(e) => return log(rid.line("push_failed").err(&e)),
         };
         let status = webhook.send(&call, now_ms()).await;
         if !status.is_some_and(|s| (200..300).contains(&s)) {
-            worker::console_error!("push webhook {} answered {:?} (attempt {})", webhook.url, status, call.attempt + 1);
+            // 0: no answer (a network error or the timeout).
+            let line = rid.line("push_refused").num("status", status.unwrap_or(0).into());
+            log(line.num("attempt", u64::from(call.attempt) + 1));
         }
         let jitter = random_u64() as f64 / u64::MAX as f64;
         let (more, alarm) = push_step(&shared, |mb, io| mb.push_done(io, status, jitter));
-        set_alarm(&shared, &storage, alarm).await;
+        set_alarm(&shared, &storage, alarm, rid).await;
         match more {
             Ok(true) => {}
             Ok(false) => return,
-            Err(e) => return worker::console_error!("push webhook: {e}"),
+            Err(e) => return log(rid.line("push_failed").err(&e)),
         }
     }
 }
@@ -383,13 +392,20 @@ fn push_step<T>(shared: &Shared, f: impl FnOnce(&mut Mailbox, &Io<DoSql, ()>) ->
 }
 
 /// Sets the alarm a push step asked for.
-async fn set_alarm(shared: &Shared, storage: &worker::Storage, delay_ms: Option<u64>) {
+async fn set_alarm(shared: &Shared, storage: &worker::Storage, delay_ms: Option<u64>, rid: Rid) {
     let Some(delay_ms) = delay_ms else { return };
     incr(Counter::AlarmsSet);
     if let Err(e) = storage.set_alarm(delay_ms as i64).await {
         shared.mailbox.borrow_mut().alarm_not_set();
-        worker::console_error!("could not schedule a push retry: {}", e);
+        log(rid.line("alarm_not_set").word("for", "push").err(&e));
     }
+}
+
+/// A JS error's text (a thrown value may be any value).
+fn js_error(e: &wasm_bindgen::JsValue) -> String {
+    e.as_string()
+        .or_else(|| wasm_bindgen::JsCast::dyn_ref::<worker::js_sys::Error>(e).map(|e| String::from(e.message())))
+        .unwrap_or_else(|| "a non-error value was thrown".into())
 }
 
 /// 429 for a read over `READ_RATE`, with when to try again.
@@ -440,6 +456,15 @@ impl UserObject {
         out
     }
 
+    /// An error line of this object's: the user as their keyed hash.
+    fn line(&self, rid: Rid, event: &'static str) -> Line {
+        let line = rid.line(event);
+        match self.shared.mailbox.borrow().owner() {
+            Some(owner) => line.user("user", owner.as_str(), &super::log_key(&self.env)),
+            None => line,
+        }
+    }
+
     fn sockets(&self) -> Sockets<'_> {
         Sockets { state: &self.state, earliest_exp: &self.shared.earliest_exp }
     }
@@ -468,7 +493,7 @@ impl UserObject {
                     incr(Counter::AlarmsSet);
                     if let Err(e) = storage.set_alarm(delay_ms as i64).await {
                         shared.mailbox.borrow_mut().alarm_not_set();
-                        worker::console_error!("could not schedule history archive: {}", e);
+                        log(Rid::new().line("alarm_not_set").err(&e));
                     }
                 });
             }
@@ -481,7 +506,8 @@ impl UserObject {
             }
             Effect::Push => {
                 if let Some(webhook) = &self.webhook {
-                    let task = push_calls(Rc::clone(&self.shared), Rc::clone(webhook), self.state.storage());
+                    let task =
+                        push_calls(Rc::clone(&self.shared), Rc::clone(webhook), self.state.storage(), Rid::new());
                     worker::wasm_bindgen_futures::spawn_local(task);
                 }
             }
@@ -495,7 +521,7 @@ impl UserObject {
                 let Ok(stub) = self.stub(request.owner()) else { return };
                 worker::wasm_bindgen_futures::spawn_local(async move {
                     if let Err(e) = hop::call(&stub, &request, "").await {
-                        worker::console_error!("notification hop failed: {:?}", e);
+                        log(Rid::new().line("notification_hop_failed").err(&js_error(&e)));
                     }
                 });
             }
@@ -550,18 +576,19 @@ impl UserObject {
         time: u64,
         cmid: Option<&str>,
         backend: bool,
+        rid: Rid,
     ) -> Result<u64, Refusal> {
         let plan = self.call(|mb, io| mb.plan_send(io, chat, id, time, cmid, backend))?;
-        self.carry_out(plan).await
+        self.carry_out(plan, rid).await
     }
 
     /// Carries out a planned send (a chat, or an edit or delete): the
     /// peer's log first, then the sender's.
-    async fn carry_out(&self, plan: SendPlan) -> Result<u64, Refusal> {
+    async fn carry_out(&self, plan: SendPlan, rid: Rid) -> Result<u64, Refusal> {
         let remote = match plan {
             SendPlan::Local(entry) => {
                 return self.append(entry).await.map(|s| s.seq).map_err(|e| {
-                    worker::console_error!("send unavailable: {e}");
+                    log(self.line(rid, "send_unavailable").err(&e));
                     Refusal::Unavailable
                 })
             }
@@ -569,7 +596,7 @@ impl UserObject {
         };
         let request = Internal::Deliver(remote.delivery.clone());
         let answer = match self.stub(&remote.to) {
-            Ok(stub) => hop::call(&stub, &request, &remote.body).await.map_err(|e| format!("{e:?}")),
+            Ok(stub) => hop::call(&stub, &request, &remote.body).await.map_err(|e| js_error(&e)),
             Err(e) => Err(e.to_string()),
         };
         let answer = match answer {
@@ -578,7 +605,7 @@ impl UserObject {
                 // A broken stub stays broken; the next send gets a fresh one.
                 self.shared.stubs.borrow_mut().remove(&remote.to);
                 if let Err(e) = other {
-                    worker::console_error!("delivery hop failed: {e}");
+                    log(self.line(rid, "delivery_hop_failed").err(&e));
                 }
                 None
             }
@@ -589,19 +616,26 @@ impl UserObject {
             Err(e) => {
                 // The recipient has it, which is what `ok` promises; only this
                 // user's own log lacks the copy.
-                worker::console_error!("could not keep the sender's copy: {e}");
+                log(self.line(rid, "sender_copy_lost").err(&e));
                 Ok(0)
             }
         }
     }
 
-    async fn on_legacy_frame(&self, ws: &WebSocket, owner: &UserId, exp: u64, text: &str) -> worker::Result<()> {
+    async fn on_legacy_frame(
+        &self,
+        ws: &WebSocket,
+        owner: &UserId,
+        exp: u64,
+        text: &str,
+        rid: Rid,
+    ) -> worker::Result<()> {
         let reply = match self.call(|mb, io| mb.legacy_frame(owner, exp, text, io.now)) {
             LegacyStep::Close(code, reason) => return ws.close(Some(code), Some(reason)),
             LegacyStep::Reply(reply) => reply,
             LegacyStep::Send(chat) => {
                 let now = now_ms();
-                match self.send_chat(chat, &new_id(now, random_u64()), now, None, false).await {
+                match self.send_chat(chat, &new_id(now, random_u64()), now, None, false, rid).await {
                     Ok(_) => Reply::Stored,
                     Err(r) => Reply::Refused(r),
                 }
@@ -617,13 +651,14 @@ impl UserObject {
         device: &str,
         exp: u64,
         text: &str,
+        rid: Rid,
     ) -> worker::Result<()> {
         match self.step(|mb, io| mb.v1_frame(io, device, exp, text))? {
             V1Step::Done => Ok(()),
             V1Step::Reply(reply) => send(ws, &reply),
             V1Step::Close(code, reason) => ws.close(Some(code), Some(reason)),
             V1Step::Send { re, chat, mid, cmid } => {
-                let result = self.send_chat(chat, &mid, now_ms(), Some(&cmid), false).await;
+                let result = self.send_chat(chat, &mid, now_ms(), Some(&cmid), false, rid).await;
                 let result = result.map_err(v1::V1Error::from_refusal);
                 let reply = self.shared.mailbox.borrow_mut().v1_sent(&re, &mid, &cmid, result);
                 send(ws, &reply)
@@ -631,7 +666,7 @@ impl UserObject {
             V1Step::Edit { re, target, op, mid, cmid } => {
                 let plan = self.call(|mb, io| mb.plan_edit(io, &target, op, &mid, Some(&cmid), false));
                 let result = match plan {
-                    Ok(plan) => self.carry_out(plan).await.map_err(v1::V1Error::from_refusal),
+                    Ok(plan) => self.carry_out(plan, rid).await.map_err(v1::V1Error::from_refusal),
                     Err(r) => Err(v1::V1Error::from_edit(r)),
                 };
                 let reply = self.shared.mailbox.borrow_mut().v1_sent(&re, &mid, &cmid, result);
@@ -639,7 +674,7 @@ impl UserObject {
             }
             V1Step::Watch { re, peer } => {
                 let ttl_ms = self.shared.mailbox.borrow().limits().watch_ttl_ms;
-                let reply = match self.presence_of(owner, &peer, ttl_ms).await {
+                let reply = match self.presence_of(owner, &peer, ttl_ms, rid).await {
                     Some(p) => v1::presence(Some(&re), peer.as_str(), p),
                     None => v1::error(Some(&re), v1::V1Error::Unavailable),
                 };
@@ -649,7 +684,7 @@ impl UserObject {
                 let reply = match self.log_page(owner, &query).await {
                     Ok((items, next)) => v1::history(&re, &items, next),
                     Err(e) => {
-                        worker::console_error!("history unavailable: {}", e);
+                        log(self.line(rid, "history_unavailable").err(&e));
                         v1::error(Some(&re), v1::V1Error::Unavailable)
                     }
                 };
@@ -659,13 +694,13 @@ impl UserObject {
     }
 
     /// `Deliver`: another object (or the API) stores a message here.
-    async fn on_deliver(&self, d: Delivery, body: String) -> worker::Result<Response> {
+    async fn on_deliver(&self, d: Delivery, body: String, rid: Rid) -> worker::Result<Response> {
         match self.step(|mb, io| mb.deliver(io, d, body))? {
             DeliverStep::Answer(a) => answer(a),
             DeliverStep::Append(entry) => {
                 let stored = self.append(entry).await;
                 if let Err(e) = &stored {
-                    worker::console_error!("delivery unavailable: {e}");
+                    log(self.line(rid, "delivery_unavailable").err(e));
                 }
                 answer(Mailbox::delivered(stored.ok()))
             }
@@ -673,10 +708,10 @@ impl UserObject {
     }
 
     /// `Edit`: the backend edits or deletes a chat of this user's.
-    async fn on_api_edit(&self, e: &ApiEdit, body: &str) -> worker::Result<Response> {
+    async fn on_api_edit(&self, e: &ApiEdit, body: &str, rid: Rid) -> worker::Result<Response> {
         let outcome = match self.step(|mb, io| mb.api_edit(io, e, body))? {
             ApiEditStep::Answer(outcome) => outcome,
-            ApiEditStep::Plan(plan) => match self.carry_out(*plan).await {
+            ApiEditStep::Plan(plan) => match self.carry_out(*plan, rid).await {
                 Ok(_) => Outcome::Stored { pushed: true },
                 Err(r) => mailbox::api_edit_outcome(crate::edits::EditRefusal::Send(r)),
             },
@@ -686,7 +721,7 @@ impl UserObject {
 
     /// `user`'s presence as `asker` may see it (and watched for `ttl_ms`):
     /// from this object for the user themself, else a hop. `None`: the hop failed.
-    async fn presence_of(&self, asker: &UserId, user: &UserId, ttl_ms: u64) -> Option<v1::Presence> {
+    async fn presence_of(&self, asker: &UserId, user: &UserId, ttl_ms: u64, rid: Rid) -> Option<v1::Presence> {
         if user == asker {
             return Some(self.call(|mb, io| mb.own_presence(io.sockets, io.now)));
         }
@@ -695,7 +730,7 @@ impl UserObject {
         match hop::call(&stub, &request, "").await {
             Ok(a) => a.presence,
             Err(e) => {
-                worker::console_error!("presence hop failed: {:?}", e);
+                log(self.line(rid, "presence_hop_failed").err(&js_error(&e)));
                 None
             }
         }
@@ -704,11 +739,11 @@ impl UserObject {
     /// `GET /v1/conversations`: the page, with each peer's presence (one hop
     /// per peer, all at once; a peer whose object did not answer shows as
     /// offline).
-    async fn on_conversations(&self, uid: &UserId, q: &PageQuery) -> worker::Result<Response> {
+    async fn on_conversations(&self, uid: &UserId, q: &PageQuery, rid: Rid) -> worker::Result<Response> {
         let rows = self.step(|mb, io| mb.conversations(io, uid, q))?;
         let shown = &rows[..rows.len().min(q.limit as usize)];
         let asks = shown.iter().filter_map(|c| UserId::parse(&c.peer).ok()).map(|peer| async move {
-            let p = self.presence_of(uid, &peer, 0).await.unwrap_or_default();
+            let p = self.presence_of(uid, &peer, 0, rid).await.unwrap_or_default();
             (peer, p)
         });
         let presence: Vec<(UserId, v1::Presence)> = join_all(asks).await;
@@ -717,11 +752,11 @@ impl UserObject {
     }
 
     /// `Send`: the backend sends a chat on this user's behalf.
-    async fn on_api_send(&self, s: ApiSend, body: &str) -> worker::Result<Response> {
+    async fn on_api_send(&self, s: ApiSend, body: &str, rid: Rid) -> worker::Result<Response> {
         let cmid = s.cmid.as_deref();
         let outcome = match self.step(|mb, io| mb.api_send(io, &s.uid, cmid, body))? {
             ApiStep::Answer(outcome) => outcome,
-            ApiStep::Send(chat) => Mailbox::api_outcome(self.send_chat(chat, &s.id, s.time_ms, cmid, true).await),
+            ApiStep::Send(chat) => Mailbox::api_outcome(self.send_chat(chat, &s.id, s.time_ms, cmid, true, rid).await),
         };
         answer(Answer::of(outcome))
     }
@@ -773,25 +808,25 @@ impl UserObject {
 
     /// `GET /history`: archive what is pending first, so a page always holds
     /// everything this user's log had when it was asked for.
-    async fn on_history(&self, uid: &UserId, q: &PageQuery) -> worker::Result<Response> {
+    async fn on_history(&self, uid: &UserId, q: &PageQuery, rid: Rid) -> worker::Result<Response> {
         match self.page(uid, Shape::Legacy, q).await {
             Ok(rows) => json(200, &page_json(&rows, q.limit)),
-            Err(e) => self.history_unavailable(e),
+            Err(e) => self.history_unavailable(e, rid),
         }
     }
 
     /// `GET /v1/history`: a page of the log as `msg` frames.
-    async fn on_v1_history(&self, uid: &UserId, q: &PageQuery) -> worker::Result<Response> {
+    async fn on_v1_history(&self, uid: &UserId, q: &PageQuery, rid: Rid) -> worker::Result<Response> {
         match self.log_page(uid, q).await {
             Ok((items, next)) => json(200, &v1::page(&items, next)),
-            Err(e) => self.history_unavailable(e),
+            Err(e) => self.history_unavailable(e, rid),
         }
     }
 
     /// The answer when D1 could not be written or read: the archive is
     /// scheduled again, and the client is told to retry.
-    fn history_unavailable(&self, e: Failure) -> worker::Result<Response> {
-        worker::console_error!("history unavailable: {}", e);
+    fn history_unavailable(&self, e: Failure, rid: Rid) -> worker::Result<Response> {
+        log(self.line(rid, "history_unavailable").err(&e));
         self.call(|mb, io| mb.history_failed(io.now));
         json_error(503, "history is temporarily unavailable; retry")
     }

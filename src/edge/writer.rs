@@ -15,7 +15,7 @@ use std::time::Duration;
 use futures::channel::oneshot;
 use worker::{durable_object, Delay, DurableObject, Env, Request, Response, State};
 
-use super::{cold, d1, limits, now_ms};
+use super::{cold, d1, limits, log, now_ms, Rid};
 use crate::archive::{Batcher, Next, Ticket, WriterConfig};
 use crate::history::{BATCH_BYTES, BATCH_ROWS};
 use crate::internal::{Answer, Archive, Outcome};
@@ -52,10 +52,12 @@ impl DurableObject for HistoryWriter {
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
         incr(Counter::DoFetches);
+        super::analytics::flush(&self.env);
+        let rid = Rid::new();
         let request = match Archive::parse(&req.inner().url()) {
             Ok(request) => request,
             Err(e) => {
-                worker::console_error!("{e}");
+                log(rid.line("bad_internal_request").err(&e));
                 return answer(Outcome::Bad);
             }
         };
@@ -63,8 +65,9 @@ impl DurableObject for HistoryWriter {
         let added = self.shared.batcher.borrow_mut().add(request.first_day, &rows, request.urgent);
         let (ticket, next) = match added {
             Ok(added) => added,
-            Err(e) => {
-                worker::console_error!("history hand-off is not an array of rows: {e}");
+            Err(_) => {
+                // The parser's text could quote the rows: only the event.
+                log(rid.line("bad_handoff"));
                 return answer(Outcome::Bad);
             }
         };
@@ -112,7 +115,11 @@ async fn flush(env: &Env, shared: &Shared, shard: u32) {
         }
     }
     if let Err(e) = &result {
-        worker::console_error!("history write failed (shard {shard}): {e}");
+        log(Rid::new()
+            .line("history_write_failed")
+            .num("shard", shard.into())
+            .num("handoffs", batch.tickets.len() as u64)
+            .err(e));
     }
     let mut waiting = shared.waiting.borrow_mut();
     for ticket in batch.tickets {
@@ -132,7 +139,7 @@ async fn write_part(env: &Env, shared: &Shared, shard: u32, first_day: u64, rows
         let env = env.clone();
         worker::wasm_bindgen_futures::spawn_local(async move {
             if let Err(e) = cold::export(&env, shard, &p, now_ms()).await {
-                worker::console_error!("cold history export failed (shard {shard}): {e}");
+                log(Rid::new().line("cold_export_failed").num("shard", shard.into()).err(&e));
             }
         });
     }

@@ -140,7 +140,8 @@ impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Error::Store(e) => e.fmt(f),
-            Error::WrongOwner { stored, asked } => write!(f, "object of {stored} asked to serve {asked}"),
+            // Not the ids: log lines never name users.
+            Error::WrongOwner { .. } => f.write_str("object asked to serve another user"),
             Error::NotLoaded => f.write_str("log used before it was loaded"),
         }
     }
@@ -643,6 +644,11 @@ impl Mailbox {
     }
 
     /// One legacy client frame: answered at once, or a chat to send.
+    /// The user this mailbox serves, once loaded.
+    pub fn owner(&self) -> Option<&UserId> {
+        self.life.as_ref().map(|l| &l.owner)
+    }
+
     pub fn legacy_frame(&mut self, owner: &UserId, exp: u64, text: &str, now: u64) -> LegacyStep {
         if crate::auth::token_expired(exp, now) {
             return LegacyStep::Close(wire::close::TOKEN_EXPIRED, "token expired");

@@ -161,7 +161,7 @@ describe("writers and D1 failing", () => {
       assert.equal((await w.history("o1")).status, 503);
       // o2's own log holds its newest page: no D1 needed.
       assert.equal((await (await w.history("o2")).json()).usr.length, 5);
-      assert.match(w.output, /history write failed/);
+      assert.match(w.output, /"event":"history_write_failed"/);
       await w.d1Restore();
       await eventually(async () => (await w.historyRows()).length === 5, 15000);
       const page = await (await w.history("o1")).json();

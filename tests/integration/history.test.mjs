@@ -126,7 +126,7 @@ describe("D1 failing", () => {
     }
     // Let the archive alarm fail at least once.
     await new Promise((r) => setTimeout(r, 400));
-    assert.match(w.output, /history archive failed/);
+    assert.match(w.output, /"event":"archive_failed"/);
     // The newest pages come from the user's own log: no D1 needed.
     const during = await (await w.history("402")).json();
     assert.deepEqual(during.usr.map((m) => m.message), [4, 3, 2, 1, 0].map((i) => `during outage ${i}`));

@@ -155,7 +155,7 @@ describe("logs", () => {
     assert.equal(h.status, 200);
     // The archive pass fails (D1 is gone) before the panic, which would cut
     // a pass still waiting for its writer short.
-    await eventually(() => /history archive failed/.test(w.output), 20000);
+    await eventually(() => /"event":"archive_failed"/.test(w.output), 20000);
     b.send("__panic");
     await eventually(() => /fault injected/.test(w.output), 20000);
     await w.d1Restore();
