@@ -14,6 +14,11 @@
 //! - [`mailbox`]: the per-user state machine: every decision of a user's
 //!   object (group commit, replay, delivery, the send flow, acks, the archive
 //!   and prune schedule), events in, effects out.
+//! - [`group`]: group conversations (one object per group): members and
+//!   roles, the group log and its `group_seq`, the fan-out outbox (a cursor
+//!   per member, retried with backoff), the member side's idempotency,
+//!   aggregate read receipts; events in, effects out. [`group::store`] is
+//!   the group object's SQLite.
 //! - [`inbox`]: the delivery arithmetic of a user's log: sequence numbers,
 //!   the offline queue, what a connect replays, the archive cursor.
 //! - [`log`]: the user's log in SQLite (its schema and every query), over a
@@ -51,6 +56,7 @@ pub mod auth;
 pub mod blocks;
 pub mod cold;
 pub mod edits;
+pub mod group;
 pub mod history;
 pub mod inbox;
 pub mod internal;
