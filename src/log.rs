@@ -15,6 +15,7 @@
 //! every socket send and response issued after a write until it is durable,
 //! which is what lets the object answer right after [`Log::append`].
 
+use crate::group::GroupId;
 use crate::history::{PageQuery, PageRow, Shape, IS_SEND_DELIVERED, IS_SEND_QUEUED, ROW, ROW_CHAT, ROW_SYSTEM};
 use crate::inbox::Inbox;
 use crate::message::{conversation_id, Kind};
@@ -57,8 +58,15 @@ pub trait Sql {
 /// time a newer deployment opens it (the version is kept in `meta.schema`).
 /// A change to the schema is a new entry here, never an edit of an old one,
 /// and the same change in [`FRESH`].
-pub const MIGRATIONS: [(i64, &[&str]); 6] =
-    [(1, &SCHEMA_V1), (2, &SCHEMA_V2), (3, &SCHEMA_V3), (4, &SCHEMA_V4), (5, &SCHEMA_V5), (6, &SCHEMA_V6)];
+pub const MIGRATIONS: [(i64, &[&str]); 7] = [
+    (1, &SCHEMA_V1),
+    (2, &SCHEMA_V2),
+    (3, &SCHEMA_V3),
+    (4, &SCHEMA_V4),
+    (5, &SCHEMA_V5),
+    (6, &SCHEMA_V6),
+    (7, &SCHEMA_V7),
+];
 
 const SCHEMA_V1: [&str; 6] = [
     // meta.v has no declared type, so no affinity: "92" stays text, 5 stays a number.
@@ -223,13 +231,23 @@ const WATCHERS_TABLE: &str = "CREATE TABLE watchers (user TEXT PRIMARY KEY, unti
 /// v6: deletes for oneself, and presence watchers.
 const SCHEMA_V6: [&str; 2] = [HIDDEN_TABLE, WATCHERS_TABLE];
 
+/// Per group the user is in, the highest `group_seq` this log applied
+/// (see [`crate::group::accept`]): a group delivery applies only what is
+/// above it, so a retried fan-out never duplicates. Frozen like every
+/// migration.
+const GROUP_CURSOR_TABLE: &str =
+    "CREATE TABLE group_cursor (grp TEXT PRIMARY KEY, applied INTEGER NOT NULL) WITHOUT ROWID";
+
+/// v7: group conversations' cursors.
+const SCHEMA_V7: [&str; 1] = [GROUP_CURSOR_TABLE];
+
 /// The version a fresh database starts at.
 pub const LATEST: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
 
 /// The schema at [`LATEST`], for a database that has none yet: the tables the
 /// migrations build step by step, in one go (`tests/upgrade.rs` checks that
 /// both ways give the same tables).
-pub const FRESH: [&str; 13] = [
+pub const FRESH: [&str; 14] = [
     generation_table!("log_a"),
     generation_table!("log_b"),
     "CREATE VIEW log AS SELECT * FROM log_a UNION ALL SELECT * FROM log_b",
@@ -243,6 +261,7 @@ pub const FRESH: [&str; 13] = [
     PUSH_TABLE,
     HIDDEN_TABLE,
     WATCHERS_TABLE,
+    GROUP_CURSOR_TABLE,
 ];
 
 /// One entry about to be written to the log.
@@ -607,6 +626,20 @@ impl<S: Sql> Log<S> {
 
     pub fn set_owner(&self, owner: &UserId) -> Result<(), StoreError> {
         self.exec("INSERT OR REPLACE INTO meta (k, v) VALUES ('owner', ?)", &[text(owner.as_str())])
+    }
+
+    /// The highest `group_seq` of `group` this log applied (0: none).
+    pub fn group_applied(&self, group: &GroupId) -> Result<u64, StoreError> {
+        let row = self.one("SELECT applied FROM group_cursor WHERE grp = ?", &[text(group.as_str())])?;
+        Ok(row.and_then(|r| col_u64(&r, 0)).unwrap_or(0))
+    }
+
+    /// Moves the group's cursor, in the same write as the entries it covers.
+    pub fn set_group_applied(&self, group: &GroupId, applied: u64) -> Result<(), StoreError> {
+        self.exec(
+            "INSERT OR REPLACE INTO group_cursor (grp, applied) VALUES (?, ?)",
+            &[text(group.as_str()), int(applied)],
+        )
     }
 
     /// Appends a batch of entries, `(seq, entry, sent)`, in one statement:

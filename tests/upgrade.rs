@@ -193,8 +193,8 @@ fn a_fresh_log_and_an_upgraded_one_have_the_same_tables() {
     assert_eq!(tables(&fresh), tables(&upgraded));
     assert_eq!(
         tables(&fresh).len(),
-        11,
-        "log_a, log_b, meta, devices, convs, sends, seen, blocks, push, hidden, watchers"
+        12,
+        "log_a, log_b, meta, devices, convs, sends, seen, blocks, push, hidden, watchers, group_cursor"
     );
     assert_eq!(view_sql(&fresh), view_sql(&upgraded));
 }
