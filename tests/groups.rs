@@ -688,3 +688,22 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_member_whose_log_lost_the_group_gets_it_again_from_where_it_is() {
+    let mut g = group(&["bob"], Config::default());
+    let mut members = BTreeMap::new();
+    g.send(&uid("alice"), None, text("one"), "m2", T0).unwrap();
+    let now = settle(&mut g, &mut members, T0);
+    assert_eq!(applied(&members, "bob"), vec![1, 2]);
+    // Bob's log is new (its cursor says 0); the next delivery says since 2.
+    members.insert(uid("bob"), Member::new());
+    g.send(&uid("alice"), None, text("two"), "m3", now).unwrap();
+    let to_bob = deliveries(&g.take_effects()).into_iter().find(|d| d.member == uid("bob")).unwrap();
+    assert_eq!(to_bob.since, 2);
+    let answer = members.get_mut(&uid("bob")).unwrap().receive(&to_bob);
+    assert_eq!(answer, Answer::Gap(0), "nothing applied out of order");
+    g.answered(&uid("bob"), to_bob.flight, answer, now).unwrap();
+    settle(&mut g, &mut members, now);
+    assert_eq!(applied(&members, "bob"), vec![1, 2, 3], "everything again, in order");
+}
