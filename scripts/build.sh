@@ -50,7 +50,7 @@ else
   # worker-build keeps the wasm names section (about 30 KB gzipped). Names make
   # profiles readable (KEEP_WASM_NAMES=1 keeps them); deployments do not need them.
   # A second -Oz pass over worker-build's output takes about 5 s and 6 KB
-  # (gzipped) more off, which keeps the bundle under 250 KB gzipped. It may
+  # (gzipped) more off (scripts/wasm-size.mjs holds the budget). It may
   # assume the lowest 1 KB of memory unused (--low-memory-unused): Rust's
   # stack starts at 1 MB and grows down, so only an overflowing stack would
   # reach it.

@@ -13,7 +13,7 @@ bash scripts/setup.sh || exit 1
 bash scripts/build.sh || exit 1
 log=$(mktemp)
 status=0
-echo "== hygiene gates (rustfmt, clippy native and wasm, tsc of the SDK and the demo)"
+echo "== hygiene gates (rustfmt, clippy native and wasm, tsc of the SDK and the demo, the wasm budget)"
 gates=0 gate_fails=0
 gate() {
   gates=$((gates + 1))
@@ -24,6 +24,7 @@ gate cargo clippy --quiet --all-targets -- -D warnings
 gate cargo clippy --quiet --target wasm32-unknown-unknown --all-features -- -D warnings
 gate npx --no-install tsc --noEmit -p client
 gate npx --no-install tsc --noEmit -p demo
+gate node scripts/wasm-size.mjs
 echo "hygiene: $((gates - gate_fails)) passed, $gate_fails failed" | tee -a "$log"
 echo "== cargo test (core, native)"
 cargo test --quiet 2>&1 | tee -a "$log" || status=1
