@@ -47,6 +47,12 @@ pub enum Internal {
     /// The backend edits or deletes a chat of `uid`'s (the body is the new
     /// fields of an edit; empty for a delete).
     Edit(ApiEdit),
+    /// A group's object delivers its entries to `owner`'s log (the body is
+    /// the delivery, [`crate::group::calls::encode_delivery`]).
+    GroupDeliver { owner: UserId },
+    /// A frame for `owner`'s live v1 sockets (a group's typing or read
+    /// counts): shown if a socket is open, never stored (the body is the frame).
+    Relay { owner: UserId },
 }
 
 /// See [`Internal::Watch`].
@@ -156,12 +162,20 @@ impl Internal {
             Internal::Deliver(d) => &d.owner,
             Internal::Receipt(r) => &r.owner,
             Internal::Typing(t) => &t.owner,
+            Internal::GroupDeliver { owner } | Internal::Relay { owner } => owner,
         }
     }
 
     /// Whether the request carries a body (and so is a `POST`).
     pub fn has_body(&self) -> bool {
-        matches!(self, Internal::Deliver(_) | Internal::Send(_) | Internal::Edit(_))
+        matches!(
+            self,
+            Internal::Deliver(_)
+                | Internal::Send(_)
+                | Internal::Edit(_)
+                | Internal::GroupDeliver { .. }
+                | Internal::Relay { .. }
+        )
     }
 
     pub fn method(&self) -> &'static str {
@@ -280,6 +294,14 @@ impl Internal {
                 }
                 "edit"
             }
+            Internal::GroupDeliver { owner } => {
+                p.push(("owner", owner.to_string()));
+                "group-deliver"
+            }
+            Internal::Relay { owner } => {
+                p.push(("owner", owner.to_string()));
+                "relay"
+            }
         };
         let q = query::encode(p.iter().map(|(k, v)| (*k, v.as_str())));
         format!("{ORIGIN}/{route}?{q}")
@@ -326,6 +348,8 @@ impl Internal {
                     .ok()
                     .and_then(|k| i64::try_from(k).ok())
                     .and_then(Kind::from_code)
+                    // Group entries arrive only through a group's delivery.
+                    .filter(|k| *k != Kind::Group)
                     .ok_or(BadInternal::Param("kind"))?,
                 id: msg_id("id")?,
                 time_ms: number("time")?,
@@ -395,6 +419,8 @@ impl Internal {
                 cmid: get("cmid").map(str::to_owned),
                 delete: flag("delete")?,
             }),
+            "group-deliver" => Internal::GroupDeliver { owner: user("owner")? },
+            "relay" => Internal::Relay { owner: user("owner")? },
             _ => return Err(BadInternal::Route),
         })
     }
@@ -670,6 +696,8 @@ mod tests {
                 cmid: Some("api:k".into()),
                 delete: true,
             }),
+            Internal::GroupDeliver { owner: uid("g") },
+            Internal::Relay { owner: uid("r") },
         ]
     }
 

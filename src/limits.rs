@@ -63,6 +63,9 @@ pub struct Limits {
     /// How often an isolate writes its counters to the Analytics Engine
     /// dataset (`METRICS_FLUSH_S`; 0: at every event, for tests).
     pub metrics_flush_ms: u64,
+    /// Most members of one group (`GROUP_MAX_MEMBERS`): each message is one
+    /// hop and one log entry per member.
+    pub group_max_members: u32,
 }
 
 impl Default for Limits {
@@ -87,6 +90,7 @@ impl Default for Limits {
             watch_ttl_ms: 60_000,
             presence_grace_ms: 10_000,
             metrics_flush_ms: crate::metrics::DEFAULT_FLUSH_MS,
+            group_max_members: crate::group::DEFAULT_MAX_MEMBERS,
         }
     }
 }
@@ -159,6 +163,7 @@ impl Limits {
             watch_ttl_ms: num("WATCH_TTL_S", d.watch_ttl_ms / 1000, 1, 3600)? * 1000,
             presence_grace_ms: num("PRESENCE_GRACE_S", d.presence_grace_ms / 1000, 0, 3600)? * 1000,
             metrics_flush_ms: num("METRICS_FLUSH_S", d.metrics_flush_ms / 1000, 0, 3600)? * 1000,
+            group_max_members: num("GROUP_MAX_MEMBERS", d.group_max_members.into(), 2, 1000)? as u32,
         })
     }
 }

@@ -1379,13 +1379,15 @@ fn archive_column(col: &str) -> String {
 fn archive_query() -> String {
     let (received, sent, system) = (Kind::Received.code(), Kind::Sent.code(), Kind::System.code());
     let (edit_in, delete_in, mine) = (Kind::EditIn.code(), Kind::DeleteIn.code(), Kind::DeleteMine.code());
+    // A group's entries go to history once, from the group's object.
+    let group = Kind::Group.code();
     let row: Vec<String> = ROW.iter().map(|c| archive_column(c)).collect();
     let target_ms = "CAST(round((julianday(json_extract(body, '$.body.time')) - 2440587.5) * 86400000) AS INTEGER)";
     format!(
         "SELECT json_group_array(json_array(conv, part, json(row))) FILTER (WHERE inc), MAX(seq) FROM ( \
            SELECT seq, conv, part, row, inc, SUM(CASE WHEN inc THEN length(body) ELSE 0 END) OVER (ORDER BY seq) AS acc \
            FROM (SELECT seq, conv, body, CAST(time AS INTEGER) / (86400000 * CAST(?6 AS INTEGER)) * CAST(?6 AS INTEGER) AS part, json_array({}) AS row, \
-                   (op <> {mine} AND (kind <> {received} OR peer = ?4 OR sent = {SENT_FROM_QUEUE} OR optime >= ?5)) AS inc \
+                   (op NOT IN ({mine}, {group}) AND (kind <> {received} OR peer = ?4 OR sent = {SENT_FROM_QUEUE} OR optime >= ?5)) AS inc \
                  FROM (SELECT seq, conv, peer, sent, peer_seq, peer_sent, kind AS op, time AS optime, \
                          CASE WHEN kind <= {system} THEN kind WHEN kind IN ({edit_in}, {delete_in}) THEN {received} ELSE {sent} END AS kind, \
                          CASE WHEN kind <= {system} THEN id ELSE json_extract(body, '$.target') END AS id, \

@@ -29,6 +29,9 @@ pub enum Kind {
     DeleteIn = 7,
     /// The owner deleted an entry of their log for themself alone.
     DeleteMine = 8,
+    /// An entry of a group the owner belongs to (a message or a membership
+    /// change), fanned out by the group's object: see [`crate::group`].
+    Group = 9,
 }
 
 impl Kind {
@@ -46,20 +49,22 @@ impl Kind {
             6 => Kind::DeleteOut,
             7 => Kind::DeleteIn,
             8 => Kind::DeleteMine,
+            9 => Kind::Group,
             _ => return None,
         })
     }
 
     /// Whether the owner's sockets are owed this entry: the offline queue
-    /// (and a legacy socket) holds chats and system messages only. Ops reach
-    /// v1 devices through the log; a legacy front end would show them as chats.
+    /// (and a legacy socket) holds chats and system messages only. Ops and
+    /// group entries reach v1 devices through the log; a legacy front end
+    /// would show them as chats.
     pub fn owed_to_owner(self) -> bool {
         matches!(self, Kind::Received | Kind::System)
     }
 
     /// An edit or delete of another entry, rather than a message.
     pub fn is_op(self) -> bool {
-        self.code() >= Kind::EditOut.code()
+        matches!(self, Kind::EditOut | Kind::EditIn | Kind::DeleteOut | Kind::DeleteIn | Kind::DeleteMine)
     }
 
     /// The same entry as the other side's log holds it.

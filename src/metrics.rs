@@ -78,6 +78,11 @@ pub enum Counter {
     /// Presence changes told to watchers (one hop each), and watches kept.
     PresenceHops,
     Watches,
+    /// Delivery hops from groups' objects to members' objects (each carries
+    /// every entry owed to that member, up to a batch).
+    GroupDeliveries,
+    /// Messages stored by groups' objects (each then delivered to every member).
+    GroupMessages,
 }
 
 /// The data point a counter goes in: its `blob1` and `index1`. A point holds
@@ -112,7 +117,7 @@ pub const DEFAULT_FLUSH_MS: u64 = 10_000;
 /// Analytics Engine's most doubles per data point.
 pub const DOUBLES_MAX: usize = 20;
 
-const ALL: [(Counter, &str, Set); 40] = [
+const ALL: [(Counter, &str, Set); 42] = [
     (Counter::WorkerRequests, "worker_requests", Set::Billable),
     (Counter::DoFetches, "do_fetches", Set::Billable),
     (Counter::DoWsMessages, "do_ws_messages", Set::Billable),
@@ -153,6 +158,8 @@ const ALL: [(Counter, &str, Set); 40] = [
     (Counter::RefusedEditWindow, "refused_edit_window", Set::Refusals),
     (Counter::PresenceHops, "presence_hops", Set::Billable),
     (Counter::Watches, "watches", Set::Events),
+    (Counter::GroupDeliveries, "group_deliveries", Set::Billable),
+    (Counter::GroupMessages, "group_messages", Set::Events),
 ];
 
 static COUNTS: [AtomicU64; ALL.len()] = [const { AtomicU64::new(0) }; ALL.len()];

@@ -47,6 +47,7 @@ export function workerOptions({ persistDir, vars, d1, assets, port = 0, inspecto
   env.COLD = { type: "r2", name: "COLD" };
   env.USER = { type: "durable-object", worker: "", exportName: "UserObject" };
   env.WRITER = { type: "durable-object", worker: "", exportName: "HistoryWriter" };
+  env.GROUP = { type: "durable-object", worker: "", exportName: "GroupObject" };
   // The Analytics Engine dataset, when a test wants the data points: a
   // worker of ours standing in for it that keeps every point written.
   if (metrics) env.METRICS = { type: "worker", worker: CAPTURE, exportName: "Capture" };
@@ -70,6 +71,7 @@ export function workerOptions({ persistDir, vars, d1, assets, port = 0, inspecto
           exports: {
             UserObject: { type: "durable-object", storage: "sqlite" },
             HistoryWriter: { type: "durable-object", storage: "sqlite" },
+            GroupObject: { type: "durable-object", storage: "sqlite" },
           },
           ...(assets ? { assets: { directory: assets, hasUserWorker: true } } : {}),
         },

@@ -56,7 +56,7 @@ export type MsgFrame = {
 };
 
 /** What a log entry is, as a `msg` frame says it. */
-export type EntryKind = "in" | "out" | "sys" | "edit" | "delete";
+export type EntryKind = "in" | "out" | "sys" | "edit" | "delete" | "group";
 
 /** `{"op":"sent",…}`: a send is stored in the recipient's and the sender's log. */
 export type SentFrame = {
@@ -97,11 +97,41 @@ export type ReceiptFrame = {
 /** Which receipt a peer sent. */
 export type ReceiptKind = "delivered" | "read";
 
-/** `{"op":"typing",…}`: `from` started or stopped typing to this user. */
+/**
+ * `{"op":"typing",…}`: `from` started or stopped typing to this user, or
+ * in the group `group`.
+ */
 export type TypingFrame = {
   active: boolean;
   from: string;
+  /** The group it is in (absent: typing to this user). */
+  group?: string;
   op: "typing";
+};
+
+/**
+ * `{"op":"group_read",…}`: how many of the group's members (other than
+ * its sender) read the message at `group_seq`, sent to its sender as the
+ * count changes.
+ */
+export type GroupReadFrame = {
+  op: "group_read";
+  group: string;
+  group_seq: number;
+  read: number;
+  of: number;
+};
+
+/**
+ * `{"op":"group","re":…}`: a group's object's answer to a `group` request,
+ * as its HTTP API gives it: `status` (2xx: done; a `send` answered 200 is
+ * stored and queued for every member) and the JSON `body`.
+ */
+export type GroupFrame = {
+  body: { [key: string]: unknown } | null;
+  op: "group";
+  re: string | number;
+  status: number;
 };
 
 /** `{"op":"blocks",…}`: the user's lists changed (on any device). */

@@ -6,11 +6,13 @@ use futures::future::join_all;
 use worker::{event, Context, Env, Method, Request, RequestInit, Response};
 
 use super::idp::Idp;
-use super::{analytics, log, Rid};
+use super::{analytics, group_object, log, Rid};
 use super::{d1, hop};
 use super::{json, json_error, limits, now_ms, push_config, query_pairs, query_param, random_u64, USER_BINDING};
 use crate::api::{self, BodyError};
 use crate::auth::{self, Alg, AuthError, Verified};
+use crate::group::calls;
+use crate::group::{Actor, GroupId};
 use crate::history::{from_owner_rows, PageQuery};
 use crate::internal::{ApiEdit, ApiSend, BlockOp, Delivery, Internal, Outcome, V1Connect, View};
 use crate::limits::Limits;
@@ -63,6 +65,16 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
             client_blocks(req, &env, jwt_secret, &limits).await
         }
         (Method::Get | Method::Put, "/v1/settings") => settings(req, &env, jwt_secret, &limits).await,
+        (_, p) if p == "/v1/groups" || p.starts_with("/v1/groups/") => {
+            client_groups(req, &env, jwt_secret, &limits).await
+        }
+        (_, p) if p == "/api/groups" || p.starts_with("/api/groups/") => {
+            let authz = req.headers().get("authorization")?;
+            if let Err(e) = auth::verify_api_key(authz.as_deref(), api_key) {
+                return unauthorized(e);
+            }
+            groups(req, &env, &limits, Actor::Backend, "/api/groups").await
+        }
         (Method::Post, "/api/sys-msg")
         | (Method::Post, "/api/blocks")
         | (Method::Post, "/api/edit")
@@ -230,6 +242,9 @@ async fn forward_read(req: Request, env: &Env, secret: &str, limits: &Limits, vi
         Err(e) => return unauthorized(e),
     };
     let pairs = query_pairs(&req);
+    if let (View::V1, Some(group)) = (view, query_param(&pairs, "group")) {
+        return group_history(&pairs, &group, v.user, env, limits).await;
+    }
     let page = match PageQuery::parse_within(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())), limits.history_page) {
         Ok(page) => page,
         Err(bad) => {
@@ -240,6 +255,69 @@ async fn forward_read(req: Request, env: &Env, secret: &str, limits: &Limits, vi
         }
     };
     forward(env, &Internal::Read { uid: v.user, view, page }).await
+}
+
+/// `/v1/groups…`: a user's group requests, on their own behalf.
+async fn client_groups(req: Request, env: &Env, secret: &str, limits: &Limits) -> worker::Result<Response> {
+    let v = match client_user(&req, env, secret).await? {
+        Ok(v) => v,
+        Err(e) => return unauthorized(e),
+    };
+    groups(req, env, limits, Actor::User(v.user), "/v1/groups").await
+}
+
+/// A group request (see [`calls::from_http`]), answered by the group's
+/// object as it is.
+async fn groups(mut req: Request, env: &Env, limits: &Limits, by: Actor, prefix: &str) -> worker::Result<Response> {
+    let max = if by == Actor::Backend { limits.body_bytes } else { limits.frame_bytes };
+    let Some(body) = read_body(&mut req, max).await? else {
+        incr(Counter::RefusedBody);
+        return json_error(413, &format!("request body over {max} bytes"));
+    };
+    let body = String::from_utf8_lossy(&body);
+    let path = req.path();
+    let fresh = GroupId::fresh(random_u64());
+    let method = req.method();
+    match calls::from_http(method.as_ref(), &path[prefix.len()..], &body, by, fresh) {
+        Ok(call) => to_group(env, &call).await,
+        Err(calls::HttpError(status, message)) => json_error(status, &message),
+    }
+}
+
+/// `GET /v1/history?group=…`: a page of the group's history.
+async fn group_history(
+    pairs: &[(String, String)],
+    group: &str,
+    user: UserId,
+    env: &Env,
+    limits: &Limits,
+) -> worker::Result<Response> {
+    let number = |k: &str| query_param(pairs, k).map(|v| v.parse::<u64>());
+    let before = match number("before") {
+        Some(Err(_)) => return json_error(400, "before: must be a group_seq"),
+        b => b.and_then(Result::ok),
+    };
+    let limit = match number("limit") {
+        None => 50,
+        Some(Ok(n)) if (1..=u64::from(limits.history_page)).contains(&n) => n as u32,
+        Some(_) => {
+            incr(Counter::RefusedPage);
+            return json_error(400, &format!("limit: must be 1 to {} (HISTORY_PAGE_MAX)", limits.history_page));
+        }
+    };
+    match calls::history_request(user, group, before, limit) {
+        Ok(call) => to_group(env, &call).await,
+        Err(calls::HttpError(status, message)) => json_error(status, &message),
+    }
+}
+
+/// Sends a request to its group's object and passes the answer on.
+async fn to_group(env: &Env, call: &calls::Request) -> worker::Result<Response> {
+    let (status, body) = group_object::call(env, call).await?;
+    if body.is_empty() {
+        return Ok(Response::empty()?.with_status(status));
+    }
+    json(status, &body)
 }
 
 /// The block and mute routes of a client: served by the user's own object.

@@ -3,6 +3,7 @@
 //!
 //! - [`entry`]: the Worker entry: authenticates, then routes to objects.
 //! - [`user_object`]: the per-user Durable Object, executing its mailbox.
+//! - [`group_object`]: a group's Durable Object, executing its fan-out.
 //! - [`sql`]: the SQL port over the object's SQLite (the log's queries are in the core).
 //! - [`writer`]: a history shard's writer object, batching users' hand-offs.
 //! - [`d1`]: the D1 history gateway.
@@ -16,6 +17,7 @@ pub mod analytics;
 pub mod cold;
 pub mod d1;
 pub mod entry;
+pub mod group_object;
 pub mod hop;
 pub mod idp;
 pub mod sql;
@@ -31,6 +33,8 @@ use crate::push::PushConfig;
 
 /// The Durable Object namespace binding of the per-user objects.
 pub const USER_BINDING: &str = "USER";
+/// The Durable Object namespace binding of the groups' objects.
+pub const GROUP_BINDING: &str = "GROUP";
 /// The Durable Object namespace binding of the history writers.
 pub const WRITER_BINDING: &str = "WRITER";
 

@@ -29,6 +29,7 @@ use super::webhook::Webhook;
 use super::{analytics, cold, d1, json, json_error, log, now_ms, random_u64, Rid, USER_BINDING, WRITER_BINDING};
 use crate::archive::{shard_of, Handoff, Partitioning};
 use crate::auth::token_expired;
+use crate::group::calls;
 use crate::history::{self, d1_part, merge, page_convs, page_json, PageQuery, PageRow, Shape};
 use crate::internal::{
     Answer, ApiEdit, ApiSend, Archive, Delivery, Internal, Outcome, Receipt, Typing, V1Connect, View, Watch,
@@ -273,6 +274,20 @@ impl DurableObject for UserObject {
                 json(200, &self.step(|mb, io| mb.settings_request(io, &uid, hide_presence))?)
             }
             Internal::Edit(e) => self.on_api_edit(&e, &body, rid).await,
+            Internal::GroupDeliver { owner } => {
+                let delivery = match calls::parse_delivery(&owner, &body) {
+                    Ok(d) => d,
+                    Err(e) => {
+                        log(self.line(rid, "bad_group_delivery").err(&e));
+                        return answer(calls::hop_answer(None));
+                    }
+                };
+                answer(calls::hop_answer(self.step(|mb, io| mb.group_delivery(io, &delivery))?))
+            }
+            Internal::Relay { .. } => {
+                self.call(|mb, io| mb.relay(io, &body));
+                answer(Answer::of(Outcome::Done))
+            }
         }
     }
 
@@ -677,6 +692,16 @@ impl UserObject {
                 let reply = match self.presence_of(owner, &peer, ttl_ms, rid).await {
                     Some(p) => v1::presence(Some(&re), peer.as_str(), p),
                     None => v1::error(Some(&re), v1::V1Error::Unavailable),
+                };
+                send(ws, &reply)
+            }
+            V1Step::Group { re, request } => {
+                let reply = match super::group_object::call(&self.env, &request).await {
+                    Ok((status, body)) => v1::group_reply(&re, status, &body),
+                    Err(e) => {
+                        log(self.line(rid, "group_unavailable").err(&e));
+                        v1::error(Some(&re), v1::V1Error::Unavailable)
+                    }
                 };
                 send(ws, &reply)
             }

@@ -44,6 +44,7 @@
 //! `sent` goes to the sender once [`Group::send`] returns: the message is
 //! stored and owed to every member, not yet delivered.
 
+pub mod calls;
 mod member;
 pub mod store;
 
@@ -119,6 +120,11 @@ impl GroupId {
         &self.0
     }
 
+    /// A new group's id when its creator names none: `g` and 16 hex digits.
+    pub fn fresh(random: u64) -> GroupId {
+        GroupId(format!("g{random:016x}"))
+    }
+
     /// The group's conversation in history: written once for all members.
     pub fn conversation_id(&self) -> String {
         format!("g:{}", self.0)
@@ -179,7 +185,7 @@ pub enum Actor {
 }
 
 impl Actor {
-    fn user(&self) -> Option<&UserId> {
+    pub fn user(&self) -> Option<&UserId> {
         match self {
             Actor::User(u) => Some(u),
             Actor::Backend => None,

@@ -19,6 +19,7 @@
 //! this file the log itself: loading, group commit, replay, delivery, the
 //! send flow, the archive pass.
 
+mod group;
 mod ops;
 mod presence;
 mod push;
@@ -300,6 +301,8 @@ pub struct Mailbox {
     /// Entries appended since the last group write.
     pending: Vec<(Waiter, NewEntry)>,
     next_waiter: Waiter,
+    /// Groups this object named for their creator (a group id's nonce).
+    groups_named: u64,
     commit_scheduled: bool,
     /// Set for one timer tick after a write; entries appended meanwhile wait
     /// for the group write.
@@ -337,6 +340,7 @@ impl Mailbox {
             life: None,
             pending: Vec::new(),
             next_waiter: 0,
+            groups_named: 0,
             commit_scheduled: false,
             cooling: false,
             wake: Wake::default(),

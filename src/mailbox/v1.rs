@@ -49,6 +49,11 @@ pub enum V1Step {
         re: RequestId,
         peer: UserId,
     },
+    /// Pass this request to its group's object and answer with a `group` frame.
+    Group {
+        re: RequestId,
+        request: crate::group::calls::Request,
+    },
 }
 
 impl Mailbox {
@@ -172,6 +177,28 @@ impl Mailbox {
                 let scope = if matches!(op, crate::edits::EditOp::Edit(_)) { "edit" } else { "delete" };
                 let op_mid = derived_id(scope, owner.as_str(), &cmid);
                 V1Step::Edit { re: id, target: mid, op, mid: op_mid, cmid }
+            }
+            V1Frame::Group { id, fields } => {
+                // Unique per user and per call: the id names the user's object.
+                self.groups_named += 1;
+                let nonce =
+                    crate::message::derived_id("group", owner.as_str(), &format!("{}.{}", io.now, self.groups_named));
+                let fresh = crate::group::GroupId::fresh(u64::from_str_radix(&nonce[..16], 16).unwrap_or(io.now));
+                match crate::group::calls::from_frame(&fields, &owner, fresh) {
+                    // Sends count against the send rate, as chats do.
+                    Ok(request) => {
+                        let is_send = matches!(request.call, crate::group::calls::Call::Send { .. });
+                        match if is_send { self.admit_send(io.now) } else { Ok(()) } {
+                            Ok(()) => V1Step::Group { re: id, request },
+                            Err(r) => V1Step::Reply(v1::error(Some(&id), V1Error::from_refusal(r))),
+                        }
+                    }
+                    Err(crate::group::calls::HttpError(status, message)) => V1Step::Reply(v1::group_reply(
+                        &id,
+                        status,
+                        &serde_json::json!({ "error": message }).to_string(),
+                    )),
+                }
             }
             V1Frame::Watch { id, peer } => match self.admit_read(io.now) {
                 Ok(()) => V1Step::Watch { re: id, peer },

@@ -70,6 +70,12 @@ pub enum V1Frame {
         id: RequestId,
         hide_presence: bool,
     },
+    /// A request to a group's object (`call` says which: see
+    /// [`crate::group::calls::from_frame`]); its fields as they came.
+    Group {
+        id: RequestId,
+        fields: Map<String, Value>,
+    },
 }
 
 /// The WebSocket subprotocol that selects this mode.
@@ -286,6 +292,7 @@ pub fn parse(text: &str, max_bytes: usize) -> Result<V1Frame, Refused> {
             Ok(V1Frame::Blocks { id, change: Change::Mute(uid(&f, "peer")?, opt_seq(&f, "until")?) })
         }
         "unmute" => Ok(V1Frame::Blocks { id: need_id()?, change: Change::Unmute(uid(&f, "peer")?) }),
+        "group" => Ok(V1Frame::Group { id: need_id()?, fields: f }),
         _ => Err(refuse(id, V1Error::UnknownOp)),
     }
 }
@@ -322,6 +329,8 @@ ops! {
     BlocksOp = "blocks",
     PresenceOp = "presence",
     SettingsOp = "settings",
+    GroupReadOp = "group_read",
+    GroupOp = "group",
 }
 
 /// Encodes a frame. Frames hold strings, numbers, booleans and JSON already
@@ -388,6 +397,10 @@ pub enum EntryKind {
     /// A delete of the message `body.target`, for `body.for` (`everyone`
     /// or `me`): `body.body` is its tombstone.
     Delete,
+    /// An entry of the group `body.group`, its `body.group_seq`: a message
+    /// (`body.fromUser`, `body.message`), or a membership change
+    /// (`body.type` is `group`, `body.change` says which).
+    Group,
 }
 
 impl EntryKind {
@@ -398,6 +411,7 @@ impl EntryKind {
             Kind::System => EntryKind::Sys,
             Kind::EditOut | Kind::EditIn => EntryKind::Edit,
             Kind::DeleteOut | Kind::DeleteIn | Kind::DeleteMine => EntryKind::Delete,
+            Kind::Group => EntryKind::Group,
         }
     }
 }
@@ -651,19 +665,69 @@ pub fn receipt(peer: &str, kind: ReceiptKind, up_to: u64) -> String {
     encode(&ReceiptFrame { op: ReceiptOp::Op, peer, r#type: kind, up_to })
 }
 
-/// `{"op":"typing",…}`: `from` started or stopped typing to this user.
+/// `{"op":"typing",…}`: `from` started or stopped typing to this user, or
+/// in the group `group`.
 #[derive(Serialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
 struct TypingFrame<'a> {
     active: bool,
     from: &'a str,
+    /// The group it is in (absent: typing to this user).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, ts(optional))]
+    group: Option<&'a str>,
     #[cfg_attr(test, ts(inline))]
     op: TypingOp,
 }
 
 /// A `TypingFrame`, encoded.
 pub fn typing(from: &str, active: bool) -> String {
-    encode(&TypingFrame { active, from, op: TypingOp::Op })
+    encode(&TypingFrame { active, from, group: None, op: TypingOp::Op })
+}
+
+/// A `TypingFrame` of a group, encoded.
+pub fn group_typing(group: &str, from: &str, active: bool) -> String {
+    encode(&TypingFrame { active, from, group: Some(group), op: TypingOp::Op })
+}
+
+/// `{"op":"group_read",…}`: how many of the group's members (other than
+/// its sender) read the message at `group_seq`, sent to its sender as the
+/// count changes.
+#[derive(Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+struct GroupReadFrame<'a> {
+    #[cfg_attr(test, ts(inline))]
+    op: GroupReadOp,
+    group: &'a str,
+    group_seq: u64,
+    read: u32,
+    of: u32,
+}
+
+/// `{"op":"group","re":…}`: a group's object's answer to a `group` request,
+/// as its HTTP API gives it: `status` (2xx: done; a `send` answered 200 is
+/// stored and queued for every member) and the JSON `body`.
+#[derive(Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+struct GroupFrame<'a> {
+    #[cfg_attr(test, ts(type = "{ [key: string]: unknown } | null"))]
+    body: Option<&'a RawValue>,
+    #[cfg_attr(test, ts(inline))]
+    op: GroupOp,
+    #[cfg_attr(test, ts(type = "string | number"))]
+    re: &'a RequestId,
+    status: u16,
+}
+
+/// A `GroupFrame`, encoded (`body`: the answer's JSON text, empty for none).
+pub fn group_reply(re: &RequestId, status: u16, body: &str) -> String {
+    let body = serde_json::from_str::<&RawValue>(body).ok();
+    encode(&GroupFrame { body, op: GroupOp::Op, re, status })
+}
+
+/// A `GroupReadFrame`, encoded.
+pub fn group_read(group: &str, group_seq: u64, read: u32, of: u32) -> String {
+    encode(&GroupReadFrame { op: GroupReadOp::Op, group, group_seq, read, of })
 }
 
 /// The user's block and mute lists, as the welcome and `GET /v1/blocks`

@@ -82,6 +82,8 @@ fn render() -> String {
         export::<ReceiptFrame>(&cfg),
         export::<ReceiptKind>(&cfg),
         export::<TypingFrame>(&cfg),
+        export::<GroupReadFrame>(&cfg),
+        export::<GroupFrame>(&cfg),
         export::<BlocksFrame>(&cfg),
         export::<BlockLists>(&cfg),
         export::<Muted>(&cfg),

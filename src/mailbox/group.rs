@@ -1,0 +1,50 @@
+//! Group entries in a member's mailbox: a group object's delivery becomes
+//! entries of the member's log (kind `group`, under the member's own seqs),
+//! applied once and in order however often it is retried ([`group::accept`]).
+
+use super::{send, Error, Io, Mailbox, Mode, Sockets};
+use crate::group::{self, Accept, Answer, Delivery};
+use crate::log::{NewEntry, Sql};
+use crate::message::Kind;
+use crate::metrics::{self, Counter};
+
+impl Mailbox {
+    /// Applies a delivery: the entries this log lacks are appended and the
+    /// group's cursor moved in the same synchronous write (so the runtime
+    /// commits both or neither), then pushed to the v1 devices. `None`: a
+    /// malformed delivery, refused whole.
+    pub fn group_delivery<S: Sql, W: Sockets>(&mut self, io: &Io<S, W>, d: &Delivery) -> Result<Option<Answer>, Error> {
+        let applied = io.log.group_applied(&d.group)?;
+        let decision = group::accept(applied, d);
+        if let Accept::New { skip, up_to } = decision {
+            let entries: Vec<NewEntry> = d.entries[skip..]
+                .iter()
+                .map(|e| NewEntry {
+                    id: e.id.clone(),
+                    kind: Kind::Group,
+                    peer: None,
+                    time_ms: e.time_ms,
+                    body: e.body.clone(),
+                    peer_state: None,
+                    cmid: None,
+                    dedup: false,
+                    rewrite: None,
+                })
+                .collect();
+            // Not through the group commit: the cursor must land with them.
+            let n = entries.len() as u64;
+            self.write(io, entries)?;
+            metrics::add(Counter::MessagesStored, n);
+            io.log.set_group_applied(&d.group, up_to)?;
+        }
+        Ok(decision.answer())
+    }
+
+    /// A frame another object wants on this user's live v1 sockets (a
+    /// group's typing, read counts): shown if one is open, else dropped.
+    pub fn relay<S: Sql, W: Sockets>(&mut self, io: &Io<S, W>, frame: &str) {
+        for ws in io.sockets.open(Mode::V1) {
+            send(io.sockets, &ws, frame);
+        }
+    }
+}
