@@ -12,6 +12,7 @@
 use std::fmt;
 
 use crate::blocks::Change;
+use crate::group::GroupId;
 use crate::history::PageQuery;
 use crate::message::{is_id, Kind};
 use crate::presence::Presence;
@@ -53,6 +54,9 @@ pub enum Internal {
     /// A frame for `owner`'s live v1 sockets (a group's typing or read
     /// counts): shown if a socket is open, never stored (the body is the frame).
     Relay { owner: UserId },
+    /// `owner` read `group` up to `up_to` (HTTP): their object keeps its
+    /// own cursor of it (the unread count) and tells the group's object.
+    GroupRead { owner: UserId, group: GroupId, up_to: u64 },
 }
 
 /// See [`Internal::Watch`].
@@ -162,7 +166,7 @@ impl Internal {
             Internal::Deliver(d) => &d.owner,
             Internal::Receipt(r) => &r.owner,
             Internal::Typing(t) => &t.owner,
-            Internal::GroupDeliver { owner } | Internal::Relay { owner } => owner,
+            Internal::GroupDeliver { owner } | Internal::Relay { owner } | Internal::GroupRead { owner, .. } => owner,
         }
     }
 
@@ -302,6 +306,12 @@ impl Internal {
                 p.push(("owner", owner.to_string()));
                 "relay"
             }
+            Internal::GroupRead { owner, group, up_to } => {
+                p.push(("owner", owner.to_string()));
+                p.push(("group", group.to_string()));
+                p.push(("up_to", up_to.to_string()));
+                "group-read"
+            }
         };
         let q = query::encode(p.iter().map(|(k, v)| (*k, v.as_str())));
         format!("{ORIGIN}/{route}?{q}")
@@ -421,6 +431,11 @@ impl Internal {
             }),
             "group-deliver" => Internal::GroupDeliver { owner: user("owner")? },
             "relay" => Internal::Relay { owner: user("owner")? },
+            "group-read" => Internal::GroupRead {
+                owner: user("owner")?,
+                group: GroupId::parse(need("group")?).map_err(|_| BadInternal::Param("group"))?,
+                up_to: number("up_to")?,
+            },
             _ => return Err(BadInternal::Route),
         })
     }
@@ -698,6 +713,7 @@ mod tests {
             }),
             Internal::GroupDeliver { owner: uid("g") },
             Internal::Relay { owner: uid("r") },
+            Internal::GroupRead { owner: uid("r"), group: GroupId::parse("gteam").unwrap(), up_to: 4 },
         ]
     }
 

@@ -233,10 +233,10 @@ const SCHEMA_V6: [&str; 2] = [HIDDEN_TABLE, WATCHERS_TABLE];
 
 /// Per group the user is in, the highest `group_seq` this log applied
 /// (see [`crate::group::accept`]): a group delivery applies only what is
-/// above it, so a retried fan-out never duplicates. Frozen like every
-/// migration.
-const GROUP_CURSOR_TABLE: &str =
-    "CREATE TABLE group_cursor (grp TEXT PRIMARY KEY, applied INTEGER NOT NULL) WITHOUT ROWID";
+/// above it, so a retried fan-out never duplicates; and how far the user
+/// read the group (its unread count). Frozen like every migration.
+const GROUP_CURSOR_TABLE: &str = "CREATE TABLE group_cursor (grp TEXT PRIMARY KEY, applied INTEGER NOT NULL, \
+                                  read INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID";
 
 /// v7: group conversations' cursors.
 const SCHEMA_V7: [&str; 1] = [GROUP_CURSOR_TABLE];
@@ -302,6 +302,8 @@ pub struct Conversation {
     pub read_up_to: u64,
     pub peer_delivered: u64,
     pub peer_read: u64,
+    /// A group's conversation: `peer` is the group id.
+    pub group: bool,
 }
 
 /// The push webhook's state (see [`crate::push`]).
@@ -637,8 +639,18 @@ impl<S: Sql> Log<S> {
     /// Moves the group's cursor, in the same write as the entries it covers.
     pub fn set_group_applied(&self, group: &GroupId, applied: u64) -> Result<(), StoreError> {
         self.exec(
-            "INSERT OR REPLACE INTO group_cursor (grp, applied) VALUES (?, ?)",
+            "INSERT INTO group_cursor (grp, applied) VALUES (?1, ?2) \
+             ON CONFLICT (grp) DO UPDATE SET applied = excluded.applied",
             &[text(group.as_str()), int(applied)],
+        )
+    }
+
+    /// The user read the group up to `group_seq` (a cursor only moves forward).
+    pub fn set_group_read(&self, group: &GroupId, read: u64) -> Result<(), StoreError> {
+        self.exec(
+            "INSERT INTO group_cursor (grp, applied, read) VALUES (?1, 0, ?2) \
+             ON CONFLICT (grp) DO UPDATE SET read = MAX(read, excluded.read)",
+            &[text(group.as_str()), int(read)],
         )
     }
 
@@ -1032,23 +1044,44 @@ impl<S: Sql> Log<S> {
     /// Conversations by newest activity, `limit` from before `before` (a last_seq).
     /// Each conversation's newest entry and unread count come from the log
     /// (one pass over it), and from `convs` for what was pruned.
-    pub fn conversations(&self, before: u64, limit: u32) -> Result<Vec<Conversation>, StoreError> {
+    /// `owner`'s conversations, newest activity first: chats by peer and
+    /// groups (a group's unread count: messages of others past the user's
+    /// read cursor of it, [`Log::set_group_read`]).
+    pub fn conversations(&self, owner: &UserId, before: u64, limit: u32) -> Result<Vec<Conversation>, StoreError> {
+        let group = Kind::Group.code();
         self.all(
             &format!("WITH live AS (SELECT g.peer AS peer, g.seq AS seq, g.kind AS kind, g.id AS id, g.body AS body, \
                     ROW_NUMBER() OVER (PARTITION BY g.peer ORDER BY g.seq DESC) AS rn, \
                     SUM(g.kind = ?3 AND g.seq > COALESCE(c.read_up_to, 0) AND {}) OVER (PARTITION BY g.peer) AS unread \
                   FROM log g LEFT JOIN convs c ON c.peer = g.peer WHERE g.peer IS NOT NULL AND g.kind IN {CHATS} AND ?4), \
-             newest AS (SELECT * FROM live WHERE rn = 1) \
+             newest AS (SELECT * FROM live WHERE rn = 1), \
+             grp AS (SELECT json_extract(g.body, '$.group') AS peer, g.seq AS seq, g.kind AS kind, g.id AS id, \
+                    g.body AS body, COALESCE(gc.read, 0) AS read_up_to, \
+                    ROW_NUMBER() OVER (PARTITION BY json_extract(g.body, '$.group') ORDER BY g.seq DESC) AS rn, \
+                    SUM(json_extract(g.body, '$.type') IS NULL \
+                        AND CAST(json_extract(g.body, '$.fromUser') AS TEXT) IS NOT ?5 \
+                        AND json_extract(g.body, '$.group_seq') > COALESCE(gc.read, 0)) \
+                      OVER (PARTITION BY json_extract(g.body, '$.group')) AS unread \
+                  FROM log g LEFT JOIN group_cursor gc ON gc.grp = json_extract(g.body, '$.group') \
+                  WHERE g.kind = {group}) \
              SELECT * FROM ( \
                SELECT l.peer, l.seq AS last_seq, l.kind, l.id, l.body, COALESCE(c.unread, 0) + l.unread, \
-                      COALESCE(c.read_up_to, 0), COALESCE(c.peer_delivered, 0), COALESCE(c.peer_read, 0) \
+                      COALESCE(c.read_up_to, 0), COALESCE(c.peer_delivered, 0), COALESCE(c.peer_read, 0), 0 \
                FROM newest l LEFT JOIN convs c ON c.peer = l.peer \
                UNION ALL \
                SELECT c.peer, c.last_seq AS last_seq, c.last_kind, c.last_mid, c.last_body, c.unread, \
-                      c.read_up_to, c.peer_delivered, c.peer_read \
-               FROM convs c WHERE c.last_seq IS NOT NULL AND c.peer NOT IN (SELECT peer FROM newest)) \
+                      c.read_up_to, c.peer_delivered, c.peer_read, 0 \
+               FROM convs c WHERE c.last_seq IS NOT NULL AND c.peer NOT IN (SELECT peer FROM newest) \
+               UNION ALL \
+               SELECT peer, seq AS last_seq, kind, id, body, unread, read_up_to, 0, 0, 1 FROM grp WHERE rn = 1) \
              WHERE last_seq < ?1 ORDER BY last_seq DESC LIMIT ?2", shown("g")),
-            &[int(before), int(limit as u64), SqlValue::Int(Kind::Received.code()), SqlValue::Int(1)],
+            &[
+                int(before),
+                int(limit as u64),
+                SqlValue::Int(Kind::Received.code()),
+                SqlValue::Int(1),
+                text(owner.as_str()),
+            ],
             |r| {
                 Some(Conversation {
                     peer: col_text(r, 0)?,
@@ -1060,6 +1093,7 @@ impl<S: Sql> Log<S> {
                     read_up_to: col_u64(r, 6)?,
                     peer_delivered: col_u64(r, 7)?,
                     peer_read: col_u64(r, 8)?,
+                    group: col_u64(r, 9)? == 1,
                 })
             },
         )

@@ -87,7 +87,7 @@ fn the_conversation_list_outlives_the_entries_it_was_derived_from() {
     assert_eq!(log.mark_read("amy", 1).unwrap(), Some((2, 1)), "2 and 3 unread");
     assert_eq!(log.mark_read("nobody", 1).unwrap(), None, "no such conversation");
     let list = |log: &Log<Lite>| {
-        log.conversations(u64::MAX >> 11, 10)
+        log.conversations(&edge_chat::user::UserId::parse("me").unwrap(), u64::MAX >> 11, 10)
             .unwrap()
             .into_iter()
             .map(|c| (c.peer, c.last_seq, c.last_mid, c.unread, c.read_up_to))
@@ -121,6 +121,6 @@ fn a_burst_past_the_cap_is_cut_even_inside_one_generation() {
     // below the hard bound goes from it too, row by row.
     assert_eq!(log.prune_below(17, 15, 1).unwrap(), Some(15));
     assert_eq!(seqs(&log, "log"), (15..=21).collect::<Vec<_>>());
-    let amy = &log.conversations(u64::MAX >> 11, 10).unwrap()[0];
+    let amy = &log.conversations(&edge_chat::user::UserId::parse("me").unwrap(), u64::MAX >> 11, 10).unwrap()[0];
     assert_eq!((amy.last_seq, amy.unread), (21, 21), "the deleted entries' unread count is kept");
 }

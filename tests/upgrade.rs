@@ -103,7 +103,7 @@ fn a_v1_log_with_data_upgrades_in_place_and_loses_nothing() {
             SavedDevice { device: "phone".into(), acked: 2, seen: 1000 },
         ]
     );
-    let convs = log.conversations(u64::MAX >> 11, 10).unwrap();
+    let convs = log.conversations(&edge_chat::user::UserId::parse("me").unwrap(), u64::MAX >> 11, 10).unwrap();
     assert_eq!(convs.len(), 1);
     let c = &convs[0];
     assert_eq!((c.peer.as_str(), c.last_seq, c.last_mid.as_str(), c.unread), ("amy", 3, "m3", 1));

@@ -227,7 +227,14 @@ export type Page<T> = {
 
 /** One conversation of `GET /v1/conversations`. */
 export type ConversationItem = {
+  /** The other user; for a group, the group's id (as `group`). */
   peer: string;
+  /**
+   * Set for a group's conversation: its id. `read_up_to` and the
+   * `last` entry's `body.group_seq` are then group_seqs, and the peer
+   * fields are 0.
+   */
+  group?: string;
   /** The newest seq of this user's log that the peer has received. */
   peer_delivered: number;
   /** The newest seq of this user's log that the peer has read. */

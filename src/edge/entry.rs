@@ -279,6 +279,10 @@ async fn groups(mut req: Request, env: &Env, limits: &Limits, by: Actor, prefix:
     let fresh = GroupId::fresh(random_u64());
     let method = req.method();
     match calls::from_http(method.as_ref(), &path[prefix.len()..], &body, by, fresh) {
+        // A user's read goes through their own object, which keeps its cursor.
+        Ok(calls::Request { group, by: Actor::User(owner), call: calls::Call::Read { up_to } }) => {
+            forward(env, &Internal::GroupRead { owner, group, up_to }).await
+        }
         Ok(call) => to_group(env, &call).await,
         Err(calls::HttpError(status, message)) => json_error(status, &message),
     }

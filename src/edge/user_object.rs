@@ -284,6 +284,17 @@ impl DurableObject for UserObject {
                 };
                 answer(calls::hop_answer(self.step(|mb, io| mb.group_delivery(io, &delivery))?))
             }
+            Internal::GroupRead { owner, group, up_to } => {
+                let request =
+                    calls::Request { group, by: crate::group::Actor::User(owner), call: calls::Call::Read { up_to } };
+                match self.to_group(&request).await {
+                    Ok((status, body)) => json(status, &body),
+                    Err(e) => {
+                        log(self.line(rid, "group_unavailable").err(&e));
+                        json_error(503, "the group is temporarily unavailable; retry")
+                    }
+                }
+            }
             Internal::Relay { .. } => {
                 self.call(|mb, io| mb.relay(io, &body));
                 answer(Answer::of(Outcome::Done))
@@ -469,6 +480,19 @@ impl UserObject {
             self.execute(effect);
         }
         out
+    }
+
+    /// A request of this user's to a group's object; a read also moves
+    /// this object's own cursor of the group (its unread count).
+    async fn to_group(&self, request: &calls::Request) -> worker::Result<(u16, String)> {
+        let (status, body) = super::group_object::call(&self.env, request).await?;
+        if let (calls::Call::Read { .. }, 200) = (&request.call, status) {
+            let read = serde_json::from_str::<serde_json::Value>(&body).ok().and_then(|v| v["read"].as_u64());
+            if let Some(read) = read {
+                self.step(|mb, io| mb.group_read(io, &request.group, read))?;
+            }
+        }
+        Ok((status, body))
     }
 
     /// An error line of this object's: the user as their keyed hash.
@@ -696,7 +720,7 @@ impl UserObject {
                 send(ws, &reply)
             }
             V1Step::Group { re, request } => {
-                let reply = match super::group_object::call(&self.env, &request).await {
+                let reply = match self.to_group(&request).await {
                     Ok((status, body)) => v1::group_reply(&re, status, &body),
                     Err(e) => {
                         log(self.line(rid, "group_unavailable").err(&e));
@@ -767,10 +791,11 @@ impl UserObject {
     async fn on_conversations(&self, uid: &UserId, q: &PageQuery, rid: Rid) -> worker::Result<Response> {
         let rows = self.step(|mb, io| mb.conversations(io, uid, q))?;
         let shown = &rows[..rows.len().min(q.limit as usize)];
-        let asks = shown.iter().filter_map(|c| UserId::parse(&c.peer).ok()).map(|peer| async move {
-            let p = self.presence_of(uid, &peer, 0, rid).await.unwrap_or_default();
-            (peer, p)
-        });
+        let asks =
+            shown.iter().filter(|c| !c.group).filter_map(|c| UserId::parse(&c.peer).ok()).map(|peer| async move {
+                let p = self.presence_of(uid, &peer, 0, rid).await.unwrap_or_default();
+                (peer, p)
+            });
         let presence: Vec<(UserId, v1::Presence)> = join_all(asks).await;
         let of = |peer: &str| presence.iter().find(|(p, _)| p.as_str() == peer).map(|(_, p)| *p).unwrap_or_default();
         json(200, &v1::conversations(&rows, q.limit, of))

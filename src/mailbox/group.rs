@@ -3,7 +3,7 @@
 //! applied once and in order however often it is retried ([`group::accept`]).
 
 use super::{send, Error, Io, Mailbox, Mode, Sockets};
-use crate::group::{self, Accept, Answer, Delivery};
+use crate::group::{self, Accept, Answer, Delivery, GroupId};
 use crate::log::{NewEntry, Sql};
 use crate::message::Kind;
 use crate::metrics::{self, Counter};
@@ -38,6 +38,12 @@ impl Mailbox {
             io.log.set_group_applied(&d.group, up_to)?;
         }
         Ok(decision.answer())
+    }
+
+    /// The user read `group` up to `read` (as its object confirmed): the
+    /// cursor their conversation list counts unread messages from.
+    pub fn group_read<S: Sql, W: Sockets>(&mut self, io: &Io<S, W>, group: &GroupId, read: u64) -> Result<(), Error> {
+        Ok(io.log.set_group_read(group, read)?)
     }
 
     /// A frame another object wants on this user's live v1 sockets (a

@@ -346,7 +346,7 @@ impl Mailbox {
         // Any cursor past every seq (up to 2^64 - 1) is "from the newest",
         // as for history; SQLite's integers would wrap it.
         const NEWEST: u64 = u64::MAX >> 11;
-        let mut rows = io.log.conversations(q.before.unwrap_or(NEWEST).min(NEWEST), q.limit + 1)?;
+        let mut rows = io.log.conversations(uid, q.before.unwrap_or(NEWEST).min(NEWEST), q.limit + 1)?;
         let mids: Vec<&str> = rows.iter().map(|c| c.last_mid.as_str()).collect();
         let hidden = io.log.hidden(&mids)?;
         for c in rows.iter_mut() {

@@ -883,7 +883,14 @@ pub fn page(items: &[EncodedMsg], next: Option<u64>) -> String {
 #[derive(Serialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
 struct ConversationItem<'a> {
+    /// The other user; for a group, the group's id (as `group`).
     peer: &'a str,
+    /// Set for a group's conversation: its id. `read_up_to` and the
+    /// `last` entry's `body.group_seq` are then group_seqs, and the peer
+    /// fields are 0.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, ts(optional))]
+    group: Option<&'a str>,
     /// The newest seq of this user's log that the peer has received.
     peer_delivered: u64,
     /// The newest seq of this user's log that the peer has read.
@@ -906,12 +913,19 @@ pub fn conversations(rows: &[Conversation], limit: u32, presence: impl Fn(&str) 
         .iter()
         .map(|c| ConversationItem {
             peer: &c.peer,
+            group: c.group.then_some(c.peer.as_str()),
             peer_delivered: c.peer_delivered,
             peer_read: c.peer_read,
             read_up_to: c.read_up_to,
             unread: c.unread,
-            last: MsgFrame::new(c.last_seq, EntryKind::of(c.last_kind), Some(&c.peer), &c.last_mid, &c.last_body),
-            presence: presence(&c.peer),
+            last: MsgFrame::new(
+                c.last_seq,
+                EntryKind::of(c.last_kind),
+                (!c.group).then_some(c.peer.as_str()),
+                &c.last_mid,
+                &c.last_body,
+            ),
+            presence: if c.group { Presence::default() } else { presence(&c.peer) },
         })
         .collect();
     encode(&Page { items: &items, next })
@@ -1149,6 +1163,7 @@ mod tests {
             read_up_to: 2,
             peer_delivered: 3,
             peer_read: 4,
+            group: false,
         };
         let item = r#"{"peer":"a","peer_delivered":3,"peer_read":4,"read_up_to":2,"unread":1,"last":{"op":"msg","seq":9,"kind":"out","peer":"a","mid":"m9","body":{"message":"c"}},"presence":{"last_seen":60000,"online":false}}"#;
         let seen = |_: &str| Presence { last_seen: Some(60_000), online: false };

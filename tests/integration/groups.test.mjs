@@ -218,6 +218,34 @@ describe("groups", () => {
     b.c.close();
   });
 
+  test("the conversation list shows groups beside chats, with unread counts and the last message", async () => {
+    const b = await member(w, "gb9");
+    assert.equal((await call(w, "ga9", "POST", "", { group: "glist", members: ["gb9"] })).status, 201);
+    await w.api("/api/usr-msg", { fromUser: "gc9", toUser: "gb9", message: "a chat" });
+    for (const m of ["g1", "g2", "g3"]) await call(w, "ga9", "POST", "/glist/messages", { message: m });
+    await call(w, "gb9", "POST", "/glist/messages", { message: "mine" });
+    await eventually(() => told(b, "glist").includes("mine"), 10_000);
+    const list = async () => (await (await w.fetch("/v1/conversations", { headers: { authorization: `Bearer ${token("gb9")}` } })).json()).items;
+    let items = await list();
+    assert.deepEqual(items.map((i) => [i.peer, i.group ?? null]), [["glist", "glist"], ["gc9", null]]);
+    const g = items[0];
+    assert.equal(g.unread, 3, "the others' messages; not the created notice, not one's own");
+    assert.equal(g.last.kind, "group");
+    assert.equal(g.last.body.message, "mine");
+    assert.equal(g.last.peer, null);
+    // A read over HTTP moves the member's own cursor.
+    const read = await call(w, "gb9", "POST", "/glist/read", { up_to: 3 });
+    assert.deepEqual(read, { status: 200, body: { read: 3 } });
+    items = await list();
+    assert.deepEqual([items[0].unread, items[0].read_up_to], [1, 3]);
+    // And over the socket.
+    const r = await b.c.request({ op: "group", call: "read", group: "glist", up_to: 5 });
+    assert.equal(r.status, 200);
+    items = await list();
+    assert.deepEqual([items[0].unread, items[0].read_up_to], [0, 5]);
+    b.c.close();
+  });
+
   test("legacy sockets get no group messages", async () => {
     const legacy = await w.connect("gb7");
     assert.equal((await call(w, "ga7", "POST", "", { group: "glegacy", members: ["gb7"] })).status, 201);
