@@ -1,5 +1,6 @@
 // Renders docs/benchmarks.md from the results of bench/run.mjs.
 import { capacityTable } from "./capacity.mjs";
+import { groupsSection } from "./groups.mjs";
 import { presenceTables } from "./presence.mjs";
 import { pushTable } from "./push.mjs";
 import { TARGETS } from "./runtime.mjs";
@@ -178,6 +179,10 @@ A push costs one row (the cursor, stored with the answer), and no alarm when it 
 ${presenceTables(r.presence, r.edits)}` : "not run."}
 
 A flip costs one hop per live watcher and nothing per contact: the rows written do not grow with the watchers (a watcher's object writes nothing when told). Of the rows, presence's own are one per flip (the stored state) and, going offline, the alarm that ends the grace; the rest is the connect itself (the device's cursor) and the alarm set again for the pending archive pass. An edit or a delete for everyone costs what a send costs plus one row in each log (the message rewritten) and, later, one D1 row (the message's row takes the new body); a delete for oneself writes three rows in one log and nothing else.
+
+## Groups
+
+${r.groups ? groupsSection(r.groups) : "not run."}
 
 ## Cost per million messages
 

@@ -10,6 +10,7 @@ import { gzipSync } from "node:zlib";
 import { ROOT } from "../tests/harness.mjs";
 import { WRITER, capacity, configuredShards } from "./capacity.mjs";
 import { PRICES, costPerMillion } from "./prices.mjs";
+import { groupCosts } from "./groups.mjs";
 import { editCosts, presenceCosts } from "./presence.mjs";
 import { pushCosts } from "./push.mjs";
 import { CROWD_TARGETS, startRoomTarget, startRustTarget, TARGETS } from "./runtime.mjs";
@@ -157,6 +158,12 @@ save();
 results.presence = await presenceCosts(quick ? { rounds: 1 } : {});
 results.edits = await editCosts(quick ? { n: 10 } : {});
 log(`presence: ${JSON.stringify(results.presence)} edits: ${JSON.stringify(results.edits)}`);
+save();
+
+// 2e. Groups: a group's fan-out with 10, 50 and 100 members online, and
+// realistic traffic in a group of 100, counted per group message.
+results.groups = await groupCosts({ ...(quick ? { burst: { seconds: 3 }, sparse: { seconds: 10 } } : {}), log });
+results.groups.cmd = results.cmd;
 save();
 
 // 3. edge-chat alone: backlog, history, idle sockets, memory, counts, cold start.
