@@ -921,12 +921,19 @@ impl<S: Sql> Log<S> {
     pub fn push_candidates(&self, owner: &UserId, after: u64, limit: u32) -> Result<Vec<Candidate>, StoreError> {
         self.all(
             &format!(
-                "SELECT g.seq, g.peer, g.id, g.time, g.sent, g.body FROM log g LEFT JOIN convs c ON c.peer = g.peer \
-                 WHERE g.seq > ?1 AND g.kind IN ({}, {}) AND g.sent <> {SENT_LEGACY} AND g.peer IS NOT ?2 \
-                 AND g.seq > COALESCE(c.read_up_to, 0) AND {} ORDER BY g.seq LIMIT ?3",
-                Kind::Received.code(),
-                Kind::System.code(),
-                shown("g")
+                "SELECT g.seq, CASE WHEN g.kind = {group} THEN json_extract(g.body, '$.group') ELSE g.peer END, \
+                        g.id, g.time, g.sent, g.body \
+                 FROM log g LEFT JOIN convs c ON c.peer = g.peer AND g.kind <> {group} \
+                 LEFT JOIN group_cursor gc ON g.kind = {group} AND gc.grp = json_extract(g.body, '$.group') \
+                 WHERE g.seq > ?1 AND g.sent <> {SENT_LEGACY} AND g.peer IS NOT ?2 \
+                 AND (g.kind IN ({received}, {system}) AND g.seq > COALESCE(c.read_up_to, 0) \
+                      OR g.kind = {group} AND json_extract(g.body, '$.type') IS NULL \
+                         AND json_extract(g.body, '$.group_seq') > COALESCE(gc.read, 0)) \
+                 AND {} ORDER BY g.seq LIMIT ?3",
+                shown("g"),
+                received = Kind::Received.code(),
+                system = Kind::System.code(),
+                group = Kind::Group.code(),
             ),
             &[int(after), text(owner.as_str()), int(limit.into())],
             |r| {

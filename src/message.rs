@@ -62,6 +62,12 @@ impl Kind {
         matches!(self, Kind::Received | Kind::System)
     }
 
+    /// Whether a push is made for this entry when no device of the owner
+    /// took it: messages to the owner (chats, system messages, a group's).
+    pub fn pushed(self) -> bool {
+        matches!(self, Kind::Received | Kind::System | Kind::Group)
+    }
+
     /// An edit or delete of another entry, rather than a message.
     pub fn is_op(self) -> bool {
         matches!(self, Kind::EditOut | Kind::EditIn | Kind::DeleteOut | Kind::DeleteIn | Kind::DeleteMine)

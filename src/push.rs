@@ -61,7 +61,8 @@ pub const RETRY_MAX_MS: u64 = 10 * 60 * 1000;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Candidate {
     pub seq: u64,
-    /// The sender of a chat; `None` for a system message.
+    /// The sender of a chat, or the group of a group's message (its id);
+    /// `None` for a system message.
     pub peer: Option<String>,
     pub mid: String,
     pub time: u64,

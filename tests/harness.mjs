@@ -206,12 +206,21 @@ export async function startWorker({ bindings = {}, omit = [], port = 0, assets, 
         const { results } = await db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE '%\\_down' ESCAPE '\\'").all();
         for (const { name } of results) {
           const original = name.replace(/_down$/, "");
-          const again = await db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1").bind(original).first();
-          if (again) {
-            await db.prepare(`INSERT OR IGNORE INTO ${name} SELECT * FROM ${original}`).run();
-            await db.prepare(`DROP TABLE ${original}`).run();
+          // A writer may create the table again at any moment, even between
+          // the drop and the rename: merge and try again until the rename wins.
+          for (let attempt = 0; ; attempt++) {
+            const again = await db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1").bind(original).first();
+            if (again) {
+              await db.prepare(`INSERT OR IGNORE INTO ${name} SELECT * FROM ${original}`).run();
+              await db.prepare(`DROP TABLE ${original}`).run();
+            }
+            try {
+              await db.prepare(`ALTER TABLE ${name} RENAME TO ${original}`).run();
+              break;
+            } catch (e) {
+              if (attempt >= 10 || !/already another table/.test(String(e))) throw e;
+            }
           }
-          await db.prepare(`ALTER TABLE ${name} RENAME TO ${original}`).run();
         }
       }
     },

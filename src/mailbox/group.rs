@@ -22,7 +22,9 @@ impl Mailbox {
                 .map(|e| NewEntry {
                     id: e.id.clone(),
                     kind: Kind::Group,
-                    peer: None,
+                    // A message's sender (a change has none): no push for
+                    // one's own, and a muted sender's start none.
+                    peer: e.sender.clone().filter(|_| e.kind == group::EntryKind::Message),
                     time_ms: e.time_ms,
                     body: e.body.clone(),
                     peer_state: None,

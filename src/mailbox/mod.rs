@@ -877,10 +877,11 @@ impl Mailbox {
             // Owed and not on a legacy socket: a push is due at once if no
             // socket took it, or when a device that did has not acked it.
             let received = pushed && !legacy.is_empty();
-            if let Some(cfg) = self.config.push.filter(|_| e.kind.owed_to_owner() && !received) {
+            if let Some(cfg) = self.config.push.filter(|_| e.kind.pushed() && !received) {
                 // A muted peer's entry needs no push, but a plan at once moves
                 // the cursor past it, before the mute could end.
-                let muted = e.peer.as_ref().is_some_and(|p| life.blocks.is_muted(p, io.now));
+                // A group is muted by its id (the plan checks), not by its sender.
+                let muted = e.kind != Kind::Group && e.peer.as_ref().is_some_and(|p| life.blocks.is_muted(p, io.now));
                 if e.peer.as_ref() != Some(&life.owner) {
                     let at = io.now.saturating_add(if pushed && !muted { cfg.delay_ms } else { 0 });
                     push_at = Some(push_at.map_or(at, |t: u64| t.min(at)));

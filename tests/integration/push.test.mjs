@@ -66,6 +66,33 @@ describe("push webhook", () => {
     assert.doesNotMatch(c.body, /secret words/, "no message text without PUSH_PREVIEW_CHARS");
   });
 
+  test("a group message is pushed to a member who did not get it, named by the group, never to its sender", async () => {
+    const group = async (uid, method, path, body) =>
+      w.fetch(`/v1/groups${path}`, {
+        method,
+        headers: { authorization: `Bearer ${token(uid)}`, "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
+    assert.equal((await group("pg1", "POST", "", { group: "gpush", members: ["pg2", "pg3"] })).status, 201);
+    const dev = await connectV1(w, "pg3");
+    assert.equal((await group("pg1", "POST", "/gpush/messages", { message: "to the group" })).status, 200);
+    // pg3 acks what it gets; pg2 has no socket at all.
+    for (;;) {
+      const m = await dev.msg();
+      dev.send({ op: "ack", up_to: m.seq });
+      if (m.body.message === "to the group") break;
+    }
+    await eventually(() => hook.for("pg2").length === 1, 8000);
+    const [c] = hook.for("pg2");
+    verify(c);
+    assert.deepEqual(c.json.conversations.map((v) => [v.peer, v.waiting]), [["gpush", 1]]);
+    await sleep(2500);
+    assert.equal(hook.for("pg1").length, 0, "not to its sender");
+    assert.equal(hook.for("pg3").length, 0, "not to a member who acked it");
+    assert.equal(hook.for("pg2").length, 1, "once");
+    await dev.close();
+  });
+
   test("no push while a device is online and acks", async () => {
     const dev = await connectV1(w, "pa1");
     await chat("pa2", "pa1", "hi");
