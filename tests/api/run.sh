@@ -25,8 +25,20 @@ url=$(field url)
 export CLIENT_TOKEN API_KEY
 CLIENT_TOKEN=$(field clientToken)
 API_KEY=$(field apiKey)
+# Schemathesis reads the local file (so a spec change needs no rebuild);
+# the worker's served copy must be that file, byte for byte.
+node -e '
+  const [url, file] = process.argv.slice(1);
+  const want = require("fs").readFileSync(file, "utf8");
+  fetch(url).then((r) => r.text()).then((got) => {
+    if (got !== want) {
+      console.error("the worker serves an /openapi.json other than docs/openapi.json: rebuild it (scripts/build.sh)");
+      process.exit(1);
+    }
+  }, (e) => { console.error(`GET ${url}: ${e}`); process.exit(1); });
+' "$url/openapi.json" docs/openapi.json || fail=1
 out=$(mktemp)
-"$venv/bin/schemathesis" --config-file tests/api/schemathesis.toml run "$url/openapi.json" \
+"$venv/bin/schemathesis" --config-file tests/api/schemathesis.toml run docs/openapi.json --url "$url" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,ignored_auth \
   --max-examples "${SCHEMATHESIS_EXAMPLES:-100}" --workers 1 --no-color 2>&1 | tee "$out"
 status=${PIPESTATUS[0]}
