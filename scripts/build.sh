@@ -11,10 +11,11 @@
 #   takes most of a build's time; a bigger wasm that keeps its names.
 # A build is skipped when build/ already holds one of the same kind (or, for
 # dev, a release build: the same code, optimized), made after every input
-# last changed (src/, migrations/ (src/history.rs includes one), Cargo.toml,
-# Cargo.lock, package-lock.json and this script, by modification time, as
-# make and cargo compare them), so commands that each run this script build
-# once per change. FORCE_BUILD=1 builds anyway.
+# last changed (src/, migrations/ (src/history.rs includes one),
+# docs/openapi.json (src/edge/entry.rs includes it), Cargo.toml, Cargo.lock,
+# package-lock.json and this script, by modification time, as make and cargo
+# compare them), so commands that each run this script build once per
+# change. FORCE_BUILD=1 builds anyway.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode="${BUILD_MODE:-release}"
@@ -24,7 +25,7 @@ case "$mode" in
   *) echo "scripts/build.sh: BUILD_MODE is release or dev, not '$mode'" >&2; exit 2 ;;
 esac
 kind="$kind${*:+ $*}"
-inputs=(src migrations Cargo.toml Cargo.lock package-lock.json scripts/build.sh)
+inputs=(src migrations docs/openapi.json Cargo.toml Cargo.lock package-lock.json scripts/build.sh)
 stamp=build/.built
 built=$(cat "$stamp" 2>/dev/null || true)
 if [ -z "${FORCE_BUILD:-}" ] && [ -f build/index.js ] && [ -f build/index_bg.wasm ] \
