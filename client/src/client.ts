@@ -4,7 +4,8 @@
 //   connection.ts     socket lifecycle: token, URL, heartbeats, dead sockets, reconnects
 //   receiver.ts       message processing in seq order, the cursor, acks after saving
 //   sender.ts         the outbox over the socket: sends, replies, retries, frame limit
-//   requests.ts       read / history / watch / settings requests
+//   requests.ts       read / history / watch / settings / group requests
+//   groups.ts         group answers: results, refusals, re-sent calls
 //   watches.ts        presence watches: renewals, and again after reconnects
 //   conversations.ts  the conversation list over HTTP
 //   changes.ts        applying edits and deletes to messages (for the app)
@@ -16,14 +17,21 @@ import { fetchConversations, type ConversationQuery } from "./conversations.ts";
 import { ChatError, fromErrorFrame } from "./errors.ts";
 import { Emitter, type Listener } from "./events.ts";
 import {
+  GROUP_RE,
   ID_RE,
+  isGroupChange,
   isSeq,
   parseFrame,
   toChange,
+  toGroupItem,
   type BlockLists,
   type Body,
   type Change,
   type ConversationPage,
+  type GroupChange,
+  type GroupMessage,
+  type GroupRead,
+  type GroupTyping,
   type HistoryPage,
   type HistoryQuery,
   type Msg,
@@ -37,8 +45,25 @@ import {
   type Unread,
   type Welcome,
 } from "./frames.ts";
+import {
+  judge,
+  parseChanged,
+  parseCreated,
+  parseHistory,
+  parseInfo,
+  parseRead,
+  parseReadBy,
+  type GroupChangeResult,
+  type GroupCreated,
+  type GroupHistoryPage,
+  type GroupHistoryQuery,
+  type GroupInfo,
+  type GroupReadBy,
+  type GroupSendResult,
+  type GroupSentEvent,
+} from "./groups.ts";
 import { Receiver } from "./receiver.ts";
-import { Requests } from "./requests.ts";
+import { Requests, type Judge } from "./requests.ts";
 import { Sender, type SentEvent } from "./sender.ts";
 import { MemoryStore, Persister, type ClientStore, type OutboxEntry, type StoredState } from "./store.ts";
 import { realTimers, type Timers } from "./timers.ts";
@@ -96,6 +121,16 @@ export interface ChatEvents {
   /** The user's settings changed (on any device, or over HTTP). */
   settings: Settings;
   sent: SentEvent;
+  /** A message of a group this user is in (an entry of the log, processed and acked like a message; own sends too). */
+  groupMessage: GroupMessage;
+  /** A membership change of a group (created, added, removed, left, role_changed, handed_over): an entry of the log, like groupMessage. */
+  groupChange: GroupChange;
+  /** How many members read a group message this user sent ("read by `read` of `of`"), as it changes. */
+  groupRead: GroupRead;
+  /** A member started or stopped typing in a group. */
+  groupTyping: GroupTyping;
+  /** Every confirmed group send (including those restored after a reload). */
+  groupSent: GroupSentEvent;
   error: ChatError;
 }
 
@@ -187,6 +222,11 @@ export class ChatClient {
       backoff,
       random,
       deliver: (e) => {
+        if (e.kind === "group") {
+          // parseFrame checked the body.
+          const g = toGroupItem(e.body, e.mid, e.seq)!;
+          return isGroupChange(g) ? this.#events.emitSerial("groupChange", g) : this.#events.emitSerial("groupMessage", g);
+        }
         const c = toChange(e);
         return c ? this.#events.emitSerial("change", c) : this.#events.emitSerial("message", e as Msg);
       },
@@ -196,7 +236,16 @@ export class ChatClient {
       handlerFailed: (gen) => this.#conn.abandon(1000, "handler failed", gen),
       running: () => this.#conn.running,
     });
-    this.#tx = new Sender({ link, timers, backoff, random, persist, sent: (e) => this.#emit("sent", e), error });
+    this.#tx = new Sender({
+      link,
+      timers,
+      backoff,
+      random,
+      persist,
+      sent: (e) => this.#emit("sent", e),
+      groupSent: (e) => this.#emit("groupSent", e),
+      error,
+    });
     this.#req = new Requests({ link, timers, backoff, random });
     this.#watches = new Watches({ timers, request: (f) => this.#request(f), error });
     this.#persister = new Persister(this.#store, () => this.#snapshot(), (e) =>
@@ -221,7 +270,7 @@ export class ChatClient {
   get cursor(): number | null {
     return this.#rx.cursor;
   }
-  /** Sends, edits and deletes not confirmed yet. */
+  /** Sends, edits, deletes and group sends not confirmed yet. */
   get pending(): number {
     return this.#tx.outbox.size;
   }
@@ -263,7 +312,7 @@ export class ChatClient {
     const copy = checkBody(body);
     const cmid = checkCmid(opts.cmid);
     await this.#loaded;
-    return this.#tx.queue({ cmid, to, body: copy });
+    return this.#tx.queue({ cmid, to, body: copy }) as Promise<SendResult>;
   }
 
   /**
@@ -277,7 +326,7 @@ export class ChatClient {
     const copy = checkBody(body);
     const cmid = checkCmid(opts.cmid);
     await this.#loaded;
-    return this.#tx.queue({ op: "edit", cmid, mid, body: copy });
+    return this.#tx.queue({ op: "edit", cmid, mid, body: copy }) as Promise<SendResult>;
   }
 
   /** Deletes the message `mid` for everyone or for this user (`opts.for`); as edit() otherwise. */
@@ -287,7 +336,7 @@ export class ChatClient {
     if (scope !== "everyone" && scope !== "me") throw new ChatError("bad_field", '`for` must be "everyone" or "me"', { field: "for" });
     const cmid = checkCmid(opts.cmid);
     await this.#loaded;
-    return this.#tx.queue({ op: "delete", cmid, mid, for: scope });
+    return this.#tx.queue({ op: "delete", cmid, mid, for: scope }) as Promise<SendResult>;
   }
 
   /** Marks the conversation with `peer` read up to `upTo` (a seq of your log). */
@@ -376,6 +425,111 @@ export class ChatClient {
     return this.#conn.send({ op: "typing", to, active: active === true });
   }
 
+  // ---------------------------------------------------------------- groups
+
+  /**
+   * Creates a group owned by this user with `members` (user ids, not this
+   * user). `opts.group` names it (`g` and 1 to 32 of `[a-z0-9_-]`; taken:
+   * `group_exists`); default a random id. Every member (this user too) gets
+   * a `groupChange` of kind `created`.
+   */
+  async createGroup(members: string[], opts: { group?: string } = {}): Promise<GroupCreated> {
+    if (!Array.isArray(members)) throw new ChatError("bad_field", "`members` must be an array of user ids", { field: "members" });
+    const list = members.map((m) => checkId(m, "members"));
+    const chosen = opts.group !== undefined;
+    const group = chosen ? checkGroup(opts.group) : `g${randomId().replaceAll("-", "").toLowerCase().slice(0, 20)}`;
+    // A re-sent create of a random id that finds it taken found its own first attempt.
+    const dup: GroupCreated = { group, group_seq: 1, duplicate: true };
+    return (await this.#groupCall("create", { group, members: list }, judge("create", parseCreated, chosen ? undefined : dup))) as GroupCreated;
+  }
+
+  /**
+   * Sends a message to `group`. Goes through the outbox like send(): a cmid
+   * (random unless given) kept across reconnects and reloads, so a re-send is
+   * stored once (`duplicate: true`); one message per group in flight, so
+   * they are stored in call order. Resolves once stored and queued for every
+   * member: `{ group, mid, group_seq, duplicate }`.
+   */
+  async groupSend(group: string, body: Body | string, opts: SendOptions = {}): Promise<GroupSendResult> {
+    checkGroup(group);
+    const copy = checkBody(body);
+    const cmid = checkCmid(opts.cmid);
+    await this.#loaded;
+    return this.#tx.queue({ op: "group", cmid, group, body: copy }) as Promise<GroupSendResult>;
+  }
+
+  /** Adds `user` to `group` (as `member` unless `role` is `admin`); owners and admins may. */
+  async addMember(group: string, user: string, role?: "admin" | "member"): Promise<GroupChangeResult> {
+    const fields: Record<string, unknown> = { group: checkGroup(group), user: checkId(user, "user") };
+    if (role !== undefined) fields.role = checkRole(role);
+    return this.#change("add", fields);
+  }
+
+  /** Removes `user` from `group` (owners and admins; never the owner). */
+  async removeMember(group: string, user: string): Promise<GroupChangeResult> {
+    return this.#change("remove", { group: checkGroup(group), user: checkId(user, "user") });
+  }
+
+  /** Leaves `group` (an owner hands over first: `owner_must_hand_over`). */
+  async leaveGroup(group: string): Promise<GroupChangeResult> {
+    return this.#change("leave", { group: checkGroup(group) });
+  }
+
+  /** Makes `user` an admin or a member of `group`. */
+  async setRole(group: string, user: string, role: "admin" | "member"): Promise<GroupChangeResult> {
+    return this.#change("set_role", { group: checkGroup(group), user: checkId(user, "user"), role: checkRole(role) });
+  }
+
+  /** Hands the ownership of `group` over to the member `user` (this user stays, as an admin). */
+  async handOver(group: string, user: string): Promise<GroupChangeResult> {
+    return this.#change("hand_over", { group: checkGroup(group), user: checkId(user, "user") });
+  }
+
+  /** The members of `group` (role, join, how far each read) and its newest group_seq. */
+  async groupInfo(group: string): Promise<GroupInfo> {
+    return (await this.#groupCall("info", { group: checkGroup(group) }, judge("info", parseInfo))) as GroupInfo;
+  }
+
+  /** One page of `group`'s history (from this user's join on), newest first: messages and changes. */
+  async groupHistory(group: string, q: GroupHistoryQuery = {}): Promise<GroupHistoryPage> {
+    const fields: Record<string, unknown> = { group: checkGroup(group) };
+    if (q.before !== undefined) fields.before = checkSeq(q.before, "before");
+    if (q.limit !== undefined) fields.limit = checkSeq(q.limit, "limit");
+    return (await this.#groupCall("history", fields, judge("history", parseHistory))) as GroupHistoryPage;
+  }
+
+  /**
+   * Marks `group` read up to `upTo` (a group_seq); resolves with how far
+   * this user has read now (it never moves back). The senders of what it
+   * covers get `groupRead` counts.
+   */
+  async markGroupRead(group: string, upTo: number): Promise<number> {
+    const fields = { group: checkGroup(group), up_to: checkSeq(upTo, "up_to") };
+    return (await this.#groupCall("read", fields, judge("read", parseRead))) as number;
+  }
+
+  /** "Read by N of M" for the entry at `groupSeq` of `group`. */
+  async groupReadBy(group: string, groupSeq: number): Promise<GroupReadBy> {
+    const fields = { group: checkGroup(group), seq: checkSeq(groupSeq, "seq") };
+    return (await this.#groupCall("read_by", fields, judge("read_by", parseReadBy))) as GroupReadBy;
+  }
+
+  /** Tells the members of `group` online whether you are typing there. Fire-and-forget: false when not connected. */
+  groupTyping(group: string, active: boolean): boolean {
+    if (!this.#conn.isOpen || typeof group !== "string" || !GROUP_RE.test(group)) return false;
+    // The answer (204) answers nothing in flight and is dropped.
+    return this.#conn.send({ op: "group", id: this.#conn.nextId(), call: "typing", group, typing: active === true });
+  }
+
+  #change(call: string, fields: Record<string, unknown>): Promise<GroupChangeResult> {
+    const dup: GroupChangeResult = { group_seq: null, duplicate: true };
+    return this.#groupCall(call, fields, judge(call, parseChanged, dup)) as Promise<GroupChangeResult>;
+  }
+
+  #groupCall(call: string, fields: Record<string, unknown>, j: Judge): Promise<unknown> {
+    return this.#request({ op: "group", call, ...fields }, j);
+  }
+
   // ---------------------------------------------------------- frames in
 
   #onData(data: unknown): void {
@@ -418,7 +572,16 @@ export class ChatClient {
       case "receipt":
         return this.#emit("receipt", { peer: f.peer, type: f.type, up_to: f.up_to });
       case "typing":
+        if (f.group !== undefined) return this.#emit("groupTyping", { group: f.group, from: f.from, active: f.active });
         return this.#emit("typing", { from: f.from, active: f.active });
+      case "group_read":
+        return this.#emit("groupRead", { group: f.group, group_seq: f.group_seq, read: f.read, of: f.of });
+      case "group": {
+        // A group send's answer (the outbox), else a group request's.
+        const a = { status: f.status, body: f.body };
+        if (!this.#tx.onGroupAnswer(f.re, a)) this.#req.answered(f.re, a);
+        return;
+      }
       case "blocks":
         this.#blocks = f.lists;
         return this.#emit("blocks", f.lists);
@@ -462,9 +625,9 @@ export class ChatClient {
 
   // ---------------------------------------------------------- plumbing
 
-  #request(frame: Record<string, unknown>): Promise<unknown> {
+  #request(frame: Record<string, unknown>, j: Judge | null = null): Promise<unknown> {
     if (!this.#conn.running) return Promise.reject(new ChatError("closed", "the client is not connected: call connect() first"));
-    return this.#req.request(frame);
+    return this.#req.request(frame, j);
   }
 
   async #shutdown(reason: ChatError): Promise<void> {
@@ -548,6 +711,7 @@ function toEntry(e: unknown): OutboxEntry | null {
   const body = typeof x.body === "object" && x.body !== null ? (x.body as Body) : null;
   if (typeof x.cmid !== "string") return null;
   if (x.op === undefined) return typeof x.to === "string" && body ? { cmid: x.cmid, to: x.to, body } : null;
+  if (x.op === "group") return typeof x.group === "string" && GROUP_RE.test(x.group) && body ? { op: "group", cmid: x.cmid, group: x.group, body } : null;
   if (typeof x.mid !== "string") return null;
   if (x.op === "edit") return body ? { op: "edit", cmid: x.cmid, mid: x.mid, body } : null;
   if (x.op === "delete" && (x.for === "everyone" || x.for === "me")) return { op: "delete", cmid: x.cmid, mid: x.mid, for: x.for };
@@ -581,5 +745,21 @@ function checkMid(mid: unknown): void {
 /** A user id argument, or a `bad_field` naming it. */
 function checkId(v: unknown, field: string): string {
   if (typeof v !== "string" || !ID_RE.test(v)) throw new ChatError("bad_field", `\`${field}\` must be a user id (1 to 64 of letters, digits, _ - . @)`, { field });
+  return v;
+}
+
+/** A group id argument, or a `bad_field` naming it. */
+function checkGroup(v: unknown): string {
+  if (typeof v !== "string" || !GROUP_RE.test(v)) throw new ChatError("bad_field", "`group` must be a group id (g and 1 to 32 of a-z, 0-9, _ and -)", { field: "group" });
+  return v;
+}
+
+function checkRole(v: unknown): "admin" | "member" {
+  if (v !== "admin" && v !== "member") throw new ChatError("bad_field", '`role` must be "admin" or "member"', { field: "role" });
+  return v;
+}
+
+function checkSeq(v: unknown, field: string): number {
+  if (!isSeq(v)) throw new ChatError("bad_field", `\`${field}\` must be a non-negative integer`, { field });
   return v;
 }

@@ -68,9 +68,68 @@ export type Settings = wire.Settings;
 
 export type Receipt = Omit<wire.ReceiptFrame, "op">;
 
+/** Group ids: `g` and 1 to 32 of lowercase letters, digits, `_` and `-`. */
+export const GROUP_RE = /^g[a-z0-9_-]{1,32}$/;
+
+/** What a membership change did (a `groupChange` event's `change`). */
+export type GroupChangeKind = "created" | "added" | "removed" | "left" | "role_changed" | "handed_over";
+
+/** A member's role in a group. */
+export type GroupRole = "owner" | "admin" | "member";
+
+/**
+ * A message of a group (a `groupMessage` event; a group history item of
+ * kind `message`): `body` is the whole body as stored (`message`, `fromUser`,
+ * `id`, `time`, `group`, `group_seq` and the sender's extras).
+ */
+export interface GroupMessage {
+  /** The entry's seq in this user's log (null for a history item, which is the group's). */
+  seq: number | null;
+  /** The message's id (what groupSend() resolved with). */
+  mid: string;
+  group: string;
+  /** Its position in the group: the same for every member. */
+  group_seq: number;
+  /** The sender (`body.fromUser`). */
+  from: string;
+  body: Body;
+}
+
+/**
+ * A membership change of a group (a `groupChange` event; a group history
+ * item of kind `change`): `user` is the member it is about, `by` who did it
+ * (null: the backend). `members` on `created` (the members besides the
+ * owner), `role` on `added` and `role_changed`, `from` (the old owner) on
+ * `handed_over`.
+ */
+export interface GroupChange {
+  seq: number | null;
+  mid: string;
+  group: string;
+  group_seq: number;
+  change: GroupChangeKind | (string & {});
+  user: string;
+  by: string | null;
+  members?: string[];
+  role?: GroupRole;
+  from?: string;
+  body: Body;
+}
+
+/** A `groupRead` event: the message at `group_seq` that this user sent to `group` is read by `read` of `of` other members. */
+export type GroupRead = Omit<wire.GroupReadFrame, "op">;
+
+/** A `groupTyping` event: `from` started or stopped typing in `group`. */
+export interface GroupTyping {
+  group: string;
+  from: string;
+  active: boolean;
+}
+
 export type Unread = Omit<wire.UnreadFrame, "op">;
 
-export type Typing = Omit<wire.TypingFrame, "op">;
+/** A `typing` event: `from` started or stopped typing to this user (group typing is a `groupTyping` event). */
+export type Typing = Omit<wire.TypingFrame, "op" | "group">;
 
 export type SendResult = Omit<wire.SentFrame, "op" | "re">;
 
@@ -107,6 +166,8 @@ export type ServerFrame =
   | wire.UnreadFrame
   | wire.ReceiptFrame
   | wire.TypingFrame
+  | wire.GroupReadFrame
+  | wire.GroupFrame
   | wire.BlocksFrame
   | wire.PresenceFrame
   | wire.SettingsFrame
@@ -152,6 +213,9 @@ function toEntry(v: unknown, text: string, ops: boolean): Entry {
   if (v.kind === "edit" || v.kind === "delete") {
     // History pages and the conversation list hold messages in their current state, never ops.
     if (!ops || typeof v.body.target !== "string" || !isObj(v.body.body)) fail("bad msg", text);
+  } else if (v.kind === "group") {
+    // Only `msg` frames carry group entries (the user's history pages and list never do).
+    if (!ops || toGroupItem(v.body, v.mid, null) === null) fail("bad msg", text);
   } else if (v.kind !== "in" && v.kind !== "out" && v.kind !== "sys") fail("bad msg", text);
   const { op: _op, ...rest } = v;
   return rest as unknown as Entry;
@@ -169,6 +233,30 @@ export function toChange(e: Entry): Change | null {
   const c: Change = { seq: e.seq, kind: e.kind, peer: e.peer, mid: e.mid, target: b.target, body: b.body };
   if (b.for === "everyone" || b.for === "me") c.for = b.for;
   return c;
+}
+
+/**
+ * A group entry's body as a GroupMessage or GroupChange (`seq`: the user
+ * log's, or null for a group history item), or null when it is neither.
+ */
+export function toGroupItem(body: unknown, mid: string, seq: number | null): GroupMessage | GroupChange | null {
+  if (!isObj(body) || typeof body.group !== "string" || !isSeq(body.group_seq)) return null;
+  const base = { seq, mid, group: body.group, group_seq: body.group_seq };
+  if (body.type === "group") {
+    if (typeof body.change !== "string" || typeof body.user !== "string" || !(body.by === undefined || body.by === null || typeof body.by === "string")) return null;
+    const c: GroupChange = { ...base, change: body.change, user: body.user, by: body.by ?? null, body };
+    if (Array.isArray(body.members) && body.members.every((m) => typeof m === "string")) c.members = body.members as string[];
+    if (body.role === "owner" || body.role === "admin" || body.role === "member") c.role = body.role;
+    if (typeof body.from === "string") c.from = body.from;
+    return c;
+  }
+  if (typeof body.fromUser !== "string") return null;
+  return { ...base, from: body.fromUser, body } satisfies GroupMessage;
+}
+
+/** Whether a group item is a membership change. */
+export function isGroupChange(i: GroupMessage | GroupChange): i is GroupChange {
+  return "change" in i;
 }
 
 /** Parses one server text frame. Unknown ops are returned as `unknown` (forward compatible). */
@@ -210,9 +298,18 @@ export function parseFrame(text: string): ServerFrame {
     case "receipt":
       if (typeof v.peer !== "string" || (v.type !== "delivered" && v.type !== "read") || !isSeq(v.up_to)) fail("bad receipt", text);
       return { op: "receipt", peer: v.peer, type: v.type, up_to: v.up_to };
-    case "typing":
-      if (typeof v.from !== "string" || typeof v.active !== "boolean") fail("bad typing", text);
-      return { op: "typing", from: v.from, active: v.active };
+    case "typing": {
+      if (typeof v.from !== "string" || typeof v.active !== "boolean" || !(v.group === undefined || typeof v.group === "string")) fail("bad typing", text);
+      const t: wire.TypingFrame = { op: "typing", from: v.from, active: v.active };
+      if (typeof v.group === "string") t.group = v.group;
+      return t;
+    }
+    case "group_read":
+      if (typeof v.group !== "string" || !isSeq(v.group_seq) || !isSeq(v.read) || !isSeq(v.of)) fail("bad group_read", text);
+      return { op: "group_read", group: v.group, group_seq: v.group_seq, read: v.read, of: v.of };
+    case "group":
+      if (!isId(v.re) || !isSeq(v.status) || !(v.body === undefined || v.body === null || isObj(v.body))) fail("bad group", text);
+      return { op: "group", re: v.re, status: v.status, body: (v.body ?? null) as wire.GroupFrame["body"] };
     case "blocks":
       return { op: "blocks", lists: toLists(v.lists, text) };
     case "presence": {

@@ -8,14 +8,25 @@ export { randomId } from "./util.ts";
 export type { SocketConstructor, SocketLike, TokenSource } from "./connection.ts";
 export type { ConversationQuery } from "./conversations.ts";
 export type { SentEvent } from "./sender.ts";
+export type {
+  GroupChangeResult,
+  GroupCreated,
+  GroupHistoryPage,
+  GroupHistoryQuery,
+  GroupInfo,
+  GroupMember,
+  GroupReadBy,
+  GroupSendResult,
+  GroupSentEvent,
+} from "./groups.ts";
 export type { Timers } from "./timers.ts";
 export { ChatError } from "./errors.ts";
 export type { ClientErrorCode, ErrorCode, ServerErrorCode } from "./errors.ts";
 export { LocalStorageStore, MemoryStore } from "./store.ts";
-export type { ClientStore, DeleteEntry, EditEntry, OutboxEntry, SendEntry, StorageLike, StoredState } from "./store.ts";
+export type { ClientStore, DeleteEntry, EditEntry, GroupSendEntry, OutboxEntry, SendEntry, StorageLike, StoredState } from "./store.ts";
 export { backoffCeiling, backoffDelay } from "./backoff.ts";
 export type { BackoffOptions } from "./backoff.ts";
-export { SUBPROTOCOL } from "./frames.ts";
+export { GROUP_RE, SUBPROTOCOL, isGroupChange } from "./frames.ts";
 export type {
   BlockLists,
   Body,
@@ -25,6 +36,12 @@ export type {
   HistoryPage,
   HistoryQuery,
   Entry,
+  GroupChange,
+  GroupChangeKind,
+  GroupMessage,
+  GroupRead,
+  GroupRole,
+  GroupTyping,
   Limits,
   Msg,
   Presence,

@@ -1,19 +1,22 @@
-// The outbox: sends, edits and deletes the server has not confirmed yet, in
-// call order, with the promises waiting for them. Pure bookkeeping; the
-// client decides when to transmit. One entry per lane is in flight at a
-// time: a lane is a peer for sends, so a conversation's messages are stored
-// in the order they were sent, and the target message for edits and
-// deletes, so the last edit called is the one that stays, even across
-// retries and reconnects. Each entry keeps its cmid for life, so a re-send
-// after a drop is recognised by the server (`duplicate: true`) instead of
-// stored (or applied) twice.
+// The outbox: sends, edits, deletes and group sends the server has not
+// confirmed yet, in call order, with the promises waiting for them. Pure
+// bookkeeping; the client decides when to transmit. One entry per lane is in
+// flight at a time: a lane is a peer for sends (a group for group sends), so
+// a conversation's messages are stored in the order they were sent, and the
+// target message for edits and deletes, so the last edit called is the one
+// that stays, even across retries and reconnects. Each entry keeps its cmid
+// for life, so a re-send after a drop is recognised by the server
+// (`duplicate: true`) instead of stored (or applied) twice.
 
 import type { SendResult, RequestId } from "./frames.ts";
+import type { GroupSendResult } from "./groups.ts";
 import type { OutboxEntry } from "./store.ts";
 
-/** The lane of an entry: its peer, or (`:` is in no user id) its target message. */
+/** The lane of an entry: its peer, its target message (`:` is in no user id), or its group (`#`: in no id either). */
 export function laneOf(e: OutboxEntry): string {
-  return e.op === undefined ? e.to : `:${e.mid}`;
+  if (e.op === undefined) return e.to;
+  if (e.op === "group") return `#${e.group}`;
+  return `:${e.mid}`;
 }
 
 /** The frame that transmits an entry with request id `id`. */
@@ -25,11 +28,16 @@ export function frameOf(e: OutboxEntry, id: RequestId): string {
       return JSON.stringify({ op: "edit", id, mid: e.mid, cmid: e.cmid, body: e.body });
     case "delete":
       return JSON.stringify({ op: "delete", id, mid: e.mid, for: e.for, cmid: e.cmid });
+    case "group":
+      return JSON.stringify({ op: "group", id, call: "send", group: e.group, cmid: e.cmid, body: e.body });
   }
 }
 
+/** What confirms an entry: a `sent` reply (sends, edits, deletes) or a group's answer (group sends). */
+export type OutboxResult = SendResult | GroupSendResult;
+
 export interface Waiter {
-  resolve(r: SendResult): void;
+  resolve(r: OutboxResult): void;
   reject(e: unknown): void;
 }
 

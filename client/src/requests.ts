@@ -1,11 +1,13 @@
-// Requests: `read` and `history` over the socket. A request waits until the
-// socket is open, is sent again after a reconnect until it is answered, and
-// retries `retry: true` refusals with backoff (`rate_limited`: after
-// retry_after_ms); other refusals reject its promise.
+// Requests: `read`, `history`, `group` … over the socket. A request waits
+// until the socket is open, is sent again after a reconnect until it is
+// answered, and retries `retry: true` refusals with backoff (`rate_limited`:
+// after retry_after_ms); other refusals reject its promise. A request may
+// bring a judge of its reply (a group's answer carries its own status): it
+// decides between resolving and an error, retried the same way.
 
 import { retryDelay, type BackoffOptions } from "./backoff.ts";
 import type { Link } from "./connection.ts";
-import { fromErrorFrame } from "./errors.ts";
+import { fromErrorFrame, type ChatError } from "./errors.ts";
 import type { ErrorFrame, RequestId } from "./frames.ts";
 import type { Timers } from "./timers.ts";
 import { deferred } from "./util.ts";
@@ -19,7 +21,13 @@ interface Req {
   /** A pending retry timer, or null. */
   timer: unknown;
   attempts: number;
+  /** How many times it was transmitted. */
+  sends: number;
+  judge: Judge | null;
 }
+
+/** Decides what a reply means, knowing how often the request was transmitted. */
+export type Judge = (reply: unknown, sends: number) => { value: unknown } | { error: ChatError };
 
 export interface RequestsDeps {
   link: Link;
@@ -37,8 +45,8 @@ export class Requests {
     this.#d = deps;
   }
 
-  /** Sends `frame` (with an id) once the socket is open; resolves with the reply frame. */
-  request(frame: Record<string, unknown>): Promise<unknown> {
+  /** Sends `frame` (with an id) once the socket is open; resolves with the reply frame (or what `judge` makes of it). */
+  request(frame: Record<string, unknown>, judge: Judge | null = null): Promise<unknown> {
     const d = deferred<unknown>();
     const req: Req = {
       frame,
@@ -53,6 +61,8 @@ export class Requests {
       id: null,
       timer: null,
       attempts: 0,
+      sends: 0,
+      judge,
     };
     this.#reqs.add(req);
     this.pump();
@@ -68,17 +78,22 @@ export class Requests {
       const id = link.nextId();
       if (!link.send({ ...r.frame, id })) return;
       r.id = id;
+      r.sends++;
       this.#byId.set(id, r);
       link.armDead();
     }
   }
 
-  /** A reply (`ok`, `history`) to request `re`. */
+  /** A reply (`ok`, `history`, `group`…) to request `re`. */
   answered(re: RequestId, f: unknown): void {
     const r = this.#byId.get(re);
     if (!r) return;
     this.#byId.delete(re);
-    r.resolve(f);
+    if (!r.judge) return r.resolve(f);
+    const v = r.judge(f, r.sends);
+    if ("value" in v) return r.resolve(v.value);
+    r.id = null;
+    this.#failed(r, v.error, v.error.retryAfterMs);
   }
 
   /** An `error` frame with `re`; false when it answers no request in flight. */
@@ -87,17 +102,18 @@ export class Requests {
     if (!r) return false;
     this.#byId.delete(re);
     r.id = null;
-    const err = fromErrorFrame(f);
-    if (!err.retry) {
-      r.reject(err);
-      return true;
-    }
-    const ms = retryDelay(f.retry_after_ms, r.attempts++, this.#d.backoff, this.#d.random);
+    this.#failed(r, fromErrorFrame(f), f.retry_after_ms);
+    return true;
+  }
+
+  /** A refusal: rejects, or (`retry`) sends again after a backoff. */
+  #failed(r: Req, err: ChatError, retryAfterMs: number | undefined): void {
+    if (!err.retry) return r.reject(err);
+    const ms = retryDelay(retryAfterMs, r.attempts++, this.#d.backoff, this.#d.random);
     r.timer = this.#d.timers.setTimeout(() => {
       r.timer = null;
       this.pump();
     }, ms);
-    return true;
   }
 
   /** The socket is gone: requests in flight are sent again on the next one. */

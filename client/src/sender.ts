@@ -1,6 +1,7 @@
 // Sender: drives the outbox over the connection. Once the socket is open it
-// sends every lane's oldest unconfirmed entry (a send, edit or delete),
-// matches `sent` replies and `error` frames to entries by request id,
+// sends every lane's oldest unconfirmed entry (a send, edit, delete or group
+// send), matches `sent` replies, group answers and `error` frames to entries
+// by request id,
 // retries `retry: true` refusals with backoff (`rate_limited`: after
 // retry_after_ms), and drops for good what the server refused or what is
 // over the frame limit, rejecting the promises of the calls (entries
@@ -11,7 +12,8 @@ import { retryDelay, type BackoffOptions } from "./backoff.ts";
 import type { Link } from "./connection.ts";
 import { ChatError, fromErrorFrame } from "./errors.ts";
 import { DEFAULT_FRAME_BYTES, utf8Length, type ErrorFrame, type RequestId, type SendResult } from "./frames.ts";
-import { Outbox, frameOf, type OutboxItem } from "./outbox.ts";
+import { groupError, parseSent, type GroupAnswer, type GroupSendResult, type GroupSentEvent } from "./groups.ts";
+import { Outbox, frameOf, type OutboxItem, type OutboxResult } from "./outbox.ts";
 import type { OutboxEntry } from "./store.ts";
 import type { Timers } from "./timers.ts";
 import { deferred } from "./util.ts";
@@ -30,6 +32,7 @@ export interface SenderDeps {
   /** Saves the client state (the outbox with it). */
   persist(): Promise<boolean>;
   sent(e: SentEvent): void;
+  groupSent(e: GroupSentEvent): void;
   error(e: ChatError): void;
 }
 
@@ -44,12 +47,12 @@ export class Sender {
   }
 
   /** Queues an entry (or joins the pending one with the same cmid); resolves with the server's reply. */
-  async queue(entry: OutboxEntry): Promise<SendResult> {
+  async queue(entry: OutboxEntry): Promise<OutboxResult> {
     const { cmid } = entry;
     if (utf8Length(frameOf(entry, Number.MAX_SAFE_INTEGER)) > this.frameBytes) throw this.#tooLarge(cmid);
     const isNew = !this.outbox.find(cmid);
     const item = this.outbox.add(entry);
-    const d = deferred<SendResult>();
+    const d = deferred<OutboxResult>();
     item.waiters.push(d);
     if (isNew) await this.#d.persist();
     this.pump();
@@ -80,32 +83,51 @@ export class Sender {
   /** A `sent` reply (ignored when it answers no entry in flight). */
   onSent(re: RequestId, r: SendResult): void {
     const item = this.outbox.answered(re);
-    if (!item) return;
-    item.attempts = 0;
-    this.outbox.remove(item);
-    void this.#d.persist();
-    for (const w of item.waiters.splice(0)) w.resolve(r);
+    if (item) this.#confirmed(item, r);
+  }
+
+  /** A group's answer with `re`; false when it answers no entry in flight (a group request's, then). */
+  onGroupAnswer(re: RequestId, a: GroupAnswer): boolean {
+    const item = this.outbox.answered(re);
+    if (!item) return false;
     const e = item.entry;
-    if (e.op === undefined) this.#d.sent({ cmid: e.cmid, to: e.to, ...r });
-    this.pump();
+    const r = e.op === "group" && a.status >= 200 && a.status < 300 ? parseSent(e.group, a.body) : null;
+    if (r) this.#confirmed(item, r);
+    else this.#failed(item, r === null && a.status < 300 ? new ChatError("protocol", `unexpected answer to a group send: ${JSON.stringify(a)}`, { cmid: e.cmid }) : groupError(a, e.cmid));
+    return true;
   }
 
   /** An `error` frame with `re`; false when it answers no entry in flight. */
   onError(re: RequestId, f: ErrorFrame): boolean {
     const item = this.outbox.answered(re);
     if (!item) return false;
-    const err = fromErrorFrame(f, item.entry.cmid);
+    this.#failed(item, fromErrorFrame(f, item.entry.cmid), f.retry_after_ms);
+    return true;
+  }
+
+  #confirmed(item: OutboxItem, r: OutboxResult): void {
+    item.attempts = 0;
+    this.outbox.remove(item);
+    void this.#d.persist();
+    for (const w of item.waiters.splice(0)) w.resolve(r);
+    const e = item.entry;
+    if (e.op === undefined) this.#d.sent({ cmid: e.cmid, to: e.to, ...(r as SendResult) });
+    else if (e.op === "group") this.#d.groupSent({ cmid: e.cmid, ...(r as GroupSendResult) });
+    this.pump();
+  }
+
+  /** A refusal: retried with backoff (same cmid) when `retry`, else the entry is dropped. */
+  #failed(item: OutboxItem, err: ChatError, retryAfterMs?: number): void {
     if (err.retry) {
-      const ms = retryDelay(f.retry_after_ms, item.attempts++, this.#d.backoff, this.#d.random);
+      const ms = retryDelay(retryAfterMs, item.attempts++, this.#d.backoff, this.#d.random);
       item.timer = this.#d.timers.setTimeout(() => {
         item.timer = null;
         this.pump();
       }, ms);
-      return true;
+      return;
     }
     this.#refused(item, err);
     this.pump();
-    return true;
   }
 
   /** The socket is gone: nothing is in flight any more. */

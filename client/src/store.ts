@@ -1,5 +1,5 @@
 // Persistence: what the client keeps across page reloads (outbox of
-// unconfirmed sends, edits and deletes; cursor = last processed seq; device
+// unconfirmed sends, edits, deletes and group sends; cursor = last processed seq; device
 // id; user), the ClientStore hook that holds it, a memory store, a
 // localStorage store, and the Persister that serializes and coalesces saves.
 
@@ -27,8 +27,16 @@ export interface DeleteEntry {
   for: "everyone" | "me";
 }
 
-/** What the outbox holds: sends, edits and deletes (one cmid namespace). */
-export type OutboxEntry = SendEntry | EditEntry | DeleteEntry;
+/** A message to the group `group`, not confirmed yet. Re-sent with the same cmid until it is. */
+export interface GroupSendEntry {
+  op: "group";
+  cmid: string;
+  group: string;
+  body: Record<string, unknown>;
+}
+
+/** What the outbox holds: sends, edits, deletes and group sends (one cmid namespace). */
+export type OutboxEntry = SendEntry | EditEntry | DeleteEntry | GroupSendEntry;
 
 export interface StoredState {
   /** The user this state belongs to (from the last welcome). */
