@@ -98,6 +98,15 @@ export function fakeSockets({ user = "u1", heartbeat_ms = 30000 } = {}) {
       const scope = kind === "delete" ? { for: "everyone" } : {};
       this.push({ op: "msg", seq, kind, peer: "2", mid: `op${seq}`, body: { target, body, ...scope }, ...over });
     }
+    /** A group entry of this user's log: a message of `group` (or, with `body.type: "group"`, a membership change). */
+    group(seq, group, group_seq, body = {}, over = {}) {
+      const b = { group, group_seq, fromUser: "2", message: `group hello ${group_seq}`, id: `g${seq}`, time: "2026-01-01T00:00:00.000Z", ...body };
+      this.push({ op: "msg", seq, kind: "group", peer: null, mid: b.id, body: b, ...over });
+    }
+    /** A group's answer to the request (or group send) with id `re`. */
+    answer(re, status, body = null) {
+      this.push({ op: "group", re, status, body });
+    }
     /** Closes from the server side (or the network) with `code`. */
     drop(code = 1006) {
       this.readyState = 3;
@@ -116,7 +125,10 @@ export function fakeSockets({ user = "u1", heartbeat_ms = 30000 } = {}) {
 
 /** Records every event of a client. */
 export function record(chat) {
-  const r = { states: [], errors: [], messages: [], sent: [], resyncs: [], welcomes: [], receipts: [], unread: [], typing: [], changes: [], presence: [], settings: [] };
+  const r = {
+    states: [], errors: [], messages: [], sent: [], resyncs: [], welcomes: [], receipts: [], unread: [], typing: [], changes: [], presence: [], settings: [],
+    groupMessages: [], groupChanges: [], groupReads: [], groupTyping: [], groupSent: [],
+  };
   chat.on("state", (s) => r.states.push(s));
   chat.on("error", (e) => r.errors.push(e));
   chat.on("sent", (s) => r.sent.push(s));
@@ -128,6 +140,11 @@ export function record(chat) {
   chat.on("change", (x) => r.changes.push(x));
   chat.on("presence", (x) => r.presence.push(x));
   chat.on("settings", (x) => r.settings.push(x));
+  chat.on("groupMessage", (x) => r.groupMessages.push(x));
+  chat.on("groupChange", (x) => r.groupChanges.push(x));
+  chat.on("groupRead", (x) => r.groupReads.push(x));
+  chat.on("groupTyping", (x) => r.groupTyping.push(x));
+  chat.on("groupSent", (x) => r.groupSent.push(x));
   return r;
 }
 
