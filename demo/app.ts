@@ -8,6 +8,7 @@ import type { ChatError } from "../client/src/index.ts";
 import { renderBanner, setConnection, showResynced } from "./banner.ts";
 import { isBlocked, isMuted, renderPeerControls, toggle } from "./blocks.ts";
 import { Conversations } from "./conversations.ts";
+import { GroupsView } from "./groups.ts";
 import { PresenceView } from "./presence.ts";
 import { DevTokensDisabled, Session, USER_ID, fetchToken, forgetUser, rememberUser, savedUser } from "./session.ts";
 import { ThreadView } from "./thread.ts";
@@ -21,6 +22,7 @@ interface SignedIn {
   thread: ThreadView;
   typing: Typing;
   presence: PresenceView;
+  groups: GroupsView;
   unsubscribe: Array<() => void>;
 }
 
@@ -47,6 +49,13 @@ function signIn(user: string) {
   });
   const thread: ThreadView = new ThreadView(session, list, typing);
   const presence = new PresenceView(chat);
+  // Opening a group closes the 1:1 conversation (and the other way round, in openConversation).
+  const groups = new GroupsView(session, () => {
+    typing.leave(null);
+    thread.show(null);
+    presence.show(null);
+    renderPeerControls(chat, null);
+  });
   const reloadList = async () => {
     if (await list.load()) thread.listLoaded();
   };
@@ -84,6 +93,23 @@ function signIn(user: string) {
         console.error(e);
       }
     }),
+    // Group entries: as for messages, a throwing handler would get them redelivered forever.
+    chat.on("groupMessage", (m) => {
+      try {
+        groups.onMessage(m);
+      } catch (e) {
+        console.error(e);
+      }
+    }),
+    chat.on("groupChange", (c) => {
+      try {
+        groups.onChange(c);
+      } catch (e) {
+        console.error(e);
+      }
+    }),
+    chat.on("groupRead", (r) => groups.onRead(r)),
+    chat.on("groupTyping", (t) => groups.onTyping(t)),
     chat.on("presence", (p) => presence.onPresence(p)),
     chat.on("settings", () => presence.renderSettings()),
     chat.on("sent", (e) => thread.onSent(e)),
@@ -102,9 +128,10 @@ function signIn(user: string) {
       else console.warn(`chat: ${e.code}: ${e.message}`);
     }),
   ];
-  current = { session, list, thread, typing, presence, unsubscribe };
+  current = { session, list, thread, typing, presence, groups, unsubscribe };
   setConnection("connecting");
   list.render();
+  groups.render();
   thread.render();
   session.start();
 }
@@ -113,6 +140,7 @@ function signOut(reason?: string) {
   if (current) {
     current.typing.dispose();
     current.presence.dispose();
+    current.groups.dispose();
     current.thread.cancelEdit();
     for (const off of current.unsubscribe) off();
     current.session.close();
@@ -128,6 +156,7 @@ function signOut(reason?: string) {
 }
 
 function openConversation(peer: string | null) {
+  if (peer !== null) current?.groups.show(null);
   current?.typing.leave(peer);
   current?.thread.show(peer);
   current?.presence.show(peer);
@@ -165,6 +194,40 @@ ui.newConv.addEventListener("submit", (e) => {
 });
 
 ui.back.addEventListener("click", () => openConversation(null));
+
+ui.newGroup.addEventListener("submit", (e) => {
+  e.preventDefault();
+  if (!current) return;
+  const me = current.session.me;
+  const members = [...new Set(ui.newGroupMembers.value.split(",").map((m) => m.trim()))].filter((m) => USER_ID.test(m) && m !== me);
+  ui.newGroupMembers.value = "";
+  void current.groups.create(members);
+});
+ui.groupBack.addEventListener("click", () => {
+  current?.groups.show(null);
+  openConversation(null);
+});
+ui.addMember.addEventListener("submit", (e) => {
+  e.preventDefault();
+  const user = ui.addMemberUser.value.trim();
+  if (!current || !USER_ID.test(user)) return;
+  ui.addMemberUser.value = "";
+  void current.groups.addMember(user);
+});
+ui.leaveGroup.addEventListener("click", () => void current?.groups.leave());
+ui.groupComposer.addEventListener("submit", (e) => {
+  e.preventDefault();
+  const value = ui.groupComposerInput.value.trim();
+  if (!value || !current) return;
+  ui.groupComposerInput.value = "";
+  current.groups.stopTyping();
+  current.groups.send(value);
+});
+ui.groupComposerInput.addEventListener("input", () => {
+  if (!current) return;
+  if (ui.groupComposerInput.value) current.groups.typed();
+  else current.groups.stopTyping();
+});
 
 for (const [button, what] of [
   [ui.block, "block"],
@@ -211,6 +274,7 @@ ui.messages.addEventListener("scroll", () => {
 document.addEventListener("visibilitychange", () => {
   const thread = current?.thread;
   if (thread?.open && thread.viewing(thread.open)) thread.markRead(thread.open);
+  current?.groups.visible();
 });
 addEventListener("online", renderBanner);
 addEventListener("offline", renderBanner);

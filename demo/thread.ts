@@ -302,7 +302,8 @@ export class ThreadView {
     if (this.session.closed) return;
     const peer = this.open;
     ui.conversation.hidden = peer === null;
-    ui.placeholder.hidden = peer !== null;
+    // An open group (groups.ts) covers the placeholder too.
+    ui.placeholder.hidden = peer !== null || !ui.groupView.hidden;
     this.typing.render(peer);
     if (peer === null) return;
     ui.peer.textContent = peer;
