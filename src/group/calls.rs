@@ -300,7 +300,8 @@ pub fn from_http(method: &str, path: &str, body: &str, by: Actor, fresh: GroupId
 pub fn from_frame(f: &Map<String, Value>, by: &UserId, fresh: GroupId) -> Result<Request, HttpError> {
     let call = f.get("call").and_then(Value::as_str).ok_or_else(|| bad("call must name the group request"))?;
     let group = || -> Result<GroupId, HttpError> {
-        f.get("group").and_then(Value::as_str).and_then(|g| GroupId::parse(g).ok()).ok_or_else(|| bad("group"))
+        let g = f.get("group").and_then(Value::as_str).ok_or_else(|| bad("group must be a group id"))?;
+        GroupId::parse(g).map_err(|e| bad(&e.to_string()))
     };
     // Path segments are validated ids: nothing in them can change the route.
     let user = || -> Result<UserId, HttpError> {

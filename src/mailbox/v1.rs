@@ -193,11 +193,11 @@ impl Mailbox {
                             Err(r) => V1Step::Reply(v1::error(Some(&id), V1Error::from_refusal(r))),
                         }
                     }
-                    Err(crate::group::calls::HttpError(status, message)) => V1Step::Reply(v1::group_reply(
-                        &id,
-                        status,
-                        &serde_json::json!({ "error": message }).to_string(),
-                    )),
+                    Err(crate::group::calls::HttpError(status, message)) => {
+                        let code = if status == 404 { "not_found" } else { "bad_field" };
+                        let body = serde_json::json!({ "error": message, "code": code }).to_string();
+                        V1Step::Reply(v1::group_reply(&id, status, &body))
+                    }
                 }
             }
             V1Frame::Watch { id, peer } => match self.admit_read(io.now) {
