@@ -636,7 +636,37 @@ impl<S: Sql> Log<S> {
         Ok(row.and_then(|r| col_u64(&r, 0)).unwrap_or(0))
     }
 
-    /// Moves the group's cursor, in the same write as the entries it covers.
+    /// The highest `group_seq` of `group` among the entries after `seq`.
+    pub fn group_applied_since(&self, group: &GroupId, seq: u64) -> Result<u64, StoreError> {
+        let row = self.one(
+            &format!(
+                "SELECT MAX(json_extract(body, '$.group_seq')) FROM log WHERE seq > ?1 AND kind = {} \
+                 AND json_extract(body, '$.group') = ?2",
+                Kind::Group.code()
+            ),
+            &[int(seq), text(group.as_str())],
+        )?;
+        Ok(row.and_then(|r| col_u64(&r, 0)).unwrap_or(0))
+    }
+
+    /// Stores the cursor of every group with entries in `from..to` (seqs) as
+    /// the highest `group_seq` among them (kept if the stored one is
+    /// higher): written as the archive cursor passes them, so a wake needs
+    /// to recount only the entries past it. One row per group so passed.
+    pub fn save_group_cursors(&self, from: u64, to: u64) -> Result<(), StoreError> {
+        self.exec(
+            &format!(
+                "INSERT INTO group_cursor (grp, applied) \
+                 SELECT json_extract(body, '$.group'), MAX(json_extract(body, '$.group_seq')) FROM log \
+                 WHERE seq >= ?1 AND seq < ?2 AND kind = {} GROUP BY 1 \
+                 ON CONFLICT (grp) DO UPDATE SET applied = MAX(applied, excluded.applied)",
+                Kind::Group.code()
+            ),
+            &[int(from), int(to)],
+        )
+    }
+
+    /// Moves the group's cursor.
     pub fn set_group_applied(&self, group: &GroupId, applied: u64) -> Result<(), StoreError> {
         self.exec(
             "INSERT INTO group_cursor (grp, applied) VALUES (?1, ?2) \

@@ -377,7 +377,7 @@ fn backoff_doubles_per_failure_up_to_the_cap() {
 }
 
 #[test]
-fn rows_written_per_message_are_the_entry_and_one_cursor_per_member() {
+fn rows_written_per_message_are_the_entry_and_one_cursor_per_member_per_alarm() {
     let mut g = group(&["bob", "carol"], Config::default());
     let mut members = BTreeMap::new();
     let now = settle(&mut g, &mut members, T0);
@@ -386,7 +386,8 @@ fn rows_written_per_message_are_the_entry_and_one_cursor_per_member() {
     g.send(&uid("bob"), None, text("hi"), "m2", now).unwrap();
     assert_eq!(changes(&g) - before, 1, "stored: the entry alone");
     settle(&mut g, &mut members, now);
-    assert_eq!(changes(&g) - before, 1 + 3, "acknowledged: a cursor per member");
+    g.alarm_fired(now).unwrap();
+    assert_eq!(changes(&g) - before, 1 + 3, "acknowledged, then the alarm: a cursor per member");
 
     // Ten messages while the deliveries are in flight: one batch each.
     let before = changes(&g);
@@ -405,7 +406,11 @@ fn rows_written_per_message_are_the_entry_and_one_cursor_per_member() {
         let a = members.get_mut(&d.member).unwrap().receive(&d);
         g.answered(&d.member, d.flight, a, now).unwrap();
     }
-    assert_eq!(changes(&g) - before, 10 + 1 + 2 * 3, "10 entries, a cmid, two cursor moves per member");
+    assert_eq!(changes(&g) - before, 10 + 1, "answers move cursors in memory only");
+    g.alarm_fired(now).unwrap();
+    assert_eq!(changes(&g) - before, 10 + 1 + 3, "10 entries, a cmid, and at the alarm one cursor per member");
+    g.alarm_fired(now).unwrap();
+    assert_eq!(changes(&g) - before, 10 + 1 + 3, "nothing moved since: nothing stored");
     assert_eq!(applied(&members, "carol"), (1..=12).collect::<Vec<_>>());
 }
 

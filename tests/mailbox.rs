@@ -517,3 +517,80 @@ fn a_call_cut_short_by_an_eviction_is_made_again_with_the_same_id() {
     assert_eq!(again.len(), 1);
     assert_eq!(again[0]["x_id"], first.id.as_str(), "the receiver can drop the repeat by its id");
 }
+
+/// A group's delivery of entries `from..=to` (kind message), as its object sends it.
+fn group_delivery(member: &UserId, since: u64, from: u64, to: u64) -> edge_chat::group::Delivery {
+    use edge_chat::group::{Delivery, EntryKind, GroupEntry, GroupId};
+    let group = GroupId::parse("gteam").unwrap();
+    let entries = (from..=to)
+        .map(|s| GroupEntry {
+            seq: s,
+            id: format!("g{s}"),
+            kind: EntryKind::Message,
+            sender: UserId::parse("alice").ok(),
+            time_ms: 5,
+            body: json!({"group": "gteam", "group_seq": s, "fromUser": "alice", "message": format!("m{s}")})
+                .to_string(),
+        })
+        .collect();
+    Delivery { group, member: member.clone(), flight: 1, since, entries }
+}
+
+/// The group entries of a log, by their group_seq.
+fn group_seqs(u: &User) -> Vec<u64> {
+    let io = Io { log: &u.log, sockets: &u.device, now: u.now };
+    let mut out = Vec::new();
+    io.log
+        .entries_after(0, |e| {
+            if e.kind == Kind::Group {
+                out.push(serde_json::from_str::<Value>(&e.body).unwrap()["group_seq"].as_u64().unwrap());
+            }
+            true
+        })
+        .unwrap();
+    out
+}
+
+#[test]
+fn a_group_delivery_applies_once_across_wakes_with_its_cursor_written_only_with_the_archive_cursor() {
+    use edge_chat::group::Answer;
+    let mut bob = User::new("bob");
+    let io = Io { log: &bob.log, sockets: &bob.device, now: bob.now };
+    let changes = |u: &User| u.log.sql().0.total_changes();
+    let query = |u: &User, q: &str| u.log.sql().0.query_row(q, [], |r| r.get::<_, i64>(0)).unwrap();
+    assert_eq!(bob.mb.group_delivery(&io, &group_delivery(&bob.id, 0, 1, 3)).unwrap(), Some(Answer::Applied(3)));
+    let after_first = changes(&bob);
+    assert_eq!(bob.mb.group_delivery(&io, &group_delivery(&bob.id, 0, 1, 3)).unwrap(), Some(Answer::Applied(3)));
+    assert_eq!(bob.mb.group_delivery(&io, &group_delivery(&bob.id, 3, 4, 5)).unwrap(), Some(Answer::Applied(5)));
+    assert!(changes(&bob) - after_first >= 2, "entries 4 and 5 written");
+    assert_eq!(group_seqs(&bob), vec![1, 2, 3, 4, 5]);
+    assert_eq!(query(&bob, "SELECT COUNT(*) FROM group_cursor"), 0, "no cursor row per delivery");
+    // A wake (eviction) before any archive pass: the entries say how far it got.
+    let mut again = Mailbox::new(Config::new(Limits::default(), 500, 1000));
+    again.load(&io, &bob.id).unwrap();
+    assert_eq!(again.group_delivery(&io, &group_delivery(&bob.id, 0, 1, 5)).unwrap(), Some(Answer::Applied(5)));
+    assert_eq!(group_seqs(&bob), vec![1, 2, 3, 4, 5], "a repeat after a wake stores nothing");
+    // An archive pass passes them: the cursor is stored with the archive cursor.
+    let batch = again.archive_next(&io, false).unwrap().expect("a batch");
+    assert!(rows(&batch.handoffs).is_empty(), "group entries never go to D1 from a member");
+    assert!(again.archived(&io, batch).unwrap());
+    assert_eq!(query(&bob, "SELECT applied FROM group_cursor WHERE grp = 'gteam'"), 5);
+    // Another wake: the stored cursor holds, nothing is applied twice, and
+    // a delivery from further on is a gap if something is missing.
+    let mut third = Mailbox::new(Config::new(Limits::default(), 500, 1000));
+    third.load(&io, &bob.id).unwrap();
+    assert_eq!(third.group_delivery(&io, &group_delivery(&bob.id, 2, 3, 5)).unwrap(), Some(Answer::Applied(5)));
+    assert_eq!(third.group_delivery(&io, &group_delivery(&bob.id, 7, 8, 8)).unwrap(), Some(Answer::Gap(5)));
+    assert_eq!(third.group_delivery(&io, &group_delivery(&bob.id, 5, 6, 7)).unwrap(), Some(Answer::Applied(7)));
+    assert_eq!(group_seqs(&bob), vec![1, 2, 3, 4, 5, 6, 7]);
+    // A wake after which the archive cursor passes entries 6 and 7 with no
+    // delivery of the group in between: their cursor is stored all the same.
+    let mut fourth = Mailbox::new(Config::new(Limits::default(), 500, 1000));
+    fourth.load(&io, &bob.id).unwrap();
+    let batch = fourth.archive_next(&io, false).unwrap().expect("a batch");
+    assert!(fourth.archived(&io, batch).unwrap());
+    let mut fifth = Mailbox::new(Config::new(Limits::default(), 500, 1000));
+    fifth.load(&io, &bob.id).unwrap();
+    assert_eq!(fifth.group_delivery(&io, &group_delivery(&bob.id, 5, 6, 7)).unwrap(), Some(Answer::Applied(7)));
+    assert_eq!(group_seqs(&bob), vec![1, 2, 3, 4, 5, 6, 7], "nothing applied twice");
+}

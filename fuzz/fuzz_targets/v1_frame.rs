@@ -1,4 +1,5 @@
-//! `chat.v1` client frames (edits, deletes, watches and settings included).
+//! `chat.v1` client frames (edits, deletes, watches, settings and group
+//! requests included).
 //!
 //! Invariants: the parser never panics; accepted frames obey the protocol's
 //! field rules; encoding an accepted frame as a client would and parsing it
@@ -12,6 +13,7 @@ mod common;
 
 use edge_chat::blocks::Change;
 use edge_chat::edits::EditOp;
+use edge_chat::group::{calls, GroupId};
 use edge_chat::limits::FRAME_CEILING;
 use edge_chat::protocol::v1::V1Frame;
 use edge_chat::protocol::v1::{self, MAX_CMID};
@@ -47,6 +49,11 @@ fn encode(f: &V1Frame) -> String {
         },
         V1Frame::Watch { id, peer } => json!({ "op": "watch", "id": id, "peer": peer.as_str() }),
         V1Frame::Settings { id, hide_presence } => json!({ "op": "settings", "id": id, "hide_presence": hide_presence }),
+        V1Frame::Group { id, fields } => {
+            let mut f = fields.clone();
+            f.insert("id".into(), id.clone());
+            Value::Object(f)
+        }
     };
     v.to_string()
 }
@@ -62,6 +69,16 @@ fn check(f: &V1Frame) {
         V1Frame::Read { id, .. } => assert!(id_ok(id)),
         V1Frame::History { id, limit, .. } => assert!(id_ok(id) && *limit != Some(0)),
         V1Frame::Blocks { id, .. } | V1Frame::Watch { id, .. } | V1Frame::Settings { id, .. } => assert!(id_ok(id)),
+        V1Frame::Group { id, fields } => {
+            assert!(id_ok(id));
+            // The group request it makes: a valid group, a user for the asker,
+            // and a request that survives its own encoding.
+            let by = UserId::parse("fuzzer").expect("a user id");
+            let fresh = GroupId::parse("gfresh").expect("a group id");
+            if let Ok(r) = calls::from_frame(fields, &by, fresh) {
+                assert_eq!(calls::Request::parse(&r.encode()).as_ref(), Ok(&r));
+            }
+        }
         V1Frame::Edit { id, mid, cmid, op } => {
             assert!(id_ok(id) && edge_chat::message::is_id(mid));
             assert!(!cmid.is_empty() && cmid.len() <= MAX_CMID);

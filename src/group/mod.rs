@@ -25,10 +25,11 @@
 //!
 //! - a row per (member, message) outbox: M inserts when stored and M deletes
 //!   when acknowledged, 2M rows per message;
-//! - a cursor: 0 when stored, and one update per member per acknowledged
-//!   batch, so at most M per message and fewer when messages batch (a
-//!   member's delivery carries everything owed, up to
-//!   [`Config::batch_entries`]). Plus the entry itself and its `cmid` row.
+//! - a cursor: 0 when stored, and one update per member whose cursor moved
+//!   per alarm: answers move cursors in memory, and the alarm that is set
+//!   anyway while deliveries are out (for their timeout) stores them. So at
+//!   most M per message, and far fewer under load. Plus the entry itself
+//!   and its `cmid` row.
 //!
 //! Exactly once: the cursor only moves on an acknowledgement, so a lost hop,
 //! an answer never received, a failure or an evicted object all lead to the
@@ -48,7 +49,7 @@ pub mod calls;
 mod member;
 pub mod store;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 
 use serde_json::{Map, Value};
@@ -523,6 +524,9 @@ pub struct Group<S> {
     next_flight: u64,
     /// The alarm time this instance set, until it fires.
     armed: Option<u64>,
+    /// Members whose cursor moved in memory since it was last stored: saved
+    /// when the alarm fires (see [`Group::answered`]).
+    unsaved: BTreeSet<UserId>,
     effects: Vec<Effect>,
 }
 
@@ -577,7 +581,16 @@ impl<S: Sql> Group<S> {
                 spans,
             }
         });
-        Ok(Group { store, config, state, flights: HashMap::new(), next_flight: 0, armed: None, effects: Vec::new() })
+        Ok(Group {
+            store,
+            config,
+            state,
+            flights: HashMap::new(),
+            next_flight: 0,
+            armed: None,
+            unsaved: BTreeSet::new(),
+            effects: Vec::new(),
+        })
     }
 
     /// The store back, for tests that open the same database again.
@@ -818,12 +831,21 @@ impl<S: Sql> Group<S> {
             // The member's log is behind the cursor (it lost entries): go back.
             Answer::Gap(n) => n.min(row.delivered),
         };
-        if cursor != row.delivered || row.attempt > 0 {
+        if row.attempt > 0 || matches!(answer, Answer::Gap(_)) {
+            // Rare: the end of a retry state, a step back. Stored at once.
             self.store.set_delivered(member, cursor)?;
-            row.delivered = cursor;
+            self.unsaved.remove(member);
             row.attempt = 0;
             row.next_at = 0;
+        } else if cursor != row.delivered {
+            // A row written per answer would be most of what a group message
+            // costs. A cursor lost with the instance only makes the member's
+            // object answer a repeat as already applied (it stores nothing),
+            // so cursors are kept in memory and stored when the alarm fires
+            // (one is always set while deliveries are out, for their timeout).
+            self.unsaved.insert(member.clone());
         }
+        row.delivered = cursor;
         self.pump(now)
     }
 
@@ -850,6 +872,7 @@ impl<S: Sql> Group<S> {
     /// failed, deliveries due go out, old client message ids are forgotten.
     pub fn alarm_fired(&mut self, now: u64) -> Result<(), StoreError> {
         self.armed = None;
+        self.save_cursors()?;
         let timeout = self.config.ack_timeout_ms;
         let mut lost: Vec<UserId> =
             self.flights.iter().filter(|(_, f)| f.sent_at + timeout <= now).map(|(u, _)| u.clone()).collect();
@@ -860,6 +883,17 @@ impl<S: Sql> Group<S> {
         }
         self.store.expire_cmids(now.saturating_sub(self.config.dedup_ms))?;
         self.pump(now)
+    }
+
+    /// Stores the cursors answers moved since they were last stored.
+    pub fn save_cursors(&mut self) -> Result<(), StoreError> {
+        let Some(state) = self.state.as_ref() else { return Ok(()) };
+        for user in std::mem::take(&mut self.unsaved) {
+            if let Some(row) = state.members.get(&user) {
+                self.store.set_cursor(&user, row.delivered)?;
+            }
+        }
+        Ok(())
     }
 
     /// Sends what is owed and due to every member not already waiting for
@@ -897,6 +931,9 @@ impl<S: Sql> Group<S> {
             }));
         }
         self.effects.extend(out);
+        if !self.unsaved.is_empty() && next.is_none() && self.armed.is_none() {
+            next = Some(now + self.config.ack_timeout_ms);
+        }
         if let Some(at) = next {
             if self.armed.is_none_or(|a| at < a) {
                 self.armed = Some(at);

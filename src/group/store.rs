@@ -289,6 +289,11 @@ impl<S: Sql> Store<S> {
         )
     }
 
+    /// The fan-out cursor as answers moved it (retries untouched).
+    pub fn set_cursor(&self, user: &UserId, delivered: u64) -> Result<(), StoreError> {
+        self.exec("UPDATE members SET delivered = ? WHERE user = ?", &[int(delivered), text(user.as_str())])
+    }
+
     /// A delivery failed: the next one waits until `next_at` (ms).
     pub fn set_retry(&self, user: &UserId, attempt: u32, next_at: u64) -> Result<(), StoreError> {
         self.exec(

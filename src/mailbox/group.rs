@@ -9,12 +9,12 @@ use crate::message::Kind;
 use crate::metrics::{self, Counter};
 
 impl Mailbox {
-    /// Applies a delivery: the entries this log lacks are appended and the
-    /// group's cursor moved in the same synchronous write (so the runtime
-    /// commits both or neither), then pushed to the v1 devices. `None`: a
-    /// malformed delivery, refused whole.
+    /// Applies a delivery: the entries this log lacks are appended (each
+    /// carries its `group_seq`, which is how a wake finds the cursor again)
+    /// and pushed to the v1 devices. `None`: a malformed delivery, refused
+    /// whole.
     pub fn group_delivery<S: Sql, W: Sockets>(&mut self, io: &Io<S, W>, d: &Delivery) -> Result<Option<Answer>, Error> {
-        let applied = io.log.group_applied(&d.group)?;
+        let applied = self.group_applied(io, &d.group)?;
         let decision = group::accept(applied, d);
         if let Accept::New { skip, up_to } = decision {
             let entries: Vec<NewEntry> = d.entries[skip..]
@@ -37,9 +37,25 @@ impl Mailbox {
             let n = entries.len() as u64;
             self.write(io, entries)?;
             metrics::add(Counter::MessagesStored, n);
-            io.log.set_group_applied(&d.group, up_to)?;
+            self.life_mut()?.groups.insert(d.group.clone(), up_to);
         }
         Ok(decision.answer())
+    }
+
+    /// The highest `group_seq` of `group` this log applied. A row written
+    /// per delivery would be half of what a member's copy costs, so the
+    /// cursor is kept in memory and stored as the archive cursor passes the
+    /// entries ([`crate::log::Log::save_group_cursors`]); after a wake it is
+    /// the stored one or, if newer, the highest `group_seq` among the
+    /// entries past the archive cursor (the entries say how far the log got).
+    fn group_applied<S: Sql, W: Sockets>(&mut self, io: &Io<S, W>, group: &GroupId) -> Result<u64, Error> {
+        if let Some(applied) = self.life()?.groups.get(group) {
+            return Ok(*applied);
+        }
+        let archived = self.life()?.inbox.archived();
+        let applied = io.log.group_applied(group)?.max(io.log.group_applied_since(group, archived)?);
+        self.life_mut()?.groups.insert(group.clone(), applied);
+        Ok(applied)
     }
 
     /// The user read `group` up to `read` (as its object confirmed): the

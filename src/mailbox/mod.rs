@@ -39,7 +39,7 @@ use crate::history::{BATCH_BYTES, BATCH_ROWS};
 use crate::inbox::{Batch, Inbox};
 use crate::internal::{Answer, BlockOp, Delivery, Outcome, PresenceNotice, Receipt, Typing};
 use crate::limits::Limits;
-use crate::log::{Log, NewEntry, Pass, Rewrite, Sql, StoreError};
+use crate::log::{Log, NewEntry, Pass, Restored, Rewrite, Sql, StoreError};
 use crate::message::{chat_body, Chat, Kind, Refusal};
 use crate::metrics::{self, incr, Counter};
 use crate::protocol::legacy::{self, LegacyFrame};
@@ -231,6 +231,9 @@ struct Life {
     /// seen), `None` never seen.
     seen: Option<u64>,
     hide_presence: bool,
+    /// Per group, the highest `group_seq` this log applied (see
+    /// [`Mailbox::group_delivery`]).
+    groups: HashMap<crate::group::GroupId, u64>,
 }
 
 /// A chat on its way out of this user's object.
@@ -391,12 +394,22 @@ impl Mailbox {
             Some(_) => {}
             None => io.log.set_owner(uid)?,
         }
-        let (devices, blocks) = (restore_devices(io.log)?, Blocks::from_rows(io.log.blocks()?));
-        let push = self.restore_push(io.log)?;
-        let (seen, hide_presence) = (restored.last_seen, restored.hide_presence);
-        self.life =
-            Some(Life { owner: uid.clone(), inbox: restored.inbox, devices, blocks, push, seen, hide_presence });
+        self.life = Some(self.restore_life(io.log, uid.clone(), restored)?);
         Ok(())
+    }
+
+    /// The rest of a user's state, read once per wake.
+    fn restore_life<S: Sql>(&self, log: &Log<S>, owner: UserId, restored: Restored) -> Result<Life, Error> {
+        Ok(Life {
+            owner,
+            inbox: restored.inbox,
+            devices: restore_devices(log)?,
+            blocks: Blocks::from_rows(log.blocks()?),
+            push: self.restore_push(log)?,
+            seen: restored.last_seen,
+            hide_presence: restored.hide_presence,
+            groups: HashMap::new(),
+        })
     }
 
     /// Loads the log state without a request to name the user (alarms);
@@ -406,12 +419,8 @@ impl Mailbox {
             return Ok(Some(life.owner.clone()));
         }
         let restored = io.log.restore()?;
-        let Some(owner) = restored.owner else { return Ok(None) };
-        let (devices, blocks) = (restore_devices(io.log)?, Blocks::from_rows(io.log.blocks()?));
-        let push = self.restore_push(io.log)?;
-        let (seen, hide_presence) = (restored.last_seen, restored.hide_presence);
-        self.life =
-            Some(Life { owner: owner.clone(), inbox: restored.inbox, devices, blocks, push, seen, hide_presence });
+        let Some(owner) = restored.owner.clone() else { return Ok(None) };
+        self.life = Some(self.restore_life(io.log, owner.clone(), restored)?);
         Ok(Some(owner))
     }
 
@@ -1012,9 +1021,13 @@ impl Mailbox {
     /// the batch counted.
     pub fn archived<S: Sql, W>(&mut self, io: &Io<S, W>, batch: ArchiveBatch) -> Result<bool, Error> {
         let inbox = self.inbox_mut()?;
+        let before = inbox.archived();
         let counted = inbox.archived_upto(batch.batch, batch.upto);
         if counted {
             io.log.set_archived(inbox.archived())?;
+            // In the same write: a wake recounts groups' cursors only from
+            // the entries past the archive cursor.
+            io.log.save_group_cursors(before.saturating_add(1), inbox.archived().saturating_add(1))?;
         }
         Ok(counted)
     }
@@ -1036,6 +1049,11 @@ impl Mailbox {
         // the cap and a generation, entries are deleted one by one instead.
         // What is gone is below `kept`.
         let hard = life.inbox.over_cap_below(cap.saturating_mul(2).saturating_add(generation));
+        // Past the cap, pruning may take entries the archive cursor has not
+        // passed, which a wake would recount groups' cursors from.
+        if hard > life.inbox.archived() {
+            io.log.save_group_cursors(life.inbox.archived().saturating_add(1), hard)?;
+        }
         let kept = io.log.prune_below(below, hard, generation)?.unwrap_or(u64::MAX);
         // The cap may take queued entries (the queue can outgrow the log by
         // own sent chats in between): the queue then starts after them.

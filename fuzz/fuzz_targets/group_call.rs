@@ -1,0 +1,40 @@
+//! Group requests from outside bytes: an HTTP call under `/v1/groups` or
+//! `/api/groups` (method, path and body from the input), the JSON request a
+//! group's object reads, and a delivery a member's object reads.
+//!
+//! Invariants: nothing panics; an accepted HTTP call becomes a request with a
+//! valid group that survives its own encoding; the object's request parser
+//! and the delivery parser accept only what encodes back to the same value.
+#![no_main]
+
+#[path = "common.rs"]
+mod common;
+
+use edge_chat::group::calls::{self, Request};
+use edge_chat::group::{Actor, GroupId};
+use edge_chat::user::UserId;
+use libfuzzer_sys::fuzz_target;
+
+const METHODS: [&str; 5] = ["GET", "POST", "PUT", "DELETE", "PATCH"];
+
+fuzz_target!(|data: &[u8]| {
+    let text = common::text(data);
+    // `<method byte><path>\n<body>`.
+    let (head, body) = text.split_once('\n').unwrap_or((&text, ""));
+    let method = METHODS[head.bytes().next().map_or(0, |b| b as usize % METHODS.len())];
+    let path = head.get(1..).unwrap_or("");
+    let fresh = GroupId::parse("gfresh").expect("a group id");
+    for by in [Actor::User(UserId::parse("fuzzer").expect("a user id")), Actor::Backend] {
+        if let Ok(r) = calls::from_http(method, path, body, by, fresh.clone()) {
+            assert!(GroupId::parse(r.group.as_str()).is_ok());
+            assert_eq!(Request::parse(&r.encode()).as_ref(), Ok(&r));
+        }
+    }
+    if let Ok(r) = Request::parse(&text) {
+        assert_eq!(Request::parse(&r.encode()), Ok(r));
+    }
+    let member = UserId::parse("m").expect("a user id");
+    if let Ok(d) = calls::parse_delivery(&member, &text) {
+        assert_eq!(calls::parse_delivery(&member, &calls::encode_delivery(&d)), Ok(d));
+    }
+});
