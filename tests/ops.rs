@@ -106,7 +106,8 @@ impl User {
 
     /// A socket closes (the runtime still lists it while the event runs).
     fn close(&mut self) {
-        self.mb.socket_closed(&self.sockets, self.now);
+        let io = Io { log: &self.log, sockets: &self.sockets, now: self.now };
+        self.mb.socket_closed(&io).unwrap();
         self.sockets.0.set(self.sockets.0.get() - 1);
     }
 
@@ -157,6 +158,44 @@ fn a_presence_change_is_told_once_to_each_live_watcher() {
     me.close();
     me.alarm(me.now + 120_000);
     assert!(me.told().is_empty(), "the watch lapsed");
+}
+
+#[test]
+fn a_close_nobody_watches_is_stored_at_once_and_sets_no_alarm() {
+    let mut me = User::new("me");
+    let id = edge_chat::message::new_id(1, 1);
+    me.deliver("friend", Kind::Received, &id, json!({"message": "hi"}));
+    me.mb.take_effects();
+    me.open();
+    me.mb.take_effects();
+    let changes = |u: &User| u.log.sql().0.total_changes();
+    let before = changes(&me);
+    me.close();
+    assert_eq!(changes(&me) - before, 1, "the close, stored at once");
+    assert!(!me.mb.alarm_fired(me.now + 60_000).presence, "no grace job without watchers");
+    // A pull within the grace still shows online; after it, last seen.
+    me.now += 5_000;
+    let pull = |u: &mut User| {
+        let w = Watch { owner: uid("me"), from: uid("friend"), ttl_ms: 0 };
+        let io = Io { log: &u.log, sockets: &u.sockets, now: u.now };
+        u.mb.watch(&io, &w).unwrap()
+    };
+    assert!(pull(&mut me).online, "within the grace");
+    me.now += 10_000;
+    assert_eq!(pull(&mut me), Presence { online: false, last_seen: Some(960_000) });
+    // A reconnect is online again (one row), and a watcher now makes the
+    // next close go through the grace alarm that tells it.
+    me.open();
+    assert!(pull(&mut me).online);
+    assert_eq!(me.watch("friend"), Presence { online: true, last_seen: Some(960_000) });
+    me.close();
+    me.mb.take_effects();
+    me.alarm(me.now + 11_000);
+    assert_eq!(
+        me.told(),
+        vec![("friend".into(), Presence { online: false, last_seen: Some(960_000) })],
+        "watched: told at the grace's end"
+    );
 }
 
 #[test]

@@ -327,14 +327,12 @@ impl DurableObject for UserObject {
         // Finish the closing handshake; 1005/1006 are not codes one may send.
         let code = if code == 1005 || code == 1006 { 1000 } else { code as u16 };
         let _ = ws.close(Some(code), Some("closing"));
-        self.call(|mb, io| mb.socket_closed(io.sockets, io.now));
-        Ok(())
+        self.closed(&ws)
     }
 
-    async fn websocket_error(&self, _ws: WebSocket, _error: worker::Error) -> worker::Result<()> {
+    async fn websocket_error(&self, ws: WebSocket, _error: worker::Error) -> worker::Result<()> {
         // Its queued entries stay queued; nothing to undo.
-        self.call(|mb, io| mb.socket_closed(io.sockets, io.now));
-        Ok(())
+        self.closed(&ws)
     }
 
     async fn alarm(&self) -> worker::Result<Response> {
@@ -493,6 +491,16 @@ impl UserObject {
             }
         }
         Ok((status, body))
+    }
+
+    /// A socket closed: the mailbox loaded for its user (an object woken by
+    /// the close alone has not read its log), then told.
+    fn closed(&self, ws: &WebSocket) -> worker::Result<()> {
+        let owner = ws.deserialize_attachment::<Attachment>().ok().flatten().and_then(|a| UserId::parse(&a.uid).ok());
+        if let Some(owner) = owner {
+            self.open(&owner)?;
+        }
+        Ok(self.step(|mb, io| mb.socket_closed(io))?)
     }
 
     /// An error line of this object's: the user as their keyed hash.

@@ -28,13 +28,24 @@ impl Mailbox {
     }
 
     /// A socket closed: with none left (the closing one may still be
-    /// listed), the grace starts; the alarm ends it.
-    pub fn socket_closed<W: Sockets>(&mut self, sockets: &W, now: u64) {
-        if sockets.count() > 1 {
-            return;
+    /// listed), the grace starts. With live watchers, the alarm ends it and
+    /// tells them. With none, there is nobody to tell: the close is stored
+    /// at once (one row) and no alarm is set (a row and a run saved), and a
+    /// pull within the grace still shows online (from the close time).
+    pub fn socket_closed<S: Sql, W: Sockets>(&mut self, io: &Io<S, W>) -> Result<(), Error> {
+        if io.sockets.count() > 1 {
+            return Ok(());
         }
-        self.closed_at = Some(now);
-        self.want(now, Job::Presence, now.saturating_add(self.config.limits.presence_grace_ms));
+        self.closed_at = Some(io.now);
+        let online = self.life.as_ref().map(|l| l.seen == Some(0));
+        if online == Some(true) && io.log.watchers(io.now)?.is_empty() {
+            let last = minute(io.now).max(1);
+            io.log.set_last_seen(last)?;
+            self.life_mut()?.seen = Some(last);
+            return Ok(());
+        }
+        self.want(io.now, Job::Presence, io.now.saturating_add(self.config.limits.presence_grace_ms));
+        Ok(())
     }
 
     /// The grace ended (the alarm): offline if no socket opened meanwhile.
@@ -57,7 +68,9 @@ impl Mailbox {
     /// The user's presence now, as a peer who may see it sees it.
     fn presence_now<W: Sockets>(&self, sockets: &W, now: u64) -> Presence {
         let seen = self.life.as_ref().and_then(|l| l.seen);
-        let online = sockets.count() > 0 || (seen == Some(0) && self.closed_at.is_some());
+        let grace = self.config.limits.presence_grace_ms;
+        let in_grace = self.closed_at.is_some_and(|t| now < t.saturating_add(grace));
+        let online = sockets.count() > 0 || (seen == Some(0) && self.closed_at.is_some()) || in_grace;
         presence::state(online, seen.filter(|&t| t > 0), now)
     }
 
