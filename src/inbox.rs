@@ -65,8 +65,10 @@ impl Inbox {
         self.first_unsent
     }
 
-    /// Entries from the oldest queued one to the head: what `QUEUE_MAX`
-    /// bounds. Own sent chats in between count too, so it never undercounts.
+    /// Entries from the oldest queued one to the head: never fewer than
+    /// are queued, so below `QUEUE_MAX` it needs no count of the queue
+    /// (entries in between that never queue count in it too: own sent
+    /// chats, group entries, edits and deletes).
     pub fn queued_span(&self) -> u64 {
         self.first_unsent.map_or(0, |f| self.head - f + 1)
     }
@@ -190,6 +192,15 @@ impl Inbox {
     pub fn over_cap_below(&self, cap: u64) -> u64 {
         (self.head.saturating_sub(cap.max(1)) + 1).min(self.archived + 1)
     }
+}
+
+/// Whether a queue of `queued` entries, with `waiting` more owed ones not
+/// yet written, is at `max` (`QUEUE_MAX`). Only entries that wait in the
+/// queue count ([`Kind::owed_to_owner`]): whatever else the log holds in
+/// between, no sender can fill it with anything but chats of theirs (each
+/// within `QUEUE_PER_SENDER`).
+pub fn queue_full(queued: u64, waiting: u64, max: u64) -> bool {
+    queued.saturating_add(waiting) >= max
 }
 
 #[cfg(test)]

@@ -57,6 +57,10 @@ pub enum Internal {
     /// `owner` read `group` up to `up_to` (HTTP): their object keeps its
     /// own cursor of it (the unread count) and tells the group's object.
     GroupRead { owner: UserId, group: GroupId, up_to: u64 },
+    /// A group request of `owner`'s (HTTP: a send, a history page) that
+    /// their object admits within their rates before it passes it on to
+    /// the group's object (the body is the [`crate::group::calls::Request`]).
+    GroupCall { owner: UserId },
 }
 
 /// See [`Internal::Watch`].
@@ -166,7 +170,10 @@ impl Internal {
             Internal::Deliver(d) => &d.owner,
             Internal::Receipt(r) => &r.owner,
             Internal::Typing(t) => &t.owner,
-            Internal::GroupDeliver { owner } | Internal::Relay { owner } | Internal::GroupRead { owner, .. } => owner,
+            Internal::GroupDeliver { owner }
+            | Internal::Relay { owner }
+            | Internal::GroupRead { owner, .. }
+            | Internal::GroupCall { owner } => owner,
         }
     }
 
@@ -179,6 +186,7 @@ impl Internal {
                 | Internal::Edit(_)
                 | Internal::GroupDeliver { .. }
                 | Internal::Relay { .. }
+                | Internal::GroupCall { .. }
         )
     }
 
@@ -312,6 +320,10 @@ impl Internal {
                 p.push(("up_to", up_to.to_string()));
                 "group-read"
             }
+            Internal::GroupCall { owner } => {
+                p.push(("owner", owner.to_string()));
+                "group-call"
+            }
         };
         let q = query::encode(p.iter().map(|(k, v)| (*k, v.as_str())));
         format!("{ORIGIN}/{route}?{q}")
@@ -431,6 +443,7 @@ impl Internal {
             }),
             "group-deliver" => Internal::GroupDeliver { owner: user("owner")? },
             "relay" => Internal::Relay { owner: user("owner")? },
+            "group-call" => Internal::GroupCall { owner: user("owner")? },
             "group-read" => Internal::GroupRead {
                 owner: user("owner")?,
                 group: GroupId::parse(need("group")?).map_err(|_| BadInternal::Param("group"))?,
@@ -714,6 +727,7 @@ mod tests {
             Internal::GroupDeliver { owner: uid("g") },
             Internal::Relay { owner: uid("r") },
             Internal::GroupRead { owner: uid("r"), group: GroupId::parse("gteam").unwrap(), up_to: 4 },
+            Internal::GroupCall { owner: uid("c") },
         ]
     }
 

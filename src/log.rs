@@ -1295,6 +1295,13 @@ impl<S: Sql> Log<S> {
         self.all(&sql, &params, |r| Some((col_text(r, 0)?, col_text(r, 1)?)))
     }
 
+    /// How many entries of `from..=to` wait in the offline queue (owed and
+    /// not yet on a socket): what `QUEUE_MAX` bounds.
+    pub fn count_queued(&self, from: u64, to: u64) -> Result<u64, StoreError> {
+        let row = self.one("SELECT COUNT(*) FROM log WHERE seq BETWEEN ? AND ? AND sent = 0", &[int(from), int(to)])?;
+        row.and_then(|r| col_u64(&r, 0)).ok_or_else(|| malformed("queue count"))
+    }
+
     /// Chats waiting in the offline queue (from `first_unsent` on), by sender.
     pub fn queued_by_sender(&self, first_unsent: u64) -> Result<Vec<(String, u64)>, StoreError> {
         self.all(

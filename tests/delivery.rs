@@ -32,8 +32,9 @@
 //!   every device the object is meant to remember);
 //! - D1 has the current delivery state of every entry behind the cursor (and
 //!   of every entry pruned), and a restart restores the same head and queue;
-//! - a delivery is refused as over `QUEUE_MAX` only when the queue holds that
-//!   many entries from its oldest one, which has not expired;
+//! - a delivery is refused as over `QUEUE_MAX` only when that many entries
+//!   wait in the queue (owed ones, not on a socket yet; other entries in
+//!   between do not count), the oldest of which has not expired;
 //! - the log never holds more than `QUEUE_MAX` queued entries plus those
 //!   accepted into one group write.
 //!
@@ -782,9 +783,8 @@ fn store(o: &mut Object, spec: &mut Spec, kind: Kind, count: u8, dying: Option<u
     spec.stored(&seqs, &vec![kind; seqs.len()], time);
     if kind != Kind::Sent && offline && !seqs.is_empty() {
         // Deliveries accepted with nobody online never take the queue past QUEUE_MAX.
-        let inbox = o.inbox();
-        let span = inbox.first_unsent().map_or(0, |f| inbox.head() - f + 1);
-        assert!(span <= o.cfg.queue_max, "queue of {span} entries over QUEUE_MAX {}", o.cfg.queue_max);
+        let queued = Spec::queue(o).len() as u64;
+        assert!(queued <= o.cfg.queue_max, "queue of {queued} entries over QUEUE_MAX {}", o.cfg.queue_max);
     }
 }
 
@@ -792,14 +792,14 @@ fn store(o: &mut Object, spec: &mut Spec, kind: Kind, count: u8, dying: Option<u
 /// accepted for the group write but not yet written: check that it was.
 fn refused_full(o: &mut Object, spec: &mut Spec, waiting: u64) {
     spec.stats.refused_full += 1;
-    // Full means QUEUE_MAX entries from the oldest queued one, which is
-    // younger than the TTL, counting those waiting; or, with nothing queued
-    // and no socket to take them live, QUEUE_MAX waiting.
+    // Full means QUEUE_MAX entries queued, the oldest younger than the TTL,
+    // counting those waiting; or, with nothing queued and no socket to take
+    // them live, QUEUE_MAX waiting.
     let queue = Spec::queue(o);
     let cutoff = o.clock.saturating_sub(o.cfg.queue_ttl);
     let head = o.head();
     let full = match queue.first() {
-        Some(&oldest) => head - oldest + 1 + waiting >= o.cfg.queue_max && o.log[&oldest].time >= cutoff,
+        Some(&oldest) => queue.len() as u64 + waiting >= o.cfg.queue_max && o.log[&oldest].time >= cutoff,
         None => o.sockets().is_empty() && waiting >= o.cfg.queue_max,
     };
     let first = o.inbox().first_unsent();

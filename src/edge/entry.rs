@@ -278,11 +278,16 @@ async fn groups(mut req: Request, env: &Env, limits: &Limits, by: Actor, prefix:
     let path = req.path();
     let fresh = GroupId::fresh(random_u64());
     let method = req.method();
+    // The backend's group sends (as a user it names) are not held to that
+    // user's rate, as its `/api/usr-msg` chats are not.
+    let client = by != Actor::Backend;
     match calls::from_http(method.as_ref(), &path[prefix.len()..], &body, by, fresh) {
         // A user's read goes through their own object, which keeps its cursor.
         Ok(calls::Request { group, by: Actor::User(owner), call: calls::Call::Read { up_to } }) => {
             forward(env, &Internal::GroupRead { owner, group, up_to }).await
         }
+        // A user's send goes through their own object too: their send rate.
+        Ok(call) if client && matches!(call.call, calls::Call::Send { .. }) => through_own_object(env, &call).await,
         Ok(call) => to_group(env, &call).await,
         Err(calls::HttpError(status, message)) => json_error(status, &message),
     }
@@ -310,7 +315,8 @@ async fn group_history(
         }
     };
     match calls::history_request(user, group, before, limit) {
-        Ok(call) => to_group(env, &call).await,
+        // Through the user's own object: their read rate.
+        Ok(call) => through_own_object(env, &call).await,
         Err(calls::HttpError(status, message)) => json_error(status, &message),
     }
 }
@@ -322,6 +328,17 @@ async fn to_group(env: &Env, call: &calls::Request) -> worker::Result<Response> 
         return Ok(Response::empty()?.with_status(status));
     }
     json(status, &body)
+}
+
+/// A user's group request, passed on by their own object once it is
+/// within their rates ([`Internal::GroupCall`]); its answer is the client's.
+async fn through_own_object(env: &Env, call: &calls::Request) -> worker::Result<Response> {
+    let Some(owner) = call.by.user() else { return to_group(env, call).await };
+    let request = Internal::GroupCall { owner: owner.clone() };
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post).with_body(Some(call.encode().into()));
+    let stub = env.durable_object(USER_BINDING)?.get_by_name(owner.as_str())?;
+    stub.fetch_with_request(Request::new_with_init(&request.encode(), &init)?).await
 }
 
 /// The block and mute routes of a client: served by the user's own object.

@@ -295,6 +295,7 @@ impl DurableObject for UserObject {
                     }
                 }
             }
+            Internal::GroupCall { owner } => self.on_group_call(&owner, &body, rid).await,
             Internal::Relay { .. } => {
                 self.call(|mb, io| mb.relay(io, &body));
                 answer(Answer::of(Outcome::Done))
@@ -478,6 +479,26 @@ impl UserObject {
             self.execute(effect);
         }
         out
+    }
+
+    /// `GroupCall`: a group request of this user's (HTTP), passed on to the
+    /// group's object within their send and read rates.
+    async fn on_group_call(&self, owner: &UserId, body: &str, rid: Rid) -> worker::Result<Response> {
+        let request = match self.call(|mb, io| mb.group_call(owner, body, io.now)) {
+            Ok(request) => request,
+            Err(refused) => {
+                let (status, body) = refused.http();
+                return json(status, &body);
+            }
+        };
+        match self.to_group(&request).await {
+            Ok((status, body)) if body.is_empty() => Ok(Response::empty()?.with_status(status)),
+            Ok((status, body)) => json(status, &body),
+            Err(e) => {
+                log(self.line(rid, "group_unavailable").err(&e));
+                json_error(503, "the group is temporarily unavailable; retry")
+            }
+        }
     }
 
     /// A request of this user's to a group's object; a read also moves

@@ -448,7 +448,7 @@ pub fn handle<S: Sql>(g: &mut Group<S>, req: Request, new_id: &str, now: u64) ->
         }
         Call::Typing { typing } => match &req.by {
             Actor::User(u) => {
-                g.typing(u, typing).map(|_| Reply { status: 204, body: String::new(), relays: Vec::new() })
+                g.typing_at(u, typing, now).map(|_| Reply { status: 204, body: String::new(), relays: Vec::new() })
             }
             Actor::Backend => Err(GroupError::NotMember),
         },

@@ -48,6 +48,7 @@
 pub mod calls;
 mod member;
 pub mod store;
+mod typing;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
@@ -527,6 +528,8 @@ pub struct Group<S> {
     /// Members whose cursor moved in memory since it was last stored: saved
     /// when the alarm fires (see [`Group::answered`]).
     unsaved: BTreeSet<UserId>,
+    /// Each member's typing rate (memory only).
+    typists: typing::Typists,
     effects: Vec<Effect>,
 }
 
@@ -589,6 +592,7 @@ impl<S: Sql> Group<S> {
             next_flight: 0,
             armed: None,
             unsaved: BTreeSet::new(),
+            typists: typing::Typists::default(),
             effects: Vec::new(),
         })
     }
@@ -999,8 +1003,25 @@ impl<S: Sql> Group<S> {
     /// before `before` (`None`: the newest), none before `by`'s join.
     pub fn page(&self, by: &Actor, before: Option<u64>, limit: u32) -> Result<Vec<GroupEntry>, GroupError> {
         let from = self.readable_from(by)?;
-        let before = before.unwrap_or(u64::MAX >> 11);
+        // Any cursor past every seq (up to 2^64 - 1) is "from the newest",
+        // as for the conversation list; SQLite's integers would wrap it.
+        const NEWEST: u64 = u64::MAX >> 11;
+        let before = before.unwrap_or(NEWEST).min(NEWEST);
         Ok(self.store.page(from, before, limit)?)
+    }
+
+    /// A member is (not) typing, within [`crate::mailbox::TYPING_RATE`]:
+    /// relayed (true), or dropped past the rate (false; typing is a hint,
+    /// so the typist is not told to slow down).
+    pub fn typing_at(&mut self, from: &UserId, typing: bool, now: u64) -> Result<bool, GroupError> {
+        if self.state()?.role(from).is_none() {
+            return Err(GroupError::NotMember);
+        }
+        if !self.typists.allow(from, now) {
+            crate::metrics::incr(crate::metrics::Counter::DroppedTyping);
+            return Ok(false);
+        }
+        self.typing(from, typing).map(|_| true)
     }
 
     /// A member is (not) typing: relayed to the other members, not stored.

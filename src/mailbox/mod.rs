@@ -20,6 +20,7 @@
 //! send flow, the archive pass.
 
 mod group;
+mod group_gate;
 mod ops;
 mod presence;
 mod push;
@@ -28,6 +29,7 @@ mod wake;
 
 use std::collections::{HashMap, HashSet};
 
+pub use group_gate::{GroupLimit, GroupRefused};
 pub use ops::{api_edit_outcome, ApiEditStep};
 pub use v1::V1Step;
 pub use wake::Due;
@@ -234,6 +236,17 @@ struct Life {
     /// Per group, the highest `group_seq` this log applied (see
     /// [`Mailbox::group_delivery`]).
     groups: HashMap<crate::group::GroupId, u64>,
+    /// The offline queue's length as last counted (see [`Mailbox::queued_count`]).
+    queued: Option<QueueCount>,
+}
+
+/// How many entries wait in the queue that starts at `start`, counted over
+/// the log up to `upto`.
+#[derive(Clone, Copy, Debug)]
+struct QueueCount {
+    start: u64,
+    upto: u64,
+    count: u64,
 }
 
 /// A chat on its way out of this user's object.
@@ -409,6 +422,7 @@ impl Mailbox {
             seen: restored.last_seen,
             hide_presence: restored.hide_presence,
             groups: HashMap::new(),
+            queued: None,
         })
     }
 
@@ -519,18 +533,42 @@ impl Mailbox {
     /// Whether the offline queue is at `QUEUE_MAX`, once expired entries left
     /// it. Owed entries still waiting for the group write count too, or
     /// concurrent deliveries would all pass the check and overshoot it.
+    /// Only entries that wait in the queue count (chats to the user, system
+    /// messages): group entries, edits, deletes and the user's own chats
+    /// never do, so nobody fills the queue with them.
     fn queue_full<S: Sql, W: Sockets>(&mut self, io: &Io<S, W>) -> Result<bool, Error> {
         let waiting = self.pending.iter().filter(|(_, e)| e.kind.owed_to_owner()).count() as u64;
         let max = self.config.limits.queue_max;
+        // The span from the oldest queued entry to the head is never less
+        // than what is queued: below the bound, nothing needs counting.
         if !self.life()?.inbox.queue_at(max, waiting, false) {
             return Ok(false);
         }
         self.expire_queue(io)?;
-        let full = self.life()?.inbox.queue_at(max, waiting, io.sockets.count() > 0);
+        if !self.life()?.inbox.queue_at(max, waiting, io.sockets.count() > 0) {
+            return Ok(false);
+        }
+        let full = crate::inbox::queue_full(self.queued_count(io)?, waiting, max);
         if full {
             incr(Counter::RefusedQueueFull);
         }
         Ok(full)
+    }
+
+    /// How many entries wait in the offline queue: counted over the log
+    /// once per queue start (and wake), then only over the entries
+    /// appended since (a few rows read per delivery, not the queue's length).
+    fn queued_count<S: Sql, W>(&mut self, io: &Io<S, W>) -> Result<u64, Error> {
+        let life = self.life_mut()?;
+        let Some(start) = life.inbox.first_unsent() else { return Ok(0) };
+        let head = life.inbox.head();
+        let count = match life.queued {
+            // Entries before `upto` leave the queue only as its start moves.
+            Some(q) if q.start == start && q.upto <= head => q.count + io.log.count_queued(q.upto + 1, head)?,
+            _ => io.log.count_queued(start, head)?,
+        };
+        life.queued = Some(QueueCount { start, upto: head, count });
+        Ok(count)
     }
 
     /// Whether a chat that will wait in the queue comes from a sender who

@@ -185,14 +185,15 @@ impl Mailbox {
                     crate::message::derived_id("group", owner.as_str(), &format!("{}.{}", io.now, self.groups_named));
                 let fresh = crate::group::GroupId::fresh(u64::from_str_radix(&nonce[..16], 16).unwrap_or(io.now));
                 match crate::group::calls::from_frame(&fields, &owner, fresh) {
-                    // Sends count against the send rate, as chats do.
-                    Ok(request) => {
-                        let is_send = matches!(request.call, crate::group::calls::Call::Send { .. });
-                        match if is_send { self.admit_send(io.now) } else { Ok(()) } {
-                            Ok(()) => V1Step::Group { re: id, request },
-                            Err(r) => V1Step::Reply(v1::error(Some(&id), V1Error::from_refusal(r))),
+                    // Sends count against the send rate, as chats do; history
+                    // pages against the read rate.
+                    Ok(request) => match self.admit_group(io.now, &request.call) {
+                        Ok(()) => V1Step::Group { re: id, request },
+                        Err(l) => {
+                            let retry_after_ms = l.retry_after_ms();
+                            V1Step::Reply(v1::error(Some(&id), V1Error::RateLimited { retry_after_ms }))
                         }
-                    }
+                    },
                     Err(crate::group::calls::HttpError(status, message)) => {
                         let code = if status == 404 { "not_found" } else { "bad_field" };
                         let body = serde_json::json!({ "error": message, "code": code }).to_string();
