@@ -130,9 +130,11 @@ impl Inbox {
         }
     }
 
-    /// Whether the queue is at `max` (`QUEUE_MAX`), counting `waiting`
-    /// entries not yet admitted, unless nothing is queued and a socket is open
-    /// (`live`): then they will go out live, not into the queue.
+    /// Whether the queue's span ([`Inbox::queued_span`], never less than the
+    /// queue) is at `max` (`QUEUE_MAX`), counting `waiting` entries not yet
+    /// admitted, unless nothing is queued and a socket is open (`live`): then
+    /// they will go out live, not into the queue. False means the queue is
+    /// below `max` too; true, that it must be counted ([`queue_full`]).
     pub fn queue_at(&self, max: u64, waiting: u64, live: bool) -> bool {
         let span = self.queued_span();
         let waiting = if span == 0 && live { 0 } else { waiting };
