@@ -193,10 +193,10 @@ impl Mailbox {
                             Err(r) => V1Step::Reply(v1::error(Some(&id), V1Error::from_refusal(r))),
                         }
                     }
-                    Err(crate::group::calls::HttpError(status, message)) => {
-                        let code = if status == 404 { "not_found" } else { "bad_field" };
-                        let body = serde_json::json!({ "error": message, "code": code }).to_string();
-                        V1Step::Reply(v1::group_reply(&id, status, &body))
+                    Err(e) => {
+                        let code = if e.status() == 404 { "not_found" } else { "bad_field" };
+                        let body = serde_json::json!({ "error": e.message, "code": code }).to_string();
+                        V1Step::Reply(v1::group_reply(&id, e.status(), &body))
                     }
                 }
             }
