@@ -7,6 +7,7 @@
 use serde_json::{Map, Value};
 
 use crate::blocks::Change;
+use crate::http_error::Code;
 use crate::internal::BlockOp;
 use crate::limits::MAX_BATCH;
 use crate::message::{parse_chat, Chat, Refusal};
@@ -30,15 +31,19 @@ pub struct BodyError {
     /// The array holds more items than one call may carry: a 413, where
     /// every other body error is a 400.
     pub too_many: bool,
+    /// The 400's code: `bad_json` for the body (or an item) as a whole,
+    /// `bad_field` or `empty_message` for a field.
+    pub code: Code,
 }
 
 impl BodyError {
     fn whole(problem: impl Into<String>) -> BodyError {
-        BodyError { index: None, field: None, problem: problem.into(), too_many: false }
+        BodyError { index: None, field: None, problem: problem.into(), too_many: false, code: Code::BadJson }
     }
 
     fn item(index: Option<usize>, field: Option<&'static str>, problem: impl Into<String>) -> BodyError {
-        BodyError { index, field, problem: problem.into(), too_many: false }
+        let code = if field.is_some() { Code::BadField } else { Code::BadJson };
+        BodyError { index, field, problem: problem.into(), too_many: false, code }
     }
 
     /// The JSON error document a 400 carries.
@@ -51,7 +56,8 @@ impl BodyError {
             msg.push_str(&format!("{f}: "));
         }
         msg.push_str(&self.problem);
-        serde_json::json!({ "error": msg, "field": self.field, "index": self.index }).to_string()
+        serde_json::json!({ "error": msg, "code": self.code.as_str(), "field": self.field, "index": self.index })
+            .to_string()
     }
 }
 
@@ -79,14 +85,15 @@ fn at(is_array: bool, i: usize) -> Option<usize> {
     is_array.then_some(i)
 }
 
-/// Parses a `sys-msg` body: each object needs a valid `uid`.
 /// What an `Idempotency-Key` header must be, as the 400 says it.
-pub const IDEMPOTENCY_KEY_RULE: &str = "Idempotency-Key must be 1 to 128 characters";
+pub const IDEMPOTENCY_KEY_RULE: &str = "Idempotency-Key must be 1 to 128 characters, none a control character";
 
 /// Whether an `Idempotency-Key` header is usable (an unusable one is
 /// refused, never ignored: ignoring it would store a retry twice).
 pub fn idempotency_key_ok(key: &str) -> bool {
-    !key.is_empty() && key.chars().count() <= 128
+    // No control character: [`crate::idempotency`] separates a key from its
+    // request's fingerprint with one.
+    !key.is_empty() && key.chars().count() <= 128 && !key.chars().any(char::is_control)
 }
 
 /// The client message id under which a backend call's item is remembered
@@ -96,6 +103,7 @@ pub fn backend_cmid(item_key: &str) -> String {
     format!("\u{1f}api:{item_key}")
 }
 
+/// Parses a `sys-msg` body: each object needs a valid `uid`.
 pub fn parse_system(body: &[u8]) -> Result<Vec<SystemMessage>, BodyError> {
     parse_system_within(body, MAX_BATCH)
 }
@@ -139,7 +147,11 @@ pub fn parse_user_within(body: &[u8], max_batch: usize) -> Result<Vec<Chat>, Bod
                     Refusal::EmptyMessage => (Some("message"), "must be a non-empty string"),
                     _ => (None, "must be a JSON object"),
                 };
-                BodyError::item(at(is_array, i), field, problem)
+                let e = BodyError::item(at(is_array, i), field, problem);
+                match r {
+                    Refusal::EmptyMessage => BodyError { code: Code::EmptyMessage, ..e },
+                    _ => e,
+                }
             })
         })
         .collect()
@@ -210,6 +222,16 @@ pub fn parse_block(body: &[u8]) -> Result<(UserId, Change), BodyError> {
     }
 }
 
+/// The answer to `POST /api/blocks`: `user` is whose list changed, `peer`
+/// whom it names, `blocked` the block as it now is, read from the user's
+/// object's answer (shaped for a client's own route, where `user` is the
+/// peer). `None`: that answer is not one.
+pub fn moderation_block_answer(user: &UserId, peer: &UserId, object_answer: &str) -> Option<String> {
+    let v: Value = serde_json::from_str(object_answer).ok()?;
+    let blocked = v.get("blocked")?.as_bool()?;
+    Some(serde_json::json!({ "user": user.as_str(), "peer": peer.as_str(), "blocked": blocked }).to_string())
+}
+
 /// `PUT /v1/settings`: `{"hide_presence": true|false}`.
 pub fn parse_settings(body: &[u8]) -> Result<bool, BodyError> {
     let Ok(Value::Object(f)) = serde_json::from_slice::<Value>(body) else {
@@ -262,6 +284,7 @@ mod tests {
     fn idempotency_keys_are_bounded_and_live_apart_from_client_ids() {
         assert!(idempotency_key_ok("k") && idempotency_key_ok(&"é".repeat(128)));
         assert!(!idempotency_key_ok("") && !idempotency_key_ok(&"k".repeat(129)));
+        assert!(!idempotency_key_ok("k\u{1e}x") && !idempotency_key_ok("k\tx"));
         assert!(backend_cmid("k#0").starts_with(char::is_control));
     }
 
@@ -282,6 +305,18 @@ mod tests {
         assert_eq!((e.index, e.field), (None, Some("toUser")));
         let e = parse_user(br#"[{"fromUser":1,"toUser":2,"message":""}]"#).unwrap_err();
         assert_eq!((e.index, e.field), (Some(0), Some("message")));
+    }
+
+    #[test]
+    fn every_body_error_has_a_code() {
+        let code = |e: BodyError| serde_json::from_str::<Value>(&e.to_json()).unwrap()["code"].clone();
+        assert_eq!(code(parse_system(b"{").unwrap_err()), "bad_json");
+        assert_eq!(code(parse_system(b"[7]").unwrap_err()), "bad_json");
+        assert_eq!(code(parse_block(b"[]").unwrap_err()), "bad_json");
+        assert_eq!(code(parse_system(br#"{"uid":"a b"}"#).unwrap_err()), "bad_field");
+        assert_eq!(code(parse_user(br#"{"fromUser":1,"toUser":2,"message":""}"#).unwrap_err()), "empty_message");
+        assert_eq!(code(parse_user(br#"{"fromUser":1,"toUser":2}"#).unwrap_err()), "empty_message");
+        assert_eq!(code(parse_settings(br#"{"hide_presence":1}"#).unwrap_err()), "bad_field");
     }
 
     #[test]
@@ -328,6 +363,15 @@ mod tests {
         assert_eq!((owner.as_str(), change), ("a", Change::Block(UserId::parse("b").unwrap())));
         assert_eq!(parse_block(br#"{"user":"a","peer":"b"}"#).unwrap_err().field, Some("blocked"));
         assert_eq!(parse_block(br#"{"user":"a","blocked":false}"#).unwrap_err().field, Some("peer"));
+    }
+
+    #[test]
+    fn a_moderation_block_answers_with_the_user_whose_list_changed() {
+        let (a, b) = (UserId::parse("a").unwrap(), UserId::parse("b").unwrap());
+        let answer = moderation_block_answer(&a, &b, r#"{"user":"b","blocked":true}"#).unwrap();
+        let v: Value = serde_json::from_str(&answer).unwrap();
+        assert_eq!(v, serde_json::json!({"user": "a", "peer": "b", "blocked": true}));
+        assert_eq!(moderation_block_answer(&a, &b, "oops"), None);
     }
 
     #[test]

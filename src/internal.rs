@@ -228,6 +228,7 @@ impl Internal {
                 if d.backend {
                     p.push(("backend", "1".into()));
                 }
+                p.extend(d.key.as_ref().map(|k| ("key", k.clone())));
                 "deliver"
             }
             Internal::Send(s) => {
@@ -378,6 +379,7 @@ impl Internal {
                 peer: opt_user("peer")?,
                 dedup: flag("dedup")?,
                 backend: flag("backend")?,
+                key: get("key").map(str::to_owned),
             }),
             "send" => Internal::Send(ApiSend {
                 uid: user("uid")?,
@@ -517,6 +519,8 @@ pub enum Outcome {
     NotFound,
     /// Stored nothing: an edit or delete of a message already deleted.
     Conflict,
+    /// Stored nothing: the backend's idempotency key came with another request.
+    KeyReused,
     /// Stored nothing, or the answer was lost: sending again is safe.
     Unavailable,
 }
@@ -530,6 +534,7 @@ impl Outcome {
             Outcome::Bad => 400,
             Outcome::NotFound => 404,
             Outcome::Conflict => 409,
+            Outcome::KeyReused => 422,
             Outcome::Unavailable => 503,
             Outcome::Full => 507,
         }
@@ -544,6 +549,7 @@ impl Outcome {
             400 => Outcome::Bad,
             404 => Outcome::NotFound,
             409 => Outcome::Conflict,
+            422 => Outcome::KeyReused,
             507 => Outcome::Full,
             _ => Outcome::Unavailable,
         }
@@ -618,6 +624,9 @@ pub struct Delivery {
     pub dedup: bool,
     /// Sent through the backend API: no block list holds it back.
     pub backend: bool,
+    /// A backend system message's idempotency key, bound to its request
+    /// ([`crate::idempotency`]): a retry is stored once, a reuse refused.
+    pub key: Option<String>,
 }
 
 /// A receipt on its way to the object of the user whose messages it is
@@ -675,6 +684,7 @@ mod tests {
                 peer: Some(uid("1")),
                 dedup: true,
                 backend: true,
+                key: Some("\u{1f}api:k#0\u{1e}f00".into()),
             }),
             Internal::Deliver(Delivery {
                 owner: uid("b"),
@@ -684,6 +694,7 @@ mod tests {
                 peer: None,
                 dedup: false,
                 backend: false,
+                key: None,
             }),
             Internal::Send(ApiSend {
                 uid: uid("u"),

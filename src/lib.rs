@@ -36,6 +36,8 @@
 //! - [`history`]: history in D1, one row per message by conversation: the
 //!   writers' statements and history pages (all of the D1 SQL).
 //! - [`api`]: backend API request bodies.
+//! - [`http_error`]: the HTTP API's error answers: a status, a stable code.
+//! - [`idempotency`]: the backend's `Idempotency-Key`, bound to its request.
 //! - [`metrics`]: counters of billable operations and refusals, for the
 //!   cost model, `/api/metrics` and the fleet's Analytics Engine dataset.
 //! - [`logs`]: log lines as JSON objects, with no body, token or user id in clear.
@@ -58,6 +60,8 @@ pub mod cold;
 pub mod edits;
 pub mod group;
 pub mod history;
+pub mod http_error;
+pub mod idempotency;
 pub mod inbox;
 pub mod internal;
 pub mod jwks;

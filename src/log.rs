@@ -843,6 +843,18 @@ impl<S: Sql> Log<S> {
         row.map(|r| col_text(&r, 0).zip(col_u64(&r, 1)).ok_or_else(|| malformed("sends"))).transpose()
     }
 
+    /// The row of a backend call's item, found by the item key of `bound`
+    /// whatever request it is bound to ([`crate::idempotency::lookup_range`]):
+    /// (the stored key, seq). Two primary-key probes, at most two rows read.
+    pub fn sent_under_key(&self, bound: &str) -> Result<Option<(String, u64)>, StoreError> {
+        let (exact, low, high) = crate::idempotency::lookup_range(bound);
+        let row = self.one(
+            "SELECT cmid, seq FROM sends WHERE cmid = ? OR (cmid >= ? AND cmid < ?) LIMIT 1",
+            &[text(&exact), text(&low), text(&high)],
+        )?;
+        row.map(|r| col_text(&r, 0).zip(col_u64(&r, 1)).ok_or_else(|| malformed("sends"))).transpose()
+    }
+
     /// Where a message with this derived id already is: (seq, pushed live).
     pub fn seen(&self, mid: &str) -> Result<Option<(u64, bool)>, StoreError> {
         let row = self.one("SELECT seq, pushed FROM seen WHERE mid = ?", &[text(mid)])?;

@@ -742,7 +742,16 @@ fn store(o: &mut Object, spec: &mut Spec, kind: Kind, count: u8, dying: Option<u
                 .expect("stored there")
         } else {
             let peer = (kind == Kind::Received).then(|| o.peer.clone());
-            let d = Delivery { owner: o.owner.clone(), kind, id, time_ms: time, peer, dedup: false, backend: false };
+            let d = Delivery {
+                owner: o.owner.clone(),
+                kind,
+                id,
+                time_ms: time,
+                peer,
+                dedup: false,
+                backend: false,
+                key: None,
+            };
             match o.call(|mb, io| mb.deliver(io, d, body)).expect("deliver") {
                 DeliverStep::Append(entry) => entry,
                 DeliverStep::Answer(Answer { outcome: Outcome::Full, .. }) => {

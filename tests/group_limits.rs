@@ -149,6 +149,7 @@ impl User {
             peer: peer.map(uid),
             dedup: false,
             backend: peer.is_none(),
+            key: None,
         };
         let io = Io { log: &self.log, sockets: &self.device, now: self.now };
         match self.mb.deliver(&io, d, body.to_string()).unwrap() {

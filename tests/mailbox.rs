@@ -79,6 +79,7 @@ impl User {
             peer: UserId::parse(peer).ok(),
             dedup,
             backend: false,
+            key: None,
         };
         let io = Io { log: &self.log, sockets: &self.device, now: self.now };
         match self.mb.deliver(&io, d, json!({"message": "hi"}).to_string()).unwrap() {
@@ -316,6 +317,7 @@ fn a_blocked_senders_chat_is_answered_as_stored_and_kept_nowhere() {
         peer: UserId::parse("mallory").ok(),
         dedup: false,
         backend: true,
+        key: None,
     };
     let io = Io { log: &bob.log, sockets: &bob.device, now: bob.now };
     assert!(matches!(bob.mb.deliver(&io, d, "{}".into()).unwrap(), DeliverStep::Append(_)), "backend sends pass");
@@ -593,4 +595,89 @@ fn a_group_delivery_applies_once_across_wakes_with_its_cursor_written_only_with_
     fifth.load(&io, &bob.id).unwrap();
     assert_eq!(fifth.group_delivery(&io, &group_delivery(&bob.id, 5, 6, 7)).unwrap(), Some(Answer::Applied(7)));
     assert_eq!(group_seqs(&bob), vec![1, 2, 3, 4, 5, 6, 7], "nothing applied twice");
+}
+
+/// Item 16 of issue 24: a backend `Idempotency-Key` is bound to its request.
+/// The same request again is answered as the first time; the key with
+/// another request is refused (`KeyReused`) and stores nothing.
+#[test]
+fn a_backend_key_reused_for_another_request_is_refused_and_stores_nothing() {
+    use edge_chat::api::backend_cmid;
+    use edge_chat::idempotency::{bind, fingerprint};
+    use edge_chat::mailbox::{ApiStep, SendPlan};
+    let mut bob = User::new("bob");
+    let first = fingerprint("/api/sys-msg", br#"{"uid":"bob","type":"a"}"#);
+    let other = fingerprint("/api/sys-msg", br#"{"uid":"bob","type":"b"}"#);
+    let system = |bob: &mut User, fp: &str| {
+        let d = Delivery {
+            owner: bob.id.clone(),
+            kind: Kind::System,
+            id: edge_chat::message::derived_id("api-sys", "bob", "k#0"),
+            time_ms: bob.now,
+            peer: None,
+            dedup: true,
+            backend: true,
+            key: Some(bind(&backend_cmid("k#0"), fp)),
+        };
+        let io = Io { log: &bob.log, sockets: &bob.device, now: bob.now };
+        match bob.mb.deliver(&io, d, json!({"type": "a"}).to_string()).unwrap() {
+            DeliverStep::Answer(a) => (a.outcome, a.seq, a.duplicate),
+            DeliverStep::Append(entry) => match bob.mb.append(&io, entry) {
+                Appended::Now(stored) => {
+                    bob.mb.cooled();
+                    let a = Mailbox::delivered(stored.ok());
+                    (a.outcome, a.seq, a.duplicate)
+                }
+                Appended::Wait { .. } => panic!("the log was idle"),
+            },
+        }
+    };
+    assert_eq!(system(&mut bob, &first), (Outcome::Stored { pushed: true }, Some(1), false));
+    assert_eq!(system(&mut bob, &first), (Outcome::Stored { pushed: true }, Some(1), true), "a retry");
+    assert_eq!(system(&mut bob, &other), (Outcome::KeyReused, None, false), "another request");
+    assert_eq!(bob.mb.head(), 1, "stored once");
+
+    // A chat on bob's behalf (to himself: stored here alone), keyed the same way.
+    let chat = r#"{"fromUser":"bob","toUser":"bob","message":"hi"}"#;
+    let (one, two) = (fingerprint("/api/usr-msg", chat.as_bytes()), fingerprint("/api/usr-msg", b"[]"));
+    let send = |bob: &mut User, fp: &str| {
+        let cmid = bind(&backend_cmid("c#0"), fp);
+        let io = Io { log: &bob.log, sockets: &bob.device, now: bob.now };
+        let uid = bob.id.clone();
+        match bob.mb.api_send(&io, &uid, Some(&cmid), chat).unwrap() {
+            ApiStep::Answer(outcome) => outcome,
+            ApiStep::Send(c) => {
+                let Ok(SendPlan::Local(entry)) = bob.mb.plan_send(&io, c, &id(9), bob.now, Some(&cmid), true) else {
+                    panic!("a chat to oneself is stored here")
+                };
+                let Appended::Now(Ok(_)) = bob.mb.append(&io, entry) else { panic!("stored") };
+                bob.mb.cooled();
+                Outcome::Stored { pushed: true }
+            }
+        }
+    };
+    assert_eq!(send(&mut bob, &one), Outcome::Stored { pushed: true });
+    assert_eq!(bob.mb.head(), 2);
+    assert_eq!(send(&mut bob, &one), Outcome::Stored { pushed: true }, "a retry");
+    assert_eq!(send(&mut bob, &two), Outcome::KeyReused, "another request");
+    assert_eq!(bob.mb.head(), 2, "nothing more stored");
+    // A row from before keys were bound holds the item key alone: as before.
+    let io = Io { log: &bob.log, sockets: &bob.device, now: bob.now };
+    let old = backend_cmid("old#0");
+    let entry = edge_chat::log::NewEntry {
+        id: id(10),
+        kind: Kind::Received,
+        peer: Some(bob.id.clone()),
+        time_ms: bob.now,
+        body: json!({"message": "x"}).to_string(),
+        peer_state: None,
+        cmid: Some(old.clone()),
+        dedup: false,
+        rewrite: None,
+    };
+    let Appended::Now(Ok(_)) = bob.mb.append(&io, entry) else { panic!("stored") };
+    bob.mb.cooled();
+    let uid = bob.id.clone();
+    let again = bob.mb.api_send(&io, &uid, Some(&bind(&old, &one)), chat).unwrap();
+    assert_eq!(again, ApiStep::Answer(Outcome::Stored { pushed: true }));
 }

@@ -73,6 +73,7 @@ impl User {
             peer: Some(uid(peer)),
             dedup: false,
             backend: false,
+            key: None,
         };
         let io = Io { log: &self.log, sockets: &self.sockets, now: self.now };
         let DeliverStep::Append(entry) = self.mb.deliver(&io, d, body.to_string()).unwrap() else { panic!("stored") };

@@ -8,12 +8,15 @@ use worker::{event, Context, Env, Method, Request, RequestInit, Response};
 use super::idp::Idp;
 use super::{analytics, group_object, log, Rid};
 use super::{d1, hop};
-use super::{json, json_error, limits, now_ms, push_config, query_pairs, query_param, random_u64, USER_BINDING};
+use super::{json, json_error, json_http_error, limits, now_ms, push_config, query_pairs, query_param, random_u64};
+use super::{with_retry_after, USER_BINDING};
 use crate::api::{self, BodyError};
 use crate::auth::{self, Alg, AuthError, Verified};
 use crate::group::calls;
 use crate::group::{Actor, GroupId};
 use crate::history::{from_owner_rows, PageQuery};
+use crate::http_error::{self, Code, HttpError};
+use crate::idempotency;
 use crate::internal::{ApiEdit, ApiSend, BlockOp, Delivery, Internal, Outcome, V1Connect, View};
 use crate::limits::Limits;
 use crate::message::{derived_id, new_id, system_body, Kind};
@@ -55,7 +58,7 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
     if let Err(e) = push_config(&env) {
         return misconfigured(rid, &e.to_string());
     }
-    match (req.method(), path.as_str()) {
+    let answer = match (req.method(), path.as_str()) {
         (Method::Get, "/ws") => connect(req, &env, jwt_secret).await,
         (Method::Get, "/dev/token") => dev_token(&req, &env, jwt_secret),
         (Method::Get, "/ws/history") => forward_read(req, &env, jwt_secret, &limits, View::Legacy).await,
@@ -101,7 +104,8 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
             }
         }
         _ => json_error(404, "no such route"),
-    }
+    };
+    with_retry_after(answer?).await
 }
 
 /// `GET /dev/token?user=<id>`: a client token for any user, so the demo page
@@ -113,7 +117,7 @@ fn dev_token(req: &Request, env: &Env, secret: &str) -> worker::Result<Response>
     }
     let user = query_param(&query_pairs(req), "user").unwrap_or_default();
     let Ok(user) = UserId::parse(&user) else {
-        return json_error(400, "user must be 1 to 64 of letters, digits, _ - . @");
+        return json_http_error(&HttpError::field("user", "user must be 1 to 64 of letters, digits, _ - . @"));
     };
     let exp = now_ms() / 1000 + DEV_TOKEN_TTL_S;
     let token = auth::sign_jwt(user.as_str(), exp, secret.as_bytes());
@@ -132,8 +136,10 @@ async fn upgrade_history(req: &Request, env: &Env, limits: &Limits, rid: Rid) ->
     let seq = query_param(&pairs, "seq").map(|s| s.parse::<u64>());
     let limit = query_param(&pairs, "limit").map(|s| s.parse::<u32>());
     let (seq, limit) = match (seq, limit) {
-        (Some(Err(_)), _) => return json_error(400, "seq must be a sequence number"),
-        (_, Some(Err(_))) | (_, Some(Ok(0))) => return json_error(400, "limit must be a positive integer"),
+        (Some(Err(_)), _) => return json_http_error(&HttpError::field("seq", "seq must be a sequence number")),
+        (_, Some(Err(_))) | (_, Some(Ok(0))) => {
+            return json_http_error(&HttpError::field("limit", "limit must be a positive integer"))
+        }
         (seq, limit) => (seq.and_then(Result::ok).unwrap_or(0), limit.and_then(Result::ok).unwrap_or(500).min(500)),
     };
     let result = async {
@@ -216,12 +222,13 @@ async fn connect(req: Request, env: &Env, secret: &str) -> worker::Result<Respon
         let pairs = query_pairs(&req);
         let param = |name: &str| query_param(&pairs, name);
         let Some(name) = param("device").filter(|d| UserId::parse(d).is_ok()) else {
-            return json_error(400, "chat.v1 needs device=<id>: 1 to 64 of letters, digits, _ - . @");
+            let e = HttpError::field("device", "chat.v1 needs device=<id>: 1 to 64 of letters, digits, _ - . @");
+            return json_http_error(&e);
         };
         let since = match param("since").map(|s| s.parse::<u64>()) {
             None => None,
             Some(Ok(since)) => Some(since),
-            Some(Err(_)) => return json_error(400, "since must be a sequence number"),
+            Some(Err(_)) => return json_http_error(&HttpError::field("since", "since must be a sequence number")),
         };
         device = Some(V1Connect { device: name, since });
     }
@@ -251,7 +258,7 @@ async fn forward_read(req: Request, env: &Env, secret: &str, limits: &Limits, vi
             if bad.param == "limit" {
                 incr(Counter::RefusedPage);
             }
-            return json_error(400, &format!("{}: {}", bad.param, bad.problem));
+            return json_http_error(&HttpError::field(bad.param, format!("{}: {}", bad.param, bad.problem)));
         }
     };
     forward(env, &Internal::Read { uid: v.user, view, page }).await
@@ -272,7 +279,8 @@ async fn groups(mut req: Request, env: &Env, limits: &Limits, by: Actor, prefix:
     let max = if by == Actor::Backend { limits.body_bytes } else { limits.frame_bytes };
     let Some(body) = read_body(&mut req, max).await? else {
         incr(Counter::RefusedBody);
-        return json_error(413, &format!("request body over {max} bytes"));
+        let var = if by == Actor::Backend { "BODY_MAX_BYTES" } else { "FRAME_MAX_BYTES" };
+        return json_http_error(&HttpError::body_too_large(max, var));
     };
     let body = String::from_utf8_lossy(&body);
     let path = req.path();
@@ -289,7 +297,7 @@ async fn groups(mut req: Request, env: &Env, limits: &Limits, by: Actor, prefix:
         // A user's send goes through their own object too: their send rate.
         Ok(call) if client && matches!(call.call, calls::Call::Send { .. }) => through_own_object(env, &call).await,
         Ok(call) => to_group(env, &call).await,
-        Err(calls::HttpError(status, message)) => json_error(status, &message),
+        Err(e) => json_http_error(&e),
     }
 }
 
@@ -303,7 +311,7 @@ async fn group_history(
 ) -> worker::Result<Response> {
     let number = |k: &str| query_param(pairs, k).map(|v| v.parse::<u64>());
     let before = match number("before") {
-        Some(Err(_)) => return json_error(400, "before: must be a group_seq"),
+        Some(Err(_)) => return json_http_error(&HttpError::field("before", "before: must be a group_seq")),
         b => b.and_then(Result::ok),
     };
     let limit = match number("limit") {
@@ -311,13 +319,14 @@ async fn group_history(
         Some(Ok(n)) if (1..=u64::from(limits.history_page)).contains(&n) => n as u32,
         Some(_) => {
             incr(Counter::RefusedPage);
-            return json_error(400, &format!("limit: must be 1 to {} (HISTORY_PAGE_MAX)", limits.history_page));
+            let problem = format!("limit: must be 1 to {} (HISTORY_PAGE_MAX)", limits.history_page);
+            return json_http_error(&HttpError::field("limit", problem));
         }
     };
     match calls::history_request(user, group, before, limit) {
         // Through the user's own object: their read rate.
         Ok(call) => through_own_object(env, &call).await,
-        Err(calls::HttpError(status, message)) => json_error(status, &message),
+        Err(e) => json_http_error(&e),
     }
 }
 
@@ -349,7 +358,7 @@ async fn client_blocks(mut req: Request, env: &Env, secret: &str, limits: &Limit
     };
     let Some(body) = read_body(&mut req, limits.frame_bytes).await? else {
         incr(Counter::RefusedBody);
-        return json_error(413, &format!("request body over {} bytes (FRAME_MAX_BYTES)", limits.frame_bytes));
+        return json_http_error(&HttpError::body_too_large(limits.frame_bytes, "FRAME_MAX_BYTES"));
     };
     let op = match api::block_route(req.method().as_ref(), &req.path(), &body) {
         None => return json_error(404, "no such route"),
@@ -370,7 +379,7 @@ async fn settings(mut req: Request, env: &Env, secret: &str, limits: &Limits) ->
         Method::Put => {
             let Some(body) = read_body(&mut req, limits.frame_bytes).await? else {
                 incr(Counter::RefusedBody);
-                return json_error(413, &format!("request body over {} bytes (FRAME_MAX_BYTES)", limits.frame_bytes));
+                return json_http_error(&HttpError::body_too_large(limits.frame_bytes, "FRAME_MAX_BYTES"));
             };
             match api::parse_settings(&body) {
                 Ok(hide) => Some(hide),
@@ -387,12 +396,11 @@ async fn settings(mut req: Request, env: &Env, secret: &str, limits: &Limits) ->
 async fn moderation_edit(mut req: Request, env: &Env, limits: &Limits, delete: bool) -> worker::Result<Response> {
     let Some(body) = read_body(&mut req, limits.body_bytes).await? else {
         incr(Counter::RefusedBody);
-        return json_error(413, &format!("request body over {} bytes (BODY_MAX_BYTES)", limits.body_bytes));
+        return json_http_error(&HttpError::body_too_large(limits.body_bytes, "BODY_MAX_BYTES"));
     };
-    let key = match req.headers().get("idempotency-key")? {
-        None => None,
-        Some(k) if api::idempotency_key_ok(&k) => Some(k),
-        Some(_) => return json_error(400, api::IDEMPOTENCY_KEY_RULE),
+    let key = match idempotency_key(&req)? {
+        Ok(key) => key,
+        Err(e) => return json_http_error(&e),
     };
     let e = match api::parse_edit(&body, delete) {
         Ok(e) => e,
@@ -404,6 +412,9 @@ async fn moderation_edit(mut req: Request, env: &Env, limits: &Limits, delete: b
         Some(cmid) => derived_id(scope, e.uid.as_str(), cmid),
         None => new_id(now_ms(), random_u64()),
     };
+    // Remembered bound to this request: the key with another one is refused.
+    let route = if delete { "/api/delete" } else { "/api/edit" };
+    let cmid = cmid.map(|c| idempotency::bind(&c, &idempotency::fingerprint(route, &body)));
     let request = Internal::Edit(ApiEdit { uid: e.uid, target: e.mid, id: id.clone(), cmid, delete });
     // The fast hop: the object answers with a status alone.
     let stub = hop::stub(&env.durable_object(USER_BINDING)?, request.owner().as_str())?;
@@ -413,20 +424,45 @@ async fn moderation_edit(mut req: Request, env: &Env, limits: &Limits, delete: b
         Outcome::NotFound => json_error(404, "no such chat of this user's (unknown, or older than the log keeps)"),
         Outcome::Conflict => json_error(409, "the message was deleted; nothing changed"),
         Outcome::Full => json_error(507, "the recipient's store is full; nothing changed"),
-        Outcome::Bad => json_error(400, "body: must be an object with a non-empty string `message`"),
+        Outcome::Bad => {
+            json_http_error(&HttpError::field("body", "body: must be an object with a non-empty string `message`"))
+        }
+        Outcome::KeyReused => json_http_error(&HttpError::new(Code::IdempotencyKeyReused, http_error::KEY_REUSED)),
         Outcome::Done | Outcome::Unavailable => json_error(503, "temporarily unavailable; nothing changed, retry"),
     }
+}
+
+/// The call's `Idempotency-Key`, if any; an unusable one is refused, never
+/// ignored (ignoring it would store a retry twice).
+fn idempotency_key(req: &Request) -> worker::Result<Result<Option<String>, HttpError>> {
+    Ok(match req.headers().get("idempotency-key")? {
+        None => Ok(None),
+        Some(k) if api::idempotency_key_ok(&k) => Ok(Some(k)),
+        Some(_) => Err(HttpError::field("Idempotency-Key", api::IDEMPOTENCY_KEY_RULE)),
+    })
 }
 
 /// `POST /api/blocks`: the backend blocks or unblocks on a user's behalf.
 async fn moderation_block(mut req: Request, env: &Env, limits: &Limits) -> worker::Result<Response> {
     let Some(body) = read_body(&mut req, limits.body_bytes).await? else {
         incr(Counter::RefusedBody);
-        return json_error(413, &format!("request body over {} bytes (BODY_MAX_BYTES)", limits.body_bytes));
+        return json_http_error(&HttpError::body_too_large(limits.body_bytes, "BODY_MAX_BYTES"));
     };
-    match api::parse_block(&body) {
-        Ok((uid, change)) => forward(env, &Internal::Blocks { uid, op: BlockOp::Change(change) }).await,
-        Err(e) => json(400, &e.to_json()),
+    let (uid, change) = match api::parse_block(&body) {
+        Ok(parsed) => parsed,
+        Err(e) => return json(400, &e.to_json()),
+    };
+    let peer = change.peer().clone();
+    let mut answer = forward(env, &Internal::Blocks { uid: uid.clone(), op: BlockOp::Change(change) }).await?;
+    if answer.status_code() != 200 {
+        return Ok(answer);
+    }
+    // The object answers as a client's own route does (`user`: the peer);
+    // here `user` is whose list changed.
+    let text = answer.text().await?;
+    match api::moderation_block_answer(&uid, &peer, &text) {
+        Some(body) => json(200, &body),
+        None => json_error(503, "temporarily unavailable; retry"),
     }
 }
 
@@ -459,17 +495,21 @@ struct Outgoing {
 async fn backend(mut req: Request, env: &Env, limits: &Limits, system: bool) -> worker::Result<Response> {
     let Some(body) = read_body(&mut req, limits.body_bytes).await? else {
         incr(Counter::RefusedBody);
-        return json_error(413, &format!("request body over {} bytes (BODY_MAX_BYTES)", limits.body_bytes));
+        return json_http_error(&HttpError::body_too_large(limits.body_bytes, "BODY_MAX_BYTES"));
     };
     let is_array = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
     // With an idempotency key, every item's id is derived from it: a retried
-    // call stores nothing new and answers the same ids.
-    let key = match req.headers().get("idempotency-key")? {
-        None => None,
-        Some(k) if api::idempotency_key_ok(&k) => Some(k),
-        Some(_) => return json_error(400, api::IDEMPOTENCY_KEY_RULE),
+    // call stores nothing new and answers the same ids. Each item is
+    // remembered bound to the whole request, so the key with another
+    // request is refused rather than answered with these ids.
+    let key = match idempotency_key(&req)? {
+        Ok(key) => key,
+        Err(e) => return json_http_error(&e),
     };
+    let route = if system { "/api/sys-msg" } else { "/api/usr-msg" };
+    let fingerprint = key.as_ref().map(|_| idempotency::fingerprint(route, &body));
     let item_key = |i: usize| key.as_ref().map(|k| format!("{k}#{i}"));
+    let bound = |cmid: &str| fingerprint.as_deref().map(|f| idempotency::bind(cmid, f));
     let now = now_ms();
     let outgoing: Result<Vec<Outgoing>, BodyError> = if system {
         api::parse_system_within(&body, limits.api_batch).map(|msgs| {
@@ -488,6 +528,7 @@ async fn backend(mut req: Request, env: &Env, limits: &Limits, system: bool) -> 
                         peer: None,
                         dedup: k.is_some(),
                         backend: true,
+                        key: k.as_deref().and_then(|k| bound(&api::backend_cmid(k))),
                     });
                     Outgoing { object: m.uid, request, body: system_body(m.fields, &id, now), id }
                 })
@@ -504,6 +545,7 @@ async fn backend(mut req: Request, env: &Env, limits: &Limits, system: bool) -> 
                         Some(cmid) => derived_id("send", c.from.as_str(), cmid),
                         None => new_id(now, random_u64()),
                     };
+                    let cmid = cmid.and_then(|c| bound(&c));
                     let request = Internal::Send(ApiSend { uid: c.from.clone(), id: id.clone(), time_ms: now, cmid });
                     let body = serde_json::Value::Object(c.fields).to_string();
                     Outgoing { object: c.from, request, body, id }
@@ -515,7 +557,7 @@ async fn backend(mut req: Request, env: &Env, limits: &Limits, system: bool) -> 
         Ok(o) => o,
         Err(e) if e.too_many => {
             incr(Counter::RefusedBatch);
-            return json(413, &e.to_json());
+            return json_http_error(&HttpError::batch_too_large(limits.api_batch.min(crate::limits::MAX_BATCH)));
         }
         Err(e) => return json(400, &e.to_json()),
     };
@@ -529,27 +571,8 @@ async fn backend(mut req: Request, env: &Env, limits: &Limits, system: bool) -> 
     }
     // Partial failure: say exactly which items were stored and why the others
     // were not, so a retry can send only those that may succeed.
-    let errors: Vec<Option<&str>> = outcomes.iter().map(|r| item_error(*r)).collect();
-    let all_full = outcomes.iter().all(|r| matches!(r, Outcome::Stored { .. } | Outcome::Full));
-    let (code, error) = if all_full {
-        (Outcome::Full.status(), "recipient's offline queue is full (QUEUE_MAX); those with a null id were not stored")
-    } else {
-        (503, "some messages could not be stored; retry those with a null id")
-    };
-    let doc = serde_json::json!({ "error": error, "ids": ids, "errors": errors });
-    json(code, &doc.to_string())
-}
-
-/// Why one message of a backend call was not stored, as the answer names it:
-/// `recipient_full` helps only once they connect; `unavailable` may be retried.
-fn item_error(outcome: Outcome) -> Option<&'static str> {
-    match outcome {
-        Outcome::Stored { .. } => None,
-        Outcome::Full => Some("recipient_full"),
-        Outcome::Done | Outcome::Bad | Outcome::NotFound | Outcome::Conflict | Outcome::Unavailable => {
-            Some("unavailable")
-        }
-    }
+    let (status, doc) = http_error::send_refused(&outcomes, &ids, is_array);
+    json(status, &doc)
 }
 
 /// Sends each message to its object: one after another per object (so a
@@ -567,11 +590,15 @@ async fn deliver_all(env: &Env, outgoing: &[Outgoing]) -> worker::Result<Vec<Out
         async move {
             let mut results = Vec::new();
             let stub = hop::stub(ns, object.as_str());
+            let mut reused = false;
             for (i, o) in outgoing.iter().enumerate().filter(|(_, o)| o.object == *object) {
                 let outcome = match &stub {
+                    // A reused key: the rest of this object's items are not sent.
+                    _ if reused => Outcome::KeyReused,
                     Ok(stub) => hop::call(stub, &o.request, &o.body).await.map_or(Outcome::Unavailable, |a| a.outcome),
                     Err(_) => Outcome::Unavailable,
                 };
+                reused = outcome == Outcome::KeyReused;
                 results.push((i, outcome));
             }
             results

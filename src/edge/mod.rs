@@ -136,3 +136,25 @@ pub fn json(status: u16, body: &str) -> ::worker::Result<Response> {
     headers.set("content-type", "application/json")?;
     Ok(Response::ok(body)?.with_status(status).with_headers(headers))
 }
+
+/// An error answer with its code (see [`crate::http_error`]).
+pub fn json_http_error(e: &crate::http_error::HttpError) -> ::worker::Result<Response> {
+    json(e.status(), &e.to_json())
+}
+
+/// Every 503 leaves with `Retry-After` ([`crate::http_error::RETRY_AFTER_S`]),
+/// whoever made it (the entry, a user's or a group's object): set here, on
+/// the way out, so no route can forget it. A response from an object has
+/// immutable headers, so a 503 is copied.
+pub async fn with_retry_after(mut res: Response) -> ::worker::Result<Response> {
+    if res.status_code() != 503 || res.headers().has("retry-after")? {
+        return Ok(res);
+    }
+    let headers = Headers::new();
+    if let Some(t) = res.headers().get("content-type")? {
+        headers.set("content-type", &t)?;
+    }
+    headers.set("retry-after", &crate::http_error::RETRY_AFTER_S.to_string())?;
+    let body = res.bytes().await?;
+    Ok(Response::from_bytes(body)?.with_status(503).with_headers(headers))
+}

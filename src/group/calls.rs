@@ -161,12 +161,14 @@ impl Request {
     }
 }
 
-/// Why an HTTP request is not a group request: the status and the reason.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HttpError(pub u16, pub String);
+use crate::http_error::Code;
+/// Why an HTTP request is not a group request: the status, its code and
+/// the reason.
+pub use crate::http_error::HttpError;
 
-fn bad(what: &str) -> HttpError {
-    HttpError(400, what.to_owned())
+/// A `bad_field` on `field`.
+fn bad(field: &'static str, what: &str) -> HttpError {
+    HttpError::field(field, what)
 }
 
 /// The group request an HTTP call makes: `path` is below `/v1/groups`
@@ -187,24 +189,28 @@ pub fn from_http(method: &str, path: &str, body: &str, by: Actor, fresh: GroupId
     let json = || -> Result<Map<String, Value>, HttpError> {
         match serde_json::from_str::<Value>(body) {
             Ok(Value::Object(m)) => Ok(m),
-            _ => Err(bad("the body must be a JSON object")),
+            _ => Err(HttpError::new(Code::BadJson, "the body must be a JSON object")),
         }
     };
-    let user_of = |m: &Map<String, Value>, k: &str| -> Result<UserId, HttpError> {
+    let user_of = |m: &Map<String, Value>, k: &'static str| -> Result<UserId, HttpError> {
         m.get(k)
             .and_then(|v| match v {
                 Value::String(s) => UserId::parse(s).ok(),
                 Value::Number(n) => UserId::parse(&n.to_string()).ok(),
                 _ => None,
             })
-            .ok_or_else(|| bad(&format!("{k} must be a user id")))
+            .ok_or_else(|| bad(k, &format!("{k} must be a user id")))
     };
-    let group = |s: &str| GroupId::parse(s).map_err(|e| HttpError(404, e.to_string()));
-    let user = |s: &str| UserId::parse(s).map_err(|e| HttpError(404, e.to_string()));
+    // Path segments arrive percent-encoded (`u%40x`): decoded before they are ids.
+    let segment = |s: &str| crate::query::decode(s.as_bytes());
+    let group = |s: &str| GroupId::parse(&segment(s)).map_err(|e| HttpError::new(Code::NoSuchGroup, e.to_string()));
+    let user = |s: &str| UserId::parse(&segment(s)).map_err(|e| HttpError::new(Code::NoSuchMember, e.to_string()));
     let role_of = |m: &Map<String, Value>, default: Option<Role>| -> Result<Role, HttpError> {
+        let invalid =
+            || HttpError { field: Some("role"), ..HttpError::new(Code::InvalidRole, "role must be admin or member") };
         match m.get("role") {
-            None | Some(Value::Null) => default.ok_or_else(|| bad("role must be admin or member")),
-            Some(r) => r.as_str().and_then(parse_role).ok_or_else(|| bad("role must be admin or member")),
+            None | Some(Value::Null) => default.ok_or_else(invalid),
+            Some(r) => r.as_str().and_then(parse_role).ok_or_else(invalid),
         }
     };
     let (g, call) = match (method, parts.as_slice()) {
@@ -212,10 +218,9 @@ pub fn from_http(method: &str, path: &str, body: &str, by: Actor, fresh: GroupId
             let m = json()?;
             let g = match m.get("group") {
                 None | Some(Value::Null) => fresh,
-                Some(v) => v
-                    .as_str()
-                    .and_then(|s| GroupId::parse(s).ok())
-                    .ok_or_else(|| bad("group must be g followed by 1 to 32 of lowercase letters, digits, _ and -"))?,
+                Some(v) => v.as_str().and_then(|s| GroupId::parse(s).ok()).ok_or_else(|| {
+                    bad("group", "group must be g followed by 1 to 32 of lowercase letters, digits, _ and -")
+                })?,
             };
             let members = match m.get("members") {
                 None | Some(Value::Null) => Vec::new(),
@@ -227,8 +232,8 @@ pub fn from_http(method: &str, path: &str, body: &str, by: Actor, fresh: GroupId
                         _ => None,
                     })
                     .collect::<Option<Vec<_>>>()
-                    .ok_or_else(|| bad("members must be user ids"))?,
-                Some(_) => return Err(bad("members must be an array of user ids")),
+                    .ok_or_else(|| bad("members", "members must be user ids"))?,
+                Some(_) => return Err(bad("members", "members must be an array of user ids")),
             };
             let owner = match &by {
                 Actor::User(u) => u.clone(),
@@ -259,10 +264,11 @@ pub fn from_http(method: &str, path: &str, body: &str, by: Actor, fresh: GroupId
             let cmid = match m.remove("cmid") {
                 None | Some(Value::Null) => None,
                 Some(Value::String(c)) if !c.is_empty() && c.len() <= 64 => Some(c),
-                Some(_) => return Err(bad("cmid must be a string of 1 to 64 characters")),
+                Some(_) => return Err(bad("cmid", "cmid must be a string of 1 to 64 characters")),
             };
             if !matches!(m.get("message"), Some(Value::String(t)) if !t.is_empty()) {
-                return Err(bad("message must be a non-empty string"));
+                let e = HttpError::new(Code::EmptyMessage, "message must be a non-empty string");
+                return Err(HttpError { field: Some("message"), ..e });
             }
             let g = group(g)?;
             // The backend sends as a user it names (a bot, a moderator).
@@ -274,19 +280,23 @@ pub fn from_http(method: &str, path: &str, body: &str, by: Actor, fresh: GroupId
         }
         ("POST", [g, "read"]) => {
             let m = json()?;
-            let up_to = m.get("up_to").and_then(Value::as_u64).ok_or_else(|| bad("up_to must be a group_seq"))?;
+            let up_to =
+                m.get("up_to").and_then(Value::as_u64).ok_or_else(|| bad("up_to", "up_to must be a group_seq"))?;
             (group(g)?, Call::Read { up_to })
         }
         ("GET", [g, "messages", seq, "read"]) => {
-            let seq = seq.parse().map_err(|_| HttpError(404, "no such group entry".into()))?;
+            let seq = seq.parse().map_err(|_| HttpError::new(Code::NoSuchEntry, "no such group entry"))?;
             (group(g)?, Call::ReadBy { seq })
         }
         ("POST", [g, "typing"]) => {
             let m = json()?;
-            let typing = m.get("typing").and_then(Value::as_bool).ok_or_else(|| bad("typing must be true or false"))?;
+            let typing = m
+                .get("typing")
+                .and_then(Value::as_bool)
+                .ok_or_else(|| bad("typing", "typing must be true or false"))?;
             (group(g)?, Call::Typing { typing })
         }
-        _ => return Err(HttpError(404, "no such route".into())),
+        _ => return Err(HttpError::new(Code::NoSuchRoute, "no such route")),
     };
     Ok(Request { group: g, by, call })
 }
@@ -298,14 +308,14 @@ pub fn from_http(method: &str, path: &str, body: &str, by: Actor, fresh: GroupId
 /// (`user`), `send` (`cmid`?, `body` with `message`), `read` (`up_to`),
 /// `read_by` (`seq`), `typing` (`typing`), `history` (`before`?, `limit`?).
 pub fn from_frame(f: &Map<String, Value>, by: &UserId, fresh: GroupId) -> Result<Request, HttpError> {
-    let call = f.get("call").and_then(Value::as_str).ok_or_else(|| bad("call must name the group request"))?;
+    let call = f.get("call").and_then(Value::as_str).ok_or_else(|| bad("call", "call must name the group request"))?;
     let group = || -> Result<GroupId, HttpError> {
-        let g = f.get("group").and_then(Value::as_str).ok_or_else(|| bad("group must be a group id"))?;
-        GroupId::parse(g).map_err(|e| bad(&e.to_string()))
+        let g = f.get("group").and_then(Value::as_str).ok_or_else(|| bad("group", "group must be a group id"))?;
+        GroupId::parse(g).map_err(|e| bad("group", &e.to_string()))
     };
     // Path segments are validated ids: nothing in them can change the route.
     let user = || -> Result<UserId, HttpError> {
-        f.get("user").and_then(|v| UserId::from_json(v).ok()).ok_or_else(|| bad("user must be a user id"))
+        f.get("user").and_then(|v| UserId::from_json(v).ok()).ok_or_else(|| bad("user", "user must be a user id"))
     };
     let body = Value::Object(f.clone()).to_string();
     let by_actor = Actor::User(by.clone());
@@ -320,7 +330,7 @@ pub fn from_frame(f: &Map<String, Value>, by: &UserId, fresh: GroupId) -> Result
         "send" => {
             let mut fields = match f.get("body") {
                 Some(Value::Object(b)) => b.clone(),
-                _ => return Err(bad("body must be an object with a message")),
+                _ => return Err(bad("body", "body must be an object with a message")),
             };
             if let Some(c) = f.get("cmid") {
                 fields.insert("cmid".into(), c.clone());
@@ -329,19 +339,19 @@ pub fn from_frame(f: &Map<String, Value>, by: &UserId, fresh: GroupId) -> Result
         }
         "read" => ("POST", format!("/{}/read", group()?), body),
         "read_by" => {
-            let seq = f.get("seq").and_then(Value::as_u64).ok_or_else(|| bad("seq must be a group_seq"))?;
+            let seq = f.get("seq").and_then(Value::as_u64).ok_or_else(|| bad("seq", "seq must be a group_seq"))?;
             ("GET", format!("/{}/messages/{seq}/read", group()?), body)
         }
         "typing" => ("POST", format!("/{}/typing", group()?), body),
         "history" => {
-            let num = |k: &str| match f.get(k) {
+            let num = |k: &'static str| match f.get(k) {
                 None | Some(Value::Null) => Ok(None),
-                Some(v) => v.as_u64().map(Some).ok_or_else(|| bad(&format!("{k} must be a number"))),
+                Some(v) => v.as_u64().map(Some).ok_or_else(|| bad(k, &format!("{k} must be a number"))),
             };
             let limit = num("limit")?.unwrap_or(50).clamp(1, u64::from(PAGE_MAX)) as u32;
             return Ok(Request { group: group()?, by: by_actor, call: Call::Page { before: num("before")?, limit } });
         }
-        _ => return Err(bad("call is not a group request")),
+        _ => return Err(bad("call", "call is not a group request")),
     };
     from_http(method, &path, &body, by_actor, fresh)
 }
@@ -349,7 +359,7 @@ pub fn from_frame(f: &Map<String, Value>, by: &UserId, fresh: GroupId) -> Result
 /// `GET /v1/history?group=…&before=…&limit=…`: a page of the group's
 /// history for a member (from their join on), newest first.
 pub fn history_request(by: UserId, group: &str, before: Option<u64>, limit: u32) -> Result<Request, HttpError> {
-    let group = GroupId::parse(group).map_err(|e| bad(&e.to_string()))?;
+    let group = GroupId::parse(group).map_err(|e| bad("group", &e.to_string()))?;
     Ok(Request { group, by: Actor::User(by), call: Call::Page { before, limit } })
 }
 
@@ -621,7 +631,7 @@ mod tests {
         assert_eq!(r.group.as_str(), "gmine");
         let api = from_http("POST", "/", r#"{"owner":"o","members":[]}"#, Actor::Backend, fresh()).unwrap();
         assert_eq!(api.call, Call::Create { owner: uid("o"), members: vec![] });
-        assert_eq!(from_http("POST", "/", r#"{"members":[]}"#, Actor::Backend, fresh()).unwrap_err().0, 400);
+        assert_eq!(from_http("POST", "/", r#"{"members":[]}"#, Actor::Backend, fresh()).unwrap_err().status(), 400);
         let leave = from_http("DELETE", "/gx/members/a", "", a.clone(), fresh()).unwrap();
         assert_eq!(leave.call, Call::Change(Op::Leave));
         let remove = from_http("DELETE", "/gx/members/b", "", a.clone(), fresh()).unwrap();
@@ -633,17 +643,54 @@ mod tests {
         assert!(fields.get("cmid").is_none() && fields["x"] == 1);
         let as_bot = from_http("POST", "/gx/messages", r#"{"message":"hi","fromUser":"bot"}"#, Actor::Backend, fresh());
         assert_eq!(as_bot.unwrap().by, Actor::User(uid("bot")));
-        assert_eq!(from_http("POST", "/gx/messages", r#"{"message":""}"#, a.clone(), fresh()).unwrap_err().0, 400);
         assert_eq!(
-            from_http("POST", "/gx/members", r#"{"user":"b","role":"owner"}"#, a.clone(), fresh()).unwrap_err().0,
+            from_http("POST", "/gx/messages", r#"{"message":""}"#, a.clone(), fresh()).unwrap_err().status(),
+            400
+        );
+        assert_eq!(
+            from_http("POST", "/gx/members", r#"{"user":"b","role":"owner"}"#, a.clone(), fresh())
+                .unwrap_err()
+                .status(),
             400
         );
         assert_eq!(
             from_http("GET", "/gx/messages/7/read", "", a.clone(), fresh()).unwrap().call,
             Call::ReadBy { seq: 7 }
         );
-        assert_eq!(from_http("GET", "/NOPE", "", a.clone(), fresh()).unwrap_err().0, 404);
-        assert_eq!(from_http("PATCH", "/gx", "", a, fresh()).unwrap_err().0, 404);
+        assert_eq!(from_http("GET", "/NOPE", "", a.clone(), fresh()).unwrap_err().status(), 404);
+        assert_eq!(from_http("PATCH", "/gx", "", a, fresh()).unwrap_err().status(), 404);
+    }
+
+    #[test]
+    fn percent_encoded_path_ids_are_decoded() {
+        let fresh = || GroupId::parse("gfresh").unwrap();
+        let a = Actor::User(uid("a"));
+        let r = from_http("DELETE", "/g%5Fteam/members/u%40x", "", a.clone(), fresh()).unwrap();
+        assert_eq!((r.group.as_str(), r.call), ("g_team", Call::Change(Op::Remove { user: uid("u@x") })));
+        let r = from_http("PUT", "/g%5fteam/members/u%40x", r#"{"role":"admin"}"#, a.clone(), fresh()).unwrap();
+        assert_eq!(r.call, Call::Change(Op::SetRole { user: uid("u@x"), role: Role::Admin }));
+        assert_eq!(from_http("GET", "/g%5Fteam", "", a.clone(), fresh()).unwrap().group.as_str(), "g_team");
+        // An encoded slash stays inside its segment: not an id, not another route.
+        let e = from_http("DELETE", "/gx/members/a%2F..%2Fb", "", a, fresh()).unwrap_err();
+        assert_eq!((e.status(), e.code), (404, Code::NoSuchMember));
+    }
+
+    #[test]
+    fn every_refusal_of_the_entry_has_a_code() {
+        let fresh = || GroupId::parse("gfresh").unwrap();
+        let a = Actor::User(uid("a"));
+        let code = |m: &str, p: &str, b: &str| from_http(m, p, b, a.clone(), fresh()).unwrap_err().code;
+        assert_eq!(code("POST", "/gx/members", "{"), Code::BadJson);
+        assert_eq!(code("POST", "/gx/members", r#"{"user":"b","role":"owner"}"#), Code::InvalidRole);
+        assert_eq!(code("PUT", "/gx/members/b", r#"{}"#), Code::InvalidRole);
+        assert_eq!(code("POST", "/gx/messages", r#"{"message":""}"#), Code::EmptyMessage);
+        assert_eq!(code("POST", "/gx/members", r#"{"user":"a b"}"#), Code::BadField);
+        assert_eq!(code("GET", "/NOPE", ""), Code::NoSuchGroup);
+        assert_eq!(code("GET", "/gx/messages/x/read", ""), Code::NoSuchEntry);
+        assert_eq!(code("PATCH", "/gx", ""), Code::NoSuchRoute);
+        let e = from_http("POST", "/gx/members", r#"{"user":true}"#, a.clone(), fresh()).unwrap_err();
+        let v: Value = serde_json::from_str(&e.to_json()).unwrap();
+        assert_eq!((v["code"].as_str(), v["field"].as_str()), (Some("bad_field"), Some("user")));
     }
 
     #[test]
@@ -658,10 +705,10 @@ mod tests {
         let leave = from_frame(&frame(json!({"call":"leave","group":"gx"})), &a, fresh()).unwrap();
         assert_eq!(leave.call, Call::Change(Op::Leave));
         let sneaky = from_frame(&frame(json!({"call":"remove","group":"gx","user":"b/../../x"})), &a, fresh());
-        assert_eq!(sneaky.unwrap_err().0, 400);
+        assert_eq!(sneaky.unwrap_err().status(), 400);
         let hist = from_frame(&frame(json!({"call":"history","group":"gx","limit":5000})), &a, fresh()).unwrap();
         assert_eq!(hist.call, Call::Page { before: None, limit: PAGE_MAX });
-        assert_eq!(from_frame(&frame(json!({"call":"nope"})), &a, fresh()).unwrap_err().0, 400);
+        assert_eq!(from_frame(&frame(json!({"call":"nope"})), &a, fresh()).unwrap_err().status(), 400);
         let made = from_frame(&frame(json!({"call":"create","members":["b"]})), &a, fresh()).unwrap();
         assert_eq!((made.group, made.call), (fresh(), Call::Create { owner: a, members: vec![uid("b")] }));
     }

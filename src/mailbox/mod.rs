@@ -21,6 +21,7 @@
 
 mod group;
 mod group_gate;
+mod keyed;
 mod ops;
 mod presence;
 mod push;
@@ -654,6 +655,20 @@ impl Mailbox {
             incr(Counter::DroppedBlocked);
             return Ok(DeliverStep::Answer(Answer::of(Outcome::Stored { pushed: false })));
         }
+        // A backend system message's key: a retry answers as the first time,
+        // a reuse for another request is refused.
+        if let Some(key) = &d.key {
+            match keyed::replay(io.log, key)? {
+                (crate::idempotency::Replay::Same, seq) => {
+                    let answer = Answer { seq, duplicate: true, ..Answer::of(Outcome::Stored { pushed: true }) };
+                    return Ok(DeliverStep::Answer(answer));
+                }
+                (crate::idempotency::Replay::Reused, _) => {
+                    return Ok(DeliverStep::Answer(Answer::of(Outcome::KeyReused)))
+                }
+                (crate::idempotency::Replay::New, _) => {}
+            }
+        }
         if d.dedup {
             if let Some((seq, pushed)) = io.log.seen(&d.id)? {
                 let stored = Outcome::Stored { pushed };
@@ -680,8 +695,10 @@ impl Mailbox {
             time_ms: d.time_ms,
             body,
             peer_state: None,
-            cmid: None,
-            dedup: d.dedup,
+            // A keyed message is remembered under its key (one row, in
+            // `sends`); `seen` is for ids derived elsewhere.
+            dedup: d.dedup && d.key.is_none(),
+            cmid: d.key,
             rewrite,
         }))
     }
@@ -734,8 +751,10 @@ impl Mailbox {
     ) -> Result<ApiStep, Error> {
         self.load(io, uid)?;
         if let Some(cmid) = cmid {
-            if io.log.sent_before(cmid)?.is_some() {
-                return Ok(ApiStep::Answer(Outcome::Stored { pushed: true }));
+            match keyed::replay(io.log, cmid)?.0 {
+                crate::idempotency::Replay::Same => return Ok(ApiStep::Answer(Outcome::Stored { pushed: true })),
+                crate::idempotency::Replay::Reused => return Ok(ApiStep::Answer(Outcome::KeyReused)),
+                crate::idempotency::Replay::New => {}
             }
         }
         let chat = serde_json::from_str(body).map_err(|_| Refusal::Format).and_then(crate::message::parse_chat);
@@ -806,6 +825,7 @@ impl Mailbox {
             peer: Some(owner),
             dedup,
             backend,
+            key: None,
         };
         Ok(SendPlan::Remote(Remote { to: chat.to, delivery, body, cmid, rewrite: None }))
     }
@@ -1204,8 +1224,9 @@ impl Mailbox {
                 match self.change_blocks(io, change)? {
                     Ok(()) => (peer, mute),
                     Err(e) => {
-                        let status = if e == BlockError::Yourself { 400 } else { 409 };
-                        return Ok((status, serde_json::json!({ "error": e.message() }).to_string()));
+                        let (status, code) =
+                            if e == BlockError::Yourself { (400, "bad_field") } else { (409, "blocks_full") };
+                        return Ok((status, serde_json::json!({ "error": e.message(), "code": code }).to_string()));
                     }
                 }
             }

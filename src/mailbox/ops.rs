@@ -77,6 +77,7 @@ impl Mailbox {
             peer: Some(owner),
             dedup: entry.cmid.is_some(),
             backend,
+            key: None,
         };
         Ok(SendPlan::Remote(Remote { to, delivery, body: entry.body, cmid: entry.cmid, rewrite: entry.rewrite }))
     }
@@ -92,8 +93,10 @@ impl Mailbox {
         self.load(io, &e.uid)?;
         // A repeat: the entry answers with the op's id, derived from the key.
         if let Some(cmid) = &e.cmid {
-            if io.log.sent_before(cmid)?.is_some() {
-                return Ok(ApiEditStep::Answer(Outcome::Stored { pushed: true }));
+            match super::keyed::replay(io.log, cmid)?.0 {
+                crate::idempotency::Replay::Same => return Ok(ApiEditStep::Answer(Outcome::Stored { pushed: true })),
+                crate::idempotency::Replay::Reused => return Ok(ApiEditStep::Answer(Outcome::KeyReused)),
+                crate::idempotency::Replay::New => {}
             }
         }
         let op = match e.delete {

@@ -194,10 +194,10 @@ impl Mailbox {
                             V1Step::Reply(v1::error(Some(&id), V1Error::RateLimited { retry_after_ms }))
                         }
                     },
-                    Err(crate::group::calls::HttpError(status, message)) => {
-                        let code = if status == 404 { "not_found" } else { "bad_field" };
-                        let body = serde_json::json!({ "error": message, "code": code }).to_string();
-                        V1Step::Reply(v1::group_reply(&id, status, &body))
+                    Err(e) => {
+                        let code = if e.status() == 404 { "not_found" } else { "bad_field" };
+                        let body = serde_json::json!({ "error": e.message, "code": code }).to_string();
+                        V1Step::Reply(v1::group_reply(&id, e.status(), &body))
                     }
                 }
             }

@@ -168,7 +168,7 @@ describe("blocks and mutes", () => {
     assert.equal((await w.api("/api/blocks", body, "wrong")).status, 401);
     const r = await w.api("/api/blocks", body);
     assert.equal(r.status, 200);
-    assert.deepEqual(await r.json(), { user: "mo2", blocked: true });
+    assert.deepEqual(await r.json(), { user: "mo1", peer: "mo2", blocked: true });
     assert.deepEqual((await bob.take((f) => f.op === "blocks")).lists.blocked, ["mo2"]);
     const bad = await w.api("/api/blocks", { user: "mo1", peer: "mo2" });
     assert.equal(bad.status, 400);
