@@ -461,6 +461,20 @@ fn shown(g: &str) -> String {
     format!("(json_extract({g}.body, '$.deleted_at') IS NULL AND {g}.id NOT IN (SELECT mid FROM hidden))")
 }
 
+/// The join and filter that leave, of the log `g`, the group messages the
+/// user has not read: others' messages (the owner is in `meta`) past the
+/// user's read cursor of their group, not deleted.
+fn group_unread_from(g: &str) -> String {
+    format!(
+        "LEFT JOIN group_cursor gc ON gc.grp = json_extract({g}.body, '$.group') \
+         WHERE {g}.kind = {} AND json_extract({g}.body, '$.type') IS NULL \
+         AND CAST(json_extract({g}.body, '$.fromUser') AS TEXT) IS NOT (SELECT v FROM meta WHERE k = 'owner') \
+         AND json_extract({g}.body, '$.group_seq') > COALESCE(gc.read, 0) AND {}",
+        Kind::Group.code(),
+        shown(g)
+    )
+}
+
 /// The kinds a conversation's newest message and unread count come from:
 /// chats (ops neither count nor move a conversation up).
 const CHATS: &str = "(1, 2)";
@@ -496,6 +510,10 @@ const SENT_FROM_QUEUE: i64 = 2;
 /// `sent` of an owed entry written live to a legacy socket (no ack will
 /// follow, so it needs no push); anything else treats it as 1.
 const SENT_LEGACY: i64 = 3;
+/// `sent` of an entry the queue does not hold (a group's) that no socket
+/// took when it was stored: never queued (anything but a push treats it as
+/// 1), and its push is due at once, not after `PUSH_DELAY_S`.
+const SENT_UNSEEN: i64 = 4;
 
 impl Pass {
     /// Later than any time, and exact as a JS number (binds cross as f64).
@@ -693,6 +711,7 @@ impl<S: Sql> Log<S> {
             .iter()
             .map(|(seq, e, sent)| {
                 let sent = match (*sent, legacy && e.kind.owed_to_owner()) {
+                    (false, _) if !e.kind.owed_to_owner() => SENT_UNSEEN,
                     (false, _) => 0,
                     (true, true) => SENT_LEGACY,
                     (true, false) => 1,
@@ -979,16 +998,28 @@ impl<S: Sql> Log<S> {
         )
     }
 
-    /// The user's unread chats over every conversation (as the conversation
-    /// list counts them).
+    /// The user's unread messages over every conversation (as the conversation
+    /// list counts them): chats, and the others' messages in groups past the
+    /// user's read cursor of each.
     pub fn total_unread(&self) -> Result<u64, StoreError> {
         let row = self.one(
             &format!(
                 "SELECT (SELECT COALESCE(SUM(unread), 0) FROM convs) + (SELECT COUNT(*) FROM log g \
-                 LEFT JOIN convs c ON c.peer = g.peer WHERE g.kind = ? AND g.seq > COALESCE(c.read_up_to, 0) AND {})",
-                shown("g")
+                 LEFT JOIN convs c ON c.peer = g.peer WHERE g.kind = ? AND g.seq > COALESCE(c.read_up_to, 0) AND {}) \
+                 + (SELECT COUNT(*) FROM log g {})",
+                shown("g"),
+                group_unread_from("g")
             ),
             &[SqlValue::Int(Kind::Received.code())],
+        )?;
+        Ok(row.and_then(|r| col_u64(&r, 0)).unwrap_or(0))
+    }
+
+    /// The others' messages of `group` the user has not read (0 for no such group).
+    pub fn group_unread(&self, group: &str) -> Result<u64, StoreError> {
+        let row = self.one(
+            &format!("SELECT COUNT(*) FROM log g {} AND json_extract(g.body, '$.group') = ?", group_unread_from("g")),
+            &[text(group)],
         )?;
         Ok(row.and_then(|r| col_u64(&r, 0)).unwrap_or(0))
     }

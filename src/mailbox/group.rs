@@ -60,8 +60,15 @@ impl Mailbox {
 
     /// The user read `group` up to `read` (as its object confirmed): the
     /// cursor their conversation list counts unread messages from.
+    /// A silent `read` push follows, as for a chat, so the app can clear the
+    /// group's notification and badge.
     pub fn group_read<S: Sql, W: Sockets>(&mut self, io: &Io<S, W>, group: &GroupId, read: u64) -> Result<(), Error> {
-        Ok(io.log.set_group_read(group, read)?)
+        io.log.set_group_read(group, read)?;
+        // A group id is a valid user id too: pushes name the group by it.
+        if let Ok(peer) = crate::user::UserId::parse(group.as_str()) {
+            self.push_read(io.now, &peer);
+        }
+        Ok(())
     }
 
     /// A frame another object wants on this user's live v1 sockets (a

@@ -853,8 +853,13 @@ impl Mailbox {
         // Any open socket of the user, legacy or v1, takes an entry off the queue.
         let open = legacy.len() + v1.len();
         let admitted: Vec<_> = batch.iter().map(|e| life.inbox.admit(e.kind, open)).collect();
-        let rows: Vec<_> =
-            batch.iter().zip(&admitted).map(|(e, a)| (a.seq, e, a.push_now || !e.kind.owed_to_owner())).collect();
+        // Not owed to the queue, an entry counts as taken; but one that is
+        // pushed (a group's) is marked not taken when no v1 socket is open,
+        // so its push is due at once rather than after the ack delay.
+        let taken = |e: &NewEntry, push_now: bool| {
+            push_now || (!e.kind.owed_to_owner() && (!e.kind.pushed() || !v1.is_empty()))
+        };
+        let rows: Vec<_> = batch.iter().zip(&admitted).map(|(e, a)| (a.seq, e, taken(e, a.push_now))).collect();
         io.log.append(&life.owner, &rows, !legacy.is_empty())?;
         metrics::add(Counter::MessagesStored, batch.iter().filter(|e| e.kind.owed_to_owner()).count() as u64);
         let own_ops = |e: &&NewEntry| matches!(e.kind, Kind::EditOut | Kind::DeleteOut | Kind::DeleteMine);
