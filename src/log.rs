@@ -684,6 +684,19 @@ impl<S: Sql> Log<S> {
         )
     }
 
+    /// Every group this log has entries of, or a cursor of (left ones too).
+    pub fn group_ids(&self) -> Result<Vec<GroupId>, StoreError> {
+        let ids = self.all(
+            &format!(
+                "SELECT grp FROM group_cursor UNION SELECT json_extract(body, '$.group') FROM log WHERE kind = {}",
+                Kind::Group.code()
+            ),
+            &[],
+            |r| Some(col_text(r, 0)),
+        )?;
+        Ok(ids.into_iter().flatten().filter_map(|g| GroupId::parse(&g).ok()).collect())
+    }
+
     /// Moves the group's cursor.
     pub fn set_group_applied(&self, group: &GroupId, applied: u64) -> Result<(), StoreError> {
         self.exec(
@@ -747,6 +760,13 @@ impl<S: Sql> Log<S> {
         if op.kind == Kind::DeleteMine {
             return self
                 .exec("INSERT OR REPLACE INTO hidden (mid, at) VALUES (?, ?)", &[text(&r.target), int(op.time_ms)]);
+        }
+        if op.peer.is_none() {
+            // A group's op (the backend's moderation): its message is a group entry.
+            return self.each_generation(
+                &format!("SET body = ? WHERE id = ? AND kind = {}", Kind::Group.code()),
+                &[text(&r.body), text(&r.target)],
+            );
         }
         // Only a chat of this conversation: an op names a message of its own peer.
         self.each_generation(
@@ -1128,7 +1148,7 @@ impl<S: Sql> Log<S> {
                     ROW_NUMBER() OVER (PARTITION BY json_extract(g.body, '$.group') ORDER BY g.seq DESC) AS rn, \
                     SUM(json_extract(g.body, '$.type') IS NULL \
                         AND CAST(json_extract(g.body, '$.fromUser') AS TEXT) IS NOT ?5 \
-                        AND json_extract(g.body, '$.group_seq') > COALESCE(gc.read, 0)) \
+                        AND json_extract(g.body, '$.group_seq') > COALESCE(gc.read, 0) AND {shown}) \
                       OVER (PARTITION BY json_extract(g.body, '$.group')) AS unread \
                   FROM log g LEFT JOIN group_cursor gc ON gc.grp = json_extract(g.body, '$.group') \
                   WHERE g.kind = {group}) \
@@ -1142,7 +1162,7 @@ impl<S: Sql> Log<S> {
                FROM convs c WHERE c.last_seq IS NOT NULL AND c.peer NOT IN (SELECT peer FROM newest) \
                UNION ALL \
                SELECT peer, seq AS last_seq, kind, id, body, unread, read_up_to, 0, 0, 1 FROM grp WHERE rn = 1) \
-             WHERE last_seq < ?1 ORDER BY last_seq DESC LIMIT ?2", shown("g")),
+             WHERE last_seq < ?1 ORDER BY last_seq DESC LIMIT ?2", shown("g"), shown = shown("g")),
             &[
                 int(before),
                 int(limit as u64),
@@ -1481,7 +1501,8 @@ fn archive_column(col: &str) -> String {
 fn archive_query() -> String {
     let (received, sent, system) = (Kind::Received.code(), Kind::Sent.code(), Kind::System.code());
     let (edit_in, delete_in, mine) = (Kind::EditIn.code(), Kind::DeleteIn.code(), Kind::DeleteMine.code());
-    // A group's entries go to history once, from the group's object.
+    // A group's entries go to history once, from the group's object; so do
+    // its ops (received ops with no peer: a chat's op always has one).
     let group = Kind::Group.code();
     let row: Vec<String> = ROW.iter().map(|c| archive_column(c)).collect();
     let target_ms = "CAST(round((julianday(json_extract(body, '$.body.time')) - 2440587.5) * 86400000) AS INTEGER)";
@@ -1489,7 +1510,8 @@ fn archive_query() -> String {
         "SELECT json_group_array(json_array(conv, part, json(row))) FILTER (WHERE inc), MAX(seq) FROM ( \
            SELECT seq, conv, part, row, inc, SUM(CASE WHEN inc THEN length(body) ELSE 0 END) OVER (ORDER BY seq) AS acc \
            FROM (SELECT seq, conv, body, CAST(time AS INTEGER) / (86400000 * CAST(?6 AS INTEGER)) * CAST(?6 AS INTEGER) AS part, json_array({}) AS row, \
-                   (op NOT IN ({mine}, {group}) AND (kind <> {received} OR peer = ?4 OR sent = {SENT_FROM_QUEUE} OR optime >= ?5)) AS inc \
+                   (op NOT IN ({mine}, {group}) AND NOT (op IN ({edit_in}, {delete_in}) AND peer IS NULL) \
+                    AND (kind <> {received} OR peer = ?4 OR sent = {SENT_FROM_QUEUE} OR optime >= ?5)) AS inc \
                  FROM (SELECT seq, conv, peer, sent, peer_seq, peer_sent, kind AS op, time AS optime, \
                          CASE WHEN kind <= {system} THEN kind WHEN kind IN ({edit_in}, {delete_in}) THEN {received} ELSE {sent} END AS kind, \
                          CASE WHEN kind <= {system} THEN id ELSE json_extract(body, '$.target') END AS id, \

@@ -108,6 +108,11 @@ pub enum Effect {
     /// Make the push webhook calls due now ([`Mailbox::push_next`]), without
     /// waiting for the alarm (which runs them again if this is cut short).
     Push,
+    /// Tell these groups whether `owner` hides their presence (a read up to
+    /// 0 saying so, [`crate::group::calls::Call::Read`]): their read
+    /// position is shown or hidden from now. A hint per group, lost on
+    /// failure; the member's next read there says it again.
+    HideReads { owner: UserId, groups: Vec<crate::group::GroupId>, hidden: bool },
 }
 
 /// A hint for another user's object.
