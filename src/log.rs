@@ -684,6 +684,19 @@ impl<S: Sql> Log<S> {
         )
     }
 
+    /// The group of the message `mid`, if it is one `owner` sent to a group
+    /// and the log still holds it.
+    pub fn own_group_message(&self, mid: &str, owner: &UserId) -> Result<Option<GroupId>, StoreError> {
+        let row = self.one(
+            &format!(
+                "SELECT json_extract(body, '$.group') FROM log WHERE id = ? AND kind = {} AND peer = ?",
+                Kind::Group.code()
+            ),
+            &[text(mid), text(owner.as_str())],
+        )?;
+        Ok(row.and_then(|r| col_text(&r, 0)).and_then(|g| GroupId::parse(&g).ok()))
+    }
+
     /// Every group this log has entries of, or a cursor of (left ones too).
     pub fn group_ids(&self) -> Result<Vec<GroupId>, StoreError> {
         let ids = self.all(

@@ -370,3 +370,18 @@ fn a_change_of_hide_presence_is_told_to_every_group_of_the_user() {
     let told: Vec<_> = bob.mb.take_effects().into_iter().filter(|e| matches!(e, Effect::HideReads { .. })).collect();
     assert_eq!(told, [Effect::HideReads { owner: uid("bob"), groups: vec![gid()], hidden: true }]);
 }
+
+#[test]
+fn a_moderation_call_naming_the_sender_of_a_group_message_goes_to_its_group() {
+    use edge_chat::internal::{ApiEdit, Outcome};
+    use edge_chat::mailbox::ApiEditStep;
+    let mut bob = User::new("bob", false);
+    bob.group(0, vec![message(1, "alice"), message(2, "bob")]);
+    let io = Io { log: &bob.log, sockets: &bob.device, now: bob.now };
+    let call =
+        |target: &str| ApiEdit { uid: uid("bob"), target: target.into(), id: "op1".into(), cmid: None, delete: true };
+    let step = bob.mb.api_edit(&io, &call("gm2"), "").unwrap();
+    assert_eq!(step, ApiEditStep::Group { group: gid(), op: EditOp::Delete { everyone: true } });
+    let step = bob.mb.api_edit(&io, &call("gm1"), "").unwrap();
+    assert_eq!(step, ApiEditStep::Answer(Outcome::NotFound), "alice's message, not bob's");
+}

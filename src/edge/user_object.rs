@@ -794,6 +794,27 @@ impl UserObject {
                 Ok(_) => Outcome::Stored { pushed: true },
                 Err(r) => mailbox::api_edit_outcome(crate::edits::EditRefusal::Send(r)),
             },
+            ApiEditStep::Group { group, op } => {
+                let edit = match op {
+                    crate::edits::EditOp::Edit(fields) => Some(fields),
+                    crate::edits::EditOp::Delete { .. } => None,
+                };
+                let sender = Some(e.uid.clone());
+                // The op's id is the one the entry answers with.
+                let call = calls::Call::Moderate { mid: e.target.clone(), sender, edit, id: Some(e.id.clone()) };
+                let request = calls::Request { group, by: crate::group::Actor::Backend, call };
+                match super::group_object::call(&self.env, &request).await {
+                    Ok((200, _)) => Outcome::Stored { pushed: true },
+                    Ok((404, _)) => Outcome::NotFound,
+                    Ok((409, _)) => Outcome::Conflict,
+                    Ok((400, _)) => Outcome::Bad,
+                    Ok(_) => Outcome::Unavailable,
+                    Err(err) => {
+                        log(self.line(rid, "group_unavailable").err(&err));
+                        Outcome::Unavailable
+                    }
+                }
+            }
         };
         answer(Answer::of(outcome))
     }

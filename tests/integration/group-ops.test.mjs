@@ -111,6 +111,28 @@ describe("group moderation and hidden reads", () => {
     carol.close();
   });
 
+  test("a moderation call naming a group message by its sender (user, mid) reaches the group", async () => {
+    assert.equal((await api(w, "POST", "/api/groups", { group: "gmod2", owner: "mua", members: ["mub"] })).status, 201);
+    const bob = await connectV1(w, "mub", { device: "d", since: 0 });
+    const sent = await as(w, "mua", "POST", "/v1/groups/gmod2/messages", { message: "oops" });
+    assert.equal(sent.status, 200);
+    for (let i = 0; i < 2; i++) bob.send({ op: "ack", up_to: (await bob.msg()).seq });
+    // Named as a chat is: the sender's object finds it is a group message.
+    assert.equal((await api(w, "POST", "/api/delete", { user: "mub", mid: sent.body.id })).status, 404, "not mub's");
+    const key = { "idempotency-key": "mod-2" };
+    const del = await api(w, "POST", "/api/delete", { user: "mua", mid: sent.body.id }, key);
+    assert.equal(del.status, 200, JSON.stringify(del.body));
+    const f = await bob.msg();
+    assert.equal(f.kind, "delete");
+    assert.equal(f.mid, del.body.id);
+    assert.equal(f.body.target, sent.body.id);
+    bob.send({ op: "ack", up_to: f.seq });
+    assert.deepEqual((await api(w, "POST", "/api/delete", { user: "mua", mid: sent.body.id }, key)).body, del.body);
+    await bob.expectNone((x) => x.op === "msg", 300);
+    assert.equal((await api(w, "POST", "/api/delete", { user: "mua", mid: sent.body.id })).status, 409);
+    bob.close();
+  });
+
   test("a member who hides their presence shows no read position in group info, but to themself", async () => {
     assert.equal((await as(w, "hia", "POST", "/v1/groups", { group: "ghide1", members: ["hib"] })).status, 201);
     assert.equal((await as(w, "hia", "POST", "/v1/groups/ghide1/messages", { message: "hi" })).status, 200);
