@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 
 use crate::blocks::Change;
 use crate::http_error::Code;
+use crate::group::GroupId;
 use crate::internal::BlockOp;
 use crate::limits::MAX_BATCH;
 use crate::message::{parse_chat, Chat, Refusal};
@@ -276,9 +277,72 @@ pub fn parse_edit(body: &[u8], delete: bool) -> Result<ModerationEdit, BodyError
     }
 }
 
+/// A moderation edit or delete of a group message (with the API key):
+/// `{"group", "mid", "user"?: <its sender>, "body": {…}}` (`body` for an
+/// edit only).
+#[derive(Clone, Debug, PartialEq)]
+pub struct GroupModeration {
+    pub group: GroupId,
+    pub mid: String,
+    /// When named, the message must be this user's.
+    pub sender: Option<UserId>,
+    /// The new fields of an edit; `None` for a delete.
+    pub fields: Option<Map<String, Value>>,
+}
+
+/// `POST /api/edit` (`delete`: false) and `POST /api/delete` naming a
+/// `group`; `None` when the body names none (a chat's: [`parse_edit`]).
+pub fn parse_group_edit(body: &[u8], delete: bool) -> Option<Result<GroupModeration, BodyError>> {
+    let Ok(Value::Object(f)) = serde_json::from_slice::<Value>(body) else { return None };
+    let group = f.get("group").filter(|g| !g.is_null())?;
+    Some((|| {
+        let group = group
+            .as_str()
+            .and_then(|g| GroupId::parse(g).ok())
+            .ok_or_else(|| BodyError::item(None, Some("group"), "must be a group id"))?;
+        let sender = match f.get("user") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(UserId::from_json(v).map_err(|e| BodyError::item(None, Some("user"), e.to_string()))?),
+        };
+        let mid = match f.get("mid") {
+            Some(Value::String(m)) if crate::message::is_id(m) => m.clone(),
+            _ => return Err(BodyError::item(None, Some("mid"), "must be a message id")),
+        };
+        if delete {
+            return Ok(GroupModeration { group, mid, sender, fields: None });
+        }
+        match f.get("body") {
+            Some(Value::Object(o)) if o.get("message").and_then(Value::as_str).is_some_and(|m| !m.is_empty()) => {
+                Ok(GroupModeration { group, mid, sender, fields: Some(o.clone()) })
+            }
+            _ => Err(BodyError::item(None, Some("body"), "must be an object with a non-empty string `message`")),
+        }
+    })())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_moderation_call_naming_a_group_is_a_group_messages() {
+        assert_eq!(parse_group_edit(br#"{"user":"1","mid":"0123456789abcdef0123456789ab"}"#, true), None, "a chat's");
+        let d = parse_group_edit(br#"{"group":"gx","mid":"0123456789abcdef0123456789ab"}"#, true).unwrap().unwrap();
+        assert_eq!(
+            (d.group.as_str(), d.mid.as_str(), d.sender, d.fields),
+            ("gx", "0123456789abcdef0123456789ab", None, None)
+        );
+        let e = parse_group_edit(
+            br#"{"group":"gx","mid":"0123456789abcdef0123456789ab","user":7,"body":{"message":"x"}}"#,
+            false,
+        );
+        let e = e.unwrap().unwrap();
+        assert_eq!((e.sender.unwrap().as_str(), e.fields.unwrap()["message"].as_str()), ("7", Some("x")));
+        let bad = |b: &[u8], delete| parse_group_edit(b, delete).unwrap().unwrap_err().field;
+        assert_eq!(bad(br#"{"group":"nope","mid":"0123456789abcdef0123456789ab"}"#, true), Some("group"));
+        assert_eq!(bad(br#"{"group":"gx"}"#, true), Some("mid"));
+        assert_eq!(bad(br#"{"group":"gx","mid":"0123456789abcdef0123456789ab","body":{}}"#, false), Some("body"));
+    }
 
     #[test]
     fn idempotency_keys_are_bounded_and_live_apart_from_client_ids() {

@@ -160,6 +160,37 @@ fn tombstone(mut current: Map<String, Value>, now: u64) -> Value {
     Value::Object(current)
 }
 
+/// What a group message keeps through an edit or a delete besides a
+/// chat's server fields: its group and place in the group's log (clients
+/// and unread counts find it by them).
+const GROUP_KEEPS: [&str; 2] = ["group", "group_seq"];
+
+/// A backend edit or delete (for everyone) of a group message whose
+/// current body is `current`: the op entry's body (as a chat's op:
+/// `{"target","body","for"?}`) and the message's new body.
+pub fn group_op(target: &str, current: &str, op: EditOp, now: u64) -> Result<(String, String), EditRefusal> {
+    let current = object(current);
+    if current.contains_key("deleted_at") {
+        return Err(EditRefusal::Deleted);
+    }
+    let keep: Vec<(String, Value)> =
+        GROUP_KEEPS.iter().filter_map(|k| current.get(*k).map(|v| ((*k).to_owned(), v.clone()))).collect();
+    let (mut rewrite, scope) = match op {
+        EditOp::Edit(fields) => (edited(current, fields, now), None),
+        EditOp::Delete { .. } => (tombstone(current, now), Some("everyone")),
+    };
+    if let Value::Object(m) = &mut rewrite {
+        m.extend(keep);
+    }
+    let mut body = Map::new();
+    body.insert("target".into(), Value::from(target));
+    body.insert("body".into(), rewrite.clone());
+    if let Some(scope) = scope {
+        body.insert("for".into(), Value::from(scope));
+    }
+    Ok((Value::Object(body).to_string(), rewrite.to_string()))
+}
+
 /// The target and new body an op entry carries (`None`: not an op body,
 /// which only a damaged row could be).
 pub fn rewrite_of(op_body: &str) -> Option<(String, String)> {
@@ -240,6 +271,30 @@ mod tests {
         assert_eq!(decide(&uid("1"), sent(chat(), 0), edit(), 5001, 5000, false), Err(EditRefusal::TooLate));
         assert!(decide(&uid("1"), sent(chat(), 0), edit(), 5001, 5000, true).is_ok(), "moderation has no window");
         assert_eq!(decide(&uid("1"), None, edit(), 0, 5000, false), Err(EditRefusal::NotFound));
+    }
+
+    #[test]
+    fn a_group_message_keeps_its_group_and_place_through_an_edit_and_a_delete() {
+        let msg = json!({"fromUser": "a", "group": "gx", "group_seq": 4, "message": "hi", "id": "m1", "time": "t0"});
+        let edit = EditOp::Edit(fields(json!({"message": "fixed", "group": "gforged", "group_seq": 1})));
+        let (op, body) = group_op("m1", &msg.to_string(), edit, 1000).unwrap();
+        let body: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            body,
+            json!({"fromUser": "a", "group": "gx", "group_seq": 4, "message": "fixed", "id": "m1", "time": "t0",
+                   "edit_version": 1, "edited_at": "1970-01-01T00:00:01.000Z"})
+        );
+        assert_eq!(rewrite_of(&op), Some(("m1".into(), body.to_string())));
+        let (op, tomb) = group_op("m1", &body.to_string(), EditOp::Delete { everyone: true }, 2000).unwrap();
+        let tomb: Value = serde_json::from_str(&tomb).unwrap();
+        assert_eq!(
+            tomb,
+            json!({"fromUser": "a", "group": "gx", "group_seq": 4, "id": "m1", "time": "t0",
+                   "deleted_at": "1970-01-01T00:00:02.000Z"})
+        );
+        assert_eq!(serde_json::from_str::<Value>(&op).unwrap()["for"], "everyone");
+        let again = group_op("m1", &tomb.to_string(), EditOp::Delete { everyone: true }, 3000);
+        assert_eq!(again, Err(EditRefusal::Deleted));
     }
 
     #[test]

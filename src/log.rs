@@ -461,6 +461,20 @@ fn shown(g: &str) -> String {
     format!("(json_extract({g}.body, '$.deleted_at') IS NULL AND {g}.id NOT IN (SELECT mid FROM hidden))")
 }
 
+/// The join and filter that leave, of the log `g`, the group messages the
+/// user has not read: others' messages (the owner is in `meta`) past the
+/// user's read cursor of their group, not deleted.
+fn group_unread_from(g: &str) -> String {
+    format!(
+        "LEFT JOIN group_cursor gc ON gc.grp = json_extract({g}.body, '$.group') \
+         WHERE {g}.kind = {} AND json_extract({g}.body, '$.type') IS NULL \
+         AND CAST(json_extract({g}.body, '$.fromUser') AS TEXT) IS NOT (SELECT v FROM meta WHERE k = 'owner') \
+         AND json_extract({g}.body, '$.group_seq') > COALESCE(gc.read, 0) AND {}",
+        Kind::Group.code(),
+        shown(g)
+    )
+}
+
 /// The kinds a conversation's newest message and unread count come from:
 /// chats (ops neither count nor move a conversation up).
 const CHATS: &str = "(1, 2)";
@@ -496,6 +510,10 @@ const SENT_FROM_QUEUE: i64 = 2;
 /// `sent` of an owed entry written live to a legacy socket (no ack will
 /// follow, so it needs no push); anything else treats it as 1.
 const SENT_LEGACY: i64 = 3;
+/// `sent` of an entry the queue does not hold (a group's) that no socket
+/// took when it was stored: never queued (anything but a push treats it as
+/// 1), and its push is due at once, not after `PUSH_DELAY_S`.
+const SENT_UNSEEN: i64 = 4;
 
 impl Pass {
     /// Later than any time, and exact as a JS number (binds cross as f64).
@@ -666,6 +684,32 @@ impl<S: Sql> Log<S> {
         )
     }
 
+    /// The group of the message `mid`, if it is one `owner` sent to a group
+    /// and the log still holds it.
+    pub fn own_group_message(&self, mid: &str, owner: &UserId) -> Result<Option<GroupId>, StoreError> {
+        let row = self.one(
+            &format!(
+                "SELECT json_extract(body, '$.group') FROM log WHERE id = ? AND kind = {} AND peer = ?",
+                Kind::Group.code()
+            ),
+            &[text(mid), text(owner.as_str())],
+        )?;
+        Ok(row.and_then(|r| col_text(&r, 0)).and_then(|g| GroupId::parse(&g).ok()))
+    }
+
+    /// Every group this log has entries of, or a cursor of (left ones too).
+    pub fn group_ids(&self) -> Result<Vec<GroupId>, StoreError> {
+        let ids = self.all(
+            &format!(
+                "SELECT grp FROM group_cursor UNION SELECT json_extract(body, '$.group') FROM log WHERE kind = {}",
+                Kind::Group.code()
+            ),
+            &[],
+            |r| Some(col_text(r, 0)),
+        )?;
+        Ok(ids.into_iter().flatten().filter_map(|g| GroupId::parse(&g).ok()).collect())
+    }
+
     /// Moves the group's cursor.
     pub fn set_group_applied(&self, group: &GroupId, applied: u64) -> Result<(), StoreError> {
         self.exec(
@@ -693,6 +737,7 @@ impl<S: Sql> Log<S> {
             .iter()
             .map(|(seq, e, sent)| {
                 let sent = match (*sent, legacy && e.kind.owed_to_owner()) {
+                    (false, _) if !e.kind.owed_to_owner() => SENT_UNSEEN,
                     (false, _) => 0,
                     (true, true) => SENT_LEGACY,
                     (true, false) => 1,
@@ -728,6 +773,13 @@ impl<S: Sql> Log<S> {
         if op.kind == Kind::DeleteMine {
             return self
                 .exec("INSERT OR REPLACE INTO hidden (mid, at) VALUES (?, ?)", &[text(&r.target), int(op.time_ms)]);
+        }
+        if op.peer.is_none() {
+            // A group's op (the backend's moderation): its message is a group entry.
+            return self.each_generation(
+                &format!("SET body = ? WHERE id = ? AND kind = {}", Kind::Group.code()),
+                &[text(&r.body), text(&r.target)],
+            );
         }
         // Only a chat of this conversation: an op names a message of its own peer.
         self.each_generation(
@@ -991,16 +1043,28 @@ impl<S: Sql> Log<S> {
         )
     }
 
-    /// The user's unread chats over every conversation (as the conversation
-    /// list counts them).
+    /// The user's unread messages over every conversation (as the conversation
+    /// list counts them): chats, and the others' messages in groups past the
+    /// user's read cursor of each.
     pub fn total_unread(&self) -> Result<u64, StoreError> {
         let row = self.one(
             &format!(
                 "SELECT (SELECT COALESCE(SUM(unread), 0) FROM convs) + (SELECT COUNT(*) FROM log g \
-                 LEFT JOIN convs c ON c.peer = g.peer WHERE g.kind = ? AND g.seq > COALESCE(c.read_up_to, 0) AND {})",
-                shown("g")
+                 LEFT JOIN convs c ON c.peer = g.peer WHERE g.kind = ? AND g.seq > COALESCE(c.read_up_to, 0) AND {}) \
+                 + (SELECT COUNT(*) FROM log g {})",
+                shown("g"),
+                group_unread_from("g")
             ),
             &[SqlValue::Int(Kind::Received.code())],
+        )?;
+        Ok(row.and_then(|r| col_u64(&r, 0)).unwrap_or(0))
+    }
+
+    /// The others' messages of `group` the user has not read (0 for no such group).
+    pub fn group_unread(&self, group: &str) -> Result<u64, StoreError> {
+        let row = self.one(
+            &format!("SELECT COUNT(*) FROM log g {} AND json_extract(g.body, '$.group') = ?", group_unread_from("g")),
+            &[text(group)],
         )?;
         Ok(row.and_then(|r| col_u64(&r, 0)).unwrap_or(0))
     }
@@ -1109,7 +1173,7 @@ impl<S: Sql> Log<S> {
                     ROW_NUMBER() OVER (PARTITION BY json_extract(g.body, '$.group') ORDER BY g.seq DESC) AS rn, \
                     SUM(json_extract(g.body, '$.type') IS NULL \
                         AND CAST(json_extract(g.body, '$.fromUser') AS TEXT) IS NOT ?5 \
-                        AND json_extract(g.body, '$.group_seq') > COALESCE(gc.read, 0)) \
+                        AND json_extract(g.body, '$.group_seq') > COALESCE(gc.read, 0) AND {shown}) \
                       OVER (PARTITION BY json_extract(g.body, '$.group')) AS unread \
                   FROM log g LEFT JOIN group_cursor gc ON gc.grp = json_extract(g.body, '$.group') \
                   WHERE g.kind = {group}) \
@@ -1123,7 +1187,7 @@ impl<S: Sql> Log<S> {
                FROM convs c WHERE c.last_seq IS NOT NULL AND c.peer NOT IN (SELECT peer FROM newest) \
                UNION ALL \
                SELECT peer, seq AS last_seq, kind, id, body, unread, read_up_to, 0, 0, 1 FROM grp WHERE rn = 1) \
-             WHERE last_seq < ?1 ORDER BY last_seq DESC LIMIT ?2", shown("g")),
+             WHERE last_seq < ?1 ORDER BY last_seq DESC LIMIT ?2", shown("g"), shown = shown("g")),
             &[
                 int(before),
                 int(limit as u64),
@@ -1469,7 +1533,8 @@ fn archive_column(col: &str) -> String {
 fn archive_query() -> String {
     let (received, sent, system) = (Kind::Received.code(), Kind::Sent.code(), Kind::System.code());
     let (edit_in, delete_in, mine) = (Kind::EditIn.code(), Kind::DeleteIn.code(), Kind::DeleteMine.code());
-    // A group's entries go to history once, from the group's object.
+    // A group's entries go to history once, from the group's object; so do
+    // its ops (received ops with no peer: a chat's op always has one).
     let group = Kind::Group.code();
     let row: Vec<String> = ROW.iter().map(|c| archive_column(c)).collect();
     let target_ms = "CAST(round((julianday(json_extract(body, '$.body.time')) - 2440587.5) * 86400000) AS INTEGER)";
@@ -1477,7 +1542,8 @@ fn archive_query() -> String {
         "SELECT json_group_array(json_array(conv, part, json(row))) FILTER (WHERE inc), MAX(seq) FROM ( \
            SELECT seq, conv, part, row, inc, SUM(CASE WHEN inc THEN length(body) ELSE 0 END) OVER (ORDER BY seq) AS acc \
            FROM (SELECT seq, conv, body, CAST(time AS INTEGER) / (86400000 * CAST(?6 AS INTEGER)) * CAST(?6 AS INTEGER) AS part, json_array({}) AS row, \
-                   (op NOT IN ({mine}, {group}) AND (kind <> {received} OR peer = ?4 OR sent = {SENT_FROM_QUEUE} OR optime >= ?5)) AS inc \
+                   (op NOT IN ({mine}, {group}) AND NOT (op IN ({edit_in}, {delete_in}) AND peer IS NULL) \
+                    AND (kind <> {received} OR peer = ?4 OR sent = {SENT_FROM_QUEUE} OR optime >= ?5)) AS inc \
                  FROM (SELECT seq, conv, peer, sent, peer_seq, peer_sent, kind AS op, time AS optime, \
                          CASE WHEN kind <= {system} THEN kind WHEN kind IN ({edit_in}, {delete_in}) THEN {received} ELSE {sent} END AS kind, \
                          CASE WHEN kind <= {system} THEN id ELSE json_extract(body, '$.target') END AS id, \

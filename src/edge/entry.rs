@@ -291,7 +291,7 @@ async fn groups(mut req: Request, env: &Env, limits: &Limits, by: Actor, prefix:
     let client = by != Actor::Backend;
     match calls::from_http(method.as_ref(), &path[prefix.len()..], &body, by, fresh) {
         // A user's read goes through their own object, which keeps its cursor.
-        Ok(calls::Request { group, by: Actor::User(owner), call: calls::Call::Read { up_to } }) => {
+        Ok(calls::Request { group, by: Actor::User(owner), call: calls::Call::Read { up_to, .. } }) => {
             forward(env, &Internal::GroupRead { owner, group, up_to }).await
         }
         // A user's send goes through their own object too: their send rate.
@@ -402,11 +402,16 @@ async fn moderation_edit(mut req: Request, env: &Env, limits: &Limits, delete: b
         Ok(key) => key,
         Err(e) => return json_http_error(&e),
     };
+    let scope = if delete { "api-delete" } else { "api-edit" };
+    match api::parse_group_edit(&body, delete) {
+        Some(Ok(m)) => return moderation_group_edit(env, m, key.as_deref(), scope).await,
+        Some(Err(e)) => return json(400, &e.to_json()),
+        None => {}
+    }
     let e = match api::parse_edit(&body, delete) {
         Ok(e) => e,
         Err(e) => return json(400, &e.to_json()),
     };
-    let scope = if delete { "api-delete" } else { "api-edit" };
     let cmid = key.map(|k| api::backend_cmid(&format!("{scope}#{k}")));
     let id = match &cmid {
         Some(cmid) => derived_id(scope, e.uid.as_str(), cmid),
@@ -440,6 +445,21 @@ fn idempotency_key(req: &Request) -> worker::Result<Result<Option<String>, HttpE
         Some(k) if api::idempotency_key_ok(&k) => Ok(Some(k)),
         Some(_) => Err(HttpError::field("Idempotency-Key", api::IDEMPOTENCY_KEY_RULE)),
     })
+}
+
+/// `POST /api/edit` and `POST /api/delete` naming a `group`: the group's
+/// object edits or deletes its message for everyone and tells every member.
+/// With an idempotency key the op's id derives from it, so a retry changes
+/// nothing and answers the same id.
+async fn moderation_group_edit(
+    env: &Env,
+    m: api::GroupModeration,
+    key: Option<&str>,
+    scope: &str,
+) -> worker::Result<Response> {
+    let id = key.map(|k| derived_id(scope, m.group.as_str(), &api::backend_cmid(&format!("{scope}#{k}"))));
+    let call = calls::Call::Moderate { mid: m.mid, sender: m.sender, edit: m.fields, id };
+    to_group(env, &calls::Request { group: m.group, by: Actor::Backend, call }).await
 }
 
 /// `POST /api/blocks`: the backend blocks or unblocks on a user's behalf.

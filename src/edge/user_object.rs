@@ -285,8 +285,9 @@ impl DurableObject for UserObject {
                 answer(calls::hop_answer(self.step(|mb, io| mb.group_delivery(io, &delivery))?))
             }
             Internal::GroupRead { owner, group, up_to } => {
-                let request =
-                    calls::Request { group, by: crate::group::Actor::User(owner), call: calls::Call::Read { up_to } };
+                // `to_group` says whether the reader hides their presence.
+                let call = calls::Call::Read { up_to, hidden: false };
+                let request = calls::Request { group, by: crate::group::Actor::User(owner), call };
                 match self.to_group(&request).await {
                     Ok((status, body)) => json(status, &body),
                     Err(e) => {
@@ -504,6 +505,14 @@ impl UserObject {
     /// A request of this user's to a group's object; a read also moves
     /// this object's own cursor of the group (its unread count).
     async fn to_group(&self, request: &calls::Request) -> worker::Result<(u16, String)> {
+        // A read carries whether the reader hides their presence: the group
+        // keeps their read position from the others then.
+        let mut read = None;
+        if let calls::Call::Read { up_to, .. } = request.call {
+            let hidden = self.shared.mailbox.borrow().settings().hide_presence;
+            read = Some(calls::Request { call: calls::Call::Read { up_to, hidden }, ..request.clone() });
+        }
+        let request = read.as_ref().unwrap_or(request);
         let (status, body) = super::group_object::call(&self.env, request).await?;
         if let (calls::Call::Read { .. }, 200) = (&request.call, status) {
             let read = serde_json::from_str::<serde_json::Value>(&body).ok().and_then(|v| v["read"].as_u64());
@@ -577,6 +586,19 @@ impl UserObject {
                     let task =
                         push_calls(Rc::clone(&self.shared), Rc::clone(webhook), self.state.storage(), Rid::new());
                     worker::wasm_bindgen_futures::spawn_local(task);
+                }
+            }
+            Effect::HideReads { owner, groups, hidden } => {
+                for group in groups {
+                    let by = crate::group::Actor::User(owner.clone());
+                    let request = calls::Request { group, by, call: calls::Call::Read { up_to: 0, hidden } };
+                    let env = self.env.clone();
+                    // Hints: the member's next read in the group says it again.
+                    worker::wasm_bindgen_futures::spawn_local(async move {
+                        if let Err(e) = super::group_object::call(&env, &request).await {
+                            log(Rid::new().line("group_unavailable").err(&e));
+                        }
+                    });
                 }
             }
             Effect::Notify(notice) => {
@@ -793,6 +815,27 @@ impl UserObject {
                 Ok(_) => Outcome::Stored { pushed: true },
                 Err(r) => mailbox::api_edit_outcome(crate::edits::EditRefusal::Send(r)),
             },
+            ApiEditStep::Group { group, op } => {
+                let edit = match op {
+                    crate::edits::EditOp::Edit(fields) => Some(fields),
+                    crate::edits::EditOp::Delete { .. } => None,
+                };
+                let sender = Some(e.uid.clone());
+                // The op's id is the one the entry answers with.
+                let call = calls::Call::Moderate { mid: e.target.clone(), sender, edit, id: Some(e.id.clone()) };
+                let request = calls::Request { group, by: crate::group::Actor::Backend, call };
+                match super::group_object::call(&self.env, &request).await {
+                    Ok((200, _)) => Outcome::Stored { pushed: true },
+                    Ok((404, _)) => Outcome::NotFound,
+                    Ok((409, _)) => Outcome::Conflict,
+                    Ok((400, _)) => Outcome::Bad,
+                    Ok(_) => Outcome::Unavailable,
+                    Err(err) => {
+                        log(self.line(rid, "group_unavailable").err(&err));
+                        Outcome::Unavailable
+                    }
+                }
+            }
         };
         answer(Answer::of(outcome))
     }

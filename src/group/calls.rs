@@ -11,6 +11,7 @@
 use serde_json::{json, Map, Value};
 
 use super::{Actor, Answer, Delivery, EntryKind, Group, GroupEntry, GroupError, GroupId, Op, Role};
+use crate::edits::EditOp;
 use crate::internal::{self, Outcome};
 use crate::log::Sql;
 use crate::protocol::v1;
@@ -40,9 +41,12 @@ pub enum Call {
         cmid: Option<String>,
         fields: Map<String, Value>,
     },
-    /// The asker read the group up to `up_to`.
+    /// The asker read the group up to `up_to`. `hidden`: the asker hides
+    /// their presence (their object sets it; the group keeps their read
+    /// position from the others).
     Read {
         up_to: u64,
+        hidden: bool,
     },
     /// "Read by N of M" for the entry at `seq`.
     ReadBy {
@@ -58,6 +62,15 @@ pub enum Call {
     /// The asker is (not) typing.
     Typing {
         typing: bool,
+    },
+    /// The backend edits (`edit`: the new fields) or deletes (`None`) the
+    /// message `mid` for everyone; `sender`, when named, must be its sender.
+    /// `id` is the op's id when the call is idempotent (derived from its key).
+    Moderate {
+        mid: String,
+        sender: Option<UserId>,
+        edit: Option<Map<String, Value>>,
+        id: Option<String>,
     },
 }
 
@@ -103,11 +116,14 @@ impl Request {
             }
             Call::Change(Op::HandOver { to }) => ("hand_over", json!({"user": to.as_str()})),
             Call::Send { cmid, fields } => ("send", json!({"cmid": cmid, "fields": fields})),
-            Call::Read { up_to } => ("read", json!({"up_to": up_to})),
+            Call::Read { up_to, hidden } => ("read", json!({"up_to": up_to, "hidden": hidden})),
             Call::ReadBy { seq } => ("read_by", json!({"seq": seq})),
             Call::Info => ("info", json!({})),
             Call::Page { before, limit } => ("page", json!({"before": before, "limit": limit})),
             Call::Typing { typing } => ("typing", json!({"typing": typing})),
+            Call::Moderate { mid, sender, edit, id } => {
+                ("moderate", json!({"mid": mid, "sender": sender.as_ref().map(UserId::as_str), "edit": edit, "id": id}))
+            }
         };
         m.insert("op".into(), op.into());
         if let Value::Object(rest) = rest {
@@ -147,7 +163,9 @@ impl Request {
                 cmid: get("cmid").map(|c| c.as_str().map(str::to_owned).ok_or(BadCall("cmid"))).transpose()?,
                 fields: get("fields").and_then(Value::as_object).cloned().ok_or(BadCall("fields"))?,
             },
-            "read" => Call::Read { up_to: num("up_to")? },
+            "read" => {
+                Call::Read { up_to: num("up_to")?, hidden: get("hidden").and_then(Value::as_bool).unwrap_or(false) }
+            }
             "read_by" => Call::ReadBy { seq: num("seq")? },
             "info" => Call::Info,
             "page" => Call::Page {
@@ -155,6 +173,12 @@ impl Request {
                 limit: u32::try_from(num("limit")?).map_err(|_| BadCall("limit"))?,
             },
             "typing" => Call::Typing { typing: get("typing").and_then(Value::as_bool).ok_or(BadCall("typing"))? },
+            "moderate" => Call::Moderate {
+                mid: get("mid").and_then(Value::as_str).ok_or(BadCall("mid"))?.to_owned(),
+                sender: get("sender").map(|_| user("sender")).transpose()?,
+                edit: get("edit").map(|e| e.as_object().cloned().ok_or(BadCall("edit"))).transpose()?,
+                id: get("id").map(|i| i.as_str().map(str::to_owned).ok_or(BadCall("id"))).transpose()?,
+            },
             _ => return Err(BadCall("op")),
         };
         Ok(Request { group, by, call })
@@ -282,7 +306,8 @@ pub fn from_http(method: &str, path: &str, body: &str, by: Actor, fresh: GroupId
             let m = json()?;
             let up_to =
                 m.get("up_to").and_then(Value::as_u64).ok_or_else(|| bad("up_to", "up_to must be a group_seq"))?;
-            (group(g)?, Call::Read { up_to })
+            // The reader's object says whether they hide their presence.
+            (group(g)?, Call::Read { up_to, hidden: false })
         }
         ("GET", [g, "messages", seq, "read"]) => {
             let seq = seq.parse().map_err(|_| HttpError::new(Code::NoSuchEntry, "no such group entry"))?;
@@ -395,6 +420,7 @@ impl Reply {
             GroupError::Unchanged => (409, "unchanged"),
             GroupError::EmptyMessage => (400, "empty_message"),
             GroupError::NoSuchEntry => (404, "no_such_entry"),
+            GroupError::Deleted => (409, "deleted"),
         };
         // A storage failure's text is the platform's: the client gets the kind only.
         let message = if matches!(e, GroupError::Store(_)) {
@@ -412,6 +438,9 @@ fn page_item(e: &GroupEntry) -> Value {
     let kind = match e.kind {
         EntryKind::Message => "message",
         EntryKind::Change => "change",
+        // Not page items ([`super::store::Store::page`]); named all the same.
+        EntryKind::Edit => "edit",
+        EntryKind::Delete => "delete",
     };
     json!({"group_seq": e.seq, "kind": kind, "mid": e.id, "body": body})
 }
@@ -431,14 +460,16 @@ pub fn handle<S: Sql>(g: &mut Group<S>, req: Request, new_id: &str, now: u64) ->
                 .map(|s| Reply::ok(200, json!({"id": s.id, "group_seq": s.seq, "duplicate": s.duplicate}))),
             Actor::Backend => Err(GroupError::NotMember),
         },
-        Call::Read { up_to } => match &req.by {
-            Actor::User(u) => read(g, &req.group, u, up_to),
+        Call::Read { up_to, hidden } => match &req.by {
+            Actor::User(u) => {
+                g.set_hidden(u, hidden).map_err(GroupError::from).and_then(|_| read(g, &req.group, u, up_to))
+            }
             Actor::Backend => Err(GroupError::NotMember),
         },
         Call::ReadBy { seq } => {
             g.read_by(&req.by, seq).map(|r| Reply::ok(200, json!({"group_seq": seq, "read": r.read, "of": r.of})))
         }
-        Call::Info => g.readable_from(&req.by).and_then(|_| g.members()).map(|members| {
+        Call::Info => g.readable_from(&req.by).and_then(|_| g.members_seen_by(&req.by)).map(|members| {
             let members: Vec<Value> = members
                 .iter()
                 .map(|m| json!({"user": m.user.as_str(), "role": m.role.as_str(), "joined": m.joined, "read": m.read}))
@@ -461,6 +492,18 @@ pub fn handle<S: Sql>(g: &mut Group<S>, req: Request, new_id: &str, now: u64) ->
                 g.typing_at(u, typing, now).map(|_| Reply { status: 204, body: String::new(), relays: Vec::new() })
             }
             Actor::Backend => Err(GroupError::NotMember),
+        },
+        // Moderation is the backend's alone (`/api/edit`, `/api/delete`).
+        Call::Moderate { mid, sender, edit, id } => match &req.by {
+            Actor::Backend => {
+                let op = match edit {
+                    Some(fields) => EditOp::Edit(fields),
+                    None => EditOp::Delete { everyone: true },
+                };
+                g.moderate(&mid, sender.as_ref(), op, id.as_deref().unwrap_or(new_id), now)
+                    .map(|m| Reply::ok(200, json!({"id": m.id, "group_seq": m.seq, "duplicate": m.duplicate})))
+            }
+            Actor::User(_) => Err(GroupError::NotAllowed { needs: Role::Owner }),
         },
     };
     result.unwrap_or_else(|e| Reply::refused(&e))
@@ -577,12 +620,20 @@ mod tests {
             Call::Change(Op::HandOver { to: uid("b") }),
             Call::Send { cmid: Some("c1".into()), fields: fields.clone() },
             Call::Send { cmid: None, fields },
-            Call::Read { up_to: 7 },
+            Call::Read { up_to: 7, hidden: false },
+            Call::Read { up_to: 7, hidden: true },
             Call::ReadBy { seq: 3 },
             Call::Info,
             Call::Page { before: Some(9), limit: 20 },
             Call::Page { before: None, limit: 20 },
             Call::Typing { typing: true },
+            Call::Moderate { mid: "m1".into(), sender: None, edit: None, id: None },
+            Call::Moderate {
+                mid: "m1".into(),
+                sender: Some(uid("b")),
+                edit: Some(json!({"message": "x"}).as_object().unwrap().clone()),
+                id: Some("op1".into()),
+            },
         ];
         for call in calls {
             for by in [Actor::User(uid("a")), Actor::Backend] {

@@ -6,8 +6,10 @@
 //! rowid table a text key is a second b-tree and every write two billed
 //! rows):
 //!
-//! - `entries`: the group log, one row per `group_seq` (a message or a
-//!   membership change), with the body every member receives.
+//! - `entries`: the group log, one row per `group_seq` (a message, a
+//!   membership change, or the backend's edit or delete of a message), with
+//!   the body every member receives (a message's current body: edited, or
+//!   a tombstone).
 //! - `members`: one row per user who ever was a member: the role (NULL once
 //!   they left or were removed), the `group_seq` of their current join, the
 //!   fan-out cursor (`delivered`: their object applied every entry owed to
@@ -18,7 +20,10 @@
 //!   removal's or leave's own `group_seq`, NULL while a member): what each
 //!   user is owed, and who was a member when a message was sent.
 //! - `cmids`: client message ids per sender, 24 h, for idempotent sends.
-//! - `meta`: the schema version and the group's id.
+//! - `meta`: the schema version and the group's id; and a key
+//!   `hide_read:<user>` per member who hides their presence
+//!   (`hide_presence`), whose read position only they see (a row per
+//!   change, none per read; no migration: the table holds any key).
 
 use crate::log::{Sql, SqlValue, StoreError};
 use crate::user::UserId;
@@ -228,6 +233,20 @@ impl<S: Sql> Store<S> {
         Ok(Loaded { id, head: col_u64(&row, 1).unwrap_or(0), members, spans })
     }
 
+    /// The members whose read position is hidden (see the module doc).
+    pub fn hidden_readers(&self) -> Result<Vec<UserId>, StoreError> {
+        self.all("SELECT substr(k, 11) FROM meta WHERE k >= 'hide_read:' AND k < 'hide_read;'", &[], |r| col_user(r, 0))
+    }
+
+    /// Hides `user`'s read position, or shows it again (one row).
+    pub fn set_hidden_reader(&self, user: &UserId, hidden: bool) -> Result<(), StoreError> {
+        let key = text(&format!("hide_read:{}", user.as_str()));
+        match hidden {
+            true => self.exec("INSERT OR REPLACE INTO meta (k, v) VALUES (?, 1)", &[key]),
+            false => self.exec("DELETE FROM meta WHERE k = ?", &[key]),
+        }
+    }
+
     pub fn set_group(&self, id: &GroupId) -> Result<(), StoreError> {
         self.exec("INSERT OR REPLACE INTO meta (k, v) VALUES ('group', ?)", &[text(id.as_str())])
     }
@@ -323,13 +342,31 @@ impl<S: Sql> Store<S> {
         )
     }
 
-    /// A page, newest first: entries from `from` on, before `before`.
+    /// A page, newest first: messages and changes from `from` on, before
+    /// `before` (edits and deletes are not items: their messages show the
+    /// current state).
     pub fn page(&self, from: u64, before: u64, limit: u32) -> Result<Vec<GroupEntry>, StoreError> {
         self.all(
-            "SELECT seq, id, kind, sender, time, body FROM entries WHERE seq >= ? AND seq < ? ORDER BY seq DESC LIMIT ?",
+            "SELECT seq, id, kind, sender, time, body FROM entries WHERE seq >= ? AND seq < ? AND kind IN (1, 2) \
+             ORDER BY seq DESC LIMIT ?",
             &[int(from), int(before), int(u64::from(limit))],
             entry,
         )
+    }
+
+    /// The entries with these ids (a scan: ids have no index).
+    pub fn entries_with_ids(&self, ids: &[&str]) -> Result<Vec<GroupEntry>, StoreError> {
+        self.all(
+            "SELECT seq, id, kind, sender, time, body FROM entries WHERE id IN (SELECT value FROM json_each(?)) \
+             ORDER BY seq",
+            &[text(&serde_json::Value::from(ids.to_vec()).to_string())],
+            entry,
+        )
+    }
+
+    /// An entry's body becomes `body` (a message edited or deleted).
+    pub fn set_body(&self, seq: u64, body: &str) -> Result<(), StoreError> {
+        self.exec("UPDATE entries SET body = ? WHERE seq = ?", &[text(body), int(seq)])
     }
 
     /// The entry at `seq`, if any.

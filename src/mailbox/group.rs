@@ -3,8 +3,9 @@
 //! applied once and in order however often it is retried ([`group::accept`]).
 
 use super::{send, Error, Io, Mailbox, Mode, Sockets};
+use crate::edits;
 use crate::group::{self, Accept, Answer, Delivery, GroupId};
-use crate::log::{NewEntry, Sql};
+use crate::log::{NewEntry, Rewrite, Sql};
 use crate::message::Kind;
 use crate::metrics::{self, Counter};
 
@@ -17,25 +18,16 @@ impl Mailbox {
         let applied = self.group_applied(io, &d.group)?;
         let decision = group::accept(applied, d);
         if let Accept::New { skip, up_to } = decision {
-            let entries: Vec<NewEntry> = d.entries[skip..]
-                .iter()
-                .map(|e| NewEntry {
-                    id: e.id.clone(),
-                    kind: Kind::Group,
-                    // A message's sender (a change has none): no push for
-                    // one's own, and a muted sender's start none.
-                    peer: e.sender.clone().filter(|_| e.kind == group::EntryKind::Message),
-                    time_ms: e.time_ms,
-                    body: e.body.clone(),
-                    peer_state: None,
-                    cmid: None,
-                    dedup: false,
-                    rewrite: None,
-                })
-                .collect();
+            let entries: Vec<NewEntry> = d.entries[skip..].iter().map(member_entry).collect();
             // Not through the group commit: the cursor must land with them.
             let n = entries.len() as u64;
+            let ops = entries.iter().any(|e| e.kind.is_op());
             self.write(io, entries)?;
+            if ops {
+                // A wake recounts the cursor from group entries only, not
+                // ops: stored now (moderation is rare, so is this row).
+                io.log.set_group_applied(&d.group, up_to)?;
+            }
             metrics::add(Counter::MessagesStored, n);
             self.life_mut()?.groups.insert(d.group.clone(), up_to);
         }
@@ -60,8 +52,15 @@ impl Mailbox {
 
     /// The user read `group` up to `read` (as its object confirmed): the
     /// cursor their conversation list counts unread messages from.
+    /// A silent `read` push follows, as for a chat, so the app can clear the
+    /// group's notification and badge.
     pub fn group_read<S: Sql, W: Sockets>(&mut self, io: &Io<S, W>, group: &GroupId, read: u64) -> Result<(), Error> {
-        Ok(io.log.set_group_read(group, read)?)
+        io.log.set_group_read(group, read)?;
+        // A group id is a valid user id too: pushes name the group by it.
+        if let Ok(peer) = crate::user::UserId::parse(group.as_str()) {
+            self.push_read(io.now, &peer);
+        }
+        Ok(())
     }
 
     /// A frame another object wants on this user's live v1 sockets (a
@@ -70,5 +69,31 @@ impl Mailbox {
         for ws in io.sockets.open(Mode::V1) {
             send(io.sockets, &ws, frame);
         }
+    }
+}
+
+/// A group entry as the member's log stores it: a message or a change as a
+/// group entry; the backend's edit or delete of a message as the op a chat's
+/// edit or delete is (`msg {kind:"edit"|"delete"}` on the devices), with no
+/// peer (that is what marks it a group's, for the rewrite and the archive pass),
+/// rewriting the member's copy of the message.
+fn member_entry(e: &group::GroupEntry) -> NewEntry {
+    let (kind, rewrite) = match e.kind {
+        group::EntryKind::Message | group::EntryKind::Change => (Kind::Group, None),
+        group::EntryKind::Edit => (Kind::EditIn, edits::rewrite_of(&e.body)),
+        group::EntryKind::Delete => (Kind::DeleteIn, edits::rewrite_of(&e.body)),
+    };
+    NewEntry {
+        id: e.id.clone(),
+        kind,
+        // A message's sender (a change has none): no push for
+        // one's own, and a muted sender's start none.
+        peer: e.sender.clone().filter(|_| e.kind == group::EntryKind::Message),
+        time_ms: e.time_ms,
+        body: e.body.clone(),
+        peer_state: None,
+        cmid: None,
+        dedup: false,
+        rewrite: rewrite.map(|(target, body)| Rewrite { target, body }),
     }
 }

@@ -111,6 +111,11 @@ pub enum Effect {
     /// Make the push webhook calls due now ([`Mailbox::push_next`]), without
     /// waiting for the alarm (which runs them again if this is cut short).
     Push,
+    /// Tell these groups whether `owner` hides their presence (a read up to
+    /// 0 saying so, [`crate::group::calls::Call::Read`]): their read
+    /// position is shown or hidden from now. A hint per group, lost on
+    /// failure; the member's next read there says it again.
+    HideReads { owner: UserId, groups: Vec<crate::group::GroupId>, hidden: bool },
 }
 
 /// A hint for another user's object.
@@ -911,8 +916,13 @@ impl Mailbox {
         // Any open socket of the user, legacy or v1, takes an entry off the queue.
         let open = legacy.len() + v1.len();
         let admitted: Vec<_> = batch.iter().map(|e| life.inbox.admit(e.kind, open)).collect();
-        let rows: Vec<_> =
-            batch.iter().zip(&admitted).map(|(e, a)| (a.seq, e, a.push_now || !e.kind.owed_to_owner())).collect();
+        // Not owed to the queue, an entry counts as taken; but one that is
+        // pushed (a group's) is marked not taken when no v1 socket is open,
+        // so its push is due at once rather than after the ack delay.
+        let taken = |e: &NewEntry, push_now: bool| {
+            push_now || (!e.kind.owed_to_owner() && (!e.kind.pushed() || !v1.is_empty()))
+        };
+        let rows: Vec<_> = batch.iter().zip(&admitted).map(|(e, a)| (a.seq, e, taken(e, a.push_now))).collect();
         io.log.append(&life.owner, &rows, !legacy.is_empty())?;
         metrics::add(Counter::MessagesStored, batch.iter().filter(|e| e.kind.owed_to_owner()).count() as u64);
         let own_ops = |e: &&NewEntry| matches!(e.kind, Kind::EditOut | Kind::DeleteOut | Kind::DeleteMine);

@@ -18,6 +18,12 @@ pub enum ApiEditStep {
     /// The answer, with nothing to carry out.
     Answer(Outcome),
     Plan(Box<SendPlan>),
+    /// Not a chat but a message the user sent to `group`: the group's
+    /// object moderates it ([`crate::group::Group::moderate`]).
+    Group {
+        group: crate::group::GroupId,
+        op: EditOp,
+    },
 }
 
 impl Mailbox {
@@ -110,8 +116,13 @@ impl Mailbox {
                 _ => return Ok(ApiEditStep::Answer(Outcome::Bad)),
             },
         };
-        Ok(match self.plan_edit(io, &e.target, op, &e.id, e.cmid.as_deref(), true) {
+        Ok(match self.plan_edit(io, &e.target, op.clone(), &e.id, e.cmid.as_deref(), true) {
             Ok(plan) => ApiEditStep::Plan(Box::new(plan)),
+            // Not a chat of the user's: a group message they sent, maybe.
+            Err(EditRefusal::NotFound) => match io.log.own_group_message(&e.target, &e.uid)? {
+                Some(group) => ApiEditStep::Group { group, op },
+                None => ApiEditStep::Answer(Outcome::NotFound),
+            },
             Err(r) => ApiEditStep::Answer(api_edit_outcome(r)),
         })
     }

@@ -142,6 +142,12 @@ impl Mailbox {
         for ws in io.sockets.open(Mode::V1) {
             send(io.sockets, &ws, &frame);
         }
+        // The groups keep the user's read position from the others while hidden.
+        let groups = io.log.group_ids()?;
+        if !groups.is_empty() {
+            let owner = self.life()?.owner.clone();
+            self.effects.push(super::Effect::HideReads { owner, groups, hidden: hide });
+        }
         let now = if hide { Presence::HIDDEN } else { self.presence_now(io.sockets, io.now) };
         self.tell_watchers(io, now)
     }

@@ -89,7 +89,9 @@ impl Mailbox {
         state: PushState,
         peer: &UserId,
     ) -> Result<PushCall, Error> {
-        let conv_unread = io.log.conversation_unread(peer.as_str())?;
+        // A group is named by its id, which may read as a user id too: a
+        // name that is both counts both.
+        let conv_unread = io.log.conversation_unread(peer.as_str())? + io.log.group_unread(peer.as_str())?;
         let id = push::webhook_id(owner.as_str(), io.now) + "r";
         let body = push::read_body(&id, owner.as_str(), peer.as_str(), conv_unread, io.log.total_unread()?);
         self.start(io, state, id, body)
