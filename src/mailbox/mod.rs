@@ -847,6 +847,7 @@ impl Mailbox {
 
     fn write_batch<S: Sql, W: Sockets>(&mut self, io: &Io<S, W>, batch: &[NewEntry]) -> Result<Vec<Stored>, Error> {
         let owed = batch.iter().any(|e| e.kind.owed_to_owner());
+        let shown = ops::shown_bodies(io, batch)?;
         let legacy = if owed { io.sockets.open(Mode::Legacy) } else { Vec::new() };
         let v1 = io.sockets.open(Mode::V1);
         let life = self.life.as_mut().ok_or(Error::NotLoaded)?;
@@ -862,7 +863,7 @@ impl Mailbox {
         let mut stored = Vec::with_capacity(batch.len());
         let mut failed_from = None;
         let mut push_at = None;
-        for (e, a) in batch.iter().zip(&admitted) {
+        for ((e, a), shown) in batch.iter().zip(&admitted).zip(&shown) {
             let live = a.push_now && failed_from.is_none();
             let mut pushed = false;
             if live {
@@ -873,8 +874,8 @@ impl Mailbox {
             // v1 devices get every entry in seq order, their own sends
             // included; what a device has is decided by its acks.
             if !v1.is_empty() {
-                let frame =
-                    wire::msg(a.seq, EntryKind::of(e.kind), e.peer.as_ref().map(UserId::as_str), &e.id, &e.body);
+                let body = shown.as_deref().unwrap_or(&e.body);
+                let frame = wire::msg(a.seq, EntryKind::of(e.kind), e.peer.as_ref().map(UserId::as_str), &e.id, body);
                 for ws in &v1 {
                     pushed |= send(io.sockets, ws, &frame) && live;
                 }
