@@ -333,6 +333,9 @@ pub struct Mailbox {
     inflight: HashSet<String>,
     /// When the user's last socket closed, while the presence grace runs.
     closed_at: Option<u64>,
+    /// Whether this instance checked which sockets survived its wake
+    /// ([`Mailbox::woke`]).
+    woke_checked: bool,
     effects: Vec<Effect>,
 }
 
@@ -356,6 +359,7 @@ impl Mailbox {
             sends_waiting: 0,
             inflight: HashSet::new(),
             closed_at: None,
+            woke_checked: false,
             effects: Vec::new(),
         }
     }

@@ -5,7 +5,7 @@
 // save a device's acks.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { connectV1, startWorker, token } from "../harness.mjs";
+import { connectV1, eventually, startWorker, token } from "../harness.mjs";
 
 describe("hardening 3", () => {
   let w;
@@ -13,6 +13,8 @@ describe("hardening 3", () => {
   after(() => w.close());
 
   const get = async (uid, path) => (await w.fetch(path, { headers: { authorization: `Bearer ${token(uid)}` } })).json();
+  /** `of`'s presence as `uid`'s conversation list shows it. */
+  const pulled = async (uid, of) => (await get(uid, "/v1/conversations")).items.find((c) => c.peer === of)?.presence;
   const isEdit = (f) => f.op === "msg" && f.kind === "edit";
 
   test("12: a delete for me wins over the sender's later edit on the deleter's devices", async () => {
@@ -48,5 +50,56 @@ describe("hardening 3", () => {
     const ownEdit = await b.take((f) => isEdit(f) && f.body.target === own.mid);
     assert.equal(ownEdit.body.body.message, undefined);
     await Promise.all([a.close(), b.close(), b2.close()]);
+  });
+
+  test("13: a device's acks are saved with its socket's close and survive a runtime restart", async () => {
+    const s = await connectV1(w, "hd13s");
+    // The device is known (at head 0); five chats then wait for it.
+    let r = await connectV1(w, "hd13r", { device: "phone" });
+    await r.close();
+    for (let i = 1; i <= 5; i++) await s.request({ op: "send", to: "hd13r", cmid: `c${i}`, body: { message: `m${i}` } });
+    await eventually(async () => (await pulled("hd13s", "hd13r"))?.online === false);
+
+    // One session: connect (the five replayed), ack them all, close cleanly.
+    const before = (await w.metrics()).sql_rows_written;
+    r = await connectV1(w, "hd13r", { device: "phone" });
+    assert.equal(r.welcome.since, 0);
+    let last;
+    for (let i = 0; i < 5; i++) last = await r.msg();
+    r.send({ op: "ack", up_to: last.seq });
+    await r.close();
+    // The close was handled once the pull shows the user offline (grace 0).
+    await eventually(async () => (await pulled("hd13s", "hd13r"))?.online === false);
+    const rows = (await w.metrics()).sql_rows_written - before;
+    console.log(`# item 13: SQLite rows written by one session (connect, replay of 5, ack, close): ${rows}`);
+
+    await s.close();
+    await w.restart();
+    r = await connectV1(w, "hd13r", { device: "phone" });
+    assert.equal(r.welcome.since, last.seq, "resumed after what it acked, nothing sent again");
+    await r.expectNone((f) => f.op === "msg", 300);
+    await r.close();
+  });
+
+  test("22: sockets a restart dropped without close events do not leave the user online", async () => {
+    const a = await connectV1(w, "hd22a");
+    let b = await connectV1(w, "hd22b");
+    await a.request({ op: "send", to: "hd22b", cmid: "c1", body: { message: "hi" } });
+    await b.msg();
+    assert.equal((await pulled("hd22a", "hd22b")).online, true);
+
+    await w.restart(); // both sockets drop; no close event reaches the objects
+    const p = await pulled("hd22a", "hd22b");
+    assert.equal(p.online, false, "no socket survived");
+    assert.equal(typeof p.last_seen, "number", `last seen is known, not "never seen": ${JSON.stringify(p)}`);
+
+    // B coming back is a change a watcher hears of.
+    const a2 = await connectV1(w, "hd22a", { device: "d2" });
+    const answer = await a2.request({ op: "watch", peer: "hd22b" });
+    assert.equal(answer.online, false);
+    b = await connectV1(w, "hd22b");
+    const told = await a2.take((f) => f.op === "presence" && f.re === undefined && f.user === "hd22b");
+    assert.equal(told.online, true);
+    await Promise.all([a2.close(), b.close()]);
   });
 });
