@@ -46,6 +46,8 @@ function signIn(user: string) {
     muted: (peer) => isMuted(chat, peer),
     blocked: (peer) => isBlocked(chat, peer),
     select: (peer) => openConversation(peer),
+    // A new browser (or a cleared one) learns the user's groups from the list.
+    group: (item) => groups.fromList(item),
   });
   const thread: ThreadView = new ThreadView(session, list, typing);
   const presence = new PresenceView(chat);

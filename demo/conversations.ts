@@ -3,7 +3,7 @@
 // user's chats), merged from the server's list at each welcome, kept current
 // by the SDK's events, and rendered newest first. Edits and deletes change a
 // last message's text, never the order.
-import { applyChange, isNewerBody, type Change, type Msg, type Receipt, type Unread } from "../client/src/index.ts";
+import { applyChange, isNewerBody, type Change, type GroupConversation, type Msg, type Receipt, type Unread } from "../client/src/index.ts";
 import type { Session } from "./session.ts";
 import { describe, h, messageText, showError, ui } from "./ui.ts";
 
@@ -29,6 +29,8 @@ export interface ListHooks {
   blocked(peer: string): boolean;
   /** An entry was clicked. */
   select(peer: string): void;
+  /** A group's entry of the server's list (the groups view shows groups). */
+  group(item: GroupConversation): void;
 }
 
 /** The sort key of a conversation without messages yet (just opened): above all others. */
@@ -72,6 +74,10 @@ export class Conversations {
     }
     if (this.session.closed) return false;
     for (const item of page.items) {
+      if (item.group !== undefined) {
+        this.hooks.group(item);
+        continue;
+      }
       const c = this.get(item.peer);
       const serverNewer = !c.last || (item.last && item.last.seq >= c.last.seq);
       // A message that arrived while the list was being read is newer than

@@ -1,12 +1,12 @@
 // Group conversations: the groups this user is in (learnt from the SDK's
-// groupChange events and kept in localStorage, since a reload resumes after
-// them), and the open group: its members, its messages (history from the
+// groupChange events and the server's conversation list, and kept in
+// localStorage, since a reload resumes after them), and the open group: its members, its messages (history from the
 // user's join on, merged by group_seq with what arrives live), membership
 // changes as lines between them, own sends pending until the SDK confirms
 // them, "read by N of M" on own messages (the SDK's groupRead events), a
 // typing line, adding members and leaving.
 import { randomId } from "../client/src/index.ts";
-import type { GroupChange, GroupMember, GroupMessage, GroupRead, GroupTyping } from "../client/src/index.ts";
+import type { GroupChange, GroupConversation, GroupMember, GroupMessage, GroupRead, GroupTyping } from "../client/src/index.ts";
 import type { Session } from "./session.ts";
 import { describe, h, showError, ui } from "./ui.ts";
 
@@ -133,8 +133,9 @@ export class GroupsView {
       showError(`could not load the group: ${describe(e)}`);
     }
     if (this.session.closed) return;
-    this.render();
+    // Marked read first, so the list's unread badge goes with this render.
     this.#markRead(g);
+    this.render();
   }
 
   async #fetchReads(g: Group, seq: number) {
@@ -258,6 +259,27 @@ export class GroupsView {
     const g = this.#group(c.group);
     g.items.set(c.group_seq, c);
     if (g.loaded) void this.#refreshMembers(g);
+    this.render();
+  }
+
+  /**
+   * A group's entry of the server's conversation list: shown (a new browser
+   * knows the user's groups only from there), with its unread count and
+   * newest entry. A group the user left ends with that change: not shown.
+   */
+  fromList(c: GroupConversation) {
+    const last = c.last;
+    if (last && "change" in last && (last.change === "removed" || last.change === "left") && last.user === this.session.me) {
+      if (this.#groups.has(c.group)) this.#forget(c.group);
+      return;
+    }
+    const g = this.#group(c.group);
+    // As in the 1:1 list: a message that arrived while the list was read is newer than the answer.
+    const serverNewer = !last || last.group_seq >= Math.max(0, ...g.items.keys());
+    g.unread = serverNewer ? c.unread : Math.max(g.unread, c.unread);
+    g.readUpTo = Math.max(g.readUpTo, c.read_up_to);
+    if (last && !g.items.has(last.group_seq)) g.items.set(last.group_seq, last);
+    if (this.open === g.id) this.#markRead(g);
     this.render();
   }
 

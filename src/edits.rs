@@ -205,6 +205,17 @@ pub fn hidden_body(body: &str, deleted_at_ms: u64) -> String {
     tombstone(object(body), deleted_at_ms).to_string()
 }
 
+/// An edit's op body as the user who deleted its message for themself
+/// (at `deleted_at_ms`) sees it: the body it carries is their tombstone, so
+/// a client that applies it keeps the message deleted (a delete for me wins
+/// over later edits on the deleter's side). `target` is kept.
+pub fn hidden_edit(op_body: &str, deleted_at_ms: u64) -> String {
+    let mut op = object(op_body);
+    let message = op.get("body").and_then(Value::as_object).cloned().unwrap_or_default();
+    op.insert("body".into(), tombstone(message, deleted_at_ms));
+    Value::Object(op).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,6 +306,20 @@ mod tests {
         assert_eq!(serde_json::from_str::<Value>(&op).unwrap()["for"], "everyone");
         let again = group_op("m1", &tomb.to_string(), EditOp::Delete { everyone: true }, 3000);
         assert_eq!(again, Err(EditRefusal::Deleted));
+    }
+
+    #[test]
+    fn an_edit_seen_by_who_deleted_the_message_for_themself_carries_their_tombstone() {
+        let d =
+            decide(&uid("1"), sent(chat(), 0), EditOp::Edit(fields(json!({"message": "revived"}))), 1000, 5000, false);
+        let seen: Value = serde_json::from_str(&hidden_edit(&d.unwrap().body, 500)).unwrap();
+        assert_eq!(
+            seen,
+            json!({"target": "m1", "body": {"fromUser": 1, "toUser": 2, "id": "m1", "time": "t0",
+                   "deleted_at": "1970-01-01T00:00:00.500Z"}})
+        );
+        let (_, body) = rewrite_of(&seen.to_string()).unwrap();
+        assert!(is_deleted(&body), "still an op body, whose message is deleted");
     }
 
     #[test]

@@ -915,26 +915,40 @@ impl<S: Sql> Log<S> {
     }
 
     /// Calls `each` for every entry after `since`, oldest first (a v1
-    /// replay), reading one row at a time, until it returns false.
+    /// replay), reading one row at a time, until it returns false. An edit
+    /// of a message the user deleted for themself carries their tombstone
+    /// ([`crate::edits::hidden_edit`]).
     pub fn entries_after(&self, since: u64, mut each: impl FnMut(LogEntry) -> bool) -> Result<(), StoreError> {
         let mut bad = false;
-        self.sql.run(
-            "SELECT seq, kind, peer, id, body FROM log WHERE seq > ? ORDER BY seq",
-            &[int(since)],
-            &mut |r| match (col_u64(r, 0), col_text(r, 3), col_text(r, 4)) {
-                (Some(seq), Some(id), Some(body)) => {
-                    each(LogEntry { seq, kind: col_kind(r, 1), peer: col_text(r, 2), id, body })
-                }
-                _ => {
-                    bad = true;
-                    false
-                }
-            },
-        )?;
+        let sql = format!(
+            "SELECT seq, kind, peer, id, body, CASE WHEN kind IN ({}, {}) THEN \
+               (SELECT at FROM hidden WHERE mid = json_extract(l.body, '$.target')) END \
+             FROM log AS l WHERE seq > ? ORDER BY seq",
+            Kind::EditOut.code(),
+            Kind::EditIn.code()
+        );
+        self.sql.run(&sql, &[int(since)], &mut |r| match (col_u64(r, 0), col_text(r, 3), col_text(r, 4)) {
+            (Some(seq), Some(id), Some(body)) => {
+                let body = match col_u64(r, 5) {
+                    Some(at) => crate::edits::hidden_edit(&body, at),
+                    None => body,
+                };
+                each(LogEntry { seq, kind: col_kind(r, 1), peer: col_text(r, 2), id, body })
+            }
+            _ => {
+                bad = true;
+                false
+            }
+        })?;
         if bad {
             return Err(malformed("log"));
         }
         Ok(())
+    }
+
+    /// When the user deleted `mid` for themself, if they did.
+    pub fn hidden_at(&self, mid: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self.hidden(&[mid])?.first().map(|(_, at)| *at))
     }
 
     /// The oldest entry still kept, if any.

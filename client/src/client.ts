@@ -552,6 +552,8 @@ export class ChatClient {
         return this.#onWelcome(f);
       case "msg": {
         const { op: _op, ...m } = f;
+        // A message with a peer: their conversation exists, a watch made before it can be kept now.
+        if (m.peer !== null && m.kind !== "group") this.#watches.spoke(m.peer);
         return this.#rx.msg(m, this.#conn.socketGen);
       }
       case "sent":

@@ -1,9 +1,10 @@
 // The conversation list with unread counts and the peers' presence, over
 // HTTP: GET /v1/conversations on the host of the /ws URL with the bearer
 // token; a 401 is retried once with a fresh token when there is a provider.
+// A group's item carries its newest entry as a GroupMessage or GroupChange.
 
 import { ChatError } from "./errors.ts";
-import { isSeq, toMsg, type ConversationPage } from "./frames.ts";
+import { isSeq, toGroupLast, toMsg, type ConversationPage } from "./frames.ts";
 
 export interface ConversationQuery {
   limit?: number;
@@ -52,7 +53,8 @@ export async function fetchConversations(
   if (!Array.isArray(v.items)) throw new ChatError("protocol", "conversations: no items array");
   const items = v.items.map((i) => {
     const c = { ...(i as Record<string, unknown>) };
-    if (c.last != null) c.last = toMsg(c.last);
+    // A group's item carries a group entry, which is no message of a 1:1 conversation.
+    if (c.last != null) c.last = typeof c.group === "string" ? toGroupLast(c.last) : toMsg(c.last);
     if (c.presence == null) c.presence = { online: false, last_seen: null }; // an older server: as a user never seen
     return c;
   }) as ConversationPage["items"];

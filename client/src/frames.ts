@@ -145,12 +145,25 @@ export interface HistoryQuery {
   limit?: number;
 }
 
-export interface Conversation extends Omit<wire.ConversationItem, "last"> {
+/** A 1:1 conversation of the list (a group's is a GroupConversation: check `group`). */
+export interface Conversation extends Omit<wire.ConversationItem, "last" | "group"> {
+  group?: undefined;
   last: Msg | null;
   [key: string]: unknown;
 }
 
-export type ConversationPage = wire.Page<Conversation>;
+/**
+ * A group's conversation of the list: `peer` and `group` are the group's id,
+ * `read_up_to` a group_seq (this user's read cursor), `unread` the others'
+ * messages past it, `last` its newest entry as the group events give it.
+ */
+export interface GroupConversation extends Omit<wire.ConversationItem, "last" | "group"> {
+  group: string;
+  last: GroupMessage | GroupChange | null;
+  [key: string]: unknown;
+}
+
+export type ConversationPage = wire.Page<Conversation | GroupConversation>;
 
 export interface ErrorFrame extends Omit<wire.ErrorFrame, "message"> {
   message?: string;
@@ -219,6 +232,13 @@ function toEntry(v: unknown, text: string, ops: boolean): Entry {
   } else if (v.kind !== "in" && v.kind !== "out" && v.kind !== "sys") fail("bad msg", text);
   const { op: _op, ...rest } = v;
   return rest as unknown as Entry;
+}
+
+/** Checks a group conversation's last entry (a `msg` of kind `group`) and returns it as the group events give it. */
+export function toGroupLast(v: unknown, text = JSON.stringify(v)): GroupMessage | GroupChange {
+  const e = toEntry(v, text, true);
+  const item = e.kind === "group" ? toGroupItem(e.body, e.mid, e.seq) : null;
+  return item ?? fail("bad group entry", text);
 }
 
 /** Checks a message (a history item, a conversation's last) and returns it without `op`. */

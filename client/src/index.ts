@@ -33,6 +33,7 @@ export type {
   Change,
   Conversation,
   ConversationPage,
+  GroupConversation,
   HistoryPage,
   HistoryQuery,
   Entry,

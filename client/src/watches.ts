@@ -3,7 +3,9 @@
 // renews each held watch at half that, and sends every one again at each
 // welcome (a new socket: changes while away were missed, a watch may have
 // lapsed). `watch` requests go through Requests, so one in flight at a
-// reconnect is re-sent there rather than here.
+// reconnect is re-sent there rather than here. The server keeps a watch only
+// once the two users have a conversation: one answered "never seen" is sent
+// again at the first message between them (spoke()), not at the renewal.
 
 import type { ChatError } from "./errors.ts";
 import { Slot, type Timers } from "./timers.ts";
@@ -22,6 +24,18 @@ interface Watched {
   renew: Slot;
   /** A `watch` request is out (queued, in flight, or waiting to retry). */
   inflight: boolean;
+  /** The last answer was "never seen" (the server may not have kept the watch). */
+  unseen: boolean;
+  /** A message with the peer came while a watch was out. */
+  spokeInflight: boolean;
+  /** Sent again after a message already (once per watch held). */
+  rewatched: boolean;
+}
+
+/** An answer that may mean the server did not keep the watch: no conversation yet (or a hidden presence). */
+function isUnseen(reply: unknown): boolean {
+  const p = reply as { online?: unknown; last_seen?: unknown } | null;
+  return p?.online === false && p.last_seen === null;
 }
 
 export class Watches {
@@ -43,7 +57,7 @@ export class Watches {
   add(peer: string): () => void {
     let w = this.#peers.get(peer);
     if (!w) {
-      w = { count: 0, renew: new Slot(this.#d.timers), inflight: false };
+      w = { count: 0, renew: new Slot(this.#d.timers), inflight: false, unseen: false, spokeInflight: false, rewatched: false };
       this.#peers.set(peer, w);
       this.#send(peer, w);
     }
@@ -64,6 +78,24 @@ export class Watches {
     for (const [peer, w] of this.#peers) if (!w.inflight) this.#send(peer, w);
   }
 
+  /**
+   * A message between this user and `peer` (either way): a watch answered
+   * "never seen" may have been made before their conversation existed, and
+   * the server keeps none then; it is sent again now (once), so presence
+   * shows without waiting for the renewal.
+   */
+  spoke(peer: string): void {
+    const w = this.#peers.get(peer);
+    if (!w || w.rewatched) return;
+    if (w.inflight) w.spokeInflight = true;
+    else if (w.unseen) this.#rewatch(peer, w);
+  }
+
+  #rewatch(peer: string, w: Watched): void {
+    w.rewatched = true;
+    this.#send(peer, w);
+  }
+
   /** close(): no renewals until the next welcome. */
   stop(): void {
     for (const w of this.#peers.values()) w.renew.clear();
@@ -73,10 +105,16 @@ export class Watches {
     w.renew.clear();
     w.inflight = true;
     this.#d.request({ op: "watch", peer }).then(
-      () => {
+      (reply) => {
         w.inflight = false;
-        // Renewed well before the server forgets it; a let-go watch just lapses.
-        if (this.#peers.get(peer) === w) w.renew.set(this.ttlMs / 2, () => this.#send(peer, w));
+        w.unseen = isUnseen(reply);
+        const spoke = w.spokeInflight;
+        w.spokeInflight = false;
+        if (this.#peers.get(peer) !== w) return; // let go: it just lapses
+        // The answer may predate the message that made the conversation.
+        if (spoke && w.unseen && !w.rewatched) return this.#rewatch(peer, w);
+        // Renewed well before the server forgets it.
+        w.renew.set(this.ttlMs / 2, () => this.#send(peer, w));
       },
       (e: ChatError) => {
         w.inflight = false;

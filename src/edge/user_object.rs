@@ -345,6 +345,7 @@ impl DurableObject for UserObject {
         if self.step(|mb, io| mb.load_stored(io))?.is_none() {
             return Response::empty();
         }
+        self.step(|mb, io| mb.woke(io))?;
         if due.archive {
             let result = self.archive(false).await;
             let retry = self.call(|mb, io| mb.archive_ended(result.is_ok(), io.now));
@@ -524,11 +525,17 @@ impl UserObject {
     }
 
     /// A socket closed: the mailbox loaded for its user (an object woken by
-    /// the close alone has not read its log), then told.
+    /// the close alone has not read its log), the device's acks saved, then
+    /// presence told.
     fn closed(&self, ws: &WebSocket) -> worker::Result<()> {
-        let owner = ws.deserialize_attachment::<Attachment>().ok().flatten().and_then(|a| UserId::parse(&a.uid).ok());
-        if let Some(owner) = owner {
-            self.open(&owner)?;
+        let attachment = ws.deserialize_attachment::<Attachment>().ok().flatten();
+        if let Some(a) = attachment {
+            if let Ok(owner) = UserId::parse(&a.uid) {
+                self.open(&owner)?;
+                if let Some(device) = &a.device {
+                    self.step(|mb, io| mb.device_closed(io, device))?;
+                }
+            }
         }
         Ok(self.step(|mb, io| mb.socket_closed(io))?)
     }
@@ -556,9 +563,13 @@ impl UserObject {
         self.call(|mb, io| mb.socket_expires(io.now, exp));
     }
 
-    /// The preamble: the mailbox loaded for `uid`.
+    /// The preamble: the mailbox loaded for `uid`; on a wake, presence
+    /// checked against the sockets that survived it.
     fn open(&self, uid: &UserId) -> Result<(), Failure> {
-        self.step(|mb, io| mb.load(io, uid))
+        self.step(|mb, io| {
+            mb.load(io, uid)?;
+            mb.woke(io)
+        })
     }
 
     fn execute(&self, effect: Effect) {

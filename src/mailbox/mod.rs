@@ -352,6 +352,9 @@ pub struct Mailbox {
     inflight: HashSet<String>,
     /// When the user's last socket closed, while the presence grace runs.
     closed_at: Option<u64>,
+    /// Whether this instance checked which sockets survived its wake
+    /// ([`Mailbox::woke`]).
+    woke_checked: bool,
     effects: Vec<Effect>,
 }
 
@@ -375,6 +378,7 @@ impl Mailbox {
             sends_waiting: 0,
             inflight: HashSet::new(),
             closed_at: None,
+            woke_checked: false,
             effects: Vec::new(),
         }
     }
@@ -910,6 +914,7 @@ impl Mailbox {
 
     fn write_batch<S: Sql, W: Sockets>(&mut self, io: &Io<S, W>, batch: &[NewEntry]) -> Result<Vec<Stored>, Error> {
         let owed = batch.iter().any(|e| e.kind.owed_to_owner());
+        let shown = ops::shown_bodies(io, batch)?;
         let legacy = if owed { io.sockets.open(Mode::Legacy) } else { Vec::new() };
         let v1 = io.sockets.open(Mode::V1);
         let life = self.life.as_mut().ok_or(Error::NotLoaded)?;
@@ -930,7 +935,7 @@ impl Mailbox {
         let mut stored = Vec::with_capacity(batch.len());
         let mut failed_from = None;
         let mut push_at = None;
-        for (e, a) in batch.iter().zip(&admitted) {
+        for ((e, a), shown) in batch.iter().zip(&admitted).zip(&shown) {
             let live = a.push_now && failed_from.is_none();
             let mut pushed = false;
             if live {
@@ -941,8 +946,8 @@ impl Mailbox {
             // v1 devices get every entry in seq order, their own sends
             // included; what a device has is decided by its acks.
             if !v1.is_empty() {
-                let frame =
-                    wire::msg(a.seq, EntryKind::of(e.kind), e.peer.as_ref().map(UserId::as_str), &e.id, &e.body);
+                let body = shown.as_deref().unwrap_or(&e.body);
+                let frame = wire::msg(a.seq, EntryKind::of(e.kind), e.peer.as_ref().map(UserId::as_str), &e.id, body);
                 for ws in &v1 {
                     pushed |= send(io.sockets, ws, &frame) && live;
                 }

@@ -145,6 +145,22 @@ impl Mailbox {
     }
 }
 
+/// The body each entry's v1 frame carries in this log, where it is not the
+/// entry's own: an edit of a message the user deleted for themself carries
+/// their tombstone (the stored op keeps the shared body, which history
+/// takes). Read before the write, so a failed read writes nothing.
+pub(super) fn shown_bodies<S: Sql, W>(io: &Io<S, W>, batch: &[NewEntry]) -> Result<Vec<Option<String>>, Error> {
+    batch
+        .iter()
+        .map(|e| match (&e.rewrite, e.kind) {
+            (Some(r), Kind::EditOut | Kind::EditIn) => {
+                Ok(io.log.hidden_at(&r.target)?.map(|at| edits::hidden_edit(&e.body, at)))
+            }
+            _ => Ok(None),
+        })
+        .collect()
+}
+
 /// How a refused backend edit is answered.
 pub fn api_edit_outcome(r: EditRefusal) -> Outcome {
     use crate::message::Refusal;

@@ -48,6 +48,31 @@ impl Mailbox {
         Ok(())
     }
 
+    /// The object woke (its first event, before any socket is accepted): a
+    /// stored "online" with no socket left and no close under way means a
+    /// runtime restart dropped the sockets without close events. The user
+    /// is offline since the newest sign of life the log keeps (a device's
+    /// last connect or saved ack; now if none), stored (one row) and told
+    /// to live watchers, so a pull shows a last seen (not "never seen") and
+    /// the next connect is a change again. Checked once per wake.
+    pub fn woke<S: Sql, W: Sockets>(&mut self, io: &Io<S, W>) -> Result<(), Error> {
+        if self.woke_checked {
+            return Ok(());
+        }
+        self.life()?;
+        self.woke_checked = true;
+        let life = self.life()?;
+        if life.seen != Some(0) || self.closed_at.is_some() || io.sockets.count() > 0 {
+            return Ok(());
+        }
+        let newest = life.devices.values().map(|d| d.seen).filter(|&t| t > 0).max().unwrap_or(io.now);
+        // Never 0, which means online.
+        let last = minute(newest.min(io.now)).max(1);
+        io.log.set_last_seen(last)?;
+        self.life_mut()?.seen = Some(last);
+        self.publish(io, Presence { online: false, last_seen: Some(last) })
+    }
+
     /// The grace ended (the alarm): offline if no socket opened meanwhile.
     pub fn presence_due<S: Sql, W: Sockets>(&mut self, io: &Io<S, W>) -> Result<(), Error> {
         if io.sockets.count() > 0 {

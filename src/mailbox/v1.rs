@@ -278,6 +278,19 @@ impl Mailbox {
         Ok(())
     }
 
+    /// A socket of `device` closed: its acks not saved yet are saved now (one
+    /// row; none when a push or the archive pass saved them already), so an
+    /// eviction or a runtime restart before the next archive pass cannot
+    /// resume the device behind what it acked and send it all again.
+    pub fn device_closed<S: Sql, W>(&mut self, io: &Io<S, W>, device: &str) -> Result<(), Error> {
+        let life = self.life_mut()?;
+        if let Some(d) = life.devices.get_mut(device).filter(|d| d.dirty) {
+            io.log.save_device(device, d.acked, d.seen)?;
+            d.dirty = false;
+        }
+        Ok(())
+    }
+
     /// `read`: the conversation is read up to `up_to`; every device of the
     /// user learns the new unread count, and the peer gets a read receipt.
     fn read<S: Sql, W: Sockets>(

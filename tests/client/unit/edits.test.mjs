@@ -339,6 +339,46 @@ describe("presence", () => {
     assert.equal(ws.frames("watch").length, 2);
     assert.throws(() => t.chat.watch("not an id"), (e) => e.code === "bad_field" && e.field === "peer");
   });
+
+  test("a watch answered 'never seen' before the conversation existed is sent again at its first message, either way, once", async () => {
+    const t = setup();
+    const ws = await open(t);
+    // Watched before anyone wrote: the server answers "never seen" and keeps no watch.
+    t.chat.watch("2");
+    t.chat.watch("3");
+    await t.clock.advance(0);
+    for (const f of ws.frames("watch")) ws.push({ op: "presence", re: f.id, user: f.peer, online: false, last_seen: null });
+    // The peer writes first: watched again at once, not at the renewal.
+    ws.msg(1);
+    await t.clock.advance(0);
+    assert.deepEqual(ws.frames("watch").map((f) => f.peer), ["2", "3", "2"]);
+    ws.push({ op: "presence", re: ws.frames("watch")[2].id, user: "2", online: true, last_seen: 60000 });
+    assert.deepEqual(t.chat.presence("2"), { online: true, last_seen: 60000 });
+    // This user writes first (their own chat comes back as an `out` entry).
+    ws.msg(2, { kind: "out", peer: "3", mid: "m2", body: { fromUser: "u1", toUser: "3", message: "hi" } });
+    await t.clock.advance(0);
+    assert.deepEqual(ws.frames("watch").map((f) => f.peer), ["2", "3", "2", "3"]);
+    // Once per watch: a peer who hides their presence costs one more watch, not one per message.
+    ws.push({ op: "presence", re: ws.frames("watch")[3].id, user: "3", online: false, last_seen: null });
+    ws.msg(3, { kind: "in", peer: "3", mid: "m3", body: { fromUser: "3", toUser: "u1", message: "yo" } });
+    ws.msg(4);
+    await t.clock.advance(0);
+    assert.equal(ws.frames("watch").length, 4);
+    assert.equal(t.r.errors.length, 0);
+  });
+
+  test("a message that comes while the first watch is out has it sent again if its answer is 'never seen'", async () => {
+    const t = setup();
+    const ws = await open(t);
+    t.chat.watch("2");
+    await t.clock.advance(0);
+    ws.msg(1); // stored at the peer's object after it answered the watch
+    await t.clock.advance(0);
+    assert.equal(ws.frames("watch").length, 1, "one watch out at a time");
+    ws.push({ op: "presence", re: ws.frames("watch")[0].id, user: "2", online: false, last_seen: null });
+    await t.clock.advance(0);
+    assert.equal(ws.frames("watch").length, 2);
+  });
 });
 
 describe("settings", () => {

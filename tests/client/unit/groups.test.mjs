@@ -369,3 +369,24 @@ describe("group reads and typing", () => {
     assert.deepEqual(t.r.errors, []);
   });
 });
+
+describe("the conversation list with groups", () => {
+  test("a group's item carries its newest entry as a group event gives it, beside the 1:1 items", async () => {
+    const chat = { op: "msg", seq: 3, kind: "in", peer: "2", mid: "m3", body: { message: "hi" } };
+    const body = { group: "gteam", group_seq: 2, fromUser: "2", message: "hello group", id: "g5", time: "2026-01-01T00:00:00.000Z" };
+    const entry = { op: "msg", seq: 5, kind: "group", peer: null, mid: "g5", body };
+    const none = { online: false, last_seen: null };
+    const items = [
+      { peer: "gteam", group: "gteam", unread: 1, read_up_to: 0, peer_delivered: 0, peer_read: 0, last: entry, presence: none },
+      { peer: "2", unread: 1, read_up_to: 0, peer_delivered: 0, peer_read: 0, last: chat, presence: none },
+    ];
+    const t = setup({ fetch: async () => Response.json({ items, next: null }) });
+    const page = await t.chat.conversations();
+    assert.deepEqual(page.items[0].last, { seq: 5, mid: "g5", group: "gteam", group_seq: 2, from: "2", body });
+    assert.equal(page.items[0].group, "gteam");
+    assert.deepEqual(page.items[1].last, { seq: 3, kind: "in", peer: "2", mid: "m3", body: { message: "hi" } });
+    // A group item whose entry is not a group entry is refused, as any bad frame.
+    const bad = setup({ fetch: async () => Response.json({ items: [{ ...items[0], last: chat }], next: null }) });
+    await assert.rejects(bad.chat.conversations(), /bad group entry/);
+  });
+});
