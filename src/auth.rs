@@ -128,6 +128,13 @@ pub fn decode(token: &str) -> Result<Jwt<'_>, AuthError> {
     Ok(Jwt { alg, kid: header.kid, signed: &token[..h.len() + 1 + p.len()], signature, payload: p })
 }
 
+/// The latest expiry a token is taken at (2100-01-01T00:00:00Z): a later
+/// `exp` is clamped to it. Everything the platform keeps it in holds this, in
+/// s and in ms (a JS number, a `Date`, a Durable Object alarm, which the
+/// runtime refuses past 2189), so a far-future token is bounded the same way
+/// on every route, the socket's alarm included.
+pub const MAX_EXP_S: u64 = 4_102_444_800;
+
 /// What an identity provider's tokens must also say (`JWT_ISSUER`,
 /// `JWT_AUDIENCE`; unset: not checked).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -170,14 +177,15 @@ pub fn claims(jwt: &Jwt, expected: &Expected, now: u64) -> Result<Verified, Auth
         Some(serde_json::Value::String(sub)) => UserId::parse(&sub).map_err(|_| AuthError::BadSubject)?,
         _ => return Err(AuthError::BadSubject),
     };
-    Ok(Verified { user, exp: exp as u64 })
+    Ok(Verified { user, exp: exp.min(MAX_EXP_S as f64) as u64 })
 }
 
 /// A verified client token.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Verified {
     pub user: UserId,
-    /// Expiry, seconds since the epoch; a v1 socket is closed when it passes.
+    /// Expiry, seconds since the epoch (at most [`MAX_EXP_S`]); a socket is
+    /// closed when it passes.
     pub exp: u64,
 }
 
@@ -311,6 +319,22 @@ mod tests {
         let early =
             forge(r#"{"alg":"HS256"}"#, &format!(r#"{{"sub":"42","exp":{},"nbf":{}}}"#, NOW + 60, NOW + 30), SECRET);
         assert_eq!(verify_jwt(&early, SECRET, NOW), Err(AuthError::NotYetValid));
+    }
+
+    #[test]
+    fn a_far_future_expiry_is_clamped_to_the_ceiling() {
+        // 2^53 - 1, 2^64 - 1, 1e308 and 1e13 (past a JS Date's range in ms).
+        for exp in ["9007199254740991", "18446744073709551615", "1e308", "1e13", "4102444801"] {
+            let t = forge(r#"{"alg":"HS256"}"#, &format!(r#"{{"sub":"42","exp":{exp}}}"#), SECRET);
+            assert_eq!(verify_jwt(&t, SECRET, NOW).map(|v| v.exp), Ok(MAX_EXP_S), "exp {exp}");
+        }
+        let at_ceiling = sign_jwt("42", MAX_EXP_S, SECRET);
+        assert_eq!(verify_jwt(&at_ceiling, SECRET, NOW).map(|v| v.exp), Ok(MAX_EXP_S));
+        // Beyond an f64 the JSON itself is refused: a 401, never a 500.
+        let huge = forge(r#"{"alg":"HS256"}"#, r#"{"sub":"42","exp":1e400}"#, SECRET);
+        assert_eq!(verify_jwt(&huge, SECRET, NOW), Err(AuthError::Malformed));
+        // The ceiling is an alarm the runtime takes (before 2189-01-01).
+        const { assert!(MAX_EXP_S < 6_911_049_600) };
     }
 
     #[test]

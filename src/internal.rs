@@ -25,7 +25,11 @@ pub enum Internal {
     /// A WebSocket upgrade for `uid`, verified by the entry: legacy, or v1
     /// with its device.
     /// `exp`: the token's expiry (s since the epoch); the socket closes then.
-    Connect { uid: UserId, exp: u64, v1: Option<V1Connect> },
+    /// `ticket`: the nonce of the socket ticket it came with, to be used up.
+    Connect { uid: UserId, exp: u64, v1: Option<V1Connect>, ticket: Option<String> },
+    /// A socket ticket was issued for `uid` (see [`crate::ticket`]): its
+    /// nonce opens one socket before `until_ms`.
+    Ticket { uid: UserId, nonce: String, until_ms: u64 },
     /// Store a message in `owner`'s log (the body is the message).
     Deliver(Delivery),
     /// The backend sends a chat on `uid`'s behalf (the body is the chat).
@@ -162,7 +166,8 @@ impl Internal {
             Internal::Connect { uid, .. }
             | Internal::Read { uid, .. }
             | Internal::Blocks { uid, .. }
-            | Internal::Settings { uid, .. } => uid,
+            | Internal::Settings { uid, .. }
+            | Internal::Ticket { uid, .. } => uid,
             Internal::Watch(w) => &w.owner,
             Internal::Presence(p) => &p.owner,
             Internal::Edit(e) => &e.uid,
@@ -198,7 +203,8 @@ impl Internal {
             | Internal::Read { .. }
             | Internal::Blocks { .. }
             | Internal::Watch(_)
-            | Internal::Settings { .. } => "GET",
+            | Internal::Settings { .. }
+            | Internal::Ticket { .. } => "GET",
             _ => "POST",
         }
     }
@@ -207,14 +213,21 @@ impl Internal {
     pub fn encode(&self) -> String {
         let mut p: Vec<(&str, String)> = Vec::with_capacity(6);
         let route = match self {
-            Internal::Connect { uid, exp, v1 } => {
+            Internal::Connect { uid, exp, v1, ticket } => {
                 p.push(("uid", uid.to_string()));
                 p.push(("exp", exp.to_string()));
                 if let Some(c) = v1 {
                     p.push(("device", c.device.clone()));
                     p.extend(c.since.map(|s| ("since", s.to_string())));
                 }
+                p.extend(ticket.as_ref().map(|t| ("ticket", t.clone())));
                 "connect"
+            }
+            Internal::Ticket { uid, nonce, until_ms } => {
+                p.push(("uid", uid.to_string()));
+                p.push(("nonce", nonce.clone()));
+                p.push(("until", until_ms.to_string()));
+                "ticket"
             }
             Internal::Deliver(d) => {
                 p.push(("owner", d.owner.to_string()));
@@ -363,7 +376,10 @@ impl Internal {
                         Some(V1Connect { device: d.to_owned(), since: opt_number("since")? })
                     }
                 };
-                Internal::Connect { uid, exp: number("exp")?, v1 }
+                Internal::Connect { uid, exp: number("exp")?, v1, ticket: get("ticket").map(str::to_owned) }
+            }
+            "ticket" => {
+                Internal::Ticket { uid: user("uid")?, nonce: need("nonce")?.to_owned(), until_ms: number("until")? }
             }
             "deliver" => Internal::Deliver(Delivery {
                 owner: user("owner")?,
@@ -669,13 +685,20 @@ mod tests {
     fn every_kind() -> Vec<Internal> {
         let page = PageQuery { limit: 5, before: Some(9), after: None, peer: Some(uid("p@x")) };
         vec![
-            Internal::Connect { uid: uid("1"), exp: 7, v1: None },
+            Internal::Connect { uid: uid("1"), exp: 7, v1: None, ticket: None },
             Internal::Connect {
                 uid: uid("a.b"),
                 exp: 99,
                 v1: Some(V1Connect { device: "phone".into(), since: Some(4) }),
+                ticket: Some("0f".repeat(16)),
             },
-            Internal::Connect { uid: uid("a"), exp: 1, v1: Some(V1Connect { device: "d".into(), since: None }) },
+            Internal::Ticket { uid: uid("t"), nonce: "0f".repeat(16), until_ms: 30_000 },
+            Internal::Connect {
+                uid: uid("a"),
+                exp: 1,
+                v1: Some(V1Connect { device: "d".into(), since: None }),
+                ticket: None,
+            },
             Internal::Deliver(Delivery {
                 owner: uid("bob@x.y"),
                 kind: Kind::Received,

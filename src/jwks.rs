@@ -4,7 +4,8 @@
 //! Keys are kept by `kid` for the life of the isolate. A token naming a
 //! `kid` the set lacks (a rotation) fetches the document again, at most once
 //! a minute, so a flood of made-up `kid`s costs the provider one request a
-//! minute. When a fetch fails the keys already known keep working; a token
+//! minute. A signature that fails with a known key (a key rotated under the
+//! same `kid`) fetches it again too, within the same bound. When a fetch fails the keys already known keep working; a token
 //! with an unknown one is refused, never held waiting. The signature itself
 //! is checked by the platform (WebCrypto), with the key's JWK as given.
 
@@ -82,8 +83,32 @@ impl KeySet {
         };
         match found {
             Some(key) => Lookup::Found(key),
-            None if self.last_fetch.is_none_or(|t| now_ms.saturating_sub(t) >= refetch_ms) => Lookup::Fetch,
+            None if self.may_fetch(now_ms, refetch_ms) => Lookup::Fetch,
             None => Lookup::Unknown,
+        }
+    }
+
+    /// Whether the document may be fetched now: once per `refetch_ms`.
+    fn may_fetch(&self, now_ms: u64, refetch_ms: u64) -> bool {
+        self.last_fetch.is_none_or(|t| now_ms.saturating_sub(t) >= refetch_ms)
+    }
+
+    /// A signature did not verify with the key known for its `kid`: the
+    /// provider may have rotated the key and kept the `kid`. Fetch the
+    /// document again ([`KeySet::fetching`], [`KeySet::fetched`], then
+    /// [`KeySet::rotated`]) only within the same once-per-interval bound as
+    /// an unknown `kid`, so forged signatures cost the provider no more.
+    pub fn refetch_on_bad_signature(&self, now_ms: u64, refetch_ms: u64) -> bool {
+        self.may_fetch(now_ms, refetch_ms)
+    }
+
+    /// After a fetch for a bad signature: the key now known for the token's
+    /// `kid` and `alg`, if it is not `tried` (a rotation). `None`: the same
+    /// key, or none: the signature stays bad.
+    pub fn rotated(&self, tried: &Key, kid: Option<&str>, alg: Alg) -> Option<&Key> {
+        match self.lookup(kid, alg, 0, u64::MAX) {
+            Lookup::Found(key) if key.jwk != tried.jwk => Some(key),
+            _ => None,
         }
     }
 
@@ -153,5 +178,30 @@ mod tests {
             Lookup::Unknown,
             "a dropped key is refused"
         );
+    }
+    #[test]
+    fn a_bad_signature_refetches_within_the_interval_and_finds_a_key_rotated_under_its_kid() {
+        let doc = |n: &str| format!(r#"{{"keys":[{{"kty":"RSA","kid":"r1","n":"{n}","e":"AQAB"}}]}}"#);
+        let mut set = KeySet::default();
+        set.fetching(0);
+        set.fetched(parse(&doc("old")).unwrap());
+        let Lookup::Found(tried) = set.lookup(Some("r1"), Alg::Rs256, 1, REFETCH_MS) else { panic!("r1 is known") };
+        let tried = tried.clone();
+        assert!(!set.refetch_on_bad_signature(30_000, REFETCH_MS), "within the minute: refused at once");
+        assert!(set.refetch_on_bad_signature(60_000, REFETCH_MS), "a minute on: fetch again");
+        set.fetching(60_000);
+        // The provider still publishes the same key: the signature stays bad.
+        set.fetched(parse(&doc("old")).unwrap());
+        assert_eq!(set.rotated(&tried, Some("r1"), Alg::Rs256), None);
+        assert!(!set.refetch_on_bad_signature(61_000, REFETCH_MS), "one fetch per interval, whatever the reason");
+        // A new key under the same kid: that one is tried.
+        set.fetching(120_000);
+        set.fetched(parse(&doc("new")).unwrap());
+        let rotated = set.rotated(&tried, Some("r1"), Alg::Rs256).expect("the rotated key");
+        assert_eq!(serde_json::from_str::<Value>(&rotated.jwk).unwrap()["n"], "new");
+        assert_eq!(set.rotated(&tried, Some("r1"), Alg::Es256), None, "not a key of the token's algorithm");
+        // The kid dropped altogether: nothing to try.
+        set.fetched(vec![]);
+        assert_eq!(set.rotated(&tried, Some("r1"), Alg::Rs256), None);
     }
 }

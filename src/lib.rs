@@ -7,6 +7,8 @@
 //! - [`auth`]: client JWTs (HS256; RS256, ES256 from an identity provider)
 //!   and the backend API key.
 //! - [`jwks`]: an identity provider's keys, and when to fetch them again.
+//! - [`ticket`]: one-time socket tickets (so no token goes in a URL): their
+//!   format, their check, and the one use a user's object allows.
 //! - [`blocks`]: a user's block and mute lists.
 //! - [`edits`]: edits and deletes of messages: who may, the new body or
 //!   tombstone, and the op entry that carries it.
@@ -76,6 +78,7 @@ pub mod protocol;
 pub mod push;
 pub mod query;
 pub mod ratelimit;
+pub mod ticket;
 pub mod time;
 pub mod user;
 

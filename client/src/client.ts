@@ -1,7 +1,7 @@
 // ChatClient: the public face of the SDK and the glue between its parts. It
 // checks calls, loads and saves the client state (store), hands each server
 // frame to the part that owns it, and keeps the public state and events.
-//   connection.ts     socket lifecycle: token, URL, heartbeats, dead sockets, reconnects
+//   connection.ts     socket lifecycle: token, ticket, URL, heartbeats, dead sockets, reconnects
 //   receiver.ts       message processing in seq order, the cursor, acks after saving
 //   sender.ts         the outbox over the socket: sends, replies, retries, frame limit
 //   requests.ts       read / history / watch / settings / group requests
@@ -85,8 +85,15 @@ export interface ChatClientOptions {
   store?: ClientStore;
   /** WebSocket constructor. Default: globalThis.WebSocket. */
   WebSocket?: SocketConstructor;
-  /** fetch, for conversations(). Default: globalThis.fetch. */
+  /** fetch, for conversations() and the socket tickets. Default: globalThis.fetch. */
   fetch?: typeof globalThis.fetch;
+  /**
+   * Trade the token for a one-time socket ticket before each connect (POST /v1/ws-ticket on the
+   * url's host, the token in a header), so the token never appears in a socket URL. Default true.
+   * A page on another origin than the chat host needs that POST allowed (CORS); false puts the
+   * token in the socket URL, as before tickets.
+   */
+  socketTickets?: boolean;
   /** Reconnect and retry backoff (full jitter). Default { baseMs: 500, maxMs: 30000 }. */
   backoff?: BackoffOptions;
   /** A socket with no incoming frame this long after a heartbeat or request is closed and replaced. Default 10000. */
@@ -193,6 +200,7 @@ export class ChatClient {
       {
         url: opts.url,
         token: opts.token,
+        fetch: opts.socketTickets === false ? undefined : this.#fetch,
         WebSocket: opts.WebSocket ?? (globalThis as { WebSocket?: SocketConstructor }).WebSocket,
         timers,
         backoff,

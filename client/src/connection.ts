@@ -1,6 +1,8 @@
 // Connection: the socket lifecycle. One socket at a time to the /ws endpoint:
 // fetches a token for every attempt (a provider is asked again each time),
-// builds the URL (token, device, since = the cursor), heartbeats once
+// trades it for a one-time socket ticket (POST /v1/ws-ticket, the token in a
+// header, so it never appears in a URL: request logs keep URLs), builds the
+// URL (ticket, device, since = the cursor), heartbeats once
 // welcomed, closes a socket that stays silent (no welcome, or no frame after
 // a heartbeat or request) and reconnects with full-jitter backoff; a 4001
 // close (token expired) reconnects at once with a fresh token. What frames
@@ -48,6 +50,8 @@ export interface Link {
 export interface ConnectionOptions {
   url: string;
   token: TokenSource;
+  /** For socket tickets; without one the token goes in the socket URL. */
+  fetch: typeof globalThis.fetch | undefined;
   WebSocket: SocketConstructor | undefined;
   timers: Timers;
   backoff: BackoffOptions;
@@ -214,11 +218,21 @@ export class Connection implements Link {
       return;
     }
     if (!this.#current(gen)) return;
+    let ticket: string | null;
+    try {
+      ticket = await this.#ticket(token);
+    } catch (e) {
+      if (!this.#current(gen)) return;
+      this.#h.onError(e instanceof ChatError ? e : new ChatError("network", `POST /v1/ws-ticket failed: ${String(e)}`, { retry: true, cause: e }));
+      this.#schedule();
+      return;
+    }
+    if (!this.#current(gen)) return;
     const WS = this.#o.WebSocket;
     let ws: SocketLike;
     try {
       if (!WS) throw new Error("no WebSocket available; pass `WebSocket` in the options");
-      ws = new WS(this.#socketUrl(token), SUBPROTOCOL);
+      ws = new WS(this.#socketUrl(ticket === null ? { token } : { ticket }), SUBPROTOCOL);
     } catch (e) {
       this.#h.onError(new ChatError("connect_failed", `cannot open the socket: ${String(e)}`, { retry: true, cause: e }));
       this.#schedule();
@@ -244,12 +258,50 @@ export class Connection implements Link {
     return this.#running && gen === this.#gen;
   }
 
-  #socketUrl(token: string): string {
+  /**
+   * A one-time socket ticket for `token` (valid 30 s, for one upgrade).
+   * null: no fetch to ask with, or a server from before tickets (404): the
+   * token goes in the URL as it used to.
+   */
+  async #ticket(token: string): Promise<string | null> {
+    const f = this.#o.fetch;
+    if (!f) return null;
+    const u = new URL(this.#o.url);
+    u.protocol = u.protocol === "wss:" || u.protocol === "https:" ? "https:" : "http:";
+    u.pathname = "/v1/ws-ticket";
+    u.search = "";
+    u.hash = "";
+    let res: Response;
+    try {
+      res = await f(u.toString(), { method: "POST", headers: { authorization: `Bearer ${token}` } });
+    } catch (e) {
+      throw new ChatError("network", `POST ${u.pathname} failed: ${String(e)}`, { retry: true, cause: e });
+    }
+    if (res.status === 404) return null;
+    let body: { ticket?: unknown; error?: unknown } = {};
+    try {
+      body = (await res.json()) as typeof body;
+    } catch {
+      /* the status says enough */
+    }
+    if (!res.ok) {
+      const why = typeof body.error === "string" ? ` ${body.error}` : "";
+      // A refused token is retried too: a provider may hand a good one next time.
+      throw new ChatError("http", `POST ${u.pathname}: ${res.status}${why}`, { status: res.status, retry: true });
+    }
+    if (typeof body.ticket !== "string" || body.ticket === "") throw new ChatError("protocol", "ws-ticket: no ticket in the answer", { retry: true });
+    return body.ticket;
+  }
+
+  #socketUrl(auth: { token: string } | { ticket: string }): string {
     const u = new URL(this.#o.url);
     if (u.protocol === "http:") u.protocol = "ws:";
     if (u.protocol === "https:") u.protocol = "wss:";
     const { device, since } = this.#h.params();
-    u.searchParams.set("token", token);
+    u.searchParams.delete("token");
+    u.searchParams.delete("ticket");
+    if ("ticket" in auth) u.searchParams.set("ticket", auth.ticket);
+    else u.searchParams.set("token", auth.token);
     u.searchParams.set("device", device);
     if (since !== null) u.searchParams.set("since", String(since));
     else u.searchParams.delete("since");

@@ -27,8 +27,8 @@ export type ClientErrorCode =
   | "listener_failed" // another event listener threw (reported, otherwise ignored)
   | "dead_socket" // no frame within deadAfterMs after a heartbeat or request
   | "connect_failed" // the WebSocket could not be created or closed before welcome
-  | "http" // conversations(): non-2xx answer (`status` set)
-  | "network" // conversations(): fetch failed
+  | "http" // conversations() or the socket ticket: non-2xx answer (`status` set)
+  | "network" // conversations() or the socket ticket: fetch failed
   | "protocol" // the server sent something this client does not understand
   | "wrong_user" // the store holds another user's state
   | "store"; // the store's load/save failed

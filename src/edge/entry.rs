@@ -6,7 +6,7 @@ use futures::future::join_all;
 use worker::{event, Context, Env, Method, Request, RequestInit, Response};
 
 use super::idp::Idp;
-use super::{analytics, group_object, log, Rid};
+use super::{analytics, group_object, log, ticket, Rid};
 use super::{d1, hop};
 use super::{json, json_error, json_http_error, limits, now_ms, push_config, query_pairs, query_param, random_u64};
 use super::{with_retry_after, USER_BINDING};
@@ -60,6 +60,10 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
     }
     let answer = match (req.method(), path.as_str()) {
         (Method::Get, "/ws") => connect(req, &env, jwt_secret).await,
+        (Method::Post, "/v1/ws-ticket") => match client_user(&req, &env, jwt_secret).await? {
+            Ok(v) => ticket::issue(&env, jwt_secret, v).await,
+            Err(e) => unauthorized(e),
+        },
         (Method::Get, "/dev/token") => dev_token(&req, &env, jwt_secret),
         (Method::Get, "/ws/history") => forward_read(req, &env, jwt_secret, &limits, View::Legacy).await,
         (Method::Get, "/v1/history") => forward_read(req, &env, jwt_secret, &limits, View::V1).await,
@@ -200,11 +204,18 @@ async fn client_user(req: &Request, env: &Env, secret: &str) -> worker::Result<R
 
 /// `GET /ws`: the upgrade goes to the user's own object. A client that offers
 /// the `chat.v1` subprotocol gets v1 and must name its device; any other
-/// client gets the legacy protocol.
+/// client gets the legacy protocol. `?ticket=` (from `POST /v1/ws-ticket`)
+/// stands for the token: checked here, used up by the user's object.
 async fn connect(req: Request, env: &Env, secret: &str) -> worker::Result<Response> {
-    let v = match client_user(&req, env, secret).await? {
-        Ok(v) => v,
-        Err(e) => return unauthorized(e),
+    let (v, ticket) = match query_param(&query_pairs(&req), "ticket") {
+        Some(text) => match crate::ticket::verify(&text, now_ms(), secret.as_bytes()) {
+            Ok(t) => (Verified { user: t.user, exp: t.exp }, Some(t.nonce)),
+            Err(e) => return json_error(401, e.message()),
+        },
+        None => match client_user(&req, env, secret).await? {
+            Ok(v) => (v, None),
+            Err(e) => return unauthorized(e),
+        },
     };
     let upgrade = req.headers().get("upgrade")?.unwrap_or_default();
     if !upgrade.eq_ignore_ascii_case("websocket") {
@@ -232,7 +243,7 @@ async fn connect(req: Request, env: &Env, secret: &str) -> worker::Result<Respon
         };
         device = Some(V1Connect { device: name, since });
     }
-    let request = Internal::Connect { uid: v.user.clone(), exp: v.exp, v1: device };
+    let request = Internal::Connect { uid: v.user.clone(), exp: v.exp, v1: device, ticket };
     let mut init = RequestInit::new();
     // The object answers the upgrade, so it needs the client's headers.
     init.with_method(Method::Get).with_headers(req.headers().clone());

@@ -1,7 +1,8 @@
 //! Tokens from an identity provider (platform side): its JWKS document
 //! fetched through the runtime's global `fetch` (never waited on for more
 //! than [`FETCH_TIMEOUT_MS`]), each key imported into WebCrypto once, and
-//! RS256 and ES256 signatures checked there. Which key, and when to fetch,
+//! RS256 and ES256 signatures checked there (a bad one fetches the keys again,
+//! for a key rotated under its kid). Which key, and when to fetch,
 //! is [`crate::jwks`]'s; the claims are [`crate::auth::claims`]'.
 
 use std::cell::RefCell;
@@ -91,20 +92,33 @@ impl Idp {
             Ok(key) => key,
             Err(false) => return Err(AuthError::UnknownKey),
             Err(true) => {
-                KEYS.with(|keys| keys.borrow_mut().fetching(now_ms));
-                match self.get().await {
-                    Some(keys) => KEYS.with(|set| set.borrow_mut().fetched(keys)),
-                    // Known keys keep working; this token's is unknown.
-                    None => super::log(super::Rid::new().line("jwks_fetch_failed")),
-                }
+                self.refresh(now_ms).await;
                 find().map_err(|_| AuthError::UnknownKey)?
             }
         };
-        let crypto_key = import(&key).await.ok_or(AuthError::UnknownKey)?;
-        if !check(key.alg, &crypto_key, &jwt.signature, jwt.signed.as_bytes()).await {
-            return Err(AuthError::BadSignature);
+        if !verify_with(&key, jwt).await? {
+            // The provider may have rotated the key and kept its kid.
+            if !KEYS.with(|keys| keys.borrow().refetch_on_bad_signature(now_ms, self.refetch_ms)) {
+                return Err(AuthError::BadSignature);
+            }
+            self.refresh(now_ms).await;
+            let rotated = KEYS.with(|keys| keys.borrow().rotated(&key, jwt.kid.as_deref(), jwt.alg).cloned());
+            match rotated {
+                Some(new) if verify_with(&new, jwt).await? => {}
+                _ => return Err(AuthError::BadSignature),
+            }
         }
         claims(jwt, &self.expected, now_ms / 1000)
+    }
+
+    /// Fetches the document now (no other fetch for an interval, whatever
+    /// comes of it). A failed fetch keeps the known keys.
+    async fn refresh(&self, now_ms: u64) {
+        KEYS.with(|keys| keys.borrow_mut().fetching(now_ms));
+        match self.get().await {
+            Some(keys) => KEYS.with(|set| set.borrow_mut().fetched(keys)),
+            None => super::log(super::Rid::new().line("jwks_fetch_failed")),
+        }
     }
 
     /// The document's usable keys; `None` when it could not be had in time.
@@ -137,6 +151,12 @@ async fn import(key: &Key) -> Option<JsValue> {
         m.insert(key.jwk.clone(), imported.clone());
     });
     Some(imported)
+}
+
+/// Whether the token's signature verifies with `key`.
+async fn verify_with(key: &Key, jwt: &Jwt<'_>) -> Result<bool, AuthError> {
+    let crypto_key = import(key).await.ok_or(AuthError::UnknownKey)?;
+    Ok(check(key.alg, &crypto_key, &jwt.signature, jwt.signed.as_bytes()).await)
 }
 
 /// Whether `signature` is `alg`'s over `data` with `key`.

@@ -21,6 +21,7 @@ pub mod group_object;
 pub mod hop;
 pub mod idp;
 pub mod sql;
+pub mod ticket;
 pub mod user_object;
 pub mod webhook;
 pub mod writer;

@@ -43,6 +43,7 @@ use crate::mailbox::{
 use crate::message::{new_id, Chat, Refusal};
 use crate::metrics::{incr, Counter};
 use crate::protocol::{self, legacy, v1, Reply};
+use crate::ticket::Outstanding;
 use crate::user::UserId;
 
 /// Stubs cached per peer; one stub per peer keeps a sender's messages in order.
@@ -121,6 +122,9 @@ struct Shared {
     earliest_exp: Cell<u64>,
     /// One push webhook call at a time (an alarm and a write may both start one).
     pushing: Mutex<()>,
+    /// Socket tickets issued and not used yet (in memory: one restart and
+    /// they are refused, never honoured twice).
+    tickets: RefCell<Outstanding>,
 }
 
 /// The sockets port over the runtime's hibernatable sockets. No message is
@@ -229,6 +233,7 @@ impl DurableObject for UserObject {
             writers: RefCell::new(HashMap::new()),
             earliest_exp: Cell::new(0),
             pushing: Mutex::new(()),
+            tickets: RefCell::default(),
         });
         UserObject { state, env, shared, archiving: Mutex::new(()), faults, webhook }
     }
@@ -251,13 +256,23 @@ impl DurableObject for UserObject {
                 return rate_limited(retry_after_ms);
             }
         }
+        if let Internal::Connect { ticket: Some(nonce), .. } = &request {
+            // The ticket's one use, whichever isolate the upgrade came through.
+            if let Err(e) = self.shared.tickets.borrow_mut().redeem(nonce, now_ms()) {
+                return json_error(401, e.message());
+            }
+        }
         match request {
             Internal::Deliver(d) => self.on_deliver(d, body, rid).await,
             Internal::Send(s) => self.on_api_send(s, &body, rid).await,
             Internal::Receipt(r) => self.on_receipt(&r),
             Internal::Typing(t) => self.on_typing(&t),
-            Internal::Connect { uid, exp, v1: None } => self.on_connect(&uid, exp),
-            Internal::Connect { uid, exp, v1: Some(c) } => self.on_connect_v1(&uid, exp, &c),
+            Internal::Connect { uid, exp, v1: None, .. } => self.on_connect(&uid, exp),
+            Internal::Connect { uid, exp, v1: Some(c), .. } => self.on_connect_v1(&uid, exp, &c),
+            Internal::Ticket { nonce, until_ms, .. } => {
+                self.shared.tickets.borrow_mut().issued(nonce, until_ms, now_ms());
+                answer(Answer::of(Outcome::Done))
+            }
             Internal::Read { uid, view: View::Legacy, page } => self.on_history(&uid, &page, rid).await,
             Internal::Read { uid, view: View::V1, page } => self.on_v1_history(&uid, &page, rid).await,
             Internal::Read { uid, view: View::Conversations, page } => self.on_conversations(&uid, &page, rid).await,

@@ -148,10 +148,27 @@ export function record(chat) {
   return r;
 }
 
+/**
+ * A fetch that answers `POST /v1/ws-ticket` with the ticket `tk:<token>`
+ * (recording the token in `tickets`) and hands any other request to `inner`.
+ */
+export function ticketFetch(inner, tickets = []) {
+  return async (url, init) => {
+    if (new URL(url).pathname !== "/v1/ws-ticket") return inner(url, init);
+    const token = init.headers.authorization.replace(/^Bearer /, "");
+    tickets.push(token);
+    return Response.json({ ticket: `tk:${token}`, expires_in: 30 });
+  };
+}
+
 /** A client on a fake socket and a manual clock, with its events recorded. */
 export function setup(opts = {}, fake = {}) {
   const clock = new FakeClock();
   const S = fakeSockets(fake);
+  const tickets = [];
+  const noFetch = async (url) => {
+    throw new Error(`no fetch in this test: ${url}`);
+  };
   const chat = new ChatClient({
     url: "ws://chat.test/ws",
     token: "tok",
@@ -160,9 +177,12 @@ export function setup(opts = {}, fake = {}) {
     random: () => 0.5,
     device: "dev1",
     ...opts,
+    // Socket tickets are answered here (unless `fake.tickets` is false);
+    // `opts.fetch` gets every other request.
+    fetch: fake.tickets === false ? opts.fetch : ticketFetch(opts.fetch ?? noFetch, tickets),
   });
   const r = record(chat);
-  return { chat, clock, S, r };
+  return { chat, clock, S, r, tickets };
 }
 
 /** Connects and welcomes; returns the socket. */

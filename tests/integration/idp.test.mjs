@@ -1,7 +1,8 @@
 // Tokens from an identity provider against the real runtime and a local
 // JWKS server started here: RS256 and ES256 verified with WebCrypto, a key
-// rotation, an unknown kid, issuer and audience checks, alg confusion (an
-// HS256 token signed with the public key), and the JWKS endpoint down
+// rotation (a new kid, or a new key under the same kid), an unknown kid,
+// issuer and audience checks, alg confusion (an HS256 token signed with the
+// public key), and the JWKS endpoint down
 // (known keys keep working; unknown ones are refused at once).
 import assert from "node:assert/strict";
 import { createPrivateKey, createPublicKey, generateKeyPairSync, sign } from "node:crypto";
@@ -123,6 +124,20 @@ describe("identity provider tokens (JWT_JWKS_URL)", () => {
       assert.ok(Date.now() - t1 < 1000, `${mode}: nothing waited on the provider`);
     }
     jwks.mode = "up";
+  });
+
+  test("a key rotated under the same kid is fetched on a bad signature, at most once per interval (issue 24, item 7)", async () => {
+    const rotated = keyPair("RS256", "rsa-2"); // the kid of `later`, a new key
+    assert.equal(await status(later.sign(claims("idp9"))), 200, "the key known now");
+    jwks.keys = [ec.jwk, rotated.jwk];
+    await sleep(2100);
+    const hits = jwks.hits;
+    assert.equal(await status(rotated.sign(claims("idp9"))), 200, "the signature failed with the old key: the set is fetched again");
+    assert.equal(jwks.hits - hits, 1, "one fetch");
+    // The replaced key is refused, and bad signatures within the interval fetch nothing.
+    for (let i = 0; i < 3; i++) assert.equal(await status(later.sign(claims("idp9"))), 401);
+    assert.match(await error(later.sign(claims("idp9"))), /signature/);
+    assert.equal(jwks.hits - hits, 1, "no fetch per bad signature");
   });
 });
 

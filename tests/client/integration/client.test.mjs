@@ -262,7 +262,9 @@ describe("client SDK against the worker", () => {
     assert.equal(sockets[0].closedByClient, false, "by the server");
     assert.equal(calls.length, 2, "one fresh token");
     assert.ok(calls[1] >= sockets[0].closedAt, "asked for after the 4001 close");
-    assert.notEqual(sockets[1].url.searchParams.get("token"), sockets[0].url.searchParams.get("token"));
+    // Each socket opened with a one-time ticket of its own; no token in a URL.
+    assert.notEqual(sockets[1].url.searchParams.get("ticket"), sockets[0].url.searchParams.get("ticket"));
+    assert.deepEqual(sockets.map((s) => s.url.searchParams.has("token")), [false, false]);
     assert.ok(!a.got.errors.some((e) => e.code === "token_expired" || e.code === "connect_failed"), a.got.errors.map((e) => e.code).join());
     await eventually(() => b.inbox().length === 1);
     assert.equal(b.inbox()[0].body.message, "after expiry");

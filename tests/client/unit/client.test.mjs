@@ -72,7 +72,7 @@ describe("connection", () => {
     const ws = t.S.last();
     assert.equal(ws.protocols, "chat.v1");
     assert.equal(ws.url.pathname, "/ws");
-    assert.deepEqual(ws.params, { token: "tok", device: "dev1" });
+    assert.deepEqual(ws.params, { ticket: "tk:tok", device: "dev1" }, "a one-time ticket, never the token");
     ws.welcome({ head: 7, since: 7 });
     const w = await p;
     assert.equal(w.user, "u1");
@@ -524,14 +524,15 @@ describe("liveness and tokens", () => {
     let n = 0;
     const t = setup({ token: async () => `t${++n}` });
     let ws = await open(t);
-    assert.equal(ws.params.token, "t1");
+    assert.equal(ws.params.ticket, "tk:t1");
     ws.drop();
     await t.clock.advance(1000);
     ws = t.S.last();
-    assert.equal(ws.params.token, "t2");
+    assert.equal(ws.params.ticket, "tk:t2");
     ws.drop(1012);
     await t.clock.advance(1000);
-    assert.equal(t.S.last().params.token, "t3");
+    assert.equal(t.S.last().params.ticket, "tk:t3");
+    assert.deepEqual(t.tickets, ["t1", "t2", "t3"], "a ticket per attempt");
     assert.equal(n, 3);
   });
 
@@ -545,8 +546,50 @@ describe("liveness and tokens", () => {
     await t.clock.advance(0);
     const ws2 = t.S.last();
     assert.notEqual(ws2, ws);
-    assert.equal(ws2.params.token, "t2");
+    assert.equal(ws2.params.ticket, "tk:t2");
     assert.equal(ws2.params.since, "1");
+  });
+
+  test("socket tickets: asked for with the token in a header; a server without them (404) gets the token in the URL", async () => {
+    const calls = [];
+    const fetch = async (url, init) => {
+      calls.push({ url, method: init.method, auth: init.headers.authorization });
+      return Response.json({ error: "no such route" }, { status: 404 });
+    };
+    const t = setup({ url: "wss://chat.example.com/ws", fetch }, { tickets: false });
+    const ws = await open(t);
+    assert.deepEqual(calls, [{ url: "https://chat.example.com/v1/ws-ticket", method: "POST", auth: "Bearer tok" }]);
+    assert.deepEqual(ws.params, { token: "tok", device: "dev1" });
+  });
+
+  test("socketTickets: false puts the token in the URL and asks for no ticket", async () => {
+    const t = setup({ socketTickets: false });
+    const ws = await open(t);
+    assert.deepEqual(ws.params, { token: "tok", device: "dev1" });
+    assert.deepEqual(t.tickets, []);
+  });
+
+  test("a ticket that cannot be had is reported and retried with backoff, with a fresh token from the provider", async () => {
+    let n = 0;
+    const answers = [() => Promise.reject(new TypeError("fetch failed")), () => Response.json({ error: "token expired" }, { status: 401 }), () => Response.json({ ticket: "T3", expires_in: 30 })];
+    const seen = [];
+    const fetch = async (_url, init) => {
+      seen.push(init.headers.authorization);
+      return answers.shift()();
+    };
+    const t = setup({ token: async () => `t${++n}`, fetch }, { tickets: false });
+    const p = t.chat.connect();
+    await t.clock.advance(0);
+    assert.equal(t.S.sockets.length, 0, "no socket without a ticket");
+    assert.equal(t.r.errors[0].code, "network");
+    await t.clock.advance(250);
+    assert.deepEqual([t.r.errors[1].code, t.r.errors[1].status], ["http", 401]);
+    assert.equal(t.S.sockets.length, 0);
+    await t.clock.advance(1000);
+    assert.deepEqual(seen, ["Bearer t1", "Bearer t2", "Bearer t3"]);
+    assert.deepEqual(t.S.last().params, { ticket: "T3", device: "dev1" });
+    t.S.last().welcome();
+    await p;
   });
 
   test("4001 with a fixed string token: token_expired and closed", async () => {
@@ -572,7 +615,7 @@ describe("liveness and tokens", () => {
     assert.equal(t.S.sockets.length, 0);
     assert.equal(t.r.errors[0].code, "token_failed");
     await t.clock.advance(250);
-    assert.equal(t.S.last().params.token, "ok");
+    assert.equal(t.S.last().params.ticket, "tk:ok");
     t.S.last().welcome();
     await p;
   });
