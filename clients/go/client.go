@@ -1,6 +1,7 @@
 // Package edgechat is a client of edge-chat's backend HTTP API: system
-// messages and chats sent on a user's behalf (one or many per call), and
-// the moderation calls (edit, delete, block). Standard library only.
+// messages and chats sent on a user's behalf (one or many per call), the
+// moderation calls (edit, delete, block) and group conversations (create,
+// members and roles, info, send, history). Standard library only.
 //
 // Every send carries an Idempotency-Key (random unless given with
 // WithIdempotencyKey) that its retries reuse, so a retry never stores a
@@ -87,12 +88,13 @@ type options struct {
 
 func noKey(o *options) { o.noKey = true }
 
-// WithIdempotencyKey sends the call with key (1 to 128 characters) rather
-// than a random one: a call made again later with the same key and the same
-// messages (a job re-run after a crash, a PartialError's Key) stores
-// nothing new and is answered the same ids. Never reuse a key for other
-// messages: the worker would answer them with the first call's ids and
-// store nothing.
+// WithIdempotencyKey sends the call with key (1 to 128 characters, no
+// control character) rather than a random one: a call made again later with
+// the same key and the same messages (a job re-run after a crash, a
+// PartialError's Key) stores nothing new and is answered the same ids. The
+// key is bound to the messages it first came with: the same key with other
+// messages fails with ErrKeyReused and stores nothing. For
+// SendGroupMessage the key is the message's cmid (1 to 64 characters).
 func WithIdempotencyKey(key string) Option { return func(o *options) { o.key = key } }
 
 // SysMsg is a system message for UID: Fields are delivered as they are,
@@ -227,9 +229,18 @@ func (c *Client) moderate(ctx context.Context, path string, body any, opts []Opt
 // then the error of the last answer (or the network error if none came) is
 // returned. to names each message's recipient, for RecipientFullError.
 func (c *Client) post(ctx context.Context, path string, body any, opts []Option, to []string, out any) error {
-	payload, err := json.Marshal(body)
-	if err != nil {
-		return fmt.Errorf("edgechat: encoding the body: %w", err)
+	return c.call(ctx, http.MethodPost, path, body, opts, to, out)
+}
+
+// call is post with any method; a nil body sends none. Any 2xx is a
+// success (201 for a created group; 204 has nothing to decode).
+func (c *Client) call(ctx context.Context, method, path string, body any, opts []Option, to []string, out any) error {
+	var payload []byte
+	var err error
+	if body != nil {
+		if payload, err = json.Marshal(body); err != nil {
+			return fmt.Errorf("edgechat: encoding the body: %w", err)
+		}
 	}
 	var o options
 	for _, opt := range opts {
@@ -245,20 +256,29 @@ func (c *Client) post(ctx context.Context, path string, body any, opts []Option,
 	defer cancel()
 	var last error
 	for n := 0; ; n++ {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.BaseURL+path, bytes.NewReader(payload))
+		var reader io.Reader
+		if payload != nil {
+			reader = bytes.NewReader(payload)
+		}
+		req, err := http.NewRequestWithContext(ctx, method, c.BaseURL+path, reader)
 		if err != nil {
 			return err // a bad BaseURL: no retry helps
 		}
 		req.Header.Set("Authorization", "Bearer "+c.APIKey)
-		req.Header.Set("Content-Type", "application/json")
+		if payload != nil {
+			req.Header.Set("Content-Type", "application/json")
+		}
 		if o.key != "" {
 			req.Header.Set("Idempotency-Key", o.key)
 		}
-		status, answer, err := c.do(req)
+		status, answer, after, err := c.do(req)
 		switch {
 		case err != nil && last == nil:
 			last = fmt.Errorf("edgechat: %w", err)
-		case err == nil && status == http.StatusOK:
+		case err == nil && status/100 == 2:
+			if status == http.StatusNoContent || out == nil {
+				return nil
+			}
 			if err := json.Unmarshal(answer, out); err != nil {
 				return fmt.Errorf("edgechat: reading the answer: %w", err)
 			}
@@ -267,33 +287,52 @@ func (c *Client) post(ctx context.Context, path string, body any, opts []Option,
 			last = errorOf(status, answer, o.key, to)
 		}
 		retry := err != nil || status == http.StatusServiceUnavailable
-		if !retry || n+1 >= p.Attempts || !sleep(ctx, p.wait(n)) {
+		// The worker's Retry-After (1 s on every 503), within the policy's Max.
+		wait := p.wait(n)
+		if after > wait {
+			wait = shorter(after, p.Max)
+		}
+		if !retry || n+1 >= p.Attempts || !sleep(ctx, wait) {
 			return last
 		}
 	}
 }
 
-// do makes one request and reads its whole answer.
-func (c *Client) do(req *http.Request) (int, []byte, error) {
+// do makes one request and reads its whole answer, with the wait its
+// Retry-After header asks for (0 without one).
+func (c *Client) do(req *http.Request) (int, []byte, time.Duration, error) {
 	hc := c.HTTPClient
 	if hc == nil {
 		hc = http.DefaultClient
 	}
 	res, err := hc.Do(req)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, 0, err
 	}
 	defer res.Body.Close()
+	var after time.Duration
+	if s, err := strconv.Atoi(res.Header.Get("Retry-After")); err == nil && s > 0 {
+		after = time.Duration(s) * time.Second
+	}
 	answer, err := io.ReadAll(res.Body)
-	return res.StatusCode, answer, err
+	return res.StatusCode, answer, after, err
+}
+
+func shorter(a, b time.Duration) time.Duration {
+	if a < b {
+		return a
+	}
+	return b
 }
 
 // errorOf is the error of an answer other than 200.
 func errorOf(status int, answer []byte, key string, to []string) error {
 	var a struct {
 		Error  string
+		Code   string
 		Field  string
 		Index  *int
+		Limit  int
 		IDs    []*string
 		Errors []*string
 	}
@@ -302,13 +341,13 @@ func errorOf(status int, answer []byte, key string, to []string) error {
 	}
 	switch {
 	case status == http.StatusBadRequest:
-		e := &BadRequestError{Message: a.Error, Field: a.Field, Index: -1}
+		e := &BadRequestError{Message: a.Error, Code: a.Code, Field: a.Field, Index: -1}
 		if a.Index != nil {
 			e.Index = *a.Index
 		}
 		return e
 	case status == http.StatusRequestEntityTooLarge:
-		return &TooLargeError{a.Error}
+		return &TooLargeError{Message: a.Error, Code: a.Code, Limit: a.Limit}
 	case len(a.IDs) > 0 && len(a.IDs) == len(a.Errors) && len(a.IDs) == len(to):
 		e := &PartialError{Status: status, Message: a.Error, Key: key, IDs: make([]string, len(a.IDs)), Errors: make([]error, len(a.IDs))}
 		for i, id := range a.IDs {
@@ -321,9 +360,14 @@ func errorOf(status int, answer []byte, key string, to []string) error {
 		}
 		return e
 	case status == http.StatusInsufficientStorage:
-		return &RecipientFullError{Message: a.Error}
+		// A call of one message is refused in its own shape ({"id": null}).
+		e := &RecipientFullError{Message: a.Error}
+		if len(to) == 1 {
+			e.User = to[0]
+		}
+		return e
 	}
-	return &Error{Status: status, Message: a.Error}
+	return &Error{Status: status, Code: a.Code, Message: a.Error}
 }
 
 // itemError is why one message of a call was not stored, as the answer's errors[i] says.
@@ -333,6 +377,8 @@ func itemError(reason, to, message string) error {
 		return ErrUnavailable
 	case "recipient_full":
 		return &RecipientFullError{User: to, Message: message}
+	case "idempotency_key_reused":
+		return ErrKeyReused
 	}
 	return fmt.Errorf("edgechat: not stored: %s", reason)
 }

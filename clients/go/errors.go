@@ -18,41 +18,65 @@ var (
 	// user's with that id (unknown, or older than the log keeps).
 	ErrNotFound = errors.New("edgechat: not found")
 	// ErrConflict: 409, for EditMessage and DeleteMessage the message was
-	// deleted already; for Block the user blocks BLOCKS_MAX peers already.
+	// deleted already; for Block the user blocks BLOCKS_MAX peers already;
+	// for the group calls the change is not possible or already made
+	// (Error.Code: group_exists, already_member, group_full, unchanged, …).
 	ErrConflict = errors.New("edgechat: conflict")
+	// ErrForbidden: 403, for a group call the user named is no member
+	// (Error.Code not_member) or their role may not (not_allowed).
+	ErrForbidden = errors.New("edgechat: forbidden")
+	// ErrKeyReused: 422 idempotency_key_reused, the Idempotency-Key came
+	// before with other messages; nothing of them was stored. Use a new key
+	// for a new call. Not retried.
+	ErrKeyReused = errors.New("edgechat: idempotency key reused with a different request")
 )
 
-// Error is an answer other than 200 that no more specific type covers. It
+// Error is an answer other than 2xx that no more specific type covers. It
 // matches the sentinel of its status with errors.Is (401 ErrUnauthorized,
-// 404 ErrNotFound, 409 ErrConflict, 503 ErrUnavailable).
+// 403 ErrForbidden, 404 ErrNotFound, 409 ErrConflict, 422 ErrKeyReused,
+// 503 ErrUnavailable).
 type Error struct {
 	Status  int
+	Code    string // the answer's stable "code" ("no_such_group", "unavailable", …); "" when it has none
 	Message string // the answer's "error", or its raw body
 }
 
 func (e *Error) Error() string {
+	if e.Code != "" {
+		return fmt.Sprintf("edgechat: %d %s: %s", e.Status, e.Code, e.Message)
+	}
 	return fmt.Sprintf("edgechat: %d: %s", e.Status, e.Message)
 }
 
 func (e *Error) Is(target error) bool {
-	return target == map[int]error{401: ErrUnauthorized, 404: ErrNotFound, 409: ErrConflict, 503: ErrUnavailable}[e.Status]
+	sentinels := map[int]error{401: ErrUnauthorized, 403: ErrForbidden, 404: ErrNotFound, 409: ErrConflict, 422: ErrKeyReused, 503: ErrUnavailable}
+	return target == sentinels[e.Status]
 }
 
 // BadRequestError: 400, the body (or the Idempotency-Key) was refused and
-// nothing of the call was stored. Field names the field at fault ("uid",
-// "toUser", "message", …; empty when none), Index the message of a batch
-// (-1 for a call of one message, or the body as a whole). Not retried.
+// nothing of the call was stored. Code is the worker's stable code
+// ("bad_json", "bad_field", "empty_message", "invalid_role"), Field the
+// field at fault ("uid", "toUser", "message", "Idempotency-Key", …; empty
+// when none), Index the message of a batch (-1 for a call of one message,
+// or the body as a whole). Not retried.
 type BadRequestError struct {
 	Message string
+	Code    string
 	Field   string
 	Index   int
 }
 
 func (e *BadRequestError) Error() string { return "edgechat: bad request: " + e.Message }
 
-// TooLargeError: 413, the body is over BODY_MAX_BYTES or the batch over
-// API_MAX_BATCH; nothing was stored. Split the call. Not retried.
-type TooLargeError struct{ Message string }
+// TooLargeError: 413, the body is over BODY_MAX_BYTES (Code
+// "body_too_large") or the batch over API_MAX_BATCH ("batch_too_large");
+// Limit is the limit in bytes or messages. Nothing was stored. Split the
+// call. Not retried.
+type TooLargeError struct {
+	Message string
+	Code    string
+	Limit   int
+}
 
 func (e *TooLargeError) Error() string { return "edgechat: too large: " + e.Message }
 
@@ -70,14 +94,15 @@ func (e *RecipientFullError) Error() string {
 }
 
 // PartialError: a batch of which some messages were stored and some not
-// (503 when any failure may pass, 507 when every one was RecipientFull).
-// IDs holds the id of each stored message and "" for the others; Errors
-// the reason of each one not stored (ErrUnavailable or a
-// *RecipientFullError) and nil for the others. Calling again with
-// WithIdempotencyKey(Key) is safe: the stored ones are answered with the
-// same ids and stored nothing new. It unwraps to ErrUnavailable if any
-// failure may pass, else to the first *RecipientFullError, so errors.Is
-// and errors.As see why the call failed.
+// (503 when any failure may pass, 507 when every one was RecipientFull,
+// 422 when the key was reused). IDs holds the id of each stored message
+// and "" for the others; Errors the reason of each one not stored
+// (ErrUnavailable, a *RecipientFullError or ErrKeyReused) and nil for the
+// others. Calling again with WithIdempotencyKey(Key) is safe: the stored
+// ones are answered with the same ids and stored nothing new. It unwraps
+// to ErrKeyReused if the key was reused (no retry helps), else to
+// ErrUnavailable if any failure may pass, else to the first
+// *RecipientFullError, so errors.Is and errors.As see why the call failed.
 type PartialError struct {
 	Status  int
 	Message string
@@ -97,6 +122,11 @@ func (e *PartialError) Error() string {
 }
 
 func (e *PartialError) Unwrap() error {
+	for _, err := range e.Errors {
+		if errors.Is(err, ErrKeyReused) {
+			return err
+		}
+	}
 	var first error
 	for _, err := range e.Errors {
 		if errors.Is(err, ErrUnavailable) {

@@ -148,27 +148,27 @@ func TestBadRequestsNameTheFieldAndStoreNothing(t *testing.T) {
 	p, c := newProxy(t, url)
 	ok := user("br")
 	cases := []struct {
-		call         func() error
-		field, error string
-		index        int
+		call               func() error
+		code, field, error string
+		index              int
 	}{
-		{func() error { _, err := c.SendSysMsg(ctx(t), "a b", nil); return err }, "uid", "uid", -1},
+		{func() error { _, err := c.SendSysMsg(ctx(t), "a b", nil); return err }, "bad_field", "uid", "uid", -1},
 		{func() error {
 			_, err := c.SendSysMsgs(ctx(t), []edgechat.SysMsg{{UID: ok}, {UID: ""}})
 			return err
-		}, "uid", "item 1", 1},
-		{func() error { _, err := c.SendUsrMsg(ctx(t), ok, "x", "", nil); return err }, "message", "message", -1},
-		{func() error { _, err := c.SendUsrMsg(ctx(t), ok, "a/b", "m", nil); return err }, "toUser", "toUser", -1},
+		}, "bad_field", "uid", "item 1", 1},
+		{func() error { _, err := c.SendUsrMsg(ctx(t), ok, "x", "", nil); return err }, "empty_message", "message", "message", -1},
+		{func() error { _, err := c.SendUsrMsg(ctx(t), ok, "a/b", "m", nil); return err }, "bad_field", "toUser", "toUser", -1},
 		{func() error {
 			_, err := c.SendSysMsg(ctx(t), ok, nil, edgechat.WithIdempotencyKey(strings.Repeat("k", 129)))
 			return err
-		}, "", "Idempotency-Key", -1},
+		}, "bad_field", "Idempotency-Key", "Idempotency-Key", -1},
 	}
 	for i, tc := range cases {
 		err := tc.call()
 		var bad *edgechat.BadRequestError
-		if !errors.As(err, &bad) || bad.Field != tc.field || bad.Index != tc.index || !strings.Contains(bad.Message, tc.error) {
-			t.Errorf("case %d: want a 400 on %q at %d, got %#v (%v)", i, tc.field, tc.index, bad, err)
+		if !errors.As(err, &bad) || bad.Code != tc.code || bad.Field != tc.field || bad.Index != tc.index || !strings.Contains(bad.Message, tc.error) {
+			t.Errorf("case %d: want a 400 %s on %q at %d, got %#v (%v)", i, tc.code, tc.field, tc.index, bad, err)
 		}
 		if p.requests() != i+1 {
 			t.Errorf("case %d: a 400 was retried (%d requests)", i, p.requests())
@@ -212,12 +212,12 @@ func TestTooLargeCallsStoreNothing(t *testing.T) {
 	uid := user("tl")
 	_, err := c.SendSysMsg(ctx(t), uid, map[string]any{"pad": strings.Repeat("x", 3000)})
 	var big *edgechat.TooLargeError
-	if !errors.As(err, &big) || !strings.Contains(big.Message, "BODY_MAX_BYTES") {
-		t.Fatalf("a body over BODY_MAX_BYTES: want a TooLargeError, got %v", err)
+	if !errors.As(err, &big) || !strings.Contains(big.Message, "BODY_MAX_BYTES") || big.Code != "body_too_large" || big.Limit != 2048 {
+		t.Fatalf("a body over BODY_MAX_BYTES: want a TooLargeError body_too_large of 2048, got %#v (%v)", big, err)
 	}
 	four := []edgechat.SysMsg{{UID: uid}, {UID: uid}, {UID: uid}, {UID: uid}}
-	if _, err := c.SendSysMsgs(ctx(t), four); !errors.As(err, &big) || !strings.Contains(big.Message, "API_MAX_BATCH") {
-		t.Fatalf("a batch over API_MAX_BATCH: want a TooLargeError, got %v", err)
+	if _, err := c.SendSysMsgs(ctx(t), four); !errors.As(err, &big) || !strings.Contains(big.Message, "API_MAX_BATCH") || big.Code != "batch_too_large" || big.Limit != 3 {
+		t.Fatalf("a batch over API_MAX_BATCH: want a TooLargeError batch_too_large of 3, got %#v (%v)", big, err)
 	}
 	if p.requests() != 2 {
 		t.Fatalf("a 413 was retried (%d requests)", p.requests())
@@ -340,5 +340,47 @@ func TestBlock(t *testing.T) {
 	var bad *edgechat.BadRequestError
 	if err := c.Block(ctx(t), a, a, true); !errors.As(err, &bad) {
 		t.Fatalf("blocking oneself: want a 400, got %v", err)
+	}
+}
+
+// A key is bound to the messages it first came with: the same key with
+// other messages is refused (ErrKeyReused) and stores nothing, and it is
+// not retried.
+func TestAKeyReusedForOtherMessagesIsRefused(t *testing.T) {
+	url := workerURL(t, "EDGE_CHAT_URL")
+	p, c := newProxy(t, url)
+	uid, from := user("kr"), user("ks")
+	key := edgechat.WithIdempotencyKey(user("job-"))
+	first, err := c.SendSysMsg(ctx(t), uid, map[string]any{"type": "a"}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, err := c.SendSysMsg(ctx(t), uid, map[string]any{"type": "a"}, key); err != nil || again != first {
+		t.Fatalf("the same call again: %q, %v; want %q", again, err, first)
+	}
+	before := p.requests()
+	_, err = c.SendSysMsg(ctx(t), uid, map[string]any{"type": "b"}, key)
+	var e *edgechat.Error
+	if !errors.Is(err, edgechat.ErrKeyReused) || !errors.As(err, &e) || e.Status != 422 || e.Code != "idempotency_key_reused" {
+		t.Fatalf("other message, same key: want ErrKeyReused (422), got %v", err)
+	}
+	if p.requests() != before+1 {
+		t.Fatalf("a 422 was retried (%d requests)", p.requests()-before)
+	}
+	if h := historyOf(t, url, uid).Sys; len(h) != 1 || h[0]["type"] != "a" {
+		t.Fatalf("history %v, want the first message alone", h)
+	}
+
+	batchKey := edgechat.WithIdempotencyKey(user("batch-"))
+	if _, err := c.SendUsrMsgs(ctx(t), []edgechat.UsrMsg{{From: from, To: uid, Message: "one"}}, batchKey); err != nil {
+		t.Fatal(err)
+	}
+	ids, err := c.SendUsrMsgs(ctx(t), []edgechat.UsrMsg{{From: from, To: uid, Message: "two"}}, batchKey)
+	var pe *edgechat.PartialError
+	if !errors.As(err, &pe) || pe.Status != 422 || !errors.Is(err, edgechat.ErrKeyReused) || ids[0] != "" {
+		t.Fatalf("a batch with a reused key: want a 422 PartialError unwrapping to ErrKeyReused, got %v (%q)", err, ids)
+	}
+	if h := historyOf(t, url, uid).Usr; len(h) != 1 || h[0]["message"] != "one" {
+		t.Fatalf("chats %v, want the first alone", h)
 	}
 }

@@ -295,6 +295,15 @@ async fn groups(mut req: Request, env: &Env, limits: &Limits, by: Actor, prefix:
     };
     let body = String::from_utf8_lossy(&body);
     let path = req.path();
+    if by == Actor::Backend && req.method() == Method::Get {
+        let pairs = query_pairs(&req);
+        let (before, limit) = (query_param(&pairs, "before"), query_param(&pairs, "limit"));
+        match calls::backend_history(&path[prefix.len()..], before.as_deref(), limit.as_deref()) {
+            Some(Ok(call)) => return to_group(env, &call).await,
+            Some(Err(e)) => return json_http_error(&e),
+            None => {}
+        }
+    }
     let fresh = GroupId::fresh(random_u64());
     let method = req.method();
     // The backend's group sends (as a user it names) are not held to that

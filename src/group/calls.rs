@@ -388,6 +388,27 @@ pub fn history_request(by: UserId, group: &str, before: Option<u64>, limit: u32)
     Ok(Request { group, by: Actor::User(by), call: Call::Page { before, limit } })
 }
 
+/// `GET /api/groups/{g}/messages?before=&limit=` (the API key): a page of
+/// the group's whole history for the backend, newest first, as a member's
+/// `GET /v1/history?group=` pages it (`limit` 1 to [`PAGE_MAX`], 50 when
+/// absent). `None`: `path` (below `/api/groups`) is not this route.
+pub fn backend_history(path: &str, before: Option<&str>, limit: Option<&str>) -> Option<Result<Request, HttpError>> {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').filter(|p| !p.is_empty()).collect();
+    let [g, "messages"] = parts.as_slice() else { return None };
+    Some((|| {
+        let group = GroupId::parse(&crate::query::decode(g.as_bytes()))
+            .map_err(|e| HttpError::new(Code::NoSuchGroup, e.to_string()))?;
+        let before =
+            before.map(|b| b.parse::<u64>().map_err(|_| bad("before", "before: must be a group_seq"))).transpose()?;
+        let limit = match limit.map(str::parse::<u32>) {
+            None => 50,
+            Some(Ok(n)) if (1..=PAGE_MAX).contains(&n) => n,
+            Some(_) => return Err(bad("limit", &format!("limit: must be 1 to {PAGE_MAX}"))),
+        };
+        Ok(Request { group, by: Actor::Backend, call: Call::Page { before, limit } })
+    })())
+}
+
 /// An answer to the client: the HTTP status and its JSON body.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reply {
@@ -724,6 +745,24 @@ mod tests {
         // An encoded slash stays inside its segment: not an id, not another route.
         let e = from_http("DELETE", "/gx/members/a%2F..%2Fb", "", a, fresh()).unwrap_err();
         assert_eq!((e.status(), e.code), (404, Code::NoSuchMember));
+    }
+
+    #[test]
+    fn the_backend_pages_a_groups_history() {
+        let r = backend_history("/g%5Fx/messages", Some("9"), None).unwrap().unwrap();
+        assert_eq!(
+            (r.group.as_str(), r.by, r.call),
+            ("g_x", Actor::Backend, Call::Page { before: Some(9), limit: 50 })
+        );
+        let r = backend_history("/gx/messages", None, Some("200")).unwrap().unwrap();
+        assert_eq!(r.call, Call::Page { before: None, limit: 200 });
+        assert_eq!(backend_history("/gx/messages", None, Some("201")).unwrap().unwrap_err().field, Some("limit"));
+        assert_eq!(backend_history("/gx/messages", Some("x"), None).unwrap().unwrap_err().field, Some("before"));
+        assert_eq!(backend_history("/NO/messages", None, None).unwrap().unwrap_err().code, Code::NoSuchGroup);
+        assert!(
+            backend_history("/gx", None, None).is_none()
+                && backend_history("/gx/messages/1/read", None, None).is_none()
+        );
     }
 
     #[test]
