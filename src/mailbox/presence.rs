@@ -59,6 +59,7 @@ impl Mailbox {
         if self.woke_checked {
             return Ok(());
         }
+        // Checked only once loaded: the preamble loads first.
         self.life()?;
         self.woke_checked = true;
         let life = self.life()?;
