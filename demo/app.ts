@@ -91,6 +91,8 @@ function signIn(user: string) {
       // As for messages: a handler that throws would get the change redelivered forever.
       try {
         thread.onChange(c);
+        // No peer: the backend moderated a group message.
+        if (c.peer === null) groups.onModerated(c);
       } catch (e) {
         console.error(e);
       }

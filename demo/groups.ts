@@ -5,8 +5,8 @@
 // changes as lines between them, own sends pending until the SDK confirms
 // them, "read by N of M" on own messages (the SDK's groupRead events), a
 // typing line, adding members and leaving.
-import { randomId } from "../client/src/index.ts";
-import type { GroupChange, GroupConversation, GroupMember, GroupMessage, GroupRead, GroupTyping } from "../client/src/index.ts";
+import { editVersion, isDeleted, randomId } from "../client/src/index.ts";
+import type { Change, GroupChange, GroupConversation, GroupMember, GroupMessage, GroupRead, GroupTyping } from "../client/src/index.ts";
 import type { Session } from "./session.ts";
 import { describe, h, showError, ui } from "./ui.ts";
 
@@ -283,6 +283,18 @@ export class GroupsView {
     this.render();
   }
 
+  /** The backend edited or deleted a group message (a change with no peer): its bubble shows the new body. */
+  onModerated(c: Change) {
+    const { group, group_seq } = c.body as { group?: unknown; group_seq?: unknown };
+    if (typeof group !== "string" || typeof group_seq !== "number") return;
+    const g = this.#groups.get(group);
+    const item = g?.items.get(group_seq);
+    // Not loaded yet: the group's history will show the current state.
+    if (!g || !item || "change" in item || item.mid !== c.target) return;
+    g.items.set(group_seq, { ...item, body: c.body });
+    this.render();
+  }
+
   onRead(r: GroupRead) {
     const g = this.#groups.get(r.group);
     if (!g) return;
@@ -347,10 +359,13 @@ export class GroupsView {
           return h("li", { class: "msg change", "data-testid": "group-change", "data-group-seq": String(i.group_seq) }, lineOf(i, this.session.me));
         }
         const mine = i.from === this.session.me;
-        const li = h("li", { class: `msg ${mine ? "out" : "in"}`, "data-testid": "group-msg", "data-group-seq": String(i.group_seq), "data-from": i.from });
+        const deleted = isDeleted(i.body);
+        const li = h("li", { class: `msg ${mine ? "out" : "in"}${deleted ? " deleted" : ""}`, "data-testid": "group-msg", "data-group-seq": String(i.group_seq), "data-from": i.from, "data-deleted": deleted ? "1" : "" });
         if (!mine) li.append(h("span", { class: "msg-from", "data-testid": "msg-from" }, i.from));
-        li.append(h("span", { class: "msg-text", "data-testid": "msg-text" }, typeof i.body.message === "string" ? i.body.message : JSON.stringify(i.body)));
+        const text = deleted ? "message deleted" : typeof i.body.message === "string" ? i.body.message : JSON.stringify(i.body);
+        li.append(h("span", { class: "msg-text", "data-testid": "msg-text" }, text));
         const meta = h("span", { class: "msg-meta" }, timeOf(i.body.time));
+        if (!deleted && editVersion(i.body) > 0) meta.prepend(h("span", { class: "edited", "data-testid": "edited" }, "edited"));
         const r = g.reads.get(i.group_seq);
         if (mine && r) {
           const all = r.of > 0 && r.read >= r.of;

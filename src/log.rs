@@ -22,6 +22,9 @@ use crate::message::{conversation_id, Kind};
 use crate::push::Candidate;
 use crate::user::UserId;
 
+mod groups;
+use groups::group_unread_from;
+
 /// A value bound to or read from a statement.
 #[derive(Clone, Debug, PartialEq)]
 pub enum SqlValue {
@@ -461,20 +464,6 @@ fn shown(g: &str) -> String {
     format!("(json_extract({g}.body, '$.deleted_at') IS NULL AND {g}.id NOT IN (SELECT mid FROM hidden))")
 }
 
-/// The join and filter that leave, of the log `g`, the group messages the
-/// user has not read: others' messages (the owner is in `meta`) past the
-/// user's read cursor of their group, not deleted.
-fn group_unread_from(g: &str) -> String {
-    format!(
-        "LEFT JOIN group_cursor gc ON gc.grp = json_extract({g}.body, '$.group') \
-         WHERE {g}.kind = {} AND json_extract({g}.body, '$.type') IS NULL \
-         AND CAST(json_extract({g}.body, '$.fromUser') AS TEXT) IS NOT (SELECT v FROM meta WHERE k = 'owner') \
-         AND json_extract({g}.body, '$.group_seq') > COALESCE(gc.read, 0) AND {}",
-        Kind::Group.code(),
-        shown(g)
-    )
-}
-
 /// The kinds a conversation's newest message and unread count come from:
 /// chats (ops neither count nor move a conversation up).
 const CHATS: &str = "(1, 2)";
@@ -682,32 +671,6 @@ impl<S: Sql> Log<S> {
             ),
             &[int(from), int(to)],
         )
-    }
-
-    /// The group of the message `mid`, if it is one `owner` sent to a group
-    /// and the log still holds it.
-    pub fn own_group_message(&self, mid: &str, owner: &UserId) -> Result<Option<GroupId>, StoreError> {
-        let row = self.one(
-            &format!(
-                "SELECT json_extract(body, '$.group') FROM log WHERE id = ? AND kind = {} AND peer = ?",
-                Kind::Group.code()
-            ),
-            &[text(mid), text(owner.as_str())],
-        )?;
-        Ok(row.and_then(|r| col_text(&r, 0)).and_then(|g| GroupId::parse(&g).ok()))
-    }
-
-    /// Every group this log has entries of, or a cursor of (left ones too).
-    pub fn group_ids(&self) -> Result<Vec<GroupId>, StoreError> {
-        let ids = self.all(
-            &format!(
-                "SELECT grp FROM group_cursor UNION SELECT json_extract(body, '$.group') FROM log WHERE kind = {}",
-                Kind::Group.code()
-            ),
-            &[],
-            |r| Some(col_text(r, 0)),
-        )?;
-        Ok(ids.into_iter().flatten().filter_map(|g| GroupId::parse(&g).ok()).collect())
     }
 
     /// Moves the group's cursor.
@@ -1070,15 +1033,6 @@ impl<S: Sql> Log<S> {
                 group_unread_from("g")
             ),
             &[SqlValue::Int(Kind::Received.code())],
-        )?;
-        Ok(row.and_then(|r| col_u64(&r, 0)).unwrap_or(0))
-    }
-
-    /// The others' messages of `group` the user has not read (0 for no such group).
-    pub fn group_unread(&self, group: &str) -> Result<u64, StoreError> {
-        let row = self.one(
-            &format!("SELECT COUNT(*) FROM log g {} AND json_extract(g.body, '$.group') = ?", group_unread_from("g")),
-            &[text(group)],
         )?;
         Ok(row.and_then(|r| col_u64(&r, 0)).unwrap_or(0))
     }

@@ -233,7 +233,10 @@ fn the_backend_deletes_a_group_message_for_every_member_and_history_shows_the_to
     let delete = || EditOp::Delete { everyone: true };
     assert_eq!(g.moderate("mspam", Some(&uid("carol")), delete(), "op1", 2_000_000), Err(GroupError::NoSuchEntry));
     assert_eq!(g.moderate("c1", None, delete(), "op1", 2_000_000), Err(GroupError::NoSuchEntry));
+    let before = g.store().sql().0.total_changes();
     let done = g.moderate("mspam", Some(&uid("alice")), delete(), "op1", 2_000_000).unwrap();
+    let written = g.store().sql().0.total_changes() - before;
+    assert_eq!(written, 2, "the group writes the op and the message's new body");
     assert_eq!((done.seq, done.duplicate), (4, false));
     // A repeat of the idempotent call answers the same op and stores nothing.
     let again = g.moderate("mspam", None, delete(), "op1", 2_000_001).unwrap();
@@ -248,7 +251,10 @@ fn the_backend_deletes_a_group_message_for_every_member_and_history_shows_the_to
     // Bob's device gets the op as a chat's delete is sent, and his log's copy
     // of the message becomes the tombstone.
     bob.device.0.borrow_mut().clear();
+    let before = bob.log.sql().0.total_changes();
     fan_out(&mut g, &mut bob);
+    let written = bob.log.sql().0.total_changes() - before;
+    assert_eq!(written, 3, "a member writes the op, its copy's new body and its cursor of the group");
     let frames = bob.device.0.borrow().clone();
     assert_eq!(frames.len(), 1, "{frames:?}");
     let f = &frames[0];
@@ -276,6 +282,9 @@ fn the_backend_deletes_a_group_message_for_every_member_and_history_shows_the_to
     );
     // The deleted message is no longer unread; carol's still is.
     assert_eq!(bob.log.group_unread("gteam").unwrap(), 1);
+    let reads = bob.push_round();
+    assert_eq!(reads.len(), 1, "{reads:?}");
+    assert_eq!(reads[0]["conversations"][0], json!({"peer": "gteam", "unread": 1}), "the app learns the new count");
     // A wake: the cursor holds the op, so a repeat delivery stores nothing.
     let mut config = Config::new(Limits::default(), 500, 1000);
     config.push = None;
@@ -346,6 +355,9 @@ fn a_member_who_hides_their_presence_shows_no_read_position_but_to_themself() {
     let text = json!({ "message": "hi" }).as_object().unwrap().clone();
     g.send(&uid("alice"), None, text, "m1", 1_000_000).unwrap();
     read(&mut g, "bob", 2, true);
+    let before = g.store().sql().0.total_changes();
+    read(&mut g, "bob", 2, true);
+    assert_eq!(g.store().sql().0.total_changes(), before, "a read that says what the group knows writes nothing");
     read(&mut g, "carol", 2, false);
     let want = |bob: u64| vec![("alice".to_owned(), 0), ("bob".to_owned(), bob), ("carol".to_owned(), 2)];
     assert_eq!(reads_seen_by(&mut g, "alice"), want(0), "hidden from the others");

@@ -46,7 +46,9 @@
 //! stored and owed to every member, not yet delivered.
 
 pub mod calls;
+mod hidden;
 mod member;
+mod moderation;
 pub mod store;
 mod typing;
 
@@ -56,6 +58,7 @@ use std::fmt;
 use serde_json::{Map, Value};
 
 pub use member::{accept, Accept};
+pub use moderation::Moderated;
 use store::{MemberRow, Span, Store};
 
 use crate::log::{Sql, StoreError};
@@ -474,17 +477,6 @@ pub struct Sent {
     pub duplicate: bool,
 }
 
-/// The answer to a moderation call ([`Group::moderate`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Moderated {
-    /// The op's entry: its `group_seq` and id.
-    pub seq: u64,
-    pub id: String,
-    /// A repeat of an idempotent call (the op's id was stored before):
-    /// nothing stored.
-    pub duplicate: bool,
-}
-
 /// "Read by `read` of `of`": of the members at a message's `group_seq` other
 /// than its sender, how many read up to it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -747,56 +739,6 @@ impl<S: Sql> Group<S> {
         Ok(Sent { seq, id: id.to_owned(), duplicate: false })
     }
 
-    /// The backend edits or deletes the message `target` for everyone
-    /// (moderation, no time window): the message's entry takes its new body
-    /// (pages show it from then on), and an op entry (`id`) under the next
-    /// `group_seq` carries the change to every member's log as an edit or a
-    /// delete. `sender`, when named, must be the message's. A repeat (an
-    /// entry `id` exists: the id derives from the call's idempotency key)
-    /// answers the first op and stores nothing.
-    ///
-    /// Finding the message reads the group's entries (no index on ids: one
-    /// would cost a row written per message, and moderation is rare).
-    pub fn moderate(
-        &mut self,
-        target: &str,
-        sender: Option<&UserId>,
-        op: crate::edits::EditOp,
-        id: &str,
-        now: u64,
-    ) -> Result<Moderated, GroupError> {
-        let state = self.state()?;
-        let found = self.store.entries_with_ids(&[target, id])?;
-        if let Some(done) = found.iter().find(|e| e.id == id && matches!(e.kind, EntryKind::Edit | EntryKind::Delete)) {
-            return Ok(Moderated { seq: done.seq, id: done.id.clone(), duplicate: true });
-        }
-        let message = found
-            .iter()
-            .find(|e| e.id == target && e.kind == EntryKind::Message)
-            .filter(|e| sender.is_none() || e.sender.as_ref() == sender)
-            .ok_or(GroupError::NoSuchEntry)?;
-        let kind = match op {
-            crate::edits::EditOp::Edit(_) => EntryKind::Edit,
-            crate::edits::EditOp::Delete { .. } => EntryKind::Delete,
-        };
-        if let crate::edits::EditOp::Edit(fields) = &op {
-            if !matches!(fields.get("message"), Some(Value::String(m)) if !m.is_empty()) {
-                return Err(GroupError::EmptyMessage);
-            }
-        }
-        let (body, rewrite) =
-            crate::edits::group_op(target, &message.body, op, now).map_err(|_| GroupError::Deleted)?;
-        let seq = state.head + 1;
-        let entry = GroupEntry { seq, id: id.to_owned(), kind, sender: None, time_ms: now, body };
-        self.store.append(&entry, None)?;
-        self.store.set_body(message.seq, &rewrite)?;
-        if let Some(s) = self.state.as_mut() {
-            s.head = seq;
-        }
-        self.pump(now)?;
-        Ok(Moderated { seq, id: id.to_owned(), duplicate: false })
-    }
-
     /// A membership change: decided, stored as an entry of the group log
     /// (returned: its `group_seq`) and owed to every member (and to the user
     /// it removes, who gets this entry and nothing after).
@@ -1022,35 +964,6 @@ impl<S: Sql> Group<S> {
             }
         }
         Ok(())
-    }
-
-    /// Whether `member` hides their presence, as their object last said:
-    /// stored only when it changes (a row per change, none per read). Not a
-    /// member: nothing to keep.
-    pub fn set_hidden(&mut self, member: &UserId, hidden: bool) -> Result<(), StoreError> {
-        let known = self.state.as_ref().is_some_and(|s| s.role(member).is_some());
-        if !known || self.hidden.contains(member) == hidden {
-            return Ok(());
-        }
-        self.store.set_hidden_reader(member, hidden)?;
-        match hidden {
-            true => self.hidden.insert(member.clone()),
-            false => self.hidden.remove(member),
-        };
-        Ok(())
-    }
-
-    /// The current members as `by` sees them: a member who hides their
-    /// presence shows a read position of 0 (as one who never read) to
-    /// everyone but themself.
-    pub fn members_seen_by(&self, by: &Actor) -> Result<Vec<Member>, GroupError> {
-        let mut members = self.members()?;
-        for m in &mut members {
-            if self.hidden.contains(&m.user) && by.user() != Some(&m.user) {
-                m.read = 0;
-            }
-        }
-        Ok(members)
     }
 
     /// A member read the group up to `up_to` (kept if it moves forward).

@@ -22,11 +22,19 @@ impl Mailbox {
             // Not through the group commit: the cursor must land with them.
             let n = entries.len() as u64;
             let ops = entries.iter().any(|e| e.kind.is_op());
+            let deletes = entries.iter().any(|e| e.kind == Kind::DeleteIn);
             self.write(io, entries)?;
             if ops {
                 // A wake recounts the cursor from group entries only, not
                 // ops: stored now (moderation is rare, so is this row).
                 io.log.set_group_applied(&d.group, up_to)?;
+            }
+            if deletes {
+                // The deleted message may have been unread: the app learns
+                // the new counts, as after a chat's delete.
+                if let Ok(peer) = crate::user::UserId::parse(d.group.as_str()) {
+                    self.push_read(io.now, &peer);
+                }
             }
             metrics::add(Counter::MessagesStored, n);
             self.life_mut()?.groups.insert(d.group.clone(), up_to);
