@@ -7,8 +7,8 @@
 use serde_json::{Map, Value};
 
 use crate::blocks::Change;
-use crate::http_error::Code;
 use crate::group::GroupId;
+use crate::http_error::Code;
 use crate::internal::BlockOp;
 use crate::limits::MAX_BATCH;
 use crate::message::{parse_chat, Chat, Refusal};
