@@ -8,6 +8,7 @@
 import { randomId } from "../client/src/index.ts";
 import type { GroupChange, GroupMember, GroupMessage, GroupRead, GroupTyping } from "../client/src/index.ts";
 import type { Session } from "./session.ts";
+import { addErrorText, refusedText } from "./consent.ts";
 import { describe, h, showError, ui } from "./ui.ts";
 
 type Item = GroupMessage | GroupChange;
@@ -90,7 +91,8 @@ export class GroupsView {
   /** Creates a group with `members` and opens it. */
   async create(members: string[]) {
     try {
-      const { group } = await this.session.chat.createGroup(members);
+      const { group, refused } = await this.session.chat.createGroup(members);
+      if (refused.length > 0) showError(refusedText(refused));
       this.#group(group);
       this.opened(group);
       this.show(group);
@@ -197,7 +199,7 @@ export class GroupsView {
     try {
       await this.session.chat.addMember(group, user);
     } catch (e) {
-      showError(`could not add ${user}: ${describe(e)}`);
+      showError(addErrorText(user, e));
     }
   }
 

@@ -12,6 +12,7 @@
 use std::fmt;
 
 use crate::blocks::Change;
+use crate::consent::GroupAdds;
 use crate::group::GroupId;
 use crate::history::PageQuery;
 use crate::message::{is_id, Kind};
@@ -43,8 +44,8 @@ pub enum Internal {
     Watch(Watch),
     /// A watched user's presence changed: shown on `owner`'s v1 sockets.
     Presence(PresenceNotice),
-    /// A read of `uid`'s settings, or a change (`hide_presence`).
-    Settings { uid: UserId, hide_presence: Option<bool> },
+    /// A read of `uid`'s settings, or a change (`hide_presence`, `group_adds`).
+    Settings { uid: UserId, hide_presence: Option<bool>, group_adds: Option<GroupAdds> },
     /// The backend edits or deletes a chat of `uid`'s (the body is the new
     /// fields of an edit; empty for a delete).
     Edit(ApiEdit),
@@ -57,6 +58,10 @@ pub enum Internal {
     /// `owner` read `group` up to `up_to` (HTTP): their object keeps its
     /// own cursor of it (the unread count) and tells the group's object.
     GroupRead { owner: UserId, group: GroupId, up_to: u64 },
+    /// A group's object asks whether `owner` accepts being put in a group
+    /// by `by` ([`crate::consent::may_add`]): answered `Done` for yes,
+    /// `Conflict` for no.
+    MayAdd { owner: UserId, by: UserId },
 }
 
 /// See [`Internal::Watch`].
@@ -166,7 +171,10 @@ impl Internal {
             Internal::Deliver(d) => &d.owner,
             Internal::Receipt(r) => &r.owner,
             Internal::Typing(t) => &t.owner,
-            Internal::GroupDeliver { owner } | Internal::Relay { owner } | Internal::GroupRead { owner, .. } => owner,
+            Internal::GroupDeliver { owner }
+            | Internal::Relay { owner }
+            | Internal::GroupRead { owner, .. }
+            | Internal::MayAdd { owner, .. } => owner,
         }
     }
 
@@ -190,7 +198,8 @@ impl Internal {
             | Internal::Read { .. }
             | Internal::Blocks { .. }
             | Internal::Watch(_)
-            | Internal::Settings { .. } => "GET",
+            | Internal::Settings { .. }
+            | Internal::MayAdd { .. } => "GET",
             _ => "POST",
         }
     }
@@ -283,9 +292,10 @@ impl Internal {
                 p.extend(n.presence.last_seen.map(|t| ("last_seen", t.to_string())));
                 "presence"
             }
-            Internal::Settings { uid, hide_presence } => {
+            Internal::Settings { uid, hide_presence, group_adds } => {
                 p.push(("uid", uid.to_string()));
                 p.extend(hide_presence.map(|h| ("hide_presence", (h as u8).to_string())));
+                p.extend(group_adds.map(|a| ("group_adds", a.as_str().to_owned())));
                 "settings"
             }
             Internal::Edit(e) => {
@@ -311,6 +321,11 @@ impl Internal {
                 p.push(("group", group.to_string()));
                 p.push(("up_to", up_to.to_string()));
                 "group-read"
+            }
+            Internal::MayAdd { owner, by } => {
+                p.push(("owner", owner.to_string()));
+                p.push(("by", by.to_string()));
+                "may-add"
             }
         };
         let q = query::encode(p.iter().map(|(k, v)| (*k, v.as_str())));
@@ -421,6 +436,9 @@ impl Internal {
             "settings" => Internal::Settings {
                 uid: user("uid")?,
                 hide_presence: get("hide_presence").map(|_| flag("hide_presence")).transpose()?,
+                group_adds: get("group_adds")
+                    .map(|a| GroupAdds::parse(a).map_err(|_| BadInternal::Param("group_adds")))
+                    .transpose()?,
             },
             "edit" => Internal::Edit(ApiEdit {
                 uid: user("uid")?,
@@ -436,6 +454,7 @@ impl Internal {
                 group: GroupId::parse(need("group")?).map_err(|_| BadInternal::Param("group"))?,
                 up_to: number("up_to")?,
             },
+            "may-add" => Internal::MayAdd { owner: user("owner")?, by: user("by")? },
             _ => return Err(BadInternal::Route),
         })
     }
@@ -702,8 +721,9 @@ mod tests {
                 presence: Presence { online: false, last_seen: Some(120_000) },
             }),
             Internal::Presence(PresenceNotice { owner: uid("a"), user: uid("b"), presence: Presence::HIDDEN }),
-            Internal::Settings { uid: uid("s"), hide_presence: None },
-            Internal::Settings { uid: uid("s"), hide_presence: Some(true) },
+            Internal::Settings { uid: uid("s"), hide_presence: None, group_adds: None },
+            Internal::Settings { uid: uid("s"), hide_presence: Some(true), group_adds: Some(GroupAdds::Nobody) },
+            Internal::MayAdd { owner: uid("b"), by: uid("m") },
             Internal::Edit(ApiEdit {
                 uid: uid("e"),
                 target: crate::message::new_id(1, 2),

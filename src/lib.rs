@@ -8,6 +8,8 @@
 //!   and the backend API key.
 //! - [`jwks`]: an identity provider's keys, and when to fetch them again.
 //! - [`blocks`]: a user's block and mute lists.
+//! - [`consent`]: who may put a user in a group (their `group_adds`
+//!   setting, blocks and contacts).
 //! - [`edits`]: edits and deletes of messages: who may, the new body or
 //!   tombstone, and the op entry that carries it.
 //! - [`presence`]: what one user may see of another's presence.
@@ -55,6 +57,7 @@ pub mod archive;
 pub mod auth;
 pub mod blocks;
 pub mod cold;
+pub mod consent;
 pub mod edits;
 pub mod group;
 pub mod history;

@@ -340,6 +340,8 @@ pub struct Restored {
     /// When the user was last online (ms), once they went offline.
     pub last_seen: Option<u64>,
     pub hide_presence: bool,
+    /// The `group_adds` setting as stored (`None`: never set).
+    pub group_adds: Option<String>,
 }
 
 /// A message of the log that an op may change.
@@ -613,7 +615,8 @@ impl<S: Sql> Log<S> {
                         (SELECT v FROM meta WHERE k = 'archived'),
                         (SELECT v FROM meta WHERE k = 'owner'),
                         (SELECT v FROM meta WHERE k = 'last_seen'),
-                        (SELECT v FROM meta WHERE k = 'hide_presence')"
+                        (SELECT v FROM meta WHERE k = 'hide_presence'),
+                        (SELECT v FROM meta WHERE k = 'group_adds')"
                 ),
                 &[],
             )?
@@ -623,7 +626,13 @@ impl<S: Sql> Log<S> {
             None => None,
         };
         let inbox = Inbox::restore(col_u64(&row, 0).unwrap_or(0), col_u64(&row, 1), col_u64(&row, 2).unwrap_or(0));
-        Ok(Restored { owner, inbox, last_seen: col_u64(&row, 4), hide_presence: col_u64(&row, 5) == Some(1) })
+        Ok(Restored {
+            owner,
+            inbox,
+            last_seen: col_u64(&row, 4),
+            hide_presence: col_u64(&row, 5) == Some(1),
+            group_adds: col_text(&row, 6),
+        })
     }
 
     pub fn set_owner(&self, owner: &UserId) -> Result<(), StoreError> {
@@ -794,6 +803,21 @@ impl<S: Sql> Log<S> {
 
     pub fn set_hide_presence(&self, hide: bool) -> Result<(), StoreError> {
         self.set_meta("hide_presence", SqlValue::Int(hide as i64))
+    }
+
+    pub fn set_group_adds(&self, adds: crate::consent::GroupAdds) -> Result<(), StoreError> {
+        self.set_meta("group_adds", text(adds.as_str()))
+    }
+
+    /// Whether the owner sent `peer` a 1:1 message: a sent chat in the log,
+    /// or, once those were pruned, a receipt of one kept in `convs`.
+    pub fn is_contact(&self, peer: &str) -> Result<bool, StoreError> {
+        let row = self.one(
+            "SELECT EXISTS (SELECT 1 FROM log WHERE kind = ?2 AND peer = ?1) \
+             OR EXISTS (SELECT 1 FROM convs WHERE peer = ?1 AND (peer_delivered > 0 OR peer_read > 0))",
+            &[text(peer), SqlValue::Int(Kind::Sent.code())],
+        )?;
+        Ok(row.and_then(|r| col_u64(&r, 0)) == Some(1))
     }
 
     /// Keeps `user` as a watcher until `until` (ms): one row written.

@@ -201,9 +201,20 @@ function toLists(v: unknown, text: string): BlockLists {
 
 /** Settings (a welcome's, a `settings` frame's); absent: the defaults (an older server). */
 function toSettings(v: unknown, text: string): Settings {
-  if (v === undefined) return { hide_presence: false };
+  if (v === undefined) return { hide_presence: false, group_adds: "contacts" };
   if (!isObj(v) || typeof v.hide_presence !== "boolean") fail("bad settings", text);
-  return { hide_presence: v.hide_presence };
+  // An older server has no group_adds: its groups took anyone.
+  const adds = v.group_adds === undefined ? "everyone" : v.group_adds;
+  if (!isGroupAdds(adds)) fail("bad settings", text);
+  return { hide_presence: v.hide_presence, group_adds: adds };
+}
+
+/** Who may add a user to groups (Settings.group_adds). */
+export type GroupAdds = Settings["group_adds"];
+
+/** Whether `v` is a group_adds setting. */
+export function isGroupAdds(v: unknown): v is GroupAdds {
+  return v === "everyone" || v === "contacts" || v === "nobody";
 }
 
 /** Checks a `msg` object (a frame or a history item) and returns it without `op`; `ops`: edit and delete entries allowed. */

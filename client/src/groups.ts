@@ -26,6 +26,11 @@ export interface GroupSentEvent extends GroupSendResult {
 export interface GroupCreated {
   group: string;
   group_seq: number;
+  /**
+   * Members left out: they do not accept being added by you (their
+   * `group_adds` setting, or a block: the server does not say which).
+   */
+  refused: string[];
   /** True when the answer to the first attempt was lost and a re-sent one found the group already made. */
   duplicate: boolean;
 }
@@ -145,7 +150,11 @@ export function judge(call: string, parse: (body: Record<string, unknown>) => un
 // ------------------------------------------------------- answer bodies
 
 export function parseCreated(b: Record<string, unknown>): GroupCreated | null {
-  return typeof b.group === "string" && isSeq(b.group_seq) ? { group: b.group, group_seq: b.group_seq, duplicate: false } : null;
+  if (typeof b.group !== "string" || !isSeq(b.group_seq)) return null;
+  // An older server has no `refused`: it left nobody out.
+  const refused = b.refused === undefined ? [] : b.refused;
+  if (!Array.isArray(refused) || !refused.every((u) => typeof u === "string")) return null;
+  return { group: b.group, group_seq: b.group_seq, refused: refused as string[], duplicate: false };
 }
 
 export function parseChanged(b: Record<string, unknown>): GroupChangeResult | null {

@@ -385,6 +385,7 @@ impl Reply {
             GroupError::Unchanged => (409, "unchanged"),
             GroupError::EmptyMessage => (400, "empty_message"),
             GroupError::NoSuchEntry => (404, "no_such_entry"),
+            GroupError::AddRefused => (403, "add_refused"),
         };
         // A storage failure's text is the platform's: the client gets the kind only.
         let message = if matches!(e, GroupError::Store(_)) {

@@ -45,6 +45,7 @@
 //! `sent` goes to the sender once [`Group::send`] returns: the message is
 //! stored and owed to every member, not yet delivered.
 
+pub mod adds;
 pub mod calls;
 mod member;
 pub mod store;
@@ -353,6 +354,9 @@ pub enum GroupError {
     EmptyMessage,
     /// No entry at that `group_seq`.
     NoSuchEntry,
+    /// The user does not accept being added by the one asking (their
+    /// `group_adds` setting, or a block: the same refusal either way).
+    AddRefused,
 }
 
 impl From<StoreError> for GroupError {
@@ -378,6 +382,7 @@ impl fmt::Display for GroupError {
             GroupError::Unchanged => f.write_str("nothing to change"),
             GroupError::EmptyMessage => f.write_str("message must be a non-empty string"),
             GroupError::NoSuchEntry => f.write_str("no such group entry"),
+            GroupError::AddRefused => f.write_str("that user does not accept being added to groups by you"),
         }
     }
 }
@@ -609,6 +614,11 @@ impl<S: Sql> Group<S> {
 
     pub fn id(&self) -> Option<&GroupId> {
         self.state.as_ref().map(|s| &s.id)
+    }
+
+    /// `GROUP_MAX_MEMBERS`.
+    pub fn max_members(&self) -> u32 {
+        self.config.max_members
     }
 
     /// The newest `group_seq` (0: not created).

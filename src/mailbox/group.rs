@@ -3,10 +3,12 @@
 //! applied once and in order however often it is retried ([`group::accept`]).
 
 use super::{send, Error, Io, Mailbox, Mode, Sockets};
+use crate::consent;
 use crate::group::{self, Accept, Answer, Delivery, GroupId};
 use crate::log::{NewEntry, Sql};
 use crate::message::Kind;
 use crate::metrics::{self, Counter};
+use crate::user::UserId;
 
 impl Mailbox {
     /// Applies a delivery: the entries this log lacks are appended (each
@@ -17,8 +19,14 @@ impl Mailbox {
         let applied = self.group_applied(io, &d.group)?;
         let decision = group::accept(applied, d);
         if let Accept::New { skip, up_to } = decision {
+            let blocks = &self.life()?.blocks;
             let entries: Vec<NewEntry> = d.entries[skip..]
                 .iter()
+                // A message of someone the user blocked is not kept (as the
+                // big messengers hide it); the cursor still passes it.
+                .filter(|e| {
+                    !(e.kind == group::EntryKind::Message && e.sender.as_ref().is_some_and(|s| blocks.is_blocked(s)))
+                })
                 .map(|e| NewEntry {
                     id: e.id.clone(),
                     kind: Kind::Group,
@@ -35,7 +43,9 @@ impl Mailbox {
                 .collect();
             // Not through the group commit: the cursor must land with them.
             let n = entries.len() as u64;
-            self.write(io, entries)?;
+            if n > 0 {
+                self.write(io, entries)?;
+            }
             metrics::add(Counter::MessagesStored, n);
             self.life_mut()?.groups.insert(d.group.clone(), up_to);
         }
@@ -56,6 +66,26 @@ impl Mailbox {
         let applied = io.log.group_applied(group)?.max(io.log.group_applied_since(group, archived)?);
         self.life_mut()?.groups.insert(group.clone(), applied);
         Ok(applied)
+    }
+
+    /// Whether the user accepts being put in a group by `by`: their
+    /// `group_adds` setting, blocks and contacts decide ([`consent::may_add`]).
+    pub fn may_add_to_group<S: Sql, W: Sockets>(
+        &mut self,
+        io: &Io<S, W>,
+        owner: &UserId,
+        by: &UserId,
+    ) -> Result<bool, Error> {
+        self.load(io, owner)?;
+        let life = self.life()?;
+        if by == owner {
+            return Ok(true);
+        }
+        let blocked = life.blocks.is_blocked(by);
+        let setting = self.settings().group_adds;
+        // The contact read only when the setting needs it.
+        let contact = !blocked && setting == consent::GroupAdds::Contacts && io.log.is_contact(by.as_str())?;
+        Ok(consent::may_add(setting, consent::Adder { blocked, contact }))
     }
 
     /// The user read `group` up to `read` (as its object confirmed): the

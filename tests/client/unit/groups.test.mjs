@@ -231,7 +231,7 @@ describe("group requests", () => {
     const made = t.chat.createGroup(["u2", "u3"], { group: "gteam" });
     const cf = await answerLast(201, { group: "gteam", group_seq: 1 });
     assert.deepEqual({ ...cf, id: 0 }, { op: "group", id: 0, call: "create", group: "gteam", members: ["u2", "u3"] });
-    assert.deepEqual(await made, { group: "gteam", group_seq: 1, duplicate: false });
+    assert.deepEqual(await made, { group: "gteam", group_seq: 1, refused: [], duplicate: false });
 
     const random = t.chat.createGroup([]);
     const rf = await answerLast(201, { group: "ignored", group_seq: 1 });
@@ -327,7 +327,7 @@ describe("group requests", () => {
     assert.equal(again.group, f.group, "the same id again");
     ws.answer(again.id, 409, { error: "the group exists", code: "group_exists" });
     ws.answer(mine.id, 409, { error: "the group exists", code: "group_exists" });
-    assert.deepEqual(await p, { group: f.group, group_seq: 1, duplicate: true });
+    assert.deepEqual(await p, { group: f.group, group_seq: 1, refused: [], duplicate: true });
     await assert.rejects(chosen, (e) => e.code === "group_exists");
   });
 
