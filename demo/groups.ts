@@ -5,7 +5,7 @@
 // changes as lines between them, own sends pending until the SDK confirms
 // them, "read by N of M" on own messages (the SDK's groupRead events), a
 // typing line, adding members and leaving.
-import { randomId } from "../client/src/index.ts";
+import { groupId, randomId } from "../client/src/index.ts";
 import type { GroupChange, GroupMember, GroupMessage, GroupRead, GroupTyping } from "../client/src/index.ts";
 import type { Session } from "./session.ts";
 import { addErrorText, refusedText } from "./consent.ts";
@@ -59,7 +59,8 @@ export class GroupsView {
   #saved(): string[] {
     try {
       const v = JSON.parse(localStorage.getItem(this.#key) ?? "[]") as unknown;
-      return Array.isArray(v) ? v.filter((g): g is string => typeof g === "string") : [];
+      // Saved before group ids had their `g:` form: kept under the new one.
+      return Array.isArray(v) ? v.filter((g): g is string => typeof g === "string").map(groupId) : [];
     } catch {
       return [];
     }

@@ -161,8 +161,14 @@ pub fn block_route(method: &str, path: &str, body: &[u8]) -> Option<Result<Block
         _ => return None,
     };
     let field = if mute { "peer" } else { "user" };
-    let peer = match UserId::parse(&crate::query::decode(rest.as_bytes())) {
+    let name = crate::query::decode(rest.as_bytes());
+    let peer = match UserId::parse(&name) {
         Ok(peer) => peer,
+        // A group is muted by its id in either form (listed under `gteam`).
+        Err(_) if mute && name.starts_with("g:") => match crate::group::GroupId::mute_peer(&name) {
+            Some(peer) => peer,
+            None => return Some(Err(BodyError::item(None, Some(field), "must be a user id or a group id"))),
+        },
         Err(e) => return Some(Err(BodyError::item(None, Some(field), e.to_string()))),
     };
     Some(Ok(match (method, mute) {

@@ -344,6 +344,16 @@ pub struct Restored {
     pub group_adds: Option<String>,
 }
 
+/// The stored key of the group a group entry's `body` names (its object
+/// name, `gteam`), whichever form the body holds: `g:team` (written since
+/// group ids have their namespace) or `gteam` (before). Names never start
+/// with `:`.
+const GROUP_KEY_BODY: &str = "('g' || ltrim(substr(json_extract(body, '$.group'), 2), ':'))";
+/// [`GROUP_KEY_BODY`] of the entry `g`.
+const GROUP_KEY_G: &str = "('g' || ltrim(substr(json_extract(g.body, '$.group'), 2), ':'))";
+/// The wire form (`g:team`) of the group the entry `g` names.
+const GROUP_WIRE_G: &str = "('g:' || ltrim(substr(json_extract(g.body, '$.group'), 2), ':'))";
+
 /// A message of the log that an op may change.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Found {
@@ -650,7 +660,7 @@ impl<S: Sql> Log<S> {
         let row = self.one(
             &format!(
                 "SELECT MAX(json_extract(body, '$.group_seq')) FROM log WHERE seq > ?1 AND kind = {} \
-                 AND json_extract(body, '$.group') = ?2",
+                 AND {GROUP_KEY_BODY} = ?2",
                 Kind::Group.code()
             ),
             &[int(seq), text(group.as_str())],
@@ -666,7 +676,7 @@ impl<S: Sql> Log<S> {
         self.exec(
             &format!(
                 "INSERT INTO group_cursor (grp, applied) \
-                 SELECT json_extract(body, '$.group'), MAX(json_extract(body, '$.group_seq')) FROM log \
+                 SELECT {GROUP_KEY_BODY}, MAX(json_extract(body, '$.group_seq')) FROM log \
                  WHERE seq >= ?1 AND seq < ?2 AND kind = {} GROUP BY 1 \
                  ON CONFLICT (grp) DO UPDATE SET applied = MAX(applied, excluded.applied)",
                 Kind::Group.code()
@@ -975,10 +985,10 @@ impl<S: Sql> Log<S> {
     pub fn push_candidates(&self, owner: &UserId, after: u64, limit: u32) -> Result<Vec<Candidate>, StoreError> {
         self.all(
             &format!(
-                "SELECT g.seq, CASE WHEN g.kind = {group} THEN json_extract(g.body, '$.group') ELSE g.peer END, \
+                "SELECT g.seq, CASE WHEN g.kind = {group} THEN {GROUP_WIRE_G} ELSE g.peer END, \
                         g.id, g.time, g.sent, g.body \
                  FROM log g LEFT JOIN convs c ON c.peer = g.peer AND g.kind <> {group} \
-                 LEFT JOIN group_cursor gc ON g.kind = {group} AND gc.grp = json_extract(g.body, '$.group') \
+                 LEFT JOIN group_cursor gc ON g.kind = {group} AND gc.grp = {GROUP_KEY_G} \
                  WHERE g.seq > ?1 AND g.sent <> {SENT_LEGACY} AND g.peer IS NOT ?2 \
                  AND (g.kind IN ({received}, {system}) AND g.seq > COALESCE(c.read_up_to, 0) \
                       OR g.kind = {group} AND json_extract(g.body, '$.type') IS NULL \
@@ -1116,14 +1126,14 @@ impl<S: Sql> Log<S> {
                     SUM(g.kind = ?3 AND g.seq > COALESCE(c.read_up_to, 0) AND {}) OVER (PARTITION BY g.peer) AS unread \
                   FROM log g LEFT JOIN convs c ON c.peer = g.peer WHERE g.peer IS NOT NULL AND g.kind IN {CHATS} AND ?4), \
              newest AS (SELECT * FROM live WHERE rn = 1), \
-             grp AS (SELECT json_extract(g.body, '$.group') AS peer, g.seq AS seq, g.kind AS kind, g.id AS id, \
+             grp AS (SELECT {GROUP_WIRE_G} AS peer, g.seq AS seq, g.kind AS kind, g.id AS id, \
                     g.body AS body, COALESCE(gc.read, 0) AS read_up_to, \
-                    ROW_NUMBER() OVER (PARTITION BY json_extract(g.body, '$.group') ORDER BY g.seq DESC) AS rn, \
+                    ROW_NUMBER() OVER (PARTITION BY {GROUP_KEY_G} ORDER BY g.seq DESC) AS rn, \
                     SUM(json_extract(g.body, '$.type') IS NULL \
                         AND CAST(json_extract(g.body, '$.fromUser') AS TEXT) IS NOT ?5 \
                         AND json_extract(g.body, '$.group_seq') > COALESCE(gc.read, 0)) \
-                      OVER (PARTITION BY json_extract(g.body, '$.group')) AS unread \
-                  FROM log g LEFT JOIN group_cursor gc ON gc.grp = json_extract(g.body, '$.group') \
+                      OVER (PARTITION BY {GROUP_KEY_G}) AS unread \
+                  FROM log g LEFT JOIN group_cursor gc ON gc.grp = {GROUP_KEY_G} \
                   WHERE g.kind = {group}) \
              SELECT * FROM ( \
                SELECT l.peer, l.seq AS last_seq, l.kind, l.id, l.body, COALESCE(c.unread, 0) + l.unread, \

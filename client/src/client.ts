@@ -19,6 +19,7 @@ import { Emitter, type Listener } from "./events.ts";
 import {
   GROUP_RE,
   ID_RE,
+  groupId,
   isGroupAdds,
   isGroupChange,
   isSeq,
@@ -442,7 +443,7 @@ export class ChatClient {
 
   /**
    * Creates a group owned by this user with `members` (user ids, not this
-   * user). `opts.group` names it (`g` and 1 to 32 of `[a-z0-9_-]`; taken:
+   * user). `opts.group` names it (`g:` and 1 to 32 of `[a-z0-9_-]`; taken:
    * `group_exists`); default a random id. Every member (this user too) gets
    * a `groupChange` of kind `created`.
    */
@@ -450,10 +451,10 @@ export class ChatClient {
     if (!Array.isArray(members)) throw new ChatError("bad_field", "`members` must be an array of user ids", { field: "members" });
     const list = members.map((m) => checkId(m, "members"));
     const chosen = opts.group !== undefined;
-    const group = chosen ? checkGroup(opts.group) : `g${randomId().replaceAll("-", "").toLowerCase().slice(0, 20)}`;
+    const group = chosen ? checkGroup(opts.group) : `g:${randomId().replaceAll("-", "").toLowerCase().slice(0, 20)}`;
     // A re-sent create of a random id that finds it taken found its own first attempt.
     // Who refused is not known then: the first attempt's answer was lost.
-    const dup: GroupCreated = { group, group_seq: 1, refused: [], duplicate: true };
+    const dup: GroupCreated = { group: groupId(group), group_seq: 1, refused: [], duplicate: true };
     return (await this.#groupCall("create", { group, members: list }, judge("create", parseCreated, chosen ? undefined : dup))) as GroupCreated;
   }
 
@@ -764,7 +765,7 @@ function checkId(v: unknown, field: string): string {
 
 /** A group id argument, or a `bad_field` naming it. */
 function checkGroup(v: unknown): string {
-  if (typeof v !== "string" || !GROUP_RE.test(v)) throw new ChatError("bad_field", "`group` must be a group id (g and 1 to 32 of a-z, 0-9, _ and -)", { field: "group" });
+  if (typeof v !== "string" || !GROUP_RE.test(v)) throw new ChatError("bad_field", "`group` must be a group id (g: and 1 to 32 of a-z, 0-9, _ and -)", { field: "group" });
   return v;
 }
 

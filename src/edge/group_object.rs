@@ -162,7 +162,7 @@ fn execute(shared: &Rc<Shared>, rid: Rid) {
             }
             Effect::Typing { from, to, typing } => {
                 let Some(group) = shared.group.borrow().id().cloned() else { continue };
-                let frame = v1::group_typing(group.as_str(), from.as_str(), typing);
+                let frame = v1::group_typing(&group.wire(), from.as_str(), typing);
                 for member in to {
                     relay(shared, member, frame.clone());
                 }

@@ -199,7 +199,9 @@ pub fn from_http(method: &str, path: &str, body: &str, by: Actor, fresh: GroupId
             })
             .ok_or_else(|| bad(&format!("{k} must be a user id")))
     };
-    let group = |s: &str| GroupId::parse(s).map_err(|e| HttpError(404, e.to_string()));
+    // A client may escape the `:` of `g:team` in the path (`g%3Ateam`).
+    let group =
+        |s: &str| GroupId::parse(&crate::query::decode(s.as_bytes())).map_err(|e| HttpError(404, e.to_string()));
     let user = |s: &str| UserId::parse(s).map_err(|e| HttpError(404, e.to_string()));
     let role_of = |m: &Map<String, Value>, default: Option<Role>| -> Result<Role, HttpError> {
         match m.get("role") {
@@ -215,7 +217,7 @@ pub fn from_http(method: &str, path: &str, body: &str, by: Actor, fresh: GroupId
                 Some(v) => v
                     .as_str()
                     .and_then(|s| GroupId::parse(s).ok())
-                    .ok_or_else(|| bad("group must be g followed by 1 to 32 of lowercase letters, digits, _ and -"))?,
+                    .ok_or_else(|| bad("group must be g: followed by 1 to 32 of lowercase letters, digits, _ and -"))?,
             };
             let members = match m.get("members") {
                 None | Some(Value::Null) => Vec::new(),
@@ -414,7 +416,7 @@ pub fn handle<S: Sql>(g: &mut Group<S>, req: Request, new_id: &str, now: u64) ->
     let result = match req.call {
         Call::Create { owner, members } => g
             .create(req.group.clone(), &req.by, owner, &members, new_id, now)
-            .map(|seq| Reply::ok(201, json!({"group": req.group.as_str(), "group_seq": seq}))),
+            .map(|seq| Reply::ok(201, json!({"group": req.group.wire(), "group_seq": seq}))),
         Call::Change(op) => g.change(&req.by, op, new_id, now).map(|seq| Reply::ok(200, json!({"group_seq": seq}))),
         Call::Send { cmid, fields } => match &req.by {
             Actor::User(from) => g
@@ -434,7 +436,7 @@ pub fn handle<S: Sql>(g: &mut Group<S>, req: Request, new_id: &str, now: u64) ->
                 .iter()
                 .map(|m| json!({"user": m.user.as_str(), "role": m.role.as_str(), "joined": m.joined, "read": m.read}))
                 .collect();
-            Reply::ok(200, json!({"group": req.group.as_str(), "head": g.head(), "members": members}))
+            Reply::ok(200, json!({"group": req.group.wire(), "head": g.head(), "members": members}))
         }),
         Call::Page { before, limit } => {
             let limit = limit.clamp(1, PAGE_MAX);
@@ -476,7 +478,7 @@ fn read<S: Sql>(g: &mut Group<S>, group: &GroupId, reader: &UserId, up_to: u64) 
         let Some(sender) = e.sender.as_ref().filter(|s| *s != reader && !told.contains(s)) else { continue };
         told.push(sender);
         let counts = g.read_by(&Actor::Backend, e.seq)?;
-        reply.relays.push((sender.clone(), v1::group_read(group.as_str(), e.seq, counts.read, counts.of)));
+        reply.relays.push((sender.clone(), v1::group_read(&group.wire(), e.seq, counts.read, counts.of)));
     }
     Ok(reply)
 }

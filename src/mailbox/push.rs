@@ -60,7 +60,8 @@ impl Mailbox {
         let life = self.life()?;
         let acked = life.devices.values().map(|d| d.acked).max().unwrap_or(0);
         let plan = push::plan(&cands, io.now, &cfg, acked, |p, time| {
-            UserId::parse(p).is_ok_and(|p| life.blocks.is_muted(&p, time))
+            // A group (`g:team`) is muted under its object name (`gteam`).
+            crate::group::GroupId::mute_peer(p).is_some_and(|p| life.blocks.is_muted(&p, time))
         });
         if let Some(at) = plan.next_due {
             self.want(io.now, Job::Push, at);

@@ -211,6 +211,11 @@ pub fn parse(text: &str, max_bytes: usize) -> Result<V1Frame, Refused> {
     let uid = |f: &Map<String, Value>, k: &'static str| {
         f.get(k).and_then(|v| UserId::from_json(v).ok()).ok_or_else(|| bad(k))
     };
+    // A mute names a user, or a group in either form (`g:team`, `gteam`).
+    let mute_peer = |f: &Map<String, Value>| match f.get("peer").and_then(Value::as_str) {
+        Some(g) if g.starts_with("g:") => crate::group::GroupId::mute_peer(g).ok_or_else(|| bad("peer")),
+        _ => uid(f, "peer"),
+    };
     let seq = |f: &Map<String, Value>, k: &'static str| f.get(k).and_then(Value::as_u64).ok_or_else(|| bad(k));
     let opt_seq = |f: &Map<String, Value>, k: &'static str| match f.get(k) {
         None | Some(Value::Null) => Ok(None),
@@ -290,9 +295,9 @@ pub fn parse(text: &str, max_bytes: usize) -> Result<V1Frame, Refused> {
         "unblock" => Ok(V1Frame::Blocks { id: need_id()?, change: Change::Unblock(uid(&f, "user")?) }),
         "mute" => {
             let id = need_id()?;
-            Ok(V1Frame::Blocks { id, change: Change::Mute(uid(&f, "peer")?, opt_seq(&f, "until")?) })
+            Ok(V1Frame::Blocks { id, change: Change::Mute(mute_peer(&f)?, opt_seq(&f, "until")?) })
         }
-        "unmute" => Ok(V1Frame::Blocks { id: need_id()?, change: Change::Unmute(uid(&f, "peer")?) }),
+        "unmute" => Ok(V1Frame::Blocks { id: need_id()?, change: Change::Unmute(mute_peer(&f)?) }),
         "group" => Ok(V1Frame::Group { id: need_id()?, fields: f }),
         _ => Err(refuse(id, V1Error::UnknownOp)),
     }

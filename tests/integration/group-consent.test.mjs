@@ -79,7 +79,7 @@ describe("group consent", () => {
     // A new group: made with those who accept, the others named.
     const made = await group(w, m, "POST", "", { group: "gconsent3", members: [b, c] });
     assert.equal(made.status, 201);
-    assert.deepEqual(made.body, { group: "gconsent3", group_seq: 1, refused: [b] });
+    assert.deepEqual(made.body, { group: "g:consent3", group_seq: 1, refused: [b] });
     assert.deepEqual(await members(w, m, "gconsent3"), [c, m]);
     const asB = await group(w, b, "GET", "/gconsent3");
     assert.equal(asB.status, 403, "b is no member");
@@ -106,5 +106,42 @@ describe("group consent", () => {
     // m's own log has both: the group stores and delivers to everyone else.
     const asM = await group(w, m, "GET", "/gconsent4");
     assert.equal(asM.body.head, 3);
+  });
+
+  test("group ids have a namespace no user id has; a group named in the older form is the same group", async () => {
+    const [a, b] = ["kn4", "kb4"];
+    for (const u of [a, b, "gold4"]) await call(w, u, "PUT", "/v1/settings", { group_adds: "everyone" });
+    // Made with the older form (gold4): the server answers with the new one.
+    const made = await group(w, a, "POST", "", { group: "gold4", members: [b] });
+    assert.deepEqual([made.status, made.body.group], [201, "g:old4"]);
+    // Every spelling reaches the same group: one sequence.
+    const seqs = [];
+    for (const path of ["/gold4/messages", "/g:old4/messages", "/g%3Aold4/messages"]) {
+      const sent = await group(w, a, "POST", path, { message: path });
+      seqs.push(sent.body.group_seq);
+    }
+    assert.deepEqual(seqs, [2, 3, 4]);
+    const viaFrame = await connectV1(w, a, { device: "frames" });
+    const info = await viaFrame.request({ op: "group", call: "info", group: "g:old4" });
+    assert.deepEqual([info.body.group, info.body.head], ["g:old4", 4]);
+    viaFrame.close();
+    // A user whose id is the older form of the group's is someone else.
+    await chat(w, "gold4", b);
+    const dev = await connectV1(w, b, { since: 0 });
+    const bodies = [];
+    while (bodies.length < 5) {
+      const f = await dev.msg(15_000);
+      bodies.push(f.kind === "group" ? `group ${f.body.group}` : `chat ${f.peer}`);
+      dev.send({ op: "ack", up_to: f.seq });
+    }
+    assert.deepEqual(bodies, ["group g:old4", "group g:old4", "group g:old4", "group g:old4", "chat gold4"]);
+    dev.close();
+    const list = await call(w, b, "GET", "/v1/conversations");
+    const peers = list.body.items.map((i) => [i.peer, i.group ?? null]).sort();
+    assert.deepEqual(peers, [["g:old4", "g:old4"], ["gold4", null]]);
+    for (const q of ["gold4", "g:old4"]) {
+      const page = await call(w, b, "GET", `/v1/history?group=${encodeURIComponent(q)}&limit=10`);
+      assert.deepEqual(page.body.items.map((i) => i.group_seq), [4, 3, 2, 1], q);
+    }
   });
 });
