@@ -103,7 +103,7 @@ function member(t, uid, onGroup) {
  * creation notice delivered and acked. `tag` keeps user ids apart.
  */
 async function groupWithMembers(members, tag, storageDir) {
-  const t = await startRust({ storageDir, bindings: { ARCHIVE_DELAY_MS: String(ARCHIVE_DELAY_MS) } });
+  const t = await startRust({ storageDir, bindings: { ARCHIVE_DELAY_MS: String(ARCHIVE_DELAY_MS), GROUP_ADDS_DEFAULT: "everyone" } });
   const uids = Array.from({ length: members }, (_, i) => `${tag}${i}`);
   // Per message number: receipts so far, first and last receipt times.
   const seen = new Map();

@@ -7,6 +7,7 @@
 import type { ChatError } from "../client/src/index.ts";
 import { renderBanner, setConnection, showResynced } from "./banner.ts";
 import { isBlocked, isMuted, renderPeerControls, toggle } from "./blocks.ts";
+import { changeGroupAdds, disposeGroupAdds, renderGroupAdds } from "./consent.ts";
 import { Conversations } from "./conversations.ts";
 import { GroupsView } from "./groups.ts";
 import { PresenceView } from "./presence.ts";
@@ -66,6 +67,7 @@ function signIn(user: string) {
     chat.on("welcome", (w) => {
       renderPeerControls(chat, thread.open);
       presence.renderSettings();
+      renderGroupAdds(chat);
       if (w.limits.edit_window_s > 0) thread.editWindowMs = w.limits.edit_window_s * 1000;
       void reloadList();
     }),
@@ -115,7 +117,10 @@ function signIn(user: string) {
     chat.on("groupRead", (r) => groups.onRead(r)),
     chat.on("groupTyping", (t) => groups.onTyping(t)),
     chat.on("presence", (p) => presence.onPresence(p)),
-    chat.on("settings", () => presence.renderSettings()),
+    chat.on("settings", () => {
+      presence.renderSettings();
+      renderGroupAdds(chat);
+    }),
     chat.on("sent", (e) => thread.onSent(e)),
     chat.on("receipt", (r) => {
       list.onReceipt(r);
@@ -144,6 +149,7 @@ function signOut(reason?: string) {
   if (current) {
     current.typing.dispose();
     current.presence.dispose();
+    disposeGroupAdds();
     current.groups.dispose();
     current.thread.cancelEdit();
     for (const off of current.unsubscribe) off();
@@ -258,6 +264,9 @@ ui.composerInput.addEventListener("keydown", (e) => {
   if (e.key === "Escape") current?.thread.cancelEdit();
 });
 ui.hidePresence.addEventListener("change", () => void current?.presence.toggleHidden());
+ui.groupAdds.addEventListener("change", () => {
+  if (current) void changeGroupAdds(current.session.chat);
+});
 
 ui.composerInput.addEventListener("input", () => {
   if (!current || current.thread.editing) return; // editing is not typing a new message

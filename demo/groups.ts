@@ -5,9 +5,10 @@
 // changes as lines between them, own sends pending until the SDK confirms
 // them, "read by N of M" on own messages (the SDK's groupRead events), a
 // typing line, adding members and leaving.
-import { editVersion, isDeleted, randomId } from "../client/src/index.ts";
+import { editVersion, groupId, isDeleted, randomId } from "../client/src/index.ts";
 import type { Change, GroupChange, GroupConversation, GroupMember, GroupMessage, GroupRead, GroupTyping } from "../client/src/index.ts";
 import type { Session } from "./session.ts";
+import { addErrorText, refusedText } from "./consent.ts";
 import { describe, h, showError, ui } from "./ui.ts";
 
 type Item = GroupMessage | GroupChange;
@@ -58,7 +59,8 @@ export class GroupsView {
   #saved(): string[] {
     try {
       const v = JSON.parse(localStorage.getItem(this.#key) ?? "[]") as unknown;
-      return Array.isArray(v) ? v.filter((g): g is string => typeof g === "string") : [];
+      // Saved before group ids had their `g:` form: kept under the new one.
+      return Array.isArray(v) ? v.filter((g): g is string => typeof g === "string").map(groupId) : [];
     } catch {
       return [];
     }
@@ -90,7 +92,8 @@ export class GroupsView {
   /** Creates a group with `members` and opens it. */
   async create(members: string[]) {
     try {
-      const { group } = await this.session.chat.createGroup(members);
+      const { group, refused } = await this.session.chat.createGroup(members);
+      if (refused.length > 0) showError(refusedText(refused));
       this.#group(group);
       this.opened(group);
       this.show(group);
@@ -198,7 +201,7 @@ export class GroupsView {
     try {
       await this.session.chat.addMember(group, user);
     } catch (e) {
-      showError(`could not add ${user}: ${describe(e)}`);
+      showError(addErrorText(user, e));
     }
   }
 

@@ -15,6 +15,7 @@ export const ui = {
   me: el("me"),
   logout: el("logout"),
   hidePresence: el<HTMLInputElement>("hide-presence"),
+  groupAdds: el<HTMLSelectElement>("group-adds"),
   newConv: el<HTMLFormElement>("new-conv"),
   newPeer: el<HTMLInputElement>("new-peer"),
   conversations: el("conversations"),

@@ -12,6 +12,7 @@ use crate::http_error::Code;
 use crate::internal::BlockOp;
 use crate::limits::MAX_BATCH;
 use crate::message::{parse_chat, Chat, Refusal};
+use crate::protocol::v1::SettingsChange;
 use crate::user::UserId;
 
 /// A system message for one user, delivered as the backend wrote it.
@@ -173,8 +174,14 @@ pub fn block_route(method: &str, path: &str, body: &[u8]) -> Option<Result<Block
         _ => return None,
     };
     let field = if mute { "peer" } else { "user" };
-    let peer = match UserId::parse(&crate::query::decode(rest.as_bytes())) {
+    let name = crate::query::decode(rest.as_bytes());
+    let peer = match UserId::parse(&name) {
         Ok(peer) => peer,
+        // A group is muted by its id in either form (listed under `gteam`).
+        Err(_) if mute && name.starts_with("g:") => match crate::group::GroupId::mute_peer(&name) {
+            Some(peer) => peer,
+            None => return Some(Err(BodyError::item(None, Some(field), "must be a user id or a group id"))),
+        },
         Err(e) => return Some(Err(BodyError::item(None, Some(field), e.to_string()))),
     };
     Some(Ok(match (method, mute) {
@@ -233,14 +240,19 @@ pub fn moderation_block_answer(user: &UserId, peer: &UserId, object_answer: &str
     Some(serde_json::json!({ "user": user.as_str(), "peer": peer.as_str(), "blocked": blocked }).to_string())
 }
 
-/// `PUT /v1/settings`: `{"hide_presence": true|false}`.
-pub fn parse_settings(body: &[u8]) -> Result<bool, BodyError> {
+/// `PUT /v1/settings`: `{"hide_presence"?: true|false, "group_adds"?:
+/// "everyone"|"contacts"|"nobody"}`, at least one of them.
+pub fn parse_settings(body: &[u8]) -> Result<SettingsChange, BodyError> {
     let Ok(Value::Object(f)) = serde_json::from_slice::<Value>(body) else {
         return Err(BodyError::whole("body must be a JSON object"));
     };
-    f.get("hide_presence")
-        .and_then(Value::as_bool)
-        .ok_or_else(|| BodyError::item(None, Some("hide_presence"), "must be true or false"))
+    SettingsChange::of(&f).map_err(|field| {
+        let problem = match field {
+            "group_adds" => "must be everyone, contacts or nobody",
+            _ => "must be true or false (one of hide_presence, group_adds is required)",
+        };
+        BodyError::item(None, Some(field), problem)
+    })
 }
 
 /// A moderation edit or delete (with the API key): `{"user": <sender>,
@@ -448,7 +460,11 @@ mod tests {
         assert!(parse_edit(format!(r#"{{"user":"a","mid":"{mid}"}}"#).as_bytes(), true).is_ok());
         assert_eq!(parse_edit(br#"{"user":"a","mid":"nope"}"#, true).unwrap_err().field, Some("mid"));
         assert_eq!(parse_edit(br#"{"mid":"x"}"#, true).unwrap_err().field, Some("user"));
-        assert_eq!(parse_settings(br#"{"hide_presence":true}"#), Ok(true));
+        assert_eq!(parse_settings(br#"{"hide_presence":true}"#).unwrap().hide_presence, Some(true));
+        let adds = parse_settings(br#"{"group_adds":"everyone"}"#).unwrap();
+        assert_eq!(adds, SettingsChange { hide_presence: None, group_adds: Some(crate::consent::GroupAdds::Everyone) });
+        assert_eq!(parse_settings(br#"{"group_adds":"all"}"#).unwrap_err().field, Some("group_adds"));
+        assert_eq!(parse_settings(br#"{}"#).unwrap_err().field, Some("hide_presence"));
         assert_eq!(parse_settings(br#"{"hide_presence":1}"#).unwrap_err().field, Some("hide_presence"));
     }
 }

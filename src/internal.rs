@@ -12,6 +12,7 @@
 use std::fmt;
 
 use crate::blocks::Change;
+use crate::consent::GroupAdds;
 use crate::group::GroupId;
 use crate::history::PageQuery;
 use crate::message::{is_id, Kind};
@@ -47,8 +48,8 @@ pub enum Internal {
     Watch(Watch),
     /// A watched user's presence changed: shown on `owner`'s v1 sockets.
     Presence(PresenceNotice),
-    /// A read of `uid`'s settings, or a change (`hide_presence`).
-    Settings { uid: UserId, hide_presence: Option<bool> },
+    /// A read of `uid`'s settings, or a change (`hide_presence`, `group_adds`).
+    Settings { uid: UserId, hide_presence: Option<bool>, group_adds: Option<GroupAdds> },
     /// The backend edits or deletes a chat of `uid`'s (the body is the new
     /// fields of an edit; empty for a delete).
     Edit(ApiEdit),
@@ -65,6 +66,10 @@ pub enum Internal {
     /// their object admits within their rates before it passes it on to
     /// the group's object (the body is the [`crate::group::calls::Request`]).
     GroupCall { owner: UserId },
+    /// A group's object asks whether `owner` accepts being put in a group
+    /// by `by` ([`crate::consent::may_add`]): answered `Done` for yes,
+    /// `Conflict` for no.
+    MayAdd { owner: UserId, by: UserId },
 }
 
 /// See [`Internal::Watch`].
@@ -179,6 +184,7 @@ impl Internal {
             | Internal::Relay { owner }
             | Internal::GroupRead { owner, .. }
             | Internal::GroupCall { owner } => owner,
+            | Internal::MayAdd { owner, .. } => owner,
         }
     }
 
@@ -205,6 +211,7 @@ impl Internal {
             | Internal::Watch(_)
             | Internal::Settings { .. }
             | Internal::Ticket { .. } => "GET",
+            | Internal::MayAdd { .. } => "GET",
             _ => "POST",
         }
     }
@@ -305,9 +312,10 @@ impl Internal {
                 p.extend(n.presence.last_seen.map(|t| ("last_seen", t.to_string())));
                 "presence"
             }
-            Internal::Settings { uid, hide_presence } => {
+            Internal::Settings { uid, hide_presence, group_adds } => {
                 p.push(("uid", uid.to_string()));
                 p.extend(hide_presence.map(|h| ("hide_presence", (h as u8).to_string())));
+                p.extend(group_adds.map(|a| ("group_adds", a.as_str().to_owned())));
                 "settings"
             }
             Internal::Edit(e) => {
@@ -337,6 +345,11 @@ impl Internal {
             Internal::GroupCall { owner } => {
                 p.push(("owner", owner.to_string()));
                 "group-call"
+            }
+            Internal::MayAdd { owner, by } => {
+                p.push(("owner", owner.to_string()));
+                p.push(("by", by.to_string()));
+                "may-add"
             }
         };
         let q = query::encode(p.iter().map(|(k, v)| (*k, v.as_str())));
@@ -451,6 +464,9 @@ impl Internal {
             "settings" => Internal::Settings {
                 uid: user("uid")?,
                 hide_presence: get("hide_presence").map(|_| flag("hide_presence")).transpose()?,
+                group_adds: get("group_adds")
+                    .map(|a| GroupAdds::parse(a).map_err(|_| BadInternal::Param("group_adds")))
+                    .transpose()?,
             },
             "edit" => Internal::Edit(ApiEdit {
                 uid: user("uid")?,
@@ -467,6 +483,7 @@ impl Internal {
                 group: GroupId::parse(need("group")?).map_err(|_| BadInternal::Param("group"))?,
                 up_to: number("up_to")?,
             },
+            "may-add" => Internal::MayAdd { owner: user("owner")?, by: user("by")? },
             _ => return Err(BadInternal::Route),
         })
     }
@@ -749,8 +766,9 @@ mod tests {
                 presence: Presence { online: false, last_seen: Some(120_000) },
             }),
             Internal::Presence(PresenceNotice { owner: uid("a"), user: uid("b"), presence: Presence::HIDDEN }),
-            Internal::Settings { uid: uid("s"), hide_presence: None },
-            Internal::Settings { uid: uid("s"), hide_presence: Some(true) },
+            Internal::Settings { uid: uid("s"), hide_presence: None, group_adds: None },
+            Internal::Settings { uid: uid("s"), hide_presence: Some(true), group_adds: Some(GroupAdds::Nobody) },
+            Internal::MayAdd { owner: uid("b"), by: uid("m") },
             Internal::Edit(ApiEdit {
                 uid: uid("e"),
                 target: crate::message::new_id(1, 2),

@@ -10,6 +10,8 @@
 //! - [`ticket`]: one-time socket tickets (so no token goes in a URL): their
 //!   format, their check, and the one use a user's object allows.
 //! - [`blocks`]: a user's block and mute lists.
+//! - [`consent`]: who may put a user in a group (their `group_adds`
+//!   setting, blocks and contacts).
 //! - [`edits`]: edits and deletes of messages: who may, the new body or
 //!   tombstone, and the op entry that carries it.
 //! - [`presence`]: what one user may see of another's presence.
@@ -59,6 +61,7 @@ pub mod archive;
 pub mod auth;
 pub mod blocks;
 pub mod cold;
+pub mod consent;
 pub mod edits;
 pub mod group;
 pub mod history;

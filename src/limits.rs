@@ -5,7 +5,11 @@
 //! names the var (the entry answers 500), never a silent default.
 
 use crate::archive::Partitioning;
+use crate::consent::GroupAdds;
 use crate::ratelimit::Rate;
+
+/// The one var that is a word: who may add a user to groups by default.
+const GROUP_ADDS_VAR: &str = "GROUP_ADDS_DEFAULT";
 
 /// The most a Workers WebSocket message may carry; no configured frame limit
 /// can go past it.
@@ -66,6 +70,9 @@ pub struct Limits {
     /// Most members of one group (`GROUP_MAX_MEMBERS`): each message is one
     /// hop and one log entry per member.
     pub group_max_members: u32,
+    /// Who may add a user to groups until they choose (`GROUP_ADDS_DEFAULT`):
+    /// `contacts` unless the operator says otherwise.
+    pub group_adds_default: GroupAdds,
 }
 
 impl Default for Limits {
@@ -91,6 +98,7 @@ impl Default for Limits {
             presence_grace_ms: 10_000,
             metrics_flush_ms: crate::metrics::DEFAULT_FLUSH_MS,
             group_max_members: crate::group::DEFAULT_MAX_MEMBERS,
+            group_adds_default: GroupAdds::Contacts,
         }
     }
 }
@@ -105,6 +113,9 @@ pub struct LimitError {
 
 impl std::fmt::Display for LimitError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.var == GROUP_ADDS_VAR {
+            return write!(f, "var {} must be everyone, contacts or nobody", self.var);
+        }
         // A range of nothing: the one var that is not a number (a URL).
         if self.max == 0 {
             return write!(f, "var {} must be an http(s) URL", self.var);
@@ -164,6 +175,12 @@ impl Limits {
             presence_grace_ms: num("PRESENCE_GRACE_S", d.presence_grace_ms / 1000, 0, 3600)? * 1000,
             metrics_flush_ms: num("METRICS_FLUSH_S", d.metrics_flush_ms / 1000, 0, 3600)? * 1000,
             group_max_members: num("GROUP_MAX_MEMBERS", d.group_max_members.into(), 2, 1000)? as u32,
+            group_adds_default: match var(GROUP_ADDS_VAR) {
+                None => d.group_adds_default,
+                Some(v) => {
+                    GroupAdds::parse(v.trim()).map_err(|_| LimitError { var: GROUP_ADDS_VAR, min: 0, max: 0 })?
+                }
+            },
         })
     }
 }
@@ -202,5 +219,13 @@ mod tests {
             assert_eq!(e.var, name);
             assert!(e.to_string().starts_with(&format!("var {name} must be a whole number from")));
         }
+    }
+
+    #[test]
+    fn who_may_add_to_groups_is_contacts_unless_set() {
+        assert_eq!(with(&[]).unwrap().group_adds_default, GroupAdds::Contacts);
+        assert_eq!(with(&[("GROUP_ADDS_DEFAULT", " everyone")]).unwrap().group_adds_default, GroupAdds::Everyone);
+        let e = with(&[("GROUP_ADDS_DEFAULT", "friends")]).unwrap_err();
+        assert_eq!(e.to_string(), "var GROUP_ADDS_DEFAULT must be everyone, contacts or nobody");
     }
 }

@@ -343,7 +343,19 @@ pub struct Restored {
     /// When the user was last online (ms), once they went offline.
     pub last_seen: Option<u64>,
     pub hide_presence: bool,
+    /// The `group_adds` setting as stored (`None`: never set).
+    pub group_adds: Option<String>,
 }
+
+/// The stored key of the group a group entry's `body` names (its object
+/// name, `gteam`), whichever form the body holds: `g:team` (written since
+/// group ids have their namespace) or `gteam` (before). Names never start
+/// with `:`.
+const GROUP_KEY_BODY: &str = "('g' || ltrim(substr(json_extract(body, '$.group'), 2), ':'))";
+/// [`GROUP_KEY_BODY`] of the entry `g`.
+const GROUP_KEY_G: &str = "('g' || ltrim(substr(json_extract(g.body, '$.group'), 2), ':'))";
+/// The wire form (`g:team`) of the group the entry `g` names.
+const GROUP_WIRE_G: &str = "('g:' || ltrim(substr(json_extract(g.body, '$.group'), 2), ':'))";
 
 /// A message of the log that an op may change.
 #[derive(Clone, Debug, PartialEq)]
@@ -620,7 +632,8 @@ impl<S: Sql> Log<S> {
                         (SELECT v FROM meta WHERE k = 'archived'),
                         (SELECT v FROM meta WHERE k = 'owner'),
                         (SELECT v FROM meta WHERE k = 'last_seen'),
-                        (SELECT v FROM meta WHERE k = 'hide_presence')"
+                        (SELECT v FROM meta WHERE k = 'hide_presence'),
+                        (SELECT v FROM meta WHERE k = 'group_adds')"
                 ),
                 &[],
             )?
@@ -630,7 +643,13 @@ impl<S: Sql> Log<S> {
             None => None,
         };
         let inbox = Inbox::restore(col_u64(&row, 0).unwrap_or(0), col_u64(&row, 1), col_u64(&row, 2).unwrap_or(0));
-        Ok(Restored { owner, inbox, last_seen: col_u64(&row, 4), hide_presence: col_u64(&row, 5) == Some(1) })
+        Ok(Restored {
+            owner,
+            inbox,
+            last_seen: col_u64(&row, 4),
+            hide_presence: col_u64(&row, 5) == Some(1),
+            group_adds: col_text(&row, 6),
+        })
     }
 
     pub fn set_owner(&self, owner: &UserId) -> Result<(), StoreError> {
@@ -648,7 +667,7 @@ impl<S: Sql> Log<S> {
         let row = self.one(
             &format!(
                 "SELECT MAX(json_extract(body, '$.group_seq')) FROM log WHERE seq > ?1 AND kind = {} \
-                 AND json_extract(body, '$.group') = ?2",
+                 AND {GROUP_KEY_BODY} = ?2",
                 Kind::Group.code()
             ),
             &[int(seq), text(group.as_str())],
@@ -664,7 +683,7 @@ impl<S: Sql> Log<S> {
         self.exec(
             &format!(
                 "INSERT INTO group_cursor (grp, applied) \
-                 SELECT json_extract(body, '$.group'), MAX(json_extract(body, '$.group_seq')) FROM log \
+                 SELECT {GROUP_KEY_BODY}, MAX(json_extract(body, '$.group_seq')) FROM log \
                  WHERE seq >= ?1 AND seq < ?2 AND kind = {} GROUP BY 1 \
                  ON CONFLICT (grp) DO UPDATE SET applied = MAX(applied, excluded.applied)",
                 Kind::Group.code()
@@ -809,6 +828,21 @@ impl<S: Sql> Log<S> {
 
     pub fn set_hide_presence(&self, hide: bool) -> Result<(), StoreError> {
         self.set_meta("hide_presence", SqlValue::Int(hide as i64))
+    }
+
+    pub fn set_group_adds(&self, adds: crate::consent::GroupAdds) -> Result<(), StoreError> {
+        self.set_meta("group_adds", text(adds.as_str()))
+    }
+
+    /// Whether the owner sent `peer` a 1:1 message: a sent chat in the log,
+    /// or, once those were pruned, a receipt of one kept in `convs`.
+    pub fn is_contact(&self, peer: &str) -> Result<bool, StoreError> {
+        let row = self.one(
+            "SELECT EXISTS (SELECT 1 FROM log WHERE kind = ?2 AND peer = ?1) \
+             OR EXISTS (SELECT 1 FROM convs WHERE peer = ?1 AND (peer_delivered > 0 OR peer_read > 0))",
+            &[text(peer), SqlValue::Int(Kind::Sent.code())],
+        )?;
+        Ok(row.and_then(|r| col_u64(&r, 0)) == Some(1))
     }
 
     /// Keeps `user` as a watcher until `until` (ms): one row written.
@@ -992,10 +1026,10 @@ impl<S: Sql> Log<S> {
     pub fn push_candidates(&self, owner: &UserId, after: u64, limit: u32) -> Result<Vec<Candidate>, StoreError> {
         self.all(
             &format!(
-                "SELECT g.seq, CASE WHEN g.kind = {group} THEN json_extract(g.body, '$.group') ELSE g.peer END, \
+                "SELECT g.seq, CASE WHEN g.kind = {group} THEN {GROUP_WIRE_G} ELSE g.peer END, \
                         g.id, g.time, g.sent, g.body \
                  FROM log g LEFT JOIN convs c ON c.peer = g.peer AND g.kind <> {group} \
-                 LEFT JOIN group_cursor gc ON g.kind = {group} AND gc.grp = json_extract(g.body, '$.group') \
+                 LEFT JOIN group_cursor gc ON g.kind = {group} AND gc.grp = {GROUP_KEY_G} \
                  WHERE g.seq > ?1 AND g.sent <> {SENT_LEGACY} AND g.peer IS NOT ?2 \
                  AND (g.kind IN ({received}, {system}) AND g.seq > COALESCE(c.read_up_to, 0) \
                       OR g.kind = {group} AND json_extract(g.body, '$.type') IS NULL \
@@ -1030,7 +1064,7 @@ impl<S: Sql> Log<S> {
                  LEFT JOIN convs c ON c.peer = g.peer WHERE g.kind = ? AND g.seq > COALESCE(c.read_up_to, 0) AND {}) \
                  + (SELECT COUNT(*) FROM log g {})",
                 shown("g"),
-                group_unread_from("g")
+                group_unread_from()
             ),
             &[SqlValue::Int(Kind::Received.code())],
         )?;
@@ -1136,14 +1170,14 @@ impl<S: Sql> Log<S> {
                     SUM(g.kind = ?3 AND g.seq > COALESCE(c.read_up_to, 0) AND {}) OVER (PARTITION BY g.peer) AS unread \
                   FROM log g LEFT JOIN convs c ON c.peer = g.peer WHERE g.peer IS NOT NULL AND g.kind IN {CHATS} AND ?4), \
              newest AS (SELECT * FROM live WHERE rn = 1), \
-             grp AS (SELECT json_extract(g.body, '$.group') AS peer, g.seq AS seq, g.kind AS kind, g.id AS id, \
+             grp AS (SELECT {GROUP_WIRE_G} AS peer, g.seq AS seq, g.kind AS kind, g.id AS id, \
                     g.body AS body, COALESCE(gc.read, 0) AS read_up_to, \
-                    ROW_NUMBER() OVER (PARTITION BY json_extract(g.body, '$.group') ORDER BY g.seq DESC) AS rn, \
+                    ROW_NUMBER() OVER (PARTITION BY {GROUP_KEY_G} ORDER BY g.seq DESC) AS rn, \
                     SUM(json_extract(g.body, '$.type') IS NULL \
                         AND CAST(json_extract(g.body, '$.fromUser') AS TEXT) IS NOT ?5 \
                         AND json_extract(g.body, '$.group_seq') > COALESCE(gc.read, 0) AND {shown}) \
-                      OVER (PARTITION BY json_extract(g.body, '$.group')) AS unread \
-                  FROM log g LEFT JOIN group_cursor gc ON gc.grp = json_extract(g.body, '$.group') \
+                      OVER (PARTITION BY {GROUP_KEY_G}) AS unread \
+                  FROM log g LEFT JOIN group_cursor gc ON gc.grp = {GROUP_KEY_G} \
                   WHERE g.kind = {group}) \
              SELECT * FROM ( \
                SELECT l.peer, l.seq AS last_seq, l.kind, l.id, l.body, COALESCE(c.unread, 0) + l.unread, \

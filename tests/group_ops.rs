@@ -149,7 +149,7 @@ fn a_group_message_for_a_member_with_no_device_online_is_pushed_at_once() {
     bob.group(0, vec![message(1, "alice")]);
     let calls = bob.push_round();
     assert_eq!(calls.len(), 1, "no device got it: no ack to wait for");
-    assert_eq!(calls[0]["conversations"][0]["peer"], "gteam");
+    assert_eq!(calls[0]["conversations"][0]["peer"], "g:team");
     // With a device online the ack delay holds, as for a chat.
     let mut carol = User::new("carol", true);
     carol.group(0, vec![message(1, "alice")]);
@@ -174,7 +174,7 @@ fn the_unread_total_of_a_push_counts_the_groups_and_a_group_read_is_told() {
     assert_eq!(calls.len(), 1, "{calls:?}");
     assert_eq!(calls[0]["type"], "read");
     assert_eq!(calls[0]["unread"], 1, "the chat is left");
-    assert_eq!(calls[0]["conversations"][0], json!({"peer": "gteam", "unread": 0}));
+    assert_eq!(calls[0]["conversations"][0], json!({"peer": "g:team", "unread": 0}));
 }
 
 /// A group created by alice with bob and carol, in memory.
@@ -247,7 +247,7 @@ fn the_backend_deletes_a_group_message_for_every_member_and_history_shows_the_to
     assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), [3, 2, 1]);
     let tomb = body(&page[1].body);
     assert!(tomb.get("message").is_none() && tomb["deleted_at"].is_string(), "{tomb}");
-    assert_eq!((tomb["group"].as_str(), tomb["group_seq"].as_u64()), (Some("gteam"), Some(sent.seq)));
+    assert_eq!((tomb["group"].as_str(), tomb["group_seq"].as_u64()), (Some("g:team"), Some(sent.seq)));
     // Bob's device gets the op as a chat's delete is sent, and his log's copy
     // of the message becomes the tombstone.
     bob.device.0.borrow_mut().clear();
@@ -284,7 +284,7 @@ fn the_backend_deletes_a_group_message_for_every_member_and_history_shows_the_to
     assert_eq!(bob.log.group_unread("gteam").unwrap(), 1);
     let reads = bob.push_round();
     assert_eq!(reads.len(), 1, "{reads:?}");
-    assert_eq!(reads[0]["conversations"][0], json!({"peer": "gteam", "unread": 1}), "the app learns the new count");
+    assert_eq!(reads[0]["conversations"][0], json!({"peer": "g:team", "unread": 1}), "the app learns the new count");
     // A wake: the cursor holds the op, so a repeat delivery stores nothing.
     let mut config = Config::new(Limits::default(), 500, 1000);
     config.push = None;
@@ -323,7 +323,7 @@ fn the_backend_edits_a_group_message_keeping_its_group_and_place() {
     assert_eq!((new["message"].as_str(), new["edit_version"].as_u64()), (Some("fixed"), Some(1)));
     assert_eq!(
         (new["group"].as_str(), new["group_seq"].as_u64(), new["fromUser"].as_str()),
-        (Some("gteam"), Some(2), Some("alice"))
+        (Some("g:team"), Some(2), Some("alice"))
     );
     let page = g.page(&Actor::Backend, None, 10).unwrap();
     assert_eq!(body(&page[0].body), *new, "history shows the edit");

@@ -302,7 +302,8 @@ fn members_get_exactly_their_membership_and_read_from_their_join() {
     let msg: Value = serde_json::from_str(&g.page(&Actor::Backend, Some(7), 1).unwrap()[0].body).unwrap();
     assert_eq!(
         (msg["group"].as_str(), msg["group_seq"].as_u64(), msg["message"].as_str()),
-        (Some("gteam"), Some(6), Some("after"))
+        (Some("g:team"), Some(6), Some("after")),
+        "written in the namespaced form"
     );
     let removal = entries.iter().find(|e| e.seq == 5).unwrap();
     assert_eq!(removal.kind, EntryKind::Change);

@@ -116,6 +116,9 @@ function options(persistDir, { bindings, omit, port, assets, inspectorPort, metr
     SEND_BURST: "100000",
     READ_RATE: "100000",
     READ_BURST: "100000",
+    // Tests put strangers in groups; consent to be added (the production
+    // default, contacts) has its own tests: group-consent.test.mjs omits this.
+    GROUP_ADDS_DEFAULT: "everyone",
     ...bindings,
   };
   for (const name of omit) delete all[name];

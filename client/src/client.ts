@@ -19,6 +19,8 @@ import { Emitter, type Listener } from "./events.ts";
 import {
   GROUP_RE,
   ID_RE,
+  groupId,
+  isGroupAdds,
   isGroupChange,
   isSeq,
   parseFrame,
@@ -44,6 +46,7 @@ import {
   type Typing,
   type Unread,
   type Welcome,
+  type GroupAdds,
 } from "./frames.ts";
 import {
   judge,
@@ -174,7 +177,7 @@ export class ChatClient {
   #device: string | null = null;
   #everOpen = false;
   #blocks: BlockLists = { blocked: [], muted: [] };
-  #settings: Settings = { hide_presence: false };
+  #settings: Settings = { hide_presence: false, group_adds: "contacts" };
   readonly #presence = new Map<string, Presence>();
   #first: Deferred<Welcome> | null = null;
 
@@ -427,6 +430,17 @@ export class ChatClient {
     await this.#request({ op: "settings", hide_presence: hide });
   }
 
+  /**
+   * Who may add this user to groups: `everyone`, `contacts` (users you sent
+   * a 1:1 message to; the server's default) or `nobody`. Never a user you
+   * blocked. An add the setting refuses fails with `add_refused`; a
+   * createGroup() leaves such members out and names them in `refused`.
+   */
+  async setGroupAdds(who: GroupAdds): Promise<void> {
+    if (!isGroupAdds(who)) throw new ChatError("bad_field", "`who` must be everyone, contacts or nobody", { field: "group_adds" });
+    await this.#request({ op: "settings", group_adds: who });
+  }
+
   /** Tells `to` whether you are typing. Fire-and-forget: false when not connected. */
   typing(to: string, active: boolean): boolean {
     if (!this.#conn.isOpen || typeof to !== "string" || !ID_RE.test(to)) return false;
@@ -437,7 +451,7 @@ export class ChatClient {
 
   /**
    * Creates a group owned by this user with `members` (user ids, not this
-   * user). `opts.group` names it (`g` and 1 to 32 of `[a-z0-9_-]`; taken:
+   * user). `opts.group` names it (`g:` and 1 to 32 of `[a-z0-9_-]`; taken:
    * `group_exists`); default a random id. Every member (this user too) gets
    * a `groupChange` of kind `created`.
    */
@@ -445,9 +459,10 @@ export class ChatClient {
     if (!Array.isArray(members)) throw new ChatError("bad_field", "`members` must be an array of user ids", { field: "members" });
     const list = members.map((m) => checkId(m, "members"));
     const chosen = opts.group !== undefined;
-    const group = chosen ? checkGroup(opts.group) : `g${randomId().replaceAll("-", "").toLowerCase().slice(0, 20)}`;
+    const group = chosen ? checkGroup(opts.group) : `g:${randomId().replaceAll("-", "").toLowerCase().slice(0, 20)}`;
     // A re-sent create of a random id that finds it taken found its own first attempt.
-    const dup: GroupCreated = { group, group_seq: 1, duplicate: true };
+    // Who refused is not known then: the first attempt's answer was lost.
+    const dup: GroupCreated = { group: groupId(group), group_seq: 1, refused: [], duplicate: true };
     return (await this.#groupCall("create", { group, members: list }, judge("create", parseCreated, chosen ? undefined : dup))) as GroupCreated;
   }
 
@@ -760,7 +775,7 @@ function checkId(v: unknown, field: string): string {
 
 /** A group id argument, or a `bad_field` naming it. */
 function checkGroup(v: unknown): string {
-  if (typeof v !== "string" || !GROUP_RE.test(v)) throw new ChatError("bad_field", "`group` must be a group id (g and 1 to 32 of a-z, 0-9, _ and -)", { field: "group" });
+  if (typeof v !== "string" || !GROUP_RE.test(v)) throw new ChatError("bad_field", "`group` must be a group id (g: and 1 to 32 of a-z, 0-9, _ and -)", { field: "group" });
   return v;
 }
 

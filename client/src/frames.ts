@@ -68,8 +68,18 @@ export type Settings = wire.Settings;
 
 export type Receipt = Omit<wire.ReceiptFrame, "op">;
 
-/** Group ids: `g` and 1 to 32 of lowercase letters, digits, `_` and `-`. */
-export const GROUP_RE = /^g[a-z0-9_-]{1,32}$/;
+/**
+ * Group ids: `g:` and 1 to 32 of lowercase letters, digits, `_` and `-`
+ * (no user id holds a `:`). The older form without the `:` (`gteam`) names
+ * the same group: the server still takes it, and entries stored before the
+ * change carry it.
+ */
+export const GROUP_RE = /^g:?[a-z0-9_-]{1,32}$/;
+
+/** A group id in the form the server writes now (`gteam` → `g:team`); other strings unchanged. */
+export function groupId(g: string): string {
+  return GROUP_RE.test(g) && !g.startsWith("g:") ? `g:${g.slice(1)}` : g;
+}
 
 /** What a membership change did (a `groupChange` event's `change`). */
 export type GroupChangeKind = "created" | "added" | "removed" | "left" | "role_changed" | "handed_over";
@@ -214,9 +224,20 @@ function toLists(v: unknown, text: string): BlockLists {
 
 /** Settings (a welcome's, a `settings` frame's); absent: the defaults (an older server). */
 function toSettings(v: unknown, text: string): Settings {
-  if (v === undefined) return { hide_presence: false };
+  if (v === undefined) return { hide_presence: false, group_adds: "contacts" };
   if (!isObj(v) || typeof v.hide_presence !== "boolean") fail("bad settings", text);
-  return { hide_presence: v.hide_presence };
+  // An older server has no group_adds: its groups took anyone.
+  const adds = v.group_adds === undefined ? "everyone" : v.group_adds;
+  if (!isGroupAdds(adds)) fail("bad settings", text);
+  return { hide_presence: v.hide_presence, group_adds: adds };
+}
+
+/** Who may add a user to groups (Settings.group_adds). */
+export type GroupAdds = Settings["group_adds"];
+
+/** Whether `v` is a group_adds setting. */
+export function isGroupAdds(v: unknown): v is GroupAdds {
+  return v === "everyone" || v === "contacts" || v === "nobody";
 }
 
 /** Checks a `msg` object (a frame or a history item) and returns it without `op`; `ops`: edit and delete entries allowed. */
@@ -261,7 +282,7 @@ export function toChange(e: Entry): Change | null {
  */
 export function toGroupItem(body: unknown, mid: string, seq: number | null): GroupMessage | GroupChange | null {
   if (!isObj(body) || typeof body.group !== "string" || !isSeq(body.group_seq)) return null;
-  const base = { seq, mid, group: body.group, group_seq: body.group_seq };
+  const base = { seq, mid, group: groupId(body.group), group_seq: body.group_seq };
   if (body.type === "group") {
     if (typeof body.change !== "string" || typeof body.user !== "string" || !(body.by === undefined || body.by === null || typeof body.by === "string")) return null;
     const c: GroupChange = { ...base, change: body.change, user: body.user, by: body.by ?? null, body };
@@ -321,12 +342,12 @@ export function parseFrame(text: string): ServerFrame {
     case "typing": {
       if (typeof v.from !== "string" || typeof v.active !== "boolean" || !(v.group === undefined || typeof v.group === "string")) fail("bad typing", text);
       const t: wire.TypingFrame = { op: "typing", from: v.from, active: v.active };
-      if (typeof v.group === "string") t.group = v.group;
+      if (typeof v.group === "string") t.group = groupId(v.group);
       return t;
     }
     case "group_read":
       if (typeof v.group !== "string" || !isSeq(v.group_seq) || !isSeq(v.read) || !isSeq(v.of)) fail("bad group_read", text);
-      return { op: "group_read", group: v.group, group_seq: v.group_seq, read: v.read, of: v.of };
+      return { op: "group_read", group: groupId(v.group), group_seq: v.group_seq, read: v.read, of: v.of };
     case "group":
       if (!isId(v.re) || !isSeq(v.status) || !(v.body === undefined || v.body === null || isObj(v.body))) fail("bad group", text);
       return { op: "group", re: v.re, status: v.status, body: (v.body ?? null) as wire.GroupFrame["body"] };

@@ -6,7 +6,7 @@
 // wait for the socket and are sent again after a reconnect.
 
 import { ChatError } from "./errors.ts";
-import { isGroupChange, toGroupItem, type GroupChange, type GroupMessage, type GroupRole } from "./frames.ts";
+import { groupId, isGroupChange, toGroupItem, type GroupChange, type GroupMessage, type GroupRole } from "./frames.ts";
 
 /** What groupSend() resolves with: the message's id (`mid` of the `groupMessage` every member gets) and its position in the group. */
 export interface GroupSendResult {
@@ -26,6 +26,11 @@ export interface GroupSentEvent extends GroupSendResult {
 export interface GroupCreated {
   group: string;
   group_seq: number;
+  /**
+   * Members left out: they do not accept being added by you (their
+   * `group_adds` setting, or a block: the server does not say which).
+   */
+  refused: string[];
   /** True when the answer to the first attempt was lost and a re-sent one found the group already made. */
   duplicate: boolean;
 }
@@ -145,7 +150,12 @@ export function judge(call: string, parse: (body: Record<string, unknown>) => un
 // ------------------------------------------------------- answer bodies
 
 export function parseCreated(b: Record<string, unknown>): GroupCreated | null {
-  return typeof b.group === "string" && isSeq(b.group_seq) ? { group: b.group, group_seq: b.group_seq, duplicate: false } : null;
+  if (typeof b.group !== "string" || !isSeq(b.group_seq)) return null;
+  const group = groupId(b.group);
+  // An older server has no `refused`: it left nobody out.
+  const refused = b.refused === undefined ? [] : b.refused;
+  if (!Array.isArray(refused) || !refused.every((u) => typeof u === "string")) return null;
+  return { group, group_seq: b.group_seq, refused: refused as string[], duplicate: false };
 }
 
 export function parseChanged(b: Record<string, unknown>): GroupChangeResult | null {
@@ -159,7 +169,7 @@ export function parseInfo(b: Record<string, unknown>): GroupInfo | null {
     if (!isObj(m) || typeof m.user !== "string" || typeof m.role !== "string" || !isSeq(m.joined) || !isSeq(m.read)) return null;
     members.push({ user: m.user, role: m.role as GroupRole, joined: m.joined, read: m.read });
   }
-  return { group: b.group, head: b.head, members };
+  return { group: groupId(b.group), head: b.head, members };
 }
 
 export function parseReadBy(b: Record<string, unknown>): GroupReadBy | null {
@@ -185,5 +195,5 @@ export function parseHistory(b: Record<string, unknown>): GroupHistoryPage | nul
 /** A group send's 2xx answer body as its result, or null. */
 export function parseSent(group: string, b: Record<string, unknown> | null): GroupSendResult | null {
   if (!b || typeof b.id !== "string" || !isSeq(b.group_seq)) return null;
-  return { group, mid: b.id, group_seq: b.group_seq, duplicate: b.duplicate === true };
+  return { group: groupId(group), mid: b.id, group_seq: b.group_seq, duplicate: b.duplicate === true };
 }

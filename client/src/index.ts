@@ -26,7 +26,7 @@ export { LocalStorageStore, MemoryStore } from "./store.ts";
 export type { ClientStore, DeleteEntry, EditEntry, GroupSendEntry, OutboxEntry, SendEntry, StorageLike, StoredState } from "./store.ts";
 export { backoffCeiling, backoffDelay } from "./backoff.ts";
 export type { BackoffOptions } from "./backoff.ts";
-export { GROUP_RE, SUBPROTOCOL, isGroupChange } from "./frames.ts";
+export { GROUP_RE, SUBPROTOCOL, groupId, isGroupAdds, isGroupChange } from "./frames.ts";
 export type {
   BlockLists,
   Body,
@@ -37,6 +37,7 @@ export type {
   HistoryPage,
   HistoryQuery,
   Entry,
+  GroupAdds,
   GroupChange,
   GroupChangeKind,
   GroupMessage,

@@ -168,6 +168,12 @@ export type SettingsFrame = {
 export type Settings = {
   /** Others see this user offline and never seen. */
   hide_presence: boolean;
+  /**
+   * Who may add this user to a group: `everyone`, `contacts` (users they
+   * sent a 1:1 message to; the default) or `nobody`. Never someone they
+   * blocked.
+   */
+  group_adds: "everyone" | "contacts" | "nobody";
 };
 
 /**

@@ -48,7 +48,16 @@ fn encode(f: &V1Frame) -> String {
             }),
         },
         V1Frame::Watch { id, peer } => json!({ "op": "watch", "id": id, "peer": peer.as_str() }),
-        V1Frame::Settings { id, hide_presence } => json!({ "op": "settings", "id": id, "hide_presence": hide_presence }),
+        V1Frame::Settings { id, change } => {
+            let mut f = json!({ "op": "settings", "id": id });
+            if let Some(h) = change.hide_presence {
+                f["hide_presence"] = json!(h);
+            }
+            if let Some(a) = change.group_adds {
+                f["group_adds"] = json!(a.as_str());
+            }
+            f
+        }
         V1Frame::Group { id, fields } => {
             let mut f = fields.clone();
             f.insert("id".into(), id.clone());

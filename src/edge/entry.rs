@@ -395,20 +395,22 @@ async fn settings(mut req: Request, env: &Env, secret: &str, limits: &Limits) ->
         Ok(v) => v,
         Err(e) => return unauthorized(e),
     };
-    let hide_presence = match req.method() {
+    let change = match req.method() {
         Method::Put => {
             let Some(body) = read_body(&mut req, limits.frame_bytes).await? else {
                 incr(Counter::RefusedBody);
                 return json_http_error(&HttpError::body_too_large(limits.frame_bytes, "FRAME_MAX_BYTES"));
             };
             match api::parse_settings(&body) {
-                Ok(hide) => Some(hide),
+                Ok(change) => change,
                 Err(e) => return json(400, &e.to_json()),
             }
         }
-        _ => None,
+        _ => Default::default(),
     };
-    forward(env, &Internal::Settings { uid: v.user, hide_presence }).await
+    let request =
+        Internal::Settings { uid: v.user, hide_presence: change.hide_presence, group_adds: change.group_adds };
+    forward(env, &request).await
 }
 
 /// `POST /api/edit` and `POST /api/delete`: the backend edits or deletes a

@@ -15,10 +15,13 @@ use worker::{durable_object, DurableObject, Env, Method, Request, RequestInit, R
 use super::hop::{self, RawStub};
 use super::sql::DoSql;
 use super::{analytics, json, json_error, limits, log, now_ms, random_u64, Rid, GROUP_BINDING, USER_BINDING};
+use futures::future::join_all;
+
 use crate::group::calls::{self, Request as Call};
 use crate::group::store::Store;
+use crate::group::{adds, Actor};
 use crate::group::{Config, Delivery, Effect, Group};
-use crate::internal::Internal;
+use crate::internal::{Internal, Outcome};
 use crate::message::new_id;
 use crate::metrics::{incr, Counter};
 use crate::protocol::v1;
@@ -75,8 +78,15 @@ impl DurableObject for GroupObject {
             }
         };
         let is_send = matches!(call.call, calls::Call::Send { .. });
+        // Whoever is put in the group is asked first (no borrow held across the hops).
+        let ask = adds::consent_needed(&self.shared.group.borrow(), &call);
+        let answers = match (&call.by, ask.is_empty()) {
+            (Actor::User(by), false) => ask_consent(&self.shared, by, ask).await,
+            _ => Vec::new(),
+        };
         let now = now_ms();
-        let reply = calls::handle(&mut self.shared.group.borrow_mut(), call, &new_id(now, random_u64()), now);
+        let id = new_id(now, random_u64());
+        let reply = adds::handle_consented(&mut self.shared.group.borrow_mut(), call, &answers, &id, now);
         if reply.status == 503 {
             log(rid.line("group_unavailable"));
         } else if is_send && reply.status == 200 {
@@ -114,6 +124,25 @@ pub async fn call(env: &Env, request: &Call) -> worker::Result<(u16, String)> {
     Ok((status, if status == 204 { String::new() } else { res.text().await? }))
 }
 
+/// Asks each user's object whether they accept being put in the group by
+/// `by`, all at once (a create asks up to `GROUP_MAX_MEMBERS`).
+async fn ask_consent(shared: &Shared, by: &UserId, users: Vec<UserId>) -> Vec<adds::Consent> {
+    let asks = users.into_iter().map(|user| async move {
+        let request = Internal::MayAdd { owner: user.clone(), by: by.clone() };
+        let answer = match stub(shared, &user) {
+            Some(stub) => hop::call(&stub, &request, "").await.ok(),
+            None => None,
+        };
+        let yes = answer.and_then(|a| match a.outcome {
+            Outcome::Done => Some(true),
+            Outcome::Conflict => Some(false),
+            _ => None,
+        });
+        (user, yes)
+    });
+    join_all(asks).await
+}
+
 /// Carries out what the core asked for. Hops run as tasks of their own:
 /// the request that stored a message answers without waiting for them.
 fn execute(shared: &Rc<Shared>, rid: Rid) {
@@ -133,7 +162,7 @@ fn execute(shared: &Rc<Shared>, rid: Rid) {
             }
             Effect::Typing { from, to, typing } => {
                 let Some(group) = shared.group.borrow().id().cloned() else { continue };
-                let frame = v1::group_typing(group.as_str(), from.as_str(), typing);
+                let frame = v1::group_typing(&group.wire(), from.as_str(), typing);
                 for member in to {
                     relay(shared, member, frame.clone());
                 }

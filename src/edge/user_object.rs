@@ -285,8 +285,13 @@ impl DurableObject for UserObject {
                 self.step(|mb, io| mb.presence_notice(io, &n))?;
                 answer(Answer::of(Outcome::Done))
             }
-            Internal::Settings { uid, hide_presence } => {
-                json(200, &self.step(|mb, io| mb.settings_request(io, &uid, hide_presence))?)
+            Internal::Settings { uid, hide_presence, group_adds } => {
+                let change = v1::SettingsChange { hide_presence, group_adds };
+                json(200, &self.step(|mb, io| mb.settings_request(io, &uid, change))?)
+            }
+            Internal::MayAdd { owner, by } => {
+                let yes = self.step(|mb, io| mb.may_add_to_group(io, &owner, &by))?;
+                answer(Answer::of(if yes { Outcome::Done } else { Outcome::Conflict }))
             }
             Internal::Edit(e) => self.on_api_edit(&e, &body, rid).await,
             Internal::GroupDeliver { owner } => {

@@ -225,7 +225,7 @@ pub fn from_http(method: &str, path: &str, body: &str, by: Actor, fresh: GroupId
             })
             .ok_or_else(|| bad(k, &format!("{k} must be a user id")))
     };
-    // Path segments arrive percent-encoded (`u%40x`): decoded before they are ids.
+    // Path segments arrive percent-encoded (`u%40x`, the `:` of `g:team` as `g%3Ateam`): decoded before they are ids.
     let segment = |s: &str| crate::query::decode(s.as_bytes());
     let group = |s: &str| GroupId::parse(&segment(s)).map_err(|e| HttpError::new(Code::NoSuchGroup, e.to_string()));
     let user = |s: &str| UserId::parse(&segment(s)).map_err(|e| HttpError::new(Code::NoSuchMember, e.to_string()));
@@ -243,7 +243,7 @@ pub fn from_http(method: &str, path: &str, body: &str, by: Actor, fresh: GroupId
             let g = match m.get("group") {
                 None | Some(Value::Null) => fresh,
                 Some(v) => v.as_str().and_then(|s| GroupId::parse(s).ok()).ok_or_else(|| {
-                    bad("group", "group must be g followed by 1 to 32 of lowercase letters, digits, _ and -")
+                    bad("group", "group must be g: followed by 1 to 32 of lowercase letters, digits, _ and -")
                 })?,
             };
             let members = match m.get("members") {
@@ -442,6 +442,7 @@ impl Reply {
             GroupError::EmptyMessage => (400, "empty_message"),
             GroupError::NoSuchEntry => (404, "no_such_entry"),
             GroupError::Deleted => (409, "deleted"),
+            GroupError::AddRefused => (403, "add_refused"),
         };
         // A storage failure's text is the platform's: the client gets the kind only.
         let message = if matches!(e, GroupError::Store(_)) {
@@ -473,7 +474,7 @@ pub fn handle<S: Sql>(g: &mut Group<S>, req: Request, new_id: &str, now: u64) ->
     let result = match req.call {
         Call::Create { owner, members } => g
             .create(req.group.clone(), &req.by, owner, &members, new_id, now)
-            .map(|seq| Reply::ok(201, json!({"group": req.group.as_str(), "group_seq": seq}))),
+            .map(|seq| Reply::ok(201, json!({"group": req.group.wire(), "group_seq": seq}))),
         Call::Change(op) => g.change(&req.by, op, new_id, now).map(|seq| Reply::ok(200, json!({"group_seq": seq}))),
         Call::Send { cmid, fields } => match &req.by {
             Actor::User(from) => g
@@ -495,7 +496,7 @@ pub fn handle<S: Sql>(g: &mut Group<S>, req: Request, new_id: &str, now: u64) ->
                 .iter()
                 .map(|m| json!({"user": m.user.as_str(), "role": m.role.as_str(), "joined": m.joined, "read": m.read}))
                 .collect();
-            Reply::ok(200, json!({"group": req.group.as_str(), "head": g.head(), "members": members}))
+            Reply::ok(200, json!({"group": req.group.wire(), "head": g.head(), "members": members}))
         }),
         Call::Page { before, limit } => {
             let limit = limit.clamp(1, PAGE_MAX);
@@ -549,7 +550,7 @@ fn read<S: Sql>(g: &mut Group<S>, group: &GroupId, reader: &UserId, up_to: u64) 
         let Some(sender) = e.sender.as_ref().filter(|s| *s != reader && !told.contains(s)) else { continue };
         told.push(sender);
         let counts = g.read_by(&Actor::Backend, e.seq)?;
-        reply.relays.push((sender.clone(), v1::group_read(group.as_str(), e.seq, counts.read, counts.of)));
+        reply.relays.push((sender.clone(), v1::group_read(&group.wire(), e.seq, counts.read, counts.of)));
     }
     Ok(reply)
 }

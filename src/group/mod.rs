@@ -45,6 +45,7 @@
 //! `sent` goes to the sender once [`Group::send`] returns: the message is
 //! stored and owed to every member, not yet delivered.
 
+pub mod adds;
 pub mod calls;
 mod hidden;
 mod member;
@@ -80,9 +81,16 @@ pub const BATCH_ENTRIES: usize = 200;
 /// Longest group id, in bytes: `g` and 32 more.
 pub const MAX_ID_LEN: usize = 33;
 
-/// A validated group id: `g` followed by 1 to 32 of `[a-z0-9_-]`, so it is
-/// safe in URLs and SQL bindings, and its conversation id (`g:<id>`) cannot
-/// collide with a pair's or a system channel's.
+/// A validated group id. On the wire it is `g:` and 1 to 32 of
+/// `[a-z0-9_-]` ([`GroupId::wire`], also `Display`): no user id holds a `:`,
+/// so a field that names a user or a group (a push's or a conversation's
+/// `peer`) always tells them apart. The form before that, `g` and the same
+/// name, is still read everywhere and names the same group: it is the
+/// group's object name and the key of everything stored about it
+/// ([`GroupId::as_str`]), so groups made before the `g:` form keep their
+/// object, logs and cursors. Both forms are safe in URLs and SQL bindings,
+/// and the conversation id (`g:<object name>`) cannot collide with a pair's
+/// or a system channel's.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct GroupId(String);
 
@@ -98,8 +106,8 @@ pub enum InvalidGroupId {
 impl fmt::Display for InvalidGroupId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            InvalidGroupId::NoPrefix => "group id must be g followed by at least one character",
-            InvalidGroupId::TooLong => "group id is longer than 33 characters",
+            InvalidGroupId::NoPrefix => "group id must be g: (or g) followed by at least one character",
+            InvalidGroupId::TooLong => "group id's name (after g:) is longer than 32 characters",
             InvalidGroupId::BadCharacter => "group id may only hold lowercase letters, digits, _ and -",
         })
     }
@@ -108,7 +116,16 @@ impl fmt::Display for InvalidGroupId {
 impl std::error::Error for InvalidGroupId {}
 
 impl GroupId {
+    /// Either form: `g:team` or `gteam`, the same group.
     pub fn parse(s: &str) -> Result<GroupId, InvalidGroupId> {
+        let object;
+        let s = match s.strip_prefix("g:") {
+            Some(name) => {
+                object = format!("g{name}");
+                object.as_str()
+            }
+            None => s,
+        };
         let Some(rest) = s.strip_prefix('g').filter(|r| !r.is_empty()) else {
             return Err(InvalidGroupId::NoPrefix);
         };
@@ -121,8 +138,28 @@ impl GroupId {
         Ok(GroupId(s.to_owned()))
     }
 
+    /// The object name (`gteam`): the storage key, never written to a client.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// What a mute of the group is listed under: its object name, a valid
+    /// user id (mutes name users and groups alike).
+    pub fn mute_key(&self) -> Option<UserId> {
+        UserId::parse(&self.0).ok()
+    }
+
+    /// A mute's `peer`: a user id, or a group id in either form.
+    pub fn mute_peer(s: &str) -> Option<UserId> {
+        match s.strip_prefix("g:") {
+            Some(_) => GroupId::parse(s).ok()?.mute_key(),
+            None => UserId::parse(s).ok(),
+        }
+    }
+
+    /// The id as the server writes it to clients: `g:team`.
+    pub fn wire(&self) -> String {
+        format!("g:{}", &self.0[1..])
     }
 
     /// A new group's id when its creator names none: `g` and 16 hex digits.
@@ -138,7 +175,7 @@ impl GroupId {
 
 impl fmt::Display for GroupId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        write!(f, "g:{}", &self.0[1..])
     }
 }
 
@@ -367,6 +404,9 @@ pub enum GroupError {
     NoSuchEntry,
     /// An edit or delete of a message deleted for everyone.
     Deleted,
+    /// The user does not accept being added by the one asking (their
+    /// `group_adds` setting, or a block: the same refusal either way).
+    AddRefused,
 }
 
 impl From<StoreError> for GroupError {
@@ -393,6 +433,7 @@ impl fmt::Display for GroupError {
             GroupError::EmptyMessage => f.write_str("message must be a non-empty string"),
             GroupError::NoSuchEntry => f.write_str("no such group entry"),
             GroupError::Deleted => f.write_str("the message was deleted; nothing changed"),
+            GroupError::AddRefused => f.write_str("that user does not accept being added to groups by you"),
         }
     }
 }
@@ -565,7 +606,7 @@ pub fn message_body(
         fields.remove(k);
     }
     fields.insert("fromUser".into(), from.to_json());
-    fields.insert("group".into(), Value::from(group.as_str()));
+    fields.insert("group".into(), Value::from(group.wire()));
     fields.insert("id".into(), Value::from(id));
     fields.insert("time".into(), Value::from(rfc3339(time_ms)));
     fields.insert("group_seq".into(), Value::from(seq));
@@ -577,7 +618,7 @@ pub fn message_body(
 pub fn change_body(group: &GroupId, change: &Change, by: &Actor, id: &str, seq: u64, time_ms: u64) -> String {
     let mut m = change.fields();
     m.insert("type".into(), Value::from("group"));
-    m.insert("group".into(), Value::from(group.as_str()));
+    m.insert("group".into(), Value::from(group.wire()));
     m.insert("by".into(), by.user().map_or(Value::Null, UserId::to_json));
     m.insert("id".into(), Value::from(id));
     m.insert("time".into(), Value::from(rfc3339(time_ms)));
@@ -632,6 +673,11 @@ impl<S: Sql> Group<S> {
 
     pub fn id(&self) -> Option<&GroupId> {
         self.state.as_ref().map(|s| &s.id)
+    }
+
+    /// `GROUP_MAX_MEMBERS`.
+    pub fn max_members(&self) -> u32 {
+        self.config.max_members
     }
 
     /// The newest `group_seq` (0: not created).
@@ -1146,10 +1192,19 @@ mod tests {
         assert_eq!(GroupId::parse("g"), Err(InvalidGroupId::NoPrefix));
         assert_eq!(GroupId::parse("abc"), Err(InvalidGroupId::NoPrefix));
         assert_eq!(GroupId::parse(&format!("g{}", "a".repeat(33))), Err(InvalidGroupId::TooLong));
-        for bad in ["gA", "g a", "g/x", "g.x", "g:x", "gé"] {
+        for bad in ["gA", "g a", "g/x", "g.x", "gx:y", "gé"] {
             assert_eq!(GroupId::parse(bad), Err(InvalidGroupId::BadCharacter), "{bad:?}");
         }
         assert_eq!(GroupId::parse("gabc").unwrap().conversation_id(), "g:gabc");
+        // The `g:` form names the same group, stored under the same key.
+        let new = GroupId::parse("g:abc").unwrap();
+        assert_eq!(new, GroupId::parse("gabc").unwrap());
+        assert_eq!((new.as_str(), new.wire(), new.to_string()), ("gabc", "g:abc".to_owned(), "g:abc".to_owned()));
+        assert_eq!(GroupId::parse(&format!("g:{}", "a".repeat(32))).unwrap().wire().len(), 34);
+        assert_eq!(GroupId::parse("g:"), Err(InvalidGroupId::NoPrefix));
+        assert_eq!(GroupId::parse("g::x"), Err(InvalidGroupId::BadCharacter));
+        assert_eq!(GroupId::parse(&format!("g:{}", "a".repeat(33))), Err(InvalidGroupId::TooLong));
+        assert!(crate::user::UserId::parse("g:abc").is_err(), "no user id can be a group's");
     }
 
     #[test]

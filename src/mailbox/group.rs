@@ -2,12 +2,15 @@
 //! entries of the member's log (kind `group`, under the member's own seqs),
 //! applied once and in order however often it is retried ([`group::accept`]).
 
+use super::push::ReadConv;
 use super::{send, Error, Io, Mailbox, Mode, Sockets};
+use crate::consent;
 use crate::edits;
 use crate::group::{self, Accept, Answer, Delivery, GroupId};
 use crate::log::{NewEntry, Rewrite, Sql};
 use crate::message::Kind;
 use crate::metrics::{self, Counter};
+use crate::user::UserId;
 
 impl Mailbox {
     /// Applies a delivery: the entries this log lacks are appended (each
@@ -18,12 +21,23 @@ impl Mailbox {
         let applied = self.group_applied(io, &d.group)?;
         let decision = group::accept(applied, d);
         if let Accept::New { skip, up_to } = decision {
-            let entries: Vec<NewEntry> = d.entries[skip..].iter().map(member_entry).collect();
+            let blocks = &self.life()?.blocks;
+            let entries: Vec<NewEntry> = d.entries[skip..]
+                .iter()
+                // A message of someone the user blocked is not kept (as the
+                // big messengers hide it); the cursor still passes it.
+                .filter(|e| {
+                    !(e.kind == group::EntryKind::Message && e.sender.as_ref().is_some_and(|s| blocks.is_blocked(s)))
+                })
+                .map(member_entry)
+                .collect();
             // Not through the group commit: the cursor must land with them.
             let n = entries.len() as u64;
             let ops = entries.iter().any(|e| e.kind.is_op());
             let deletes = entries.iter().any(|e| e.kind == Kind::DeleteIn);
-            self.write(io, entries)?;
+            if n > 0 {
+                self.write(io, entries)?;
+            }
             if ops {
                 // A wake recounts the cursor from group entries only, not
                 // ops: stored now (moderation is rare, so is this row).
@@ -32,9 +46,7 @@ impl Mailbox {
             if deletes {
                 // The deleted message may have been unread: the app learns
                 // the new counts, as after a chat's delete.
-                if let Ok(peer) = crate::user::UserId::parse(d.group.as_str()) {
-                    self.push_read(io.now, &peer);
-                }
+                self.push_read(io.now, ReadConv::Group(d.group.clone()));
             }
             metrics::add(Counter::MessagesStored, n);
             self.life_mut()?.groups.insert(d.group.clone(), up_to);
@@ -58,16 +70,33 @@ impl Mailbox {
         Ok(applied)
     }
 
+    /// Whether the user accepts being put in a group by `by`: their
+    /// `group_adds` setting, blocks and contacts decide ([`consent::may_add`]).
+    pub fn may_add_to_group<S: Sql, W: Sockets>(
+        &mut self,
+        io: &Io<S, W>,
+        owner: &UserId,
+        by: &UserId,
+    ) -> Result<bool, Error> {
+        self.load(io, owner)?;
+        let life = self.life()?;
+        if by == owner {
+            return Ok(true);
+        }
+        let blocked = life.blocks.is_blocked(by);
+        let setting = self.settings().group_adds;
+        // The contact read only when the setting needs it.
+        let contact = !blocked && setting == consent::GroupAdds::Contacts && io.log.is_contact(by.as_str())?;
+        Ok(consent::may_add(setting, consent::Adder { blocked, contact }))
+    }
+
     /// The user read `group` up to `read` (as its object confirmed): the
     /// cursor their conversation list counts unread messages from.
     /// A silent `read` push follows, as for a chat, so the app can clear the
     /// group's notification and badge.
     pub fn group_read<S: Sql, W: Sockets>(&mut self, io: &Io<S, W>, group: &GroupId, read: u64) -> Result<(), Error> {
         io.log.set_group_read(group, read)?;
-        // A group id is a valid user id too: pushes name the group by it.
-        if let Ok(peer) = crate::user::UserId::parse(group.as_str()) {
-            self.push_read(io.now, &peer);
-        }
+        self.push_read(io.now, ReadConv::Group(group.clone()));
         Ok(())
     }
 

@@ -239,6 +239,9 @@ struct Life {
     /// seen), `None` never seen.
     seen: Option<u64>,
     hide_presence: bool,
+    /// Who may add the user to groups, as they chose it (`None`: never
+    /// chose; the operator's default applies). Read with the rest.
+    group_adds: Option<crate::consent::GroupAdds>,
     /// Per group, the highest `group_seq` this log applied (see
     /// [`Mailbox::group_delivery`]).
     groups: HashMap<crate::group::GroupId, u64>,
@@ -333,7 +336,7 @@ pub struct Mailbox {
     wake: Wake,
     archive_failures: u32,
     /// Conversations read whose silent `read` push waits for the call in flight.
-    reads_to_push: Vec<UserId>,
+    reads_to_push: Vec<push::ReadConv>,
     /// The user's send rate over all their sockets.
     bucket: Option<Bucket>,
     /// The user's read rate (history, conversations) over HTTP and sockets.
@@ -431,6 +434,7 @@ impl Mailbox {
             push: self.restore_push(log)?,
             seen: restored.last_seen,
             hide_presence: restored.hide_presence,
+            group_adds: restored.group_adds.as_deref().and_then(|a| crate::consent::GroupAdds::parse(a).ok()),
             groups: HashMap::new(),
             queued: None,
         })

@@ -140,7 +140,7 @@ impl Mailbox {
         for ws in io.sockets.open(Mode::V1) {
             send(io.sockets, &ws, &frame);
         }
-        self.push_read(io.now, peer);
+        self.push_read(io.now, super::push::ReadConv::Chat(peer.clone()));
         Ok(())
     }
 }

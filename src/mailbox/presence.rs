@@ -11,7 +11,7 @@ use super::{send, Error, Io, Mailbox, Mode, Notice, Sockets};
 use crate::internal::{PresenceNotice, Watch};
 use crate::log::Sql;
 use crate::presence::{self, minute, Presence, WATCHERS_MAX};
-use crate::protocol::v1::{self as wire, Settings};
+use crate::protocol::v1::{self as wire, Settings, SettingsChange};
 use crate::user::UserId;
 
 impl Mailbox {
@@ -152,10 +152,45 @@ impl Mailbox {
 
     /// The user's settings.
     pub fn settings(&self) -> Settings {
-        Settings { hide_presence: self.life.as_ref().is_some_and(|l| l.hide_presence) }
+        match self.life.as_ref() {
+            Some(l) => Settings {
+                hide_presence: l.hide_presence,
+                group_adds: l.group_adds.unwrap_or(self.config.limits.group_adds_default),
+            },
+            None => Settings { group_adds: self.config.limits.group_adds_default, ..Settings::default() },
+        }
     }
 
-    /// A change of the user's settings: stored (one row), shown on every v1
+    /// A change of the user's settings: each field it names (one row each
+    /// that changes), then the new settings on every v1 socket.
+    pub fn apply_settings<S: Sql, W: Sockets>(&mut self, io: &Io<S, W>, change: SettingsChange) -> Result<(), Error> {
+        let mut changed = false;
+        // Compared with the choice stored, not the default: a choice made
+        // stays when the operator's default changes.
+        let current = self.life()?.group_adds;
+        if let Some(adds) = change.group_adds.filter(|a| Some(*a) != current) {
+            io.log.set_group_adds(adds)?;
+            self.life_mut()?.group_adds = Some(adds);
+            changed = true;
+        }
+        match change.hide_presence {
+            Some(hide) if hide != self.life()?.hide_presence => self.change_settings(io, hide),
+            _ if changed => {
+                self.show_settings(io);
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn show_settings<S: Sql, W: Sockets>(&mut self, io: &Io<S, W>) {
+        let frame = wire::settings(self.settings());
+        for ws in io.sockets.open(Mode::V1) {
+            send(io.sockets, &ws, &frame);
+        }
+    }
+
+    /// A change of `hide_presence`: stored (one row), shown on every v1
     /// socket, and told to the watchers (hiding looks like going offline,
     /// never seen). A repeat writes nothing.
     pub fn change_settings<S: Sql, W: Sockets>(&mut self, io: &Io<S, W>, hide: bool) -> Result<(), Error> {
@@ -164,10 +199,7 @@ impl Mailbox {
         }
         io.log.set_hide_presence(hide)?;
         self.life_mut()?.hide_presence = hide;
-        let frame = wire::settings(self.settings());
-        for ws in io.sockets.open(Mode::V1) {
-            send(io.sockets, &ws, &frame);
-        }
+        self.show_settings(io);
         // The groups keep the user's read position from the others while hidden.
         let groups = io.log.group_ids()?;
         if !groups.is_empty() {
@@ -183,12 +215,10 @@ impl Mailbox {
         &mut self,
         io: &Io<S, W>,
         uid: &UserId,
-        hide: Option<bool>,
+        change: SettingsChange,
     ) -> Result<String, Error> {
         self.load(io, uid)?;
-        if let Some(hide) = hide {
-            self.change_settings(io, hide)?;
-        }
+        self.apply_settings(io, change)?;
         Ok(self.settings().encode())
     }
 }

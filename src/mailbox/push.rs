@@ -7,7 +7,15 @@ use super::{Error, Io, Job, Mailbox};
 use crate::log::{Log, PushCall, PushState, Sql};
 use crate::metrics::{incr, Counter};
 use crate::push::{self, Retry, CANDIDATES};
+use crate::group::GroupId;
 use crate::user::UserId;
+
+/// A conversation whose read is told by a silent `read` push.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum ReadConv {
+    Chat(UserId),
+    Group(GroupId),
+}
 
 impl Mailbox {
     /// The push state of a log being loaded. The first load with push
@@ -53,14 +61,15 @@ impl Mailbox {
             self.want(io.now, Job::Push, call.next_at);
             return Ok(None);
         }
-        if let Some(peer) = self.reads_to_push.pop() {
-            return self.start_read(io, &owner, state, &peer).map(Some);
+        if let Some(conv) = self.reads_to_push.pop() {
+            return self.start_read(io, &owner, state, &conv).map(Some);
         }
         let cands = io.log.push_candidates(&owner, state.cursor, CANDIDATES)?;
         let life = self.life()?;
         let acked = life.devices.values().map(|d| d.acked).max().unwrap_or(0);
         let plan = push::plan(&cands, io.now, &cfg, acked, |p, time| {
-            UserId::parse(p).is_ok_and(|p| life.blocks.is_muted(&p, time))
+            // A group (`g:team`) is muted under its object name (`gteam`).
+            crate::group::GroupId::mute_peer(p).is_some_and(|p| life.blocks.is_muted(&p, time))
         });
         if let Some(at) = plan.next_due {
             self.want(io.now, Job::Push, at);
@@ -87,13 +96,15 @@ impl Mailbox {
         io: &Io<S, W>,
         owner: &UserId,
         state: PushState,
-        peer: &UserId,
+        conv: &ReadConv,
     ) -> Result<PushCall, Error> {
-        // A group is named by its id, which may read as a user id too: a
-        // name that is both counts both.
-        let conv_unread = io.log.conversation_unread(peer.as_str())? + io.log.group_unread(peer.as_str())?;
+        // A group is named as clients know it (`g:team`), never as a user.
+        let (name, conv_unread) = match conv {
+            ReadConv::Chat(peer) => (peer.as_str().to_string(), io.log.conversation_unread(peer.as_str())?),
+            ReadConv::Group(group) => (group.wire(), io.log.group_unread(group.as_str())?),
+        };
         let id = push::webhook_id(owner.as_str(), io.now) + "r";
-        let body = push::read_body(&id, owner.as_str(), peer.as_str(), conv_unread, io.log.total_unread()?);
+        let body = push::read_body(&id, owner.as_str(), &name, conv_unread, io.log.total_unread()?);
         self.start(io, state, id, body)
     }
 
@@ -141,12 +152,12 @@ impl Mailbox {
 
     /// A conversation was read on a device: a silent `read` push follows,
     /// so the app can clear its notification and badge.
-    pub(super) fn push_read(&mut self, now: u64, peer: &UserId) {
+    pub(super) fn push_read(&mut self, now: u64, conv: ReadConv) {
         if self.config.push.is_none() {
             return;
         }
-        if !self.reads_to_push.contains(peer) {
-            self.reads_to_push.push(peer.clone());
+        if !self.reads_to_push.contains(&conv) {
+            self.reads_to_push.push(conv);
         }
         self.wake.note(Job::Push, now);
         self.effects.push(super::Effect::Push);

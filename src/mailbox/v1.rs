@@ -85,7 +85,7 @@ impl Mailbox {
         let Resume { start, recovered } = life.inbox.resume(oldest, since, known);
         let blocks = v1::BlockLists::of(&life.blocks, io.now);
         let limits = &self.config.limits;
-        let settings = v1::Settings { hide_presence: life.hide_presence };
+        let settings = self.settings();
         let welcome = Welcome { user: &life.owner, device, head, since: start, recovered, limits, blocks, settings };
         send(io.sockets, socket, &welcome.encode());
         io.log.entries_after(start, |e| {
@@ -205,8 +205,8 @@ impl Mailbox {
                 Ok(()) => V1Step::Watch { re: id, peer },
                 Err(retry_after_ms) => V1Step::Reply(v1::error(Some(&id), V1Error::RateLimited { retry_after_ms })),
             },
-            V1Frame::Settings { id, hide_presence } => {
-                self.change_settings(io, hide_presence)?;
+            V1Frame::Settings { id, change } => {
+                self.apply_settings(io, change)?;
                 V1Step::Reply(v1::ok(&id))
             }
             V1Frame::Typing { to, active } => {
@@ -309,7 +309,7 @@ impl Mailbox {
         for ws in io.sockets.open(Mode::V1) {
             send(io.sockets, &ws, &frame);
         }
-        self.push_read(io.now, peer);
+        self.push_read(io.now, super::push::ReadConv::Chat(peer.clone()));
         if peer != owner {
             let r = Receipt { owner: peer.clone(), from: owner.clone(), read: true, up_to: read_up_to };
             self.notify(Notice::Receipt(r));

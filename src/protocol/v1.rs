@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 
 pub use super::RequestId;
 use crate::blocks::{Blocks, Change, FOREVER};
+pub use crate::consent::GroupAdds;
 use crate::history::PageRow;
 use crate::log::Conversation;
 use crate::message::{is_id, Kind, Refusal};
@@ -68,7 +69,7 @@ pub enum V1Frame {
     /// A change to the user's settings.
     Settings {
         id: RequestId,
-        hide_presence: bool,
+        change: SettingsChange,
     },
     /// A request to a group's object (`call` says which: see
     /// [`crate::group::calls::from_frame`]); its fields as they came.
@@ -210,6 +211,11 @@ pub fn parse(text: &str, max_bytes: usize) -> Result<V1Frame, Refused> {
     let uid = |f: &Map<String, Value>, k: &'static str| {
         f.get(k).and_then(|v| UserId::from_json(v).ok()).ok_or_else(|| bad(k))
     };
+    // A mute names a user, or a group in either form (`g:team`, `gteam`).
+    let mute_peer = |f: &Map<String, Value>| match f.get("peer").and_then(Value::as_str) {
+        Some(g) if g.starts_with("g:") => crate::group::GroupId::mute_peer(g).ok_or_else(|| bad("peer")),
+        _ => uid(f, "peer"),
+    };
     let seq = |f: &Map<String, Value>, k: &'static str| f.get(k).and_then(Value::as_u64).ok_or_else(|| bad(k));
     let opt_seq = |f: &Map<String, Value>, k: &'static str| match f.get(k) {
         None | Some(Value::Null) => Ok(None),
@@ -264,8 +270,8 @@ pub fn parse(text: &str, max_bytes: usize) -> Result<V1Frame, Refused> {
         "watch" => Ok(V1Frame::Watch { id: need_id()?, peer: uid(&f, "peer")? }),
         "settings" => {
             let id = need_id()?;
-            let hide = f.get("hide_presence").and_then(Value::as_bool).ok_or_else(|| bad("hide_presence"))?;
-            Ok(V1Frame::Settings { id, hide_presence: hide })
+            let change = SettingsChange::of(&f).map_err(&bad)?;
+            Ok(V1Frame::Settings { id, change })
         }
         "ack" => Ok(V1Frame::Ack { up_to: seq(&f, "up_to")? }),
         "read" => Ok(V1Frame::Read { id: need_id()?, peer: uid(&f, "peer")?, up_to: seq(&f, "up_to")? }),
@@ -289,9 +295,9 @@ pub fn parse(text: &str, max_bytes: usize) -> Result<V1Frame, Refused> {
         "unblock" => Ok(V1Frame::Blocks { id: need_id()?, change: Change::Unblock(uid(&f, "user")?) }),
         "mute" => {
             let id = need_id()?;
-            Ok(V1Frame::Blocks { id, change: Change::Mute(uid(&f, "peer")?, opt_seq(&f, "until")?) })
+            Ok(V1Frame::Blocks { id, change: Change::Mute(mute_peer(&f)?, opt_seq(&f, "until")?) })
         }
-        "unmute" => Ok(V1Frame::Blocks { id: need_id()?, change: Change::Unmute(uid(&f, "peer")?) }),
+        "unmute" => Ok(V1Frame::Blocks { id: need_id()?, change: Change::Unmute(mute_peer(&f)?) }),
         "group" => Ok(V1Frame::Group { id: need_id()?, fields: f }),
         _ => Err(refuse(id, V1Error::UnknownOp)),
     }
@@ -787,6 +793,37 @@ pub fn blocks(lists: BlockLists) -> String {
 pub struct Settings {
     /// Others see this user offline and never seen.
     pub hide_presence: bool,
+    /// Who may add this user to a group: `everyone`, `contacts` (users they
+    /// sent a 1:1 message to; the default) or `nobody`. Never someone they
+    /// blocked.
+    #[cfg_attr(test, ts(type = "\"everyone\" | \"contacts\" | \"nobody\""))]
+    pub group_adds: GroupAdds,
+}
+
+/// A change of settings (`PUT /v1/settings`, a `settings` frame): the
+/// fields it names, at least one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SettingsChange {
+    pub hide_presence: Option<bool>,
+    pub group_adds: Option<GroupAdds>,
+}
+
+impl SettingsChange {
+    /// The change a JSON object asks for; `Err` names the field at fault.
+    pub fn of(f: &Map<String, Value>) -> Result<SettingsChange, &'static str> {
+        let hide_presence = match f.get("hide_presence") {
+            None => None,
+            Some(v) => Some(v.as_bool().ok_or("hide_presence")?),
+        };
+        let group_adds = match f.get("group_adds") {
+            None => None,
+            Some(v) => Some(v.as_str().and_then(|s| GroupAdds::parse(s).ok()).ok_or("group_adds")?),
+        };
+        if hide_presence.is_none() && group_adds.is_none() {
+            return Err("hide_presence");
+        }
+        Ok(SettingsChange { hide_presence, group_adds })
+    }
 }
 
 impl Settings {
@@ -1012,8 +1049,17 @@ mod tests {
         );
         assert_eq!(
             parse(r#"{"op":"settings","id":2,"hide_presence":true}"#, MAX).unwrap(),
-            V1Frame::Settings { id: json!(2), hide_presence: true }
+            V1Frame::Settings { id: json!(2), change: SettingsChange { hide_presence: Some(true), group_adds: None } }
         );
+        assert_eq!(
+            parse(r#"{"op":"settings","id":2,"group_adds":"nobody"}"#, MAX).unwrap(),
+            V1Frame::Settings {
+                id: json!(2),
+                change: SettingsChange { hide_presence: None, group_adds: Some(GroupAdds::Nobody) }
+            }
+        );
+        assert_eq!(err(r#"{"op":"settings","id":2,"group_adds":"friends"}"#).1, "bad_field");
+        assert_eq!(err(r#"{"op":"settings","id":2}"#).1, "bad_field");
         assert_eq!(err(r#"{"op":"settings","id":2,"hide_presence":"yes"}"#).1, "bad_field");
     }
 
@@ -1081,7 +1127,7 @@ mod tests {
         lists.apply(&me, Change::Mute(UserId::parse("m").unwrap(), Some(70)), 9, 0).unwrap();
         lists.apply(&me, Change::Mute(UserId::parse("n").unwrap(), None), 9, 0).unwrap();
         let blocks = BlockLists::of(&lists, 0);
-        let settings = Settings { hide_presence: true };
+        let settings = Settings { hide_presence: true, group_adds: GroupAdds::Contacts };
         let w = Welcome {
             user: &user,
             device: "d\"1",
@@ -1094,7 +1140,7 @@ mod tests {
         };
         assert_eq!(
             w.encode(),
-            r#"{"device":"d\"1","head":9,"heartbeat_ms":30000,"limits":{"cmid_chars":64,"frame_bytes":65536,"history_page":200,"queue_max":10000,"queue_ttl_s":2592000,"read_burst":30,"reads_per_second":5,"send_burst":60,"sends_per_second":20,"edit_window_s":86400,"watch_ttl_s":60},"op":"welcome","recovered":true,"since":4,"user":"u1","v":1,"blocks":{"blocked":["b"],"muted":[{"peer":"m","until":70},{"peer":"n","until":null}]},"settings":{"hide_presence":true}}"#
+            r#"{"device":"d\"1","head":9,"heartbeat_ms":30000,"limits":{"cmid_chars":64,"frame_bytes":65536,"history_page":200,"queue_max":10000,"queue_ttl_s":2592000,"read_burst":30,"reads_per_second":5,"send_burst":60,"sends_per_second":20,"edit_window_s":86400,"watch_ttl_s":60},"op":"welcome","recovered":true,"since":4,"user":"u1","v":1,"blocks":{"blocked":["b"],"muted":[{"peer":"m","until":70},{"peer":"n","until":null}]},"settings":{"hide_presence":true,"group_adds":"contacts"}}"#
         );
         assert_eq!(
             msg(3, EntryKind::In, Some("p\"2"), "m1", r#"{"message":"hi","x":[1,2]}"#),
@@ -1178,8 +1224,8 @@ mod tests {
             r#"{"last_seen":120000,"online":false,"op":"presence","user":"p2"}"#
         );
         assert_eq!(
-            super::settings(Settings { hide_presence: false }),
-            r#"{"op":"settings","settings":{"hide_presence":false}}"#
+            super::settings(Settings { hide_presence: false, group_adds: GroupAdds::Everyone }),
+            r#"{"op":"settings","settings":{"hide_presence":false,"group_adds":"everyone"}}"#
         );
         assert_eq!(
             msg(5, EntryKind::Edit, Some("2"), "m5", r#"{"body":{"message":"b"},"target":"m1"}"#),

@@ -39,7 +39,7 @@ test("create a group, add a member, chat with read-by ticks and typing, leave", 
   await alice.page.getByTestId("new-group-go").click();
   await alice.page.getByTestId("group-view").waitFor();
   const group = await alice.page.locator('[data-testid="group"].active').getAttribute("data-group");
-  assert.match(group, /^g[a-z0-9_-]{1,32}$/);
+  assert.match(group, /^g:[a-z0-9_-]{1,32}$/);
   await alice.page.getByTestId("group-members").getByText("alice (owner), bob", { exact: true }).waitFor();
   await entry(bob.page, group).waitFor();
   assert.equal(await entry(carol.page, group).count(), 0, "not Carol's group yet");

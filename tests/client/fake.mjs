@@ -83,7 +83,7 @@ export function fakeSockets({ user = "u1", heartbeat_ms = 30000 } = {}) {
       this.push({
         op: "welcome", v: 1, user, device: this.url.searchParams.get("device"), head: since, since, recovered: true, heartbeat_ms,
         limits: { frame_bytes: 65536, history_page: 200, cmid_chars: 64, sends_per_second: 20, send_burst: 60, edit_window_s: 86400, watch_ttl_s: 60 },
-        settings: { hide_presence: false },
+        settings: { hide_presence: false, group_adds: "contacts" },
         ...over,
       });
     }

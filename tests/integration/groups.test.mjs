@@ -53,9 +53,12 @@ async function member(w, uid, since = 0) {
 
 /** What a member's entries of `group` say, in order: messages by text, changes by name. */
 const told = (m, group) =>
-  m.entries.filter((b) => b.group === group).map((b) => (b.type === "group" ? `${b.change}:${b.user}` : b.message));
+  m.entries.filter((b) => b.group === wire(group)).map((b) => (b.type === "group" ? `${b.change}:${b.user}` : b.message));
 
-const seqsOf = (m, group) => m.entries.filter((b) => b.group === group).map((b) => b.group_seq);
+const seqsOf = (m, group) => m.entries.filter((b) => b.group === wire(group)).map((b) => b.group_seq);
+
+/** A group id as the server writes it (`gteam` → `g:team`): these tests name groups in the older form, which it still takes. */
+const wire = (g) => (g.startsWith("g:") ? g : `g:${g.slice(1)}`);
 
 describe("groups", () => {
   let w;
@@ -68,7 +71,7 @@ describe("groups", () => {
     const [a, b, c] = [await member(w, "ga1"), await member(w, "gb1"), await member(w, "gc1")];
     const made = await call(w, "ga1", "POST", "", { group: "gteam1", members: ["gb1", "gc1"] });
     assert.equal(made.status, 201);
-    assert.deepEqual(made.body, { group: "gteam1", group_seq: 1 });
+    assert.deepEqual(made.body, { group: "g:team1", group_seq: 1 });
     for (let i = 0; i < 5; i++) {
       const sent = await call(w, "ga1", "POST", "/gteam1/messages", { message: `m${i}`, extra: i });
       assert.equal(sent.status, 200);
@@ -170,7 +173,7 @@ describe("groups", () => {
     assert.deepEqual((await call(w, "ga5", "GET", `/gread/messages/${seq}/read`)).body, { group_seq: seq, read: 1, of: 2 });
     assert.equal((await call(w, "gb5", "POST", "/gread/typing", { typing: true })).status, 204);
     const typing = await a.c.take((f) => f.op === "typing");
-    assert.deepEqual(typing, { op: "typing", from: "gb5", group: "gread", active: true });
+    assert.deepEqual(typing, { op: "typing", from: "gb5", group: "g:read", active: true });
     await b.c.expectNone((f) => f.op === "typing");
     a.c.close();
     b.c.close();
@@ -196,7 +199,7 @@ describe("groups", () => {
     const made = await a.c.request({ op: "group", call: "create", members: ["gb8", "gc8"] });
     assert.equal(made.status, 201);
     const group = made.body.group;
-    assert.match(group, /^g[0-9a-f]{16}$/);
+    assert.match(group, /^g:[0-9a-f]{16}$/);
     const sent = await a.c.request({ op: "group", call: "send", group, cmid: "v1-1", body: { message: "over v1" } });
     assert.deepEqual([sent.op, sent.status, sent.body.group_seq, sent.body.duplicate], ["group", 200, 2, false]);
     const again = await a.c.request({ op: "group", call: "send", group, cmid: "v1-1", body: { message: "over v1" } });
@@ -227,7 +230,7 @@ describe("groups", () => {
     await eventually(() => told(b, "glist").includes("mine"), 10_000);
     const list = async () => (await (await w.fetch("/v1/conversations", { headers: { authorization: `Bearer ${token("gb9")}` } })).json()).items;
     let items = await list();
-    assert.deepEqual(items.map((i) => [i.peer, i.group ?? null]), [["glist", "glist"], ["gc9", null]]);
+    assert.deepEqual(items.map((i) => [i.peer, i.group ?? null]), [["g:list", "g:list"], ["gc9", null]]);
     const g = items[0];
     assert.equal(g.unread, 3, "the others' messages; not the created notice, not one's own");
     assert.equal(g.last.kind, "group");

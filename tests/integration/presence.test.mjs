@@ -95,9 +95,9 @@ describe("presence", () => {
 
     // hide_presence: ok, a settings frame on every device, and watchers told "never seen".
     const h2 = await connectV1(w, "ph", { device: "d2" });
-    assert.deepEqual(h.welcome.settings, { hide_presence: false });
+    assert.deepEqual(h.welcome.settings, { hide_presence: false, group_adds: "everyone" });
     assert.equal((await h.request({ op: "settings", hide_presence: true })).op, "ok");
-    for (const d of [h, h2]) assert.deepEqual((await d.take((f) => f.op === "settings")).settings, { hide_presence: true });
+    for (const d of [h, h2]) assert.deepEqual((await d.take((f) => f.op === "settings")).settings, { hide_presence: true, group_adds: "everyone" });
     const told = await i.take(isPresence("ph"));
     assert.deepEqual({ online: told.online, last_seen: told.last_seen }, hidden);
     assert.deepEqual(await view(i, "ph"), hidden);
@@ -105,13 +105,13 @@ describe("presence", () => {
     await Promise.all([h.close(), h2.close()]);
     await i.expectNone(isPresence("ph"), 1800);
     const again = await connectV1(w, "ph");
-    assert.deepEqual(again.welcome.settings, { hide_presence: true });
+    assert.deepEqual(again.welcome.settings, { hide_presence: true, group_adds: "everyone" });
 
     // Over HTTP: read, change back, and watchers learn the presence again.
-    assert.deepEqual(await (await as("ph", "/v1/settings")).json(), { hide_presence: true });
+    assert.deepEqual(await (await as("ph", "/v1/settings")).json(), { hide_presence: true, group_adds: "everyone" });
     const put = await as("ph", "/v1/settings", { method: "PUT", body: JSON.stringify({ hide_presence: false }) });
-    assert.deepEqual([put.status, await put.json()], [200, { hide_presence: false }]);
-    assert.deepEqual((await again.take((f) => f.op === "settings")).settings, { hide_presence: false });
+    assert.deepEqual([put.status, await put.json()], [200, { hide_presence: false, group_adds: "everyone" }]);
+    assert.deepEqual((await again.take((f) => f.op === "settings")).settings, { hide_presence: false, group_adds: "everyone" });
     assert.equal((await i.take(isPresence("ph"))).online, true);
     const bad = await as("ph", "/v1/settings", { method: "PUT", body: JSON.stringify({ hide_presence: "no" }) });
     assert.equal(bad.status, 400);

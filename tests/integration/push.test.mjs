@@ -85,7 +85,7 @@ describe("push webhook", () => {
     await eventually(() => hook.for("pg2").length === 1, 8000);
     const [c] = hook.for("pg2");
     verify(c);
-    assert.deepEqual(c.json.conversations.map((v) => [v.peer, v.waiting]), [["gpush", 1]]);
+    assert.deepEqual(c.json.conversations.map((v) => [v.peer, v.waiting]), [["g:push", 1]], "the group in its namespace: no user id holds a colon");
     await sleep(2500);
     assert.equal(hook.for("pg1").length, 0, "not to its sender");
     assert.equal(hook.for("pg3").length, 0, "not to a member who acked it");

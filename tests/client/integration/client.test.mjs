@@ -496,19 +496,19 @@ describe("presence and short edit windows against the worker", () => {
     const b = client(w, "ph2");
     const b2 = client(w, "ph2", { device: "other" });
     await Promise.all([a.chat.connect(), b.chat.connect(), b2.chat.connect()]);
-    assert.deepEqual(b.chat.settings, { hide_presence: false });
+    assert.deepEqual(b.chat.settings, { hide_presence: false, group_adds: "everyone" });
     await b.chat.send("ph1", "hi");
     a.chat.watch("ph2");
     await eventually(() => a.chat.presence("ph2")?.online === true);
     await b.chat.setHidePresence(true);
     await eventually(() => b2.got.settings.length === 1 && b.chat.settings.hide_presence === true);
-    assert.deepEqual(b2.chat.settings, { hide_presence: true });
+    assert.deepEqual(b2.chat.settings, { hide_presence: true, group_adds: "everyone" });
     await eventually(() => a.chat.presence("ph2")?.online === false);
     assert.deepEqual(a.chat.presence("ph2"), { online: false, last_seen: null });
     assert.deepEqual((await a.chat.conversations()).items[0].presence, { online: false, last_seen: null });
     // A new connection's welcome carries it.
     const b3 = client(w, "ph2", { device: "third" });
-    assert.deepEqual((await b3.chat.connect()).settings, { hide_presence: true });
+    assert.deepEqual((await b3.chat.connect()).settings, { hide_presence: true, group_adds: "everyone" });
     await b.chat.setHidePresence(false);
     await eventually(() => a.chat.presence("ph2")?.online === true);
   });

@@ -66,7 +66,7 @@ describe("client SDK groups against the worker", () => {
     const [a, b, c] = [client(w, "sa1"), client(w, "sb1"), client(w, "sc1")];
     await Promise.all([a.chat.connect(), b.chat.connect(), c.chat.connect()]);
     const g = await a.chat.createGroup(["sb1", "sc1"]);
-    assert.match(g.group, /^g[a-z0-9_-]{1,32}$/);
+    assert.match(g.group, /^g:[a-z0-9_-]{1,32}$/);
     assert.deepEqual([g.group_seq, g.duplicate], [1, false]);
     const group = g.group;
     const sent = [];

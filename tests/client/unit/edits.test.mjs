@@ -384,18 +384,18 @@ describe("presence", () => {
 describe("settings", () => {
   test("the welcome's settings, setHidePresence, and settings events from any device", async () => {
     const t = setup();
-    assert.deepEqual(t.chat.settings, { hide_presence: false });
-    const ws = await open(t, { settings: { hide_presence: true } });
-    assert.deepEqual(t.chat.settings, { hide_presence: true });
+    assert.deepEqual(t.chat.settings, { hide_presence: false, group_adds: "contacts" });
+    const ws = await open(t, { settings: { hide_presence: true, group_adds: "nobody" } });
+    assert.deepEqual(t.chat.settings, { hide_presence: true, group_adds: "nobody" });
     const p = t.chat.setHidePresence(false);
     await t.clock.advance(0);
     const [f] = ws.frames("settings");
     assert.deepEqual({ ...f, id: 0 }, { op: "settings", id: 0, hide_presence: false });
     ws.push({ op: "ok", re: f.id });
     await p;
-    ws.push({ op: "settings", settings: { hide_presence: false } });
-    assert.deepEqual(t.r.settings, [{ hide_presence: false }]);
-    assert.deepEqual(t.chat.settings, { hide_presence: false });
+    ws.push({ op: "settings", settings: { hide_presence: false, group_adds: "nobody" } });
+    assert.deepEqual(t.r.settings, [{ hide_presence: false, group_adds: "nobody" }]);
+    assert.deepEqual(t.chat.settings, { hide_presence: false, group_adds: "nobody" });
     await assert.rejects(t.chat.setHidePresence("yes"), (e) => e.code === "bad_field");
   });
 

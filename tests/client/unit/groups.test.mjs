@@ -40,10 +40,10 @@ describe("group entries", () => {
       if (m.seq === 3) await new Promise((r) => (release = r));
     });
     const ws = await open(t);
-    change(ws, 1, "gteam", 1, "created", "owner1", { members: ["u1", "u3"], by: "owner1" });
+    change(ws, 1, "g:team", 1, "created", "owner1", { members: ["u1", "u3"], by: "owner1" });
     ws.msg(2);
-    ws.group(3, "gteam", 2, { fromUser: "u3", message: "hi all", extra: 7 });
-    change(ws, 4, "gteam", 3, "added", "u4", { role: "member", by: null });
+    ws.group(3, "g:team", 2, { fromUser: "u3", message: "hi all", extra: 7 });
+    change(ws, 4, "g:team", 3, "added", "u4", { role: "member", by: null });
     await t.clock.advance(100);
     assert.deepEqual(order, ["change 1", "message 2", "group 3"], "seq 4 waits for the handler of seq 3");
     assert.deepEqual(ws.frames("ack").map((f) => f.up_to), [2], "not acked past an unfinished handler");
@@ -55,7 +55,7 @@ describe("group entries", () => {
     const [m] = t.r.groupMessages;
     assert.deepEqual(
       { ...m, body: undefined },
-      { seq: 3, mid: "g3", group: "gteam", group_seq: 2, from: "u3", body: undefined },
+      { seq: 3, mid: "g3", group: "g:team", group_seq: 2, from: "u3", body: undefined },
     );
     assert.equal(m.body.message, "hi all");
     assert.equal(m.body.extra, 7);
@@ -76,7 +76,7 @@ describe("group entries", () => {
     });
     const ws = await open(t);
     ws.msg(1);
-    ws.group(2, "gx", 5);
+    ws.group(2, "g:x", 5);
     await t.clock.advance(20);
     assert.ok(!ws.frames("ack").some((f) => f.up_to >= 2), "2 is not acked");
     assert.equal(t.chat.cursor, 1);
@@ -87,7 +87,7 @@ describe("group entries", () => {
     assert.notEqual(ws2, ws);
     assert.equal(ws2.params.since, "1");
     ws2.welcome();
-    ws2.group(2, "gx", 5);
+    ws2.group(2, "g:x", 5);
     await t.clock.advance(20);
     assert.deepEqual(seen, [2, 2]);
     assert.deepEqual(ws2.frames("ack").map((f) => f.up_to), [2]);
@@ -97,7 +97,7 @@ describe("group entries", () => {
     const t = setup();
     const ws = await open(t);
     ws.push({ op: "msg", seq: 1, kind: "group", peer: null, mid: "x", body: { fromUser: "2", message: "no group" } });
-    ws.push({ op: "msg", seq: 2, kind: "group", peer: null, mid: "y", body: { group: "gx", fromUser: "2", message: "no seq" } });
+    ws.push({ op: "msg", seq: 2, kind: "group", peer: null, mid: "y", body: { group: "g:x", fromUser: "2", message: "no seq" } });
     await t.clock.advance(100);
     assert.deepEqual(t.r.groupMessages, []);
     assert.deepEqual(t.r.errors.map((e) => e.code), ["protocol", "protocol"]);
@@ -108,17 +108,17 @@ describe("group sends", () => {
   test("groupSend goes out as a group send with a cmid and resolves with the group's answer", async () => {
     const t = setup();
     const ws = await open(t);
-    const p = t.chat.groupSend("gteam", { message: "hello group", extra: 1 });
+    const p = t.chat.groupSend("g:team", { message: "hello group", extra: 1 });
     await t.clock.advance(0);
     assert.equal(t.chat.pending, 1);
     const [f] = calls(ws);
-    assert.deepEqual({ ...f, id: 0, cmid: "" }, { op: "group", id: 0, call: "send", group: "gteam", cmid: "", body: { message: "hello group", extra: 1 } });
+    assert.deepEqual({ ...f, id: 0, cmid: "" }, { op: "group", id: 0, call: "send", group: "g:team", cmid: "", body: { message: "hello group", extra: 1 } });
     assert.equal(typeof f.cmid, "string");
     assert.ok(f.cmid.length > 0);
     ws.answer(f.id, 200, { id: "M1", group_seq: 4, duplicate: false });
-    assert.deepEqual(await p, { group: "gteam", mid: "M1", group_seq: 4, duplicate: false });
+    assert.deepEqual(await p, { group: "g:team", mid: "M1", group_seq: 4, duplicate: false });
     assert.equal(t.chat.pending, 0);
-    assert.deepEqual(t.r.groupSent, [{ cmid: f.cmid, group: "gteam", mid: "M1", group_seq: 4, duplicate: false }]);
+    assert.deepEqual(t.r.groupSent, [{ cmid: f.cmid, group: "g:team", mid: "M1", group_seq: 4, duplicate: false }]);
     assert.deepEqual(t.r.sent, [], "`sent` events are for chats");
   });
 
@@ -126,7 +126,7 @@ describe("group sends", () => {
     const t = setup();
     let ws = await open(t);
     let resolved = 0;
-    const p = t.chat.groupSend("gteam", "once").then((r) => (resolved++, r));
+    const p = t.chat.groupSend("g:team", "once").then((r) => (resolved++, r));
     await t.clock.advance(0);
     const [first] = calls(ws);
     ws = await reconnect(t, ws);
@@ -135,7 +135,7 @@ describe("group sends", () => {
     assert.deepEqual({ ...again[0], id: 0 }, { ...first, id: 0 }, "same cmid, same body");
     ws.answer(again[0].id, 200, { id: "M", group_seq: 2, duplicate: true });
     ws.answer(again[0].id, 200, { id: "M", group_seq: 2, duplicate: true });
-    assert.deepEqual(await p, { group: "gteam", mid: "M", group_seq: 2, duplicate: true });
+    assert.deepEqual(await p, { group: "g:team", mid: "M", group_seq: 2, duplicate: true });
     await t.clock.advance(100);
     assert.equal(resolved, 1);
     assert.equal(t.r.groupSent.length, 1);
@@ -144,8 +144,8 @@ describe("group sends", () => {
   test("503 and rate_limited are retried with the same cmid; a refusal rejects and the group's next message goes out", async () => {
     const t = setup({ backoff: { baseMs: 1000 } });
     const ws = await open(t);
-    const p = t.chat.groupSend("gteam", "x");
-    const q = t.chat.groupSend("gteam", "y");
+    const p = t.chat.groupSend("g:team", "x");
+    const q = t.chat.groupSend("g:team", "y");
     await t.clock.advance(0);
     assert.equal(calls(ws).length, 1, "one message of a group in flight");
     const f1 = calls(ws)[0];
@@ -174,9 +174,9 @@ describe("group sends", () => {
   test("one message per group in flight; other groups and chats do not wait", async () => {
     const t = setup();
     const ws = await open(t);
-    const a1 = t.chat.groupSend("ga", "a1");
-    const a2 = t.chat.groupSend("ga", "a2");
-    const b1 = t.chat.groupSend("gb", "b1");
+    const a1 = t.chat.groupSend("g:a", "a1");
+    const a2 = t.chat.groupSend("g:a", "a2");
+    const b1 = t.chat.groupSend("g:b", "b1");
     const c = t.chat.send("ga", "a chat to the user ga");
     await t.clock.advance(0);
     assert.deepEqual(calls(ws).map((f) => f.body.message), ["a1", "b1"]);
@@ -194,17 +194,17 @@ describe("group sends", () => {
   test("group sends survive a reload with their cmid; the restored send is a groupSent event", async () => {
     const store = new MemoryStore();
     const t = setup({ store });
-    void t.chat.groupSend("gteam", { message: "stored", x: 1 }, { cmid: "gc-1" });
+    void t.chat.groupSend("g:team", { message: "stored", x: 1 }, { cmid: "gc-1" });
     await t.clock.advance(0);
-    assert.deepEqual(store.state.outbox, [{ op: "group", cmid: "gc-1", group: "gteam", body: { message: "stored", x: 1 } }]);
+    assert.deepEqual(store.state.outbox, [{ op: "group", cmid: "gc-1", group: "g:team", body: { message: "stored", x: 1 } }]);
     const t2 = setup({ store });
     const ws = await open(t2);
     assert.equal(t2.chat.pending, 1);
     const [f] = calls(ws);
-    assert.deepEqual([f.call, f.group, f.cmid, f.body], ["send", "gteam", "gc-1", { message: "stored", x: 1 }]);
+    assert.deepEqual([f.call, f.group, f.cmid, f.body], ["send", "g:team", "gc-1", { message: "stored", x: 1 }]);
     ws.answer(f.id, 200, { id: "M", group_seq: 3, duplicate: true });
     await t2.clock.advance(0);
-    assert.deepEqual(t2.r.groupSent, [{ cmid: "gc-1", group: "gteam", mid: "M", group_seq: 3, duplicate: true }]);
+    assert.deepEqual(t2.r.groupSent, [{ cmid: "gc-1", group: "g:team", mid: "M", group_seq: 3, duplicate: true }]);
     assert.deepEqual(store.state.outbox, []);
   });
 
@@ -212,8 +212,8 @@ describe("group sends", () => {
     const t = setup();
     await assert.rejects(t.chat.groupSend("team", "x"), (e) => e.code === "bad_field" && e.field === "group");
     await assert.rejects(t.chat.groupSend("gUPPER", "x"), (e) => e.code === "bad_field" && e.field === "group");
-    await assert.rejects(t.chat.groupSend("gteam", { message: "" }), (e) => e.code === "bad_field" && e.field === "body.message");
-    await assert.rejects(t.chat.groupSend("gteam", "x".repeat(70000)), (e) => e.code === "too_large");
+    await assert.rejects(t.chat.groupSend("g:team", { message: "" }), (e) => e.code === "bad_field" && e.field === "body.message");
+    await assert.rejects(t.chat.groupSend("g:team", "x".repeat(70000)), (e) => e.code === "too_large");
     assert.equal(t.chat.pending, 0);
   });
 });
@@ -228,38 +228,38 @@ describe("group requests", () => {
       ws.answer(f.id, status, body);
       return f;
     };
-    const made = t.chat.createGroup(["u2", "u3"], { group: "gteam" });
-    const cf = await answerLast(201, { group: "gteam", group_seq: 1 });
-    assert.deepEqual({ ...cf, id: 0 }, { op: "group", id: 0, call: "create", group: "gteam", members: ["u2", "u3"] });
-    assert.deepEqual(await made, { group: "gteam", group_seq: 1, duplicate: false });
+    const made = t.chat.createGroup(["u2", "u3"], { group: "g:team" });
+    const cf = await answerLast(201, { group: "g:team", group_seq: 1 });
+    assert.deepEqual({ ...cf, id: 0 }, { op: "group", id: 0, call: "create", group: "g:team", members: ["u2", "u3"] });
+    assert.deepEqual(await made, { group: "g:team", group_seq: 1, refused: [], duplicate: false });
 
     const random = t.chat.createGroup([]);
     const rf = await answerLast(201, { group: "ignored", group_seq: 1 });
-    assert.match(rf.group, /^g[a-z0-9_-]{1,32}$/, "the client picks a random id");
+    assert.match(rf.group, /^g:[a-z0-9_-]{1,32}$/, "the client picks a random id, in the g: form");
     assert.equal((await random).group, "ignored", "the server's answer says which");
 
-    const info = t.chat.groupInfo("gteam");
-    await answerLast(200, { group: "gteam", head: 7, members: [{ user: "u1", role: "owner", joined: 1, read: 7 }, { user: "u2", role: "member", joined: 1, read: 3 }] });
-    assert.deepEqual(await info, { group: "gteam", head: 7, members: [{ user: "u1", role: "owner", joined: 1, read: 7 }, { user: "u2", role: "member", joined: 1, read: 3 }] });
+    const info = t.chat.groupInfo("g:team");
+    await answerLast(200, { group: "g:team", head: 7, members: [{ user: "u1", role: "owner", joined: 1, read: 7 }, { user: "u2", role: "member", joined: 1, read: 3 }] });
+    assert.deepEqual(await info, { group: "g:team", head: 7, members: [{ user: "u1", role: "owner", joined: 1, read: 7 }, { user: "u2", role: "member", joined: 1, read: 3 }] });
 
     const expectCall = async (p, frame, result) => {
       const f = await answerLast(200, result);
       assert.deepEqual({ ...f, id: 0 }, { op: "group", id: 0, ...frame });
       return p;
     };
-    assert.deepEqual(await expectCall(t.chat.addMember("gteam", "u4"), { call: "add", group: "gteam", user: "u4" }, { group_seq: 8 }), { group_seq: 8, duplicate: false });
-    assert.deepEqual((await expectCall(t.chat.addMember("gteam", "u5", "admin"), { call: "add", group: "gteam", user: "u5", role: "admin" }, { group_seq: 9 })).group_seq, 9);
-    assert.equal((await expectCall(t.chat.removeMember("gteam", "u4"), { call: "remove", group: "gteam", user: "u4" }, { group_seq: 10 })).group_seq, 10);
-    assert.equal((await expectCall(t.chat.setRole("gteam", "u2", "admin"), { call: "set_role", group: "gteam", user: "u2", role: "admin" }, { group_seq: 11 })).group_seq, 11);
-    assert.equal((await expectCall(t.chat.handOver("gteam", "u2"), { call: "hand_over", group: "gteam", user: "u2" }, { group_seq: 12 })).group_seq, 12);
-    assert.equal((await expectCall(t.chat.leaveGroup("gteam"), { call: "leave", group: "gteam" }, { group_seq: 13 })).group_seq, 13);
-    assert.equal(await expectCall(t.chat.markGroupRead("gteam", 6), { call: "read", group: "gteam", up_to: 6 }, { read: 6 }), 6);
-    assert.deepEqual(await expectCall(t.chat.groupReadBy("gteam", 4), { call: "read_by", group: "gteam", seq: 4 }, { group_seq: 4, read: 1, of: 2 }), { group_seq: 4, read: 1, of: 2 });
+    assert.deepEqual(await expectCall(t.chat.addMember("g:team", "u4"), { call: "add", group: "g:team", user: "u4" }, { group_seq: 8 }), { group_seq: 8, duplicate: false });
+    assert.deepEqual((await expectCall(t.chat.addMember("g:team", "u5", "admin"), { call: "add", group: "g:team", user: "u5", role: "admin" }, { group_seq: 9 })).group_seq, 9);
+    assert.equal((await expectCall(t.chat.removeMember("g:team", "u4"), { call: "remove", group: "g:team", user: "u4" }, { group_seq: 10 })).group_seq, 10);
+    assert.equal((await expectCall(t.chat.setRole("g:team", "u2", "admin"), { call: "set_role", group: "g:team", user: "u2", role: "admin" }, { group_seq: 11 })).group_seq, 11);
+    assert.equal((await expectCall(t.chat.handOver("g:team", "u2"), { call: "hand_over", group: "g:team", user: "u2" }, { group_seq: 12 })).group_seq, 12);
+    assert.equal((await expectCall(t.chat.leaveGroup("g:team"), { call: "leave", group: "g:team" }, { group_seq: 13 })).group_seq, 13);
+    assert.equal(await expectCall(t.chat.markGroupRead("g:team", 6), { call: "read", group: "g:team", up_to: 6 }, { read: 6 }), 6);
+    assert.deepEqual(await expectCall(t.chat.groupReadBy("g:team", 4), { call: "read_by", group: "g:team", seq: 4 }, { group_seq: 4, read: 1, of: 2 }), { group_seq: 4, read: 1, of: 2 });
 
-    const page = await expectCall(t.chat.groupHistory("gteam", { before: 3, limit: 2 }), { call: "history", group: "gteam", before: 3, limit: 2 }, {
+    const page = await expectCall(t.chat.groupHistory("g:team", { before: 3, limit: 2 }), { call: "history", group: "g:team", before: 3, limit: 2 }, {
       items: [
-        { group_seq: 2, kind: "message", mid: "M2", body: { group: "gteam", group_seq: 2, fromUser: "u2", message: "hi", id: "M2", time: "t" } },
-        { group_seq: 1, kind: "change", mid: "C1", body: { type: "group", change: "created", user: "u1", by: "u1", members: ["u2"], group: "gteam", group_seq: 1, id: "C1", time: "t" } },
+        { group_seq: 2, kind: "message", mid: "M2", body: { group: "g:team", group_seq: 2, fromUser: "u2", message: "hi", id: "M2", time: "t" } },
+        { group_seq: 1, kind: "change", mid: "C1", body: { type: "group", change: "created", user: "u1", by: "u1", members: ["u2"], group: "g:team", group_seq: 1, id: "C1", time: "t" } },
       ],
       next: 1,
     });
@@ -272,7 +272,7 @@ describe("group requests", () => {
   test("refusals reject with the group's code and status; 503 is retried", async () => {
     const t = setup({ backoff: { baseMs: 1000 } });
     const ws = await open(t);
-    const p = t.chat.addMember("gteam", "u9");
+    const p = t.chat.addMember("g:team", "u9");
     await t.clock.advance(0);
     ws.answer(calls(ws)[0].id, 503, { error: "the group is temporarily unavailable; retry", code: "unavailable" });
     await t.clock.advance(500);
@@ -280,15 +280,15 @@ describe("group requests", () => {
     assert.deepEqual({ ...again, id: 0 }, { ...calls(ws)[0], id: 0 });
     ws.answer(again.id, 403, { error: "only owners and admins may add members", code: "not_allowed" });
     await assert.rejects(p, (e) => e instanceof ChatError && e.code === "not_allowed" && e.status === 403 && /only owners/.test(e.message));
-    const full = t.chat.createGroup(["a", "b"], { group: "gbig" });
+    const full = t.chat.createGroup(["a", "b"], { group: "g:big" });
     await t.clock.advance(0);
     ws.answer(calls(ws).at(-1).id, 409, { error: "more than GROUP_MAX_MEMBERS", code: "group_full" });
     await assert.rejects(full, (e) => e.code === "group_full" && e.status === 409);
-    const bad = t.chat.groupInfo("gteam");
+    const bad = t.chat.groupInfo("g:team");
     await t.clock.advance(0);
     ws.answer(calls(ws).at(-1).id, 400, { error: "group" });
     await assert.rejects(bad, (e) => e.code === "bad_field" && e.status === 400);
-    const owner = t.chat.leaveGroup("gteam");
+    const owner = t.chat.leaveGroup("g:team");
     await t.clock.advance(0);
     ws.answer(calls(ws).at(-1).id, 409, { error: "the owner must hand over first", code: "owner_must_hand_over" });
     await assert.rejects(owner, (e) => e.code === "owner_must_hand_over");
@@ -297,13 +297,13 @@ describe("group requests", () => {
   test("a membership call re-sent after a reconnect that finds its change made resolves as a duplicate; the first attempt's refusal rejects", async () => {
     const t = setup();
     let ws = await open(t);
-    const first = t.chat.addMember("gteam", "u2");
+    const first = t.chat.addMember("g:team", "u2");
     await t.clock.advance(0);
     ws.answer(calls(ws)[0].id, 409, { error: "already a member", code: "already_member" });
     await assert.rejects(first, (e) => e.code === "already_member", "sent once: someone else's doing");
 
-    const p = t.chat.addMember("gteam", "u3");
-    const leave = t.chat.leaveGroup("gother");
+    const p = t.chat.addMember("g:team", "u3");
+    const leave = t.chat.leaveGroup("g:other");
     await t.clock.advance(0);
     assert.equal(calls(ws).length, 3);
     ws = await reconnect(t, ws); // their answers are lost
@@ -319,7 +319,7 @@ describe("group requests", () => {
     const t = setup();
     let ws = await open(t);
     const p = t.chat.createGroup(["u2"]);
-    const chosen = t.chat.createGroup(["u2"], { group: "gmine" });
+    const chosen = t.chat.createGroup(["u2"], { group: "g:mine" });
     await t.clock.advance(0);
     const [f] = calls(ws);
     ws = await reconnect(t, ws);
@@ -327,17 +327,17 @@ describe("group requests", () => {
     assert.equal(again.group, f.group, "the same id again");
     ws.answer(again.id, 409, { error: "the group exists", code: "group_exists" });
     ws.answer(mine.id, 409, { error: "the group exists", code: "group_exists" });
-    assert.deepEqual(await p, { group: f.group, group_seq: 1, duplicate: true });
+    assert.deepEqual(await p, { group: f.group, group_seq: 1, refused: [], duplicate: true });
     await assert.rejects(chosen, (e) => e.code === "group_exists");
   });
 
   test("group requests need a started client and valid arguments", async () => {
     const t = setup();
-    await assert.rejects(t.chat.groupInfo("gteam"), (e) => e.code === "closed");
+    await assert.rejects(t.chat.groupInfo("g:team"), (e) => e.code === "closed");
     await assert.rejects(t.chat.createGroup(["ok", "not ok"]), (e) => e.code === "bad_field" && e.field === "members");
     await assert.rejects(t.chat.createGroup([], { group: "Team" }), (e) => e.code === "bad_field" && e.field === "group");
-    await assert.rejects(t.chat.addMember("gteam", "u2", "owner"), (e) => e.code === "bad_field" && e.field === "role");
-    await assert.rejects(t.chat.markGroupRead("gteam", -1), (e) => e.code === "bad_field" && e.field === "up_to");
+    await assert.rejects(t.chat.addMember("g:team", "u2", "owner"), (e) => e.code === "bad_field" && e.field === "role");
+    await assert.rejects(t.chat.markGroupRead("g:team", -1), (e) => e.code === "bad_field" && e.field === "up_to");
     await assert.rejects(t.chat.groupReadBy("nope", 1), (e) => e.code === "bad_field" && e.field === "group");
   });
 });
@@ -346,24 +346,24 @@ describe("group reads and typing", () => {
   test("group_read frames are groupRead events; group typing is a groupTyping event, never a typing one", async () => {
     const t = setup();
     const ws = await open(t);
-    ws.push({ op: "group_read", group: "gteam", group_seq: 4, read: 1, of: 2 });
-    ws.push({ op: "typing", from: "u2", group: "gteam", active: true });
+    ws.push({ op: "group_read", group: "g:team", group_seq: 4, read: 1, of: 2 });
+    ws.push({ op: "typing", from: "u2", group: "g:team", active: true });
     ws.push({ op: "typing", from: "u2", active: true });
     await t.clock.advance(0);
-    assert.deepEqual(t.r.groupReads, [{ group: "gteam", group_seq: 4, read: 1, of: 2 }]);
-    assert.deepEqual(t.r.groupTyping, [{ group: "gteam", from: "u2", active: true }]);
+    assert.deepEqual(t.r.groupReads, [{ group: "g:team", group_seq: 4, read: 1, of: 2 }]);
+    assert.deepEqual(t.r.groupTyping, [{ group: "g:team", from: "u2", active: true }]);
     assert.deepEqual(t.r.typing, [{ from: "u2", active: true }]);
     assert.deepEqual(t.r.errors, []);
   });
 
   test("groupTyping() sends a typing call only when open; its answer is dropped quietly", async () => {
     const t = setup();
-    assert.equal(t.chat.groupTyping("gteam", true), false);
+    assert.equal(t.chat.groupTyping("g:team", true), false);
     const ws = await open(t);
-    assert.equal(t.chat.groupTyping("gteam", true), true);
+    assert.equal(t.chat.groupTyping("g:team", true), true);
     assert.equal(t.chat.groupTyping("not a group", true), false);
     const [f] = calls(ws);
-    assert.deepEqual({ ...f, id: 0 }, { op: "group", id: 0, call: "typing", group: "gteam", typing: true });
+    assert.deepEqual({ ...f, id: 0 }, { op: "group", id: 0, call: "typing", group: "g:team", typing: true });
     ws.answer(f.id, 204, null);
     await t.clock.advance(0);
     assert.deepEqual(t.r.errors, []);
