@@ -4,7 +4,7 @@
 // A group's item carries its newest entry as a GroupMessage or GroupChange.
 
 import { ChatError } from "./errors.ts";
-import { isSeq, toGroupLast, toMsg, type ConversationPage } from "./frames.ts";
+import { groupId, isSeq, toGroupLast, toMsg, type ConversationPage } from "./frames.ts";
 
 export interface ConversationQuery {
   limit?: number;
@@ -55,6 +55,8 @@ export async function fetchConversations(
     const c = { ...(i as Record<string, unknown>) };
     // A group's item carries a group entry, which is no message of a 1:1 conversation.
     if (c.last != null) c.last = typeof c.group === "string" ? toGroupLast(c.last) : toMsg(c.last);
+    // An older server names groups without the `g:` namespace: the SDK hands out one form.
+    if (typeof c.group === "string") c.group = c.peer = groupId(c.group);
     if (c.presence == null) c.presence = { online: false, last_seen: null }; // an older server: as a user never seen
     return c;
   }) as ConversationPage["items"];

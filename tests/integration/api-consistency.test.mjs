@@ -180,7 +180,7 @@ describe("api consistency", () => {
     assert.equal(made.status, 201, JSON.stringify(made.body));
     const info = await asUser(w, "pe1", "GET", "/v1/groups/g%5Fteam");
     assert.equal(info.status, 200, JSON.stringify(info.body));
-    assert.equal(info.body.group, "g_team");
+    assert.equal(info.body.group, "g:_team");
     const role = await asUser(w, "pe1", "PUT", "/v1/groups/g%5Fteam/members/u%40x", { role: "admin" });
     assert.equal(role.status, 200, JSON.stringify(role.body));
     const removed = await asUser(w, "pe1", "DELETE", "/v1/groups/g%5Fteam/members/u%40x");

@@ -95,11 +95,11 @@ describe("3: group typing", () => {
     );
     assert.ok(frames.every((f) => f.status === 204));
     const elapsedS = Math.ceil((Date.now() - t0) / 1000);
-    for (const m of [b, c]) await eventually(() => m.frames.some((f) => f.op === "typing" && f.group === "gty"));
+    for (const m of [b, c]) await eventually(() => m.frames.some((f) => f.op === "typing" && f.group === "g:ty"));
     await sleep(300);
     // TYPING_RATE: a burst of 3, then 3 per second.
     for (const m of [b, c]) {
-      const got = m.frames.filter((f) => f.op === "typing" && f.group === "gty").length;
+      const got = m.frames.filter((f) => f.op === "typing" && f.group === "g:ty").length;
       assert.ok(got >= 1 && got <= 3 + 3 * elapsedS, `${got} typing frames of 100 in ${elapsedS} s`);
     }
     assert.ok((await w.metrics()).dropped_typing - before >= 100 - 3 - 3 * elapsedS, "the dropped ones are counted");
@@ -129,7 +129,7 @@ describe("5: group entries and edits in the queue", () => {
     const unread = async () => {
       const res = await w.fetch("/v1/conversations", { headers: { authorization: `Bearer ${token("qv1")}` } });
       const page = await res.json();
-      return page.items.find((c) => c.group === "gqv")?.unread ?? 0;
+      return page.items.find((c) => c.group === "g:qv")?.unread ?? 0;
     };
     await eventually(async () => (await unread()) >= 45, 15_000, 200);
     // Everyone else still gets in, and so does the backend.

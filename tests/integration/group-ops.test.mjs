@@ -105,7 +105,7 @@ describe("group moderation and hidden reads", () => {
     assert.equal(typeof gone.body.deleted_at, "string");
     // The conversation list shows the current state too.
     const convs = await as(w, "mob", "GET", "/v1/conversations");
-    const g = convs.body.items.find((c) => c.group === "gmod1");
+    const g = convs.body.items.find((c) => c.group === "g:mod1");
     assert.equal(g.last.body.message, "hello");
     bob.close();
     carol.close();
