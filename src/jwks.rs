@@ -121,18 +121,13 @@ impl KeySet {
     /// it now has for the `kid` is tried if it is another. At most one fetch
     /// per token.
     pub fn next(&self, kid: Option<&str>, alg: Alg, at: &Attempt, now_ms: u64, refetch_ms: u64) -> Step {
-        match &at.tried {
-            None => match self.lookup(kid, alg, now_ms, refetch_ms) {
-                Lookup::Found(key) => Step::Check(key.clone()),
-                Lookup::Fetch if !at.fetched => Step::Fetch,
-                _ => Step::Refuse(AuthError::UnknownKey),
-            },
-            Some(tried) if at.fetched => match self.lookup(kid, alg, 0, u64::MAX) {
-                Lookup::Found(key) if key.jwk != tried.jwk => Step::Check(key.clone()),
-                _ => Step::Refuse(AuthError::BadSignature),
-            },
-            Some(_) if self.may_fetch(now_ms, refetch_ms) => Step::Fetch,
-            Some(_) => Step::Refuse(AuthError::BadSignature),
+        match (&at.tried, self.lookup(kid, alg, now_ms, refetch_ms)) {
+            (None, Lookup::Found(key)) => Step::Check(key.clone()),
+            (None, Lookup::Fetch) if !at.fetched => Step::Fetch,
+            (None, _) => Step::Refuse(AuthError::UnknownKey),
+            (Some(tried), Lookup::Found(key)) if at.fetched && key.jwk != tried.jwk => Step::Check(key.clone()),
+            (Some(_), _) if !at.fetched && self.may_fetch(now_ms, refetch_ms) => Step::Fetch,
+            (Some(_), _) => Step::Refuse(AuthError::BadSignature),
         }
     }
 

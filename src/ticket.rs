@@ -43,16 +43,17 @@ pub enum TicketError {
     Invalid,
     /// Past its use-by time, or its token expired.
     Expired,
-    /// Used already, or unknown to the user's object (it restarted).
+    /// Used already, or unknown to the user's object (it restarted, or the
+    /// ticket's time was up).
     Used,
 }
 
 impl TicketError {
     pub fn message(self) -> &'static str {
         match self {
-            TicketError::Invalid => "invalid socket ticket",
-            TicketError::Expired => "socket ticket expired; ask POST /v1/ws-ticket for another",
-            TicketError::Used => "socket ticket already used (or unknown); ask POST /v1/ws-ticket for another",
+            TicketError::Invalid => "invalid ticket",
+            TicketError::Expired => "ticket expired",
+            TicketError::Used => "ticket already used",
         }
     }
 }
@@ -139,15 +140,12 @@ impl Outstanding {
         self.live.push((nonce, until_ms));
     }
 
-    /// The upgrade of a ticket: allowed once, before its time is up.
+    /// The upgrade of a ticket: allowed once, before its time is up (the
+    /// entry checked the time already: one past it here is refused as used).
     pub fn redeem(&mut self, nonce: &str, now_ms: u64) -> Result<(), TicketError> {
-        let found = self.live.iter().position(|(n, _)| n == nonce).map(|i| self.live.remove(i));
-        self.live.retain(|(_, until)| *until > now_ms);
-        match found {
-            Some((_, until)) if until > now_ms => Ok(()),
-            Some(_) => Err(TicketError::Expired),
-            None => Err(TicketError::Used),
-        }
+        let i = self.live.iter().position(|(n, until)| n == nonce && *until > now_ms).ok_or(TicketError::Used)?;
+        self.live.remove(i);
+        Ok(())
     }
 
     /// How many tickets wait to be used.
@@ -218,8 +216,9 @@ mod tests {
         assert_eq!(out.redeem("a", NOW + 1), Ok(()));
         assert_eq!(out.redeem("a", NOW + 2), Err(TicketError::Used), "a second upgrade");
         assert_eq!(out.redeem("never", NOW + 2), Err(TicketError::Used), "not issued here (a restart)");
-        assert_eq!(out.redeem("b", NOW + TTL_MS), Err(TicketError::Expired));
-        assert!(out.is_empty());
+        assert_eq!(out.redeem("b", NOW + TTL_MS), Err(TicketError::Used), "past its time");
+        out.issued("c".into(), NOW + 2 * TTL_MS, NOW + TTL_MS);
+        assert_eq!(out.len(), 1, "the expired one is gone");
     }
 
     #[test]
