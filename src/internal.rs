@@ -28,9 +28,10 @@ pub enum Internal {
     /// `exp`: the token's expiry (s since the epoch); the socket closes then.
     /// `ticket`: the nonce of the socket ticket it came with, to be used up.
     Connect { uid: UserId, exp: u64, v1: Option<V1Connect>, ticket: Option<String> },
-    /// A socket ticket was issued for `uid` (see [`crate::ticket`]): its
-    /// nonce opens one socket before `until_ms`.
-    Ticket { uid: UserId, nonce: String, until_ms: u64 },
+    /// `POST /v1/ws-ticket`: a socket ticket for `uid`, whose token expires
+    /// at `exp` (see [`crate::ticket`]); its object issues it and allows its
+    /// one use.
+    Ticket { uid: UserId, exp: u64 },
     /// Store a message in `owner`'s log (the body is the message).
     Deliver(Delivery),
     /// The backend sends a chat on `uid`'s behalf (the body is the chat).
@@ -230,10 +231,9 @@ impl Internal {
                 p.extend(ticket.as_ref().map(|t| ("ticket", t.clone())));
                 "connect"
             }
-            Internal::Ticket { uid, nonce, until_ms } => {
+            Internal::Ticket { uid, exp } => {
                 p.push(("uid", uid.to_string()));
-                p.push(("nonce", nonce.clone()));
-                p.push(("until", until_ms.to_string()));
+                p.push(("exp", exp.to_string()));
                 "ticket"
             }
             Internal::Deliver(d) => {
@@ -391,9 +391,7 @@ impl Internal {
                 };
                 Internal::Connect { uid, exp: number("exp")?, v1, ticket: get("ticket").map(str::to_owned) }
             }
-            "ticket" => {
-                Internal::Ticket { uid: user("uid")?, nonce: need("nonce")?.to_owned(), until_ms: number("until")? }
-            }
+            "ticket" => Internal::Ticket { uid: user("uid")?, exp: number("exp")? },
             "deliver" => Internal::Deliver(Delivery {
                 owner: user("owner")?,
                 kind: number("kind")
@@ -709,7 +707,7 @@ mod tests {
                 v1: Some(V1Connect { device: "phone".into(), since: Some(4) }),
                 ticket: Some("0f".repeat(16)),
             },
-            Internal::Ticket { uid: uid("t"), nonce: "0f".repeat(16), until_ms: 30_000 },
+            Internal::Ticket { uid: uid("t"), exp: 30 },
             Internal::Connect {
                 uid: uid("a"),
                 exp: 1,

@@ -11,7 +11,7 @@
 
 use serde_json::Value;
 
-use crate::auth::Alg;
+use crate::auth::{Alg, AuthError};
 
 /// How often an unknown `kid` may fetch the document again, unless
 /// `JWT_JWKS_REFETCH_S` says otherwise.
@@ -64,6 +64,26 @@ pub enum Lookup<'a> {
     Unknown,
 }
 
+/// Where one token's check stands (see [`KeySet::next`]).
+#[derive(Debug, Default)]
+pub struct Attempt {
+    /// The key its signature failed with, if it did.
+    pub tried: Option<Key>,
+    /// The document was fetched for it (once at most).
+    pub fetched: bool,
+}
+
+/// What to do next for a token.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Check its signature with this key.
+    Check(Key),
+    /// Fetch the document ([`KeySet::fetching`], then [`KeySet::fetched`]
+    /// if it came), set [`Attempt::fetched`], and ask again.
+    Fetch,
+    Refuse(AuthError),
+}
+
 /// The keys known, and when the document was last asked for.
 #[derive(Debug, Default)]
 pub struct KeySet {
@@ -93,22 +113,21 @@ impl KeySet {
         self.last_fetch.is_none_or(|t| now_ms.saturating_sub(t) >= refetch_ms)
     }
 
-    /// A signature did not verify with the key known for its `kid`: the
-    /// provider may have rotated the key and kept the `kid`. Fetch the
-    /// document again ([`KeySet::fetching`], [`KeySet::fetched`], then
-    /// [`KeySet::rotated`]) only within the same once-per-interval bound as
-    /// an unknown `kid`, so forged signatures cost the provider no more.
-    pub fn refetch_on_bad_signature(&self, now_ms: u64, refetch_ms: u64) -> bool {
-        self.may_fetch(now_ms, refetch_ms)
-    }
-
-    /// After a fetch for a bad signature: the key now known for the token's
-    /// `kid` and `alg`, if it is not `tried` (a rotation). `None`: the same
-    /// key, or none: the signature stays bad.
-    pub fn rotated(&self, tried: &Key, kid: Option<&str>, alg: Alg) -> Option<&Key> {
-        match self.lookup(kid, alg, 0, u64::MAX) {
-            Lookup::Found(key) if key.jwk != tried.jwk => Some(key),
-            _ => None,
+    /// The next step of one token's check, `at` where it stands. A
+    /// signature that fails with the key its `kid` names may be a key the
+    /// provider rotated and kept the `kid` of: the document is fetched again
+    /// then too, within the same once-per-interval bound as for an unknown
+    /// `kid` (so forged signatures cost the provider no more), and the key
+    /// it now has for the `kid` is tried if it is another. At most one fetch
+    /// per token.
+    pub fn next(&self, kid: Option<&str>, alg: Alg, at: &Attempt, now_ms: u64, refetch_ms: u64) -> Step {
+        match (&at.tried, self.lookup(kid, alg, now_ms, refetch_ms)) {
+            (None, Lookup::Found(key)) => Step::Check(key.clone()),
+            (None, Lookup::Fetch) if !at.fetched => Step::Fetch,
+            (None, _) => Step::Refuse(AuthError::UnknownKey),
+            (Some(tried), Lookup::Found(key)) if at.fetched && key.jwk != tried.jwk => Step::Check(key.clone()),
+            (Some(_), _) if !at.fetched && self.may_fetch(now_ms, refetch_ms) => Step::Fetch,
+            (Some(_), _) => Step::Refuse(AuthError::BadSignature),
         }
     }
 
@@ -180,28 +199,54 @@ mod tests {
         );
     }
     #[test]
-    fn a_bad_signature_refetches_within_the_interval_and_finds_a_key_rotated_under_its_kid() {
-        let doc = |n: &str| format!(r#"{{"keys":[{{"kty":"RSA","kid":"r1","n":"{n}","e":"AQAB"}}]}}"#);
+    fn a_bad_signature_refetches_within_the_interval_and_tries_a_key_rotated_under_its_kid() {
+        let doc = |n: &str| parse(&format!(r#"{{"keys":[{{"kty":"RSA","kid":"r1","n":"{n}","e":"AQAB"}}]}}"#)).unwrap();
+        let n_of = |step: &Step| match step {
+            Step::Check(key) => serde_json::from_str::<Value>(&key.jwk).unwrap()["n"].as_str().unwrap().to_owned(),
+            other => panic!("not a check: {other:?}"),
+        };
         let mut set = KeySet::default();
+        let next = |set: &KeySet, at: &Attempt, now: u64| set.next(Some("r1"), Alg::Rs256, at, now, REFETCH_MS);
+        // Nothing known: one fetch, then the key.
+        let mut at = Attempt::default();
+        assert_eq!(next(&set, &at, 0), Step::Fetch);
         set.fetching(0);
-        set.fetched(parse(&doc("old")).unwrap());
-        let Lookup::Found(tried) = set.lookup(Some("r1"), Alg::Rs256, 1, REFETCH_MS) else { panic!("r1 is known") };
-        let tried = tried.clone();
-        assert!(!set.refetch_on_bad_signature(30_000, REFETCH_MS), "within the minute: refused at once");
-        assert!(set.refetch_on_bad_signature(60_000, REFETCH_MS), "a minute on: fetch again");
+        set.fetched(doc("old"));
+        at.fetched = true;
+        let first = next(&set, &at, 0);
+        assert_eq!(n_of(&first), "old");
+        // Its signature fails: this token fetched already, and the key is the same: refused.
+        at.tried = Some(set.keys[0].clone());
+        assert_eq!(next(&set, &at, 0), Step::Refuse(AuthError::BadSignature));
+
+        // A later token whose signature fails with the known key.
+        let failed = |set: &KeySet| Attempt { tried: Some(set.keys[0].clone()), fetched: false };
+        assert_eq!(next(&set, &failed(&set), 30_000), Step::Refuse(AuthError::BadSignature), "within the interval");
+        let mut at = failed(&set);
+        assert_eq!(next(&set, &at, 60_000), Step::Fetch, "an interval on: fetch again");
         set.fetching(60_000);
+        at.fetched = true;
         // The provider still publishes the same key: the signature stays bad.
-        set.fetched(parse(&doc("old")).unwrap());
-        assert_eq!(set.rotated(&tried, Some("r1"), Alg::Rs256), None);
-        assert!(!set.refetch_on_bad_signature(61_000, REFETCH_MS), "one fetch per interval, whatever the reason");
-        // A new key under the same kid: that one is tried.
+        set.fetched(doc("old"));
+        assert_eq!(next(&set, &at, 60_000), Step::Refuse(AuthError::BadSignature));
+        assert_eq!(next(&set, &failed(&set), 61_000), Step::Refuse(AuthError::BadSignature), "one fetch per interval");
+        // A new key under the same kid: that one is tried, once.
+        let mut at = failed(&set);
+        assert_eq!(next(&set, &at, 120_000), Step::Fetch);
         set.fetching(120_000);
-        set.fetched(parse(&doc("new")).unwrap());
-        let rotated = set.rotated(&tried, Some("r1"), Alg::Rs256).expect("the rotated key");
-        assert_eq!(serde_json::from_str::<Value>(&rotated.jwk).unwrap()["n"], "new");
-        assert_eq!(set.rotated(&tried, Some("r1"), Alg::Es256), None, "not a key of the token's algorithm");
-        // The kid dropped altogether: nothing to try.
+        set.fetched(doc("new"));
+        at.fetched = true;
+        let rotated = next(&set, &at, 120_000);
+        assert_eq!(n_of(&rotated), "new");
+        at.tried = Some(set.keys[0].clone());
+        assert_eq!(next(&set, &at, 120_000), Step::Refuse(AuthError::BadSignature), "and no more");
+        // A kid of another algorithm, or one dropped, is not tried.
+        let at = Attempt { tried: Some(set.keys[0].clone()), fetched: true };
+        assert_eq!(set.next(Some("r1"), Alg::Es256, &at, 120_000, REFETCH_MS), Step::Refuse(AuthError::BadSignature));
         set.fetched(vec![]);
-        assert_eq!(set.rotated(&tried, Some("r1"), Alg::Rs256), None);
+        assert_eq!(next(&set, &at, 120_000), Step::Refuse(AuthError::BadSignature));
+        // An unknown kid is refused as such, fetched once.
+        let at = Attempt { tried: None, fetched: true };
+        assert_eq!(next(&set, &at, 0), Step::Refuse(AuthError::UnknownKey));
     }
 }

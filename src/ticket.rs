@@ -3,20 +3,21 @@
 //! `?ticket=`, so the long-lived token never travels in a URL, where
 //! platform request logs would keep it.
 //!
-//! A ticket is `t1.<payload>.<mac>`: the payload (base64url JSON) names the
-//! user, the token's expiry, the time until which the ticket may be used and
-//! a random nonce; the MAC (HMAC-SHA256 under a key derived from
-//! `JWT_SECRET`) lets the entry refuse a forged or stale ticket without
-//! waking any object. Single use is the user's object's: it is told of each
-//! nonce as the ticket is issued ([`Outstanding::issued`]) and takes it away
-//! at the upgrade ([`Outstanding::redeem`]). It keeps them in memory only: an
+//! A ticket is `t1.<mac>.<exp>.<until>.<nonce>.<user>`: the token's expiry
+//! (s), the time until which the ticket may be used (ms), a random nonce and
+//! the user; the MAC (HMAC-SHA256 over what follows it, under a key derived
+//! from `JWT_SECRET`) lets the entry refuse a forged or stale ticket without
+//! waking any object. (Plain text rather than JSON: the worker's wasm has a
+//! size budget.) Single use is the user's object's: it issues the ticket
+//! and keeps its nonce ([`Outstanding::issued`]), and takes it away at the
+//! upgrade ([`Outstanding::redeem`]), which every upgrade of the user's
+//! reaches, whatever isolate it came through. It keeps them in memory only: an
 //! object that restarted in between knows none, so the ticket is refused
 //! (never honoured twice) and the client asks for another.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use crate::auth::{Verified, MAX_EXP_S};
@@ -42,16 +43,17 @@ pub enum TicketError {
     Invalid,
     /// Past its use-by time, or its token expired.
     Expired,
-    /// Used already, or unknown to the user's object (it restarted).
+    /// Used already, or unknown to the user's object (it restarted, or the
+    /// ticket's time was up).
     Used,
 }
 
 impl TicketError {
     pub fn message(self) -> &'static str {
         match self {
-            TicketError::Invalid => "invalid socket ticket",
-            TicketError::Expired => "socket ticket expired; ask POST /v1/ws-ticket for another",
-            TicketError::Used => "socket ticket already used (or unknown); ask POST /v1/ws-ticket for another",
+            TicketError::Invalid => "invalid ticket",
+            TicketError::Expired => "ticket expired",
+            TicketError::Used => "ticket already used",
         }
     }
 }
@@ -72,56 +74,52 @@ pub struct Ticket {
     pub exp: u64,
     /// Usable before this time (ms).
     pub until_ms: u64,
-    /// What the user's object checks off (32 hex digits).
+    /// What the user's object checks off (22 base64url characters).
     pub nonce: String,
 }
 
-#[derive(Serialize, Deserialize)]
-struct Payload {
-    sub: String,
-    exp: u64,
-    until: u64,
-    n: String,
-}
-
 /// A ticket for the verified token `v`, usable for [`TTL_MS`] from `now_ms`
-/// (less when the token expires sooner). `random`: 128 bits of the platform's
-/// cryptographic randomness. Returns the ticket's text and its contents.
+/// (less when the token expires sooner). `random`: 128 random bits, the
+/// nonce (it need only be unique: the MAC is what no one else can make).
+/// Returns the ticket's text and its contents.
 pub fn issue(v: &Verified, random: [u8; 16], now_ms: u64, secret: &[u8]) -> (String, Ticket) {
-    let nonce: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    let nonce = URL_SAFE_NO_PAD.encode(random);
     let until_ms = (now_ms + TTL_MS).min(v.exp.saturating_mul(1000));
-    let payload = Payload { sub: v.user.to_string(), exp: v.exp, until: until_ms, n: nonce.clone() };
-    // A struct of strings and integers always serializes.
-    let json = serde_json::to_vec(&payload).unwrap_or_default();
-    let signed = format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(json));
-    let text = format!("{signed}.{}", URL_SAFE_NO_PAD.encode(mac(secret, &signed).finalize().into_bytes()));
-    (text, Ticket { user: v.user.clone(), exp: v.exp, until_ms, nonce })
+    let body = format!("{}.{until_ms}.{nonce}.{}", v.exp, v.user.as_str());
+    let tag = URL_SAFE_NO_PAD.encode(mac(secret, &body).finalize().into_bytes());
+    (format!("{PREFIX}{tag}.{body}"), Ticket { user: v.user.clone(), exp: v.exp, until_ms, nonce })
 }
 
 /// Checks a ticket's MAC and times at `now_ms`. One use is not checked here:
 /// that is the user's object's ([`Outstanding::redeem`]).
 pub fn verify(text: &str, now_ms: u64, secret: &[u8]) -> Result<Ticket, TicketError> {
-    let (signed, tag) = text.rsplit_once('.').ok_or(TicketError::Invalid)?;
-    let payload = signed.strip_prefix(PREFIX).ok_or(TicketError::Invalid)?;
+    let rest = text.strip_prefix(PREFIX).ok_or(TicketError::Invalid)?;
+    let (tag, body) = rest.split_once('.').ok_or(TicketError::Invalid)?;
     let tag = URL_SAFE_NO_PAD.decode(tag).map_err(|_| TicketError::Invalid)?;
-    mac(secret, signed).verify_slice(&tag).map_err(|_| TicketError::Invalid)?;
-    let bytes = URL_SAFE_NO_PAD.decode(payload).map_err(|_| TicketError::Invalid)?;
-    let p: Payload = serde_json::from_slice(&bytes).map_err(|_| TicketError::Invalid)?;
-    let user = UserId::parse(&p.sub).map_err(|_| TicketError::Invalid)?;
-    if now_ms >= p.until || now_ms / 1000 >= p.exp {
+    mac(secret, body).verify_slice(&tag).map_err(|_| TicketError::Invalid)?;
+    // The user comes last: a user id may hold dots.
+    let mut parts = body.splitn(4, '.');
+    let (Some(exp), Some(until), Some(nonce), Some(user)) = (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(TicketError::Invalid);
+    };
+    let number = |s: &str| s.parse::<u64>().map_err(|_| TicketError::Invalid);
+    let (exp, until_ms) = (number(exp)?, number(until)?);
+    let user = UserId::parse(user).map_err(|_| TicketError::Invalid)?;
+    if now_ms >= until_ms || now_ms / 1000 >= exp {
         return Err(TicketError::Expired);
     }
-    Ok(Ticket { user, exp: p.exp.min(MAX_EXP_S), until_ms: p.until, nonce: p.n })
+    Ok(Ticket { user, exp: exp.min(MAX_EXP_S), until_ms, nonce: nonce.to_owned() })
 }
 
-/// The MAC under a key derived from `secret` (HMAC accepts keys of any
-/// length, so neither step can fail).
-fn mac(secret: &[u8], signed: &str) -> HmacSha256 {
+/// The MAC of `body` under a key derived from `secret` (HMAC accepts keys
+/// of any length, so neither step can fail).
+fn mac(secret: &[u8], body: &str) -> HmacSha256 {
     let mut derive = HmacSha256::new_from_slice(secret).unwrap_or_else(|_| unreachable!());
     derive.update(KEY_LABEL);
     let key = derive.finalize().into_bytes();
     let mut m = HmacSha256::new_from_slice(&key).unwrap_or_else(|_| unreachable!());
-    m.update(signed.as_bytes());
+    m.update(body.as_bytes());
     m
 }
 
@@ -142,15 +140,12 @@ impl Outstanding {
         self.live.push((nonce, until_ms));
     }
 
-    /// The upgrade of a ticket: allowed once, before its time is up.
+    /// The upgrade of a ticket: allowed once, before its time is up (the
+    /// entry checked the time already: one past it here is refused as used).
     pub fn redeem(&mut self, nonce: &str, now_ms: u64) -> Result<(), TicketError> {
-        let found = self.live.iter().position(|(n, _)| n == nonce).map(|i| self.live.remove(i));
-        self.live.retain(|(_, until)| *until > now_ms);
-        match found {
-            Some((_, until)) if until > now_ms => Ok(()),
-            Some(_) => Err(TicketError::Expired),
-            None => Err(TicketError::Used),
-        }
+        let i = self.live.iter().position(|(n, until)| n == nonce && *until > now_ms).ok_or(TicketError::Used)?;
+        self.live.remove(i);
+        Ok(())
     }
 
     /// How many tickets wait to be used.
@@ -177,11 +172,11 @@ mod tests {
     #[test]
     fn a_ticket_names_its_user_and_the_tokens_expiry_for_thirty_seconds() {
         let (text, t) = issue(&verified("a.b@c", NOW / 1000 + 3600), [7; 16], NOW, SECRET);
-        assert!(text.starts_with("t1.") && !text.contains(['?', '&', '=', '+', '/']), "{text}");
-        assert_eq!(t.nonce, "07".repeat(16));
+        assert!(text.starts_with("t1.") && text.ends_with(".a.b@c") && !text.contains(['?', '&', '=', '+', '/']));
+        assert_eq!(t.nonce, URL_SAFE_NO_PAD.encode([7; 16]));
         assert_eq!(verify(&text, NOW, SECRET), Ok(t.clone()));
         assert_eq!((t.user.as_str(), t.exp, t.until_ms), ("a.b@c", NOW / 1000 + 3600, NOW + TTL_MS));
-        assert_eq!(verify(&text, NOW + TTL_MS - 1, SECRET).map(|t| t.nonce), Ok("07".repeat(16)));
+        assert_eq!(verify(&text, NOW + TTL_MS - 1, SECRET).map(|t| t.nonce), Ok(URL_SAFE_NO_PAD.encode([7; 16])));
         assert_eq!(verify(&text, NOW + TTL_MS, SECRET), Err(TicketError::Expired));
         // A token expiring sooner bounds the ticket.
         let (soon, t) = issue(&verified("u", NOW / 1000 + 10), [1; 16], NOW, SECRET);
@@ -193,10 +188,17 @@ mod tests {
     fn forged_tampered_or_foreign_tickets_are_invalid() {
         let (text, _) = issue(&verified("u", NOW / 1000 + 60), [1; 16], NOW, SECRET);
         assert_eq!(verify(&text, NOW, b"other"), Err(TicketError::Invalid));
-        let (signed, tag) = text.rsplit_once('.').unwrap();
-        let evil = URL_SAFE_NO_PAD.encode(format!(r#"{{"sub":"v","exp":{},"until":{},"n":"x"}}"#, NOW, NOW + 1));
-        assert_eq!(verify(&format!("t1.{evil}.{tag}"), NOW, SECRET), Err(TicketError::Invalid));
-        assert_eq!(verify(&format!("t2.{}.{tag}", &signed[3..]), NOW, SECRET), Err(TicketError::Invalid));
+        let other_user = format!("{}v", &text[..text.len() - 1]);
+        assert_eq!(verify(&other_user, NOW, SECRET), Err(TicketError::Invalid));
+        let later = text.replacen(&format!(".{}.", NOW + TTL_MS), &format!(".{}.", NOW + 10 * TTL_MS), 1);
+        assert_ne!(later, text);
+        assert_eq!(verify(&later, NOW + TTL_MS, SECRET), Err(TicketError::Invalid));
+        assert_eq!(verify(&text.replacen("t1.", "t2.", 1), NOW, SECRET), Err(TicketError::Invalid));
+        // Signed, but not the four fields: refused as well.
+        let tag = |body: &str| URL_SAFE_NO_PAD.encode(mac(SECRET, body).finalize().into_bytes());
+        for body in ["1", "x.1.n.u", &format!("{}.{}.n.a b", NOW, NOW + 1)] {
+            assert_eq!(verify(&format!("t1.{}.{body}", tag(body)), NOW, SECRET), Err(TicketError::Invalid), "{body}");
+        }
         for junk in ["", "t1.", "t1..", "a.b.c", "t1.!!.!!", &text[..text.len() - 2]] {
             assert_eq!(verify(junk, NOW, SECRET), Err(TicketError::Invalid), "{junk:?}");
         }
@@ -214,8 +216,9 @@ mod tests {
         assert_eq!(out.redeem("a", NOW + 1), Ok(()));
         assert_eq!(out.redeem("a", NOW + 2), Err(TicketError::Used), "a second upgrade");
         assert_eq!(out.redeem("never", NOW + 2), Err(TicketError::Used), "not issued here (a restart)");
-        assert_eq!(out.redeem("b", NOW + TTL_MS), Err(TicketError::Expired));
-        assert!(out.is_empty());
+        assert_eq!(out.redeem("b", NOW + TTL_MS), Err(TicketError::Used), "past its time");
+        out.issued("c".into(), NOW + 2 * TTL_MS, NOW + TTL_MS);
+        assert_eq!(out.len(), 1, "the expired one is gone");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use futures::future::join_all;
 use worker::{event, Context, Env, Method, Request, RequestInit, Response};
 
 use super::idp::Idp;
-use super::{analytics, group_object, log, ticket, Rid};
+use super::{analytics, group_object, log, Rid};
 use super::{d1, hop};
 use super::{json, json_error, json_http_error, limits, now_ms, push_config, query_pairs, query_param, random_u64};
 use super::{with_retry_after, USER_BINDING};
@@ -61,7 +61,7 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
     let answer = match (req.method(), path.as_str()) {
         (Method::Get, "/ws") => connect(req, &env, jwt_secret).await,
         (Method::Post, "/v1/ws-ticket") => match client_user(&req, &env, jwt_secret).await? {
-            Ok(v) => ticket::issue(&env, jwt_secret, v).await,
+            Ok(v) => forward(&env, &Internal::Ticket { uid: v.user, exp: v.exp }).await,
             Err(e) => unauthorized(e),
         },
         (Method::Get, "/dev/token") => dev_token(&req, &env, jwt_secret),

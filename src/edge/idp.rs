@@ -14,7 +14,7 @@ use worker::wasm_bindgen_futures::JsFuture;
 use worker::Env;
 
 use crate::auth::{claims, Alg, AuthError, Expected, Jwt, Verified};
-use crate::jwks::{self, Key, KeySet, Lookup};
+use crate::jwks::{self, Attempt, Key, KeySet, Step};
 
 /// Longest a token waits for the provider's keys.
 pub const FETCH_TIMEOUT_MS: u32 = 3000;
@@ -78,46 +78,31 @@ impl Idp {
         Some(Idp { url, expected: Expected { issuer: var("JWT_ISSUER"), audience: var("JWT_AUDIENCE") }, refetch_ms })
     }
 
-    /// Checks an RS256 or ES256 token (`now_ms`: the clock).
+    /// Checks an RS256 or ES256 token (`now_ms`: the clock): the steps are
+    /// [`KeySet::next`]'s.
     pub async fn verify(&self, jwt: &Jwt<'_>, now_ms: u64) -> Result<Verified, AuthError> {
-        // Ok: the key; Err(true): fetch the document first; Err(false): refuse.
-        let find = || {
-            KEYS.with(|keys| match keys.borrow().lookup(jwt.kid.as_deref(), jwt.alg, now_ms, self.refetch_ms) {
-                Lookup::Found(key) => Ok(key.clone()),
-                Lookup::Fetch => Err(true),
-                Lookup::Unknown => Err(false),
-            })
-        };
-        let key = match find() {
-            Ok(key) => key,
-            Err(false) => return Err(AuthError::UnknownKey),
-            Err(true) => {
-                self.refresh(now_ms).await;
-                find().map_err(|_| AuthError::UnknownKey)?
+        let mut at = Attempt::default();
+        loop {
+            let step = KEYS.with(|keys| keys.borrow().next(jwt.kid.as_deref(), jwt.alg, &at, now_ms, self.refetch_ms));
+            match step {
+                Step::Refuse(e) => return Err(e),
+                Step::Fetch => {
+                    KEYS.with(|keys| keys.borrow_mut().fetching(now_ms));
+                    match self.get().await {
+                        Some(keys) => KEYS.with(|set| set.borrow_mut().fetched(keys)),
+                        // Known keys keep working; this token's may be unknown.
+                        None => super::log(super::Rid::new().line("jwks_fetch_failed")),
+                    }
+                    at.fetched = true;
+                }
+                Step::Check(key) => {
+                    let crypto_key = import(&key).await.ok_or(AuthError::UnknownKey)?;
+                    if check(key.alg, &crypto_key, &jwt.signature, jwt.signed.as_bytes()).await {
+                        return claims(jwt, &self.expected, now_ms / 1000);
+                    }
+                    at.tried = Some(key);
+                }
             }
-        };
-        if !verify_with(&key, jwt).await? {
-            // The provider may have rotated the key and kept its kid.
-            if !KEYS.with(|keys| keys.borrow().refetch_on_bad_signature(now_ms, self.refetch_ms)) {
-                return Err(AuthError::BadSignature);
-            }
-            self.refresh(now_ms).await;
-            let rotated = KEYS.with(|keys| keys.borrow().rotated(&key, jwt.kid.as_deref(), jwt.alg).cloned());
-            match rotated {
-                Some(new) if verify_with(&new, jwt).await? => {}
-                _ => return Err(AuthError::BadSignature),
-            }
-        }
-        claims(jwt, &self.expected, now_ms / 1000)
-    }
-
-    /// Fetches the document now (no other fetch for an interval, whatever
-    /// comes of it). A failed fetch keeps the known keys.
-    async fn refresh(&self, now_ms: u64) {
-        KEYS.with(|keys| keys.borrow_mut().fetching(now_ms));
-        match self.get().await {
-            Some(keys) => KEYS.with(|set| set.borrow_mut().fetched(keys)),
-            None => super::log(super::Rid::new().line("jwks_fetch_failed")),
         }
     }
 
@@ -151,12 +136,6 @@ async fn import(key: &Key) -> Option<JsValue> {
         m.insert(key.jwk.clone(), imported.clone());
     });
     Some(imported)
-}
-
-/// Whether the token's signature verifies with `key`.
-async fn verify_with(key: &Key, jwt: &Jwt<'_>) -> Result<bool, AuthError> {
-    let crypto_key = import(key).await.ok_or(AuthError::UnknownKey)?;
-    Ok(check(key.alg, &crypto_key, &jwt.signature, jwt.signed.as_bytes()).await)
 }
 
 /// Whether `signature` is `alg`'s over `data` with `key`.

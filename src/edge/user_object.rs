@@ -269,9 +269,8 @@ impl DurableObject for UserObject {
             Internal::Typing(t) => self.on_typing(&t),
             Internal::Connect { uid, exp, v1: None, .. } => self.on_connect(&uid, exp),
             Internal::Connect { uid, exp, v1: Some(c), .. } => self.on_connect_v1(&uid, exp, &c),
-            Internal::Ticket { nonce, until_ms, .. } => {
-                self.shared.tickets.borrow_mut().issued(nonce, until_ms, now_ms());
-                answer(Answer::of(Outcome::Done))
+            Internal::Ticket { uid, exp } => {
+                super::ticket::issue(&self.env, &self.shared.tickets, &crate::auth::Verified { user: uid, exp })
             }
             Internal::Read { uid, view: View::Legacy, page } => self.on_history(&uid, &page, rid).await,
             Internal::Read { uid, view: View::V1, page } => self.on_v1_history(&uid, &page, rid).await,

@@ -101,11 +101,9 @@ describe("one-time socket tickets (item 8)", () => {
     assert.equal((await ticketFor(token("tk4", { secret: "wrong" }))).status, 401);
     assert.equal((await ticketFor(token("tk4", { exp: 1 }))).status, 401);
     const { ticket: t } = await ticket("tk4");
-    const [, payload, mac] = t.split(".");
-    const other = JSON.parse(Buffer.from(payload, "base64url"));
-    other.sub = "someone-else";
-    const forged = `t1.${Buffer.from(JSON.stringify(other)).toString("base64url")}.${mac}`;
-    for (const bad of [forged, `${t}x`, "t1.e30.AAAA", "", token("tk4")]) {
+    assert.ok(t.endsWith(".tk4"), t);
+    const forged = t.replace(/\.tk4$/, ".someone-else");
+    for (const bad of [forged, `${t}x`, "t1.AAAA.1.2.n.tk4", "", token("tk4")]) {
       const e = await refused(open(bad));
       assert.equal(e.status, 401, bad);
     }
