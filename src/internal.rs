@@ -185,7 +185,7 @@ impl Internal {
             | Internal::Relay { owner }
             | Internal::GroupRead { owner, .. }
             | Internal::GroupCall { owner } => owner,
-            | Internal::MayAdd { owner, .. } => owner,
+            Internal::MayAdd { owner, .. } => owner,
         }
     }
 
@@ -212,7 +212,7 @@ impl Internal {
             | Internal::Watch(_)
             | Internal::Settings { .. }
             | Internal::Ticket { .. } => "GET",
-            | Internal::MayAdd { .. } => "GET",
+            Internal::MayAdd { .. } => "GET",
             _ => "POST",
         }
     }

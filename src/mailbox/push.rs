@@ -4,10 +4,10 @@
 //! ([`crate::push::signature`]); every decision is here.
 
 use super::{Error, Io, Job, Mailbox};
+use crate::group::GroupId;
 use crate::log::{Log, PushCall, PushState, Sql};
 use crate::metrics::{incr, Counter};
 use crate::push::{self, Retry, CANDIDATES};
-use crate::group::GroupId;
 use crate::user::UserId;
 
 /// A conversation whose read is told by a silent `read` push.
