@@ -6,8 +6,6 @@
 
 mod support;
 
-use std::cell::RefCell;
-
 use edge_chat::group::adds::{consent_needed, handle_consented};
 use edge_chat::group::calls::{Call, Request};
 use edge_chat::group::store::Store;
@@ -15,37 +13,14 @@ use edge_chat::group::{Actor, Config, Delivery, EntryKind, Group, GroupEntry, Gr
 use edge_chat::internal::{Answer as HopAnswer, Outcome};
 use edge_chat::limits::Limits;
 use edge_chat::log::Log;
-use edge_chat::mailbox::{Appended, Io, Mailbox, Mode, SendPlan, Sockets, V1Step};
+use edge_chat::mailbox::{Appended, Io, Mailbox, SendPlan, V1Step};
 use edge_chat::message::Chat;
 use edge_chat::user::UserId;
 use rusqlite::Connection;
 use serde_json::{json, Value};
+use support::device::Device;
 use support::sqlite::Lite;
-
-fn uid(s: &str) -> UserId {
-    UserId::parse(s).unwrap()
-}
-
-/// One v1 socket that keeps every frame.
-struct Device(RefCell<Vec<Value>>);
-
-impl Sockets for Device {
-    type Socket = ();
-    fn open(&self, mode: Mode) -> Vec<()> {
-        if mode == Mode::V1 {
-            vec![()]
-        } else {
-            Vec::new()
-        }
-    }
-    fn count(&self) -> usize {
-        1
-    }
-    fn send(&self, _: &(), text: &str) -> bool {
-        self.0.borrow_mut().push(serde_json::from_str(text).expect("frames are JSON"));
-        true
-    }
-}
+use support::uid;
 
 struct User {
     log: Log<Lite>,
@@ -64,7 +39,7 @@ impl User {
         let u = User {
             log: Lite::log(),
             mb: Mailbox::new(config()),
-            device: Device(RefCell::new(Vec::new())),
+            device: Device::online(),
             id: uid(id),
             now: 1_000_000,
         };

@@ -6,39 +6,15 @@
 
 mod support;
 
-use std::cell::RefCell;
-
 use edge_chat::group::{Answer, Delivery, EntryKind, GroupEntry, GroupId};
 use edge_chat::limits::Limits;
 use edge_chat::log::Log;
-use edge_chat::mailbox::{Config, Io, Mailbox, Mode, Sockets, V1Step};
+use edge_chat::mailbox::{Config, Io, Mailbox, V1Step};
 use edge_chat::user::UserId;
 use serde_json::{json, Value};
+use support::device::Device;
 use support::sqlite::Lite;
-
-struct Device(RefCell<Vec<Value>>);
-
-impl Sockets for Device {
-    type Socket = ();
-    fn open(&self, mode: Mode) -> Vec<()> {
-        if mode == Mode::V1 {
-            vec![()]
-        } else {
-            Vec::new()
-        }
-    }
-    fn count(&self) -> usize {
-        1
-    }
-    fn send(&self, _: &(), text: &str) -> bool {
-        self.0.borrow_mut().push(serde_json::from_str(text).expect("frames are JSON"));
-        true
-    }
-}
-
-fn uid(s: &str) -> UserId {
-    UserId::parse(s).unwrap()
-}
+use support::uid;
 
 /// Entries `from..=to` of alice's messages, their bodies naming the group as `written`.
 fn delivery(group: &str, written: &str, since: u64, from: u64, to: u64) -> Delivery {
@@ -72,7 +48,7 @@ fn both_forms_name_one_group_and_no_user_id_is_a_group_id() {
 #[test]
 fn a_log_with_entries_of_both_forms_is_one_group_conversation_with_one_cursor() {
     let log: Log<Lite> = Lite::log();
-    let device = Device(RefCell::new(Vec::new()));
+    let device = Device::online();
     let bob = uid("bob");
     let io = Io { log: &log, sockets: &device, now: 1_000_000 };
     let mut mb = Mailbox::new(Config::new(Limits::default(), 500, 1000));

@@ -14,30 +14,24 @@
 
 mod support;
 
-use std::cell::RefCell;
-
 use edge_chat::group::calls::{Call, Request};
 use edge_chat::group::store::Store;
 use edge_chat::group::{Actor, Config as GroupConfig, Effect as GroupEffect, Group, GroupError, GroupId};
 use edge_chat::internal::{Delivery, Outcome};
 use edge_chat::limits::Limits;
 use edge_chat::log::Log;
-use edge_chat::mailbox::{
-    Appended, Config, DeliverStep, GroupLimit, GroupRefused, Io, LegacyStep, Mailbox, Mode, Sockets, V1Step,
-};
+use edge_chat::mailbox::{Appended, Config, DeliverStep, GroupLimit, GroupRefused, Io, LegacyStep, Mailbox, V1Step};
 use edge_chat::message::{new_id, Kind};
 use edge_chat::ratelimit::Rate;
 use edge_chat::user::UserId;
 use proptest::prelude::*;
 use rusqlite::Connection;
 use serde_json::{json, Map, Value};
+use support::device::Device;
 use support::sqlite::Lite;
+use support::uid;
 
 const T0: u64 = 1_800_000_000_000;
-
-fn uid(s: &str) -> UserId {
-    UserId::parse(s).unwrap()
-}
 
 fn gid() -> GroupId {
     GroupId::parse("gteam").unwrap()
@@ -84,27 +78,6 @@ fn a_members_typing_reaches_the_group_at_the_one_to_one_rate() {
     assert_eq!(g.typing_at(&uid("mallory"), true, T0), Err(GroupError::NotMember));
 }
 
-/// One v1 socket (frames kept), or none.
-struct Device(RefCell<Vec<Value>>, bool);
-
-impl Sockets for Device {
-    type Socket = ();
-    fn open(&self, mode: Mode) -> Vec<()> {
-        if mode == Mode::V1 && self.1 {
-            vec![()]
-        } else {
-            Vec::new()
-        }
-    }
-    fn count(&self) -> usize {
-        self.1 as usize
-    }
-    fn send(&self, _: &(), text: &str) -> bool {
-        self.0.borrow_mut().push(serde_json::from_str(text).expect("frames are JSON"));
-        true
-    }
-}
-
 struct User {
     log: Log<Lite>,
     mb: Mailbox,
@@ -118,7 +91,7 @@ impl User {
         let mut u = User {
             log: Lite::log(),
             mb: Mailbox::new(Config::new(limits, 500, 1000)),
-            device: Device(RefCell::new(Vec::new()), online),
+            device: Device::new(online),
             id: uid(id),
             now: T0,
         };

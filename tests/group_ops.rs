@@ -9,8 +9,6 @@
 
 mod support;
 
-use std::cell::RefCell;
-
 use edge_chat::edits::EditOp;
 use edge_chat::group::calls::{self, Call, Request};
 use edge_chat::group::store::Store;
@@ -19,33 +17,14 @@ use edge_chat::group::{
 };
 use edge_chat::limits::Limits;
 use edge_chat::log::Log;
-use edge_chat::mailbox::{Appended, Config, DeliverStep, Effect, Io, Mailbox, Mode, Sockets};
+use edge_chat::mailbox::{Appended, Config, DeliverStep, Effect, Io, Mailbox};
 use edge_chat::message::Kind;
 use edge_chat::user::UserId;
 use rusqlite::Connection;
 use serde_json::{json, Value};
+use support::device::Device;
 use support::sqlite::Lite;
-
-/// One v1 socket that keeps every frame (none when offline).
-struct Device(RefCell<Vec<Value>>, bool);
-
-impl Sockets for Device {
-    type Socket = ();
-    fn open(&self, mode: Mode) -> Vec<()> {
-        if mode == Mode::V1 && self.1 {
-            vec![()]
-        } else {
-            Vec::new()
-        }
-    }
-    fn count(&self) -> usize {
-        self.1 as usize
-    }
-    fn send(&self, _: &(), text: &str) -> bool {
-        self.0.borrow_mut().push(serde_json::from_str(text).expect("frames are JSON"));
-        true
-    }
-}
+use support::uid;
 
 /// A member: a mailbox that pushes (30 s delay), with a v1 device online or not.
 struct User {
@@ -63,7 +42,7 @@ impl User {
         let mut u = User {
             log: Lite::log(),
             mb: Mailbox::new(config),
-            device: Device(RefCell::new(Vec::new()), online),
+            device: Device::new(online),
             id: UserId::parse(id).unwrap(),
             now: 1_000_000,
         };
@@ -184,10 +163,6 @@ fn team() -> Group<Lite> {
     let members = [uid("bob"), uid("carol")];
     g.create(gid(), &Actor::User(uid("alice")), uid("alice"), &members, "c1", 1_000_000).unwrap();
     g
-}
-
-fn uid(s: &str) -> UserId {
-    UserId::parse(s).unwrap()
 }
 
 /// Carries the group's deliveries to `user` (others' are answered as

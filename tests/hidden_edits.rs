@@ -6,42 +6,16 @@
 
 mod support;
 
-use std::cell::RefCell;
-
 use edge_chat::edits::EditOp;
 use edge_chat::internal::Delivery;
 use edge_chat::limits::Limits;
 use edge_chat::log::Log;
-use edge_chat::mailbox::{Appended, Config, DeliverStep, Io, Mailbox, Mode, SendPlan, Sockets};
+use edge_chat::mailbox::{Appended, Config, DeliverStep, Io, Mailbox, SendPlan};
 use edge_chat::message::Kind;
-use edge_chat::user::UserId;
 use serde_json::{json, Value};
+use support::device::Device;
 use support::sqlite::Lite;
-
-/// One v1 socket that keeps every frame.
-struct Device(RefCell<Vec<Value>>);
-
-impl Sockets for Device {
-    type Socket = ();
-    fn open(&self, mode: Mode) -> Vec<()> {
-        if mode == Mode::V1 {
-            vec![()]
-        } else {
-            Vec::new()
-        }
-    }
-    fn count(&self) -> usize {
-        1
-    }
-    fn send(&self, _: &(), text: &str) -> bool {
-        self.0.borrow_mut().push(serde_json::from_str(text).expect("frames are JSON"));
-        true
-    }
-}
-
-fn uid(s: &str) -> UserId {
-    UserId::parse(s).unwrap()
-}
+use support::uid;
 
 struct Bob {
     log: Log<Lite>,
@@ -55,7 +29,7 @@ impl Bob {
         let mut b = Bob {
             log: Lite::log(),
             mb: Mailbox::new(Config::new(Limits::default(), 500, 1000)),
-            device: Device(RefCell::new(Vec::new())),
+            device: Device::online(),
             now: 1_000_000,
         };
         let io = Io { log: &b.log, sockets: &b.device, now: b.now };

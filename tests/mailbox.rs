@@ -5,38 +5,16 @@
 
 mod support;
 
-use std::cell::RefCell;
-
 use edge_chat::internal::{Answer, Delivery, Outcome, Receipt};
 use edge_chat::limits::Limits;
 use edge_chat::log::Log;
-use edge_chat::mailbox::{Appended, Config, DeliverStep, Effect, Io, Mailbox, Mode, Notice, Sockets, V1Step};
+use edge_chat::mailbox::{Appended, Config, DeliverStep, Effect, Io, Mailbox, Notice, V1Step};
 use edge_chat::message::Kind;
 use edge_chat::protocol::v1;
 use edge_chat::user::UserId;
 use serde_json::{json, Value};
+use support::device::Device;
 use support::sqlite::Lite;
-
-/// One v1 socket that keeps every frame (none when offline).
-struct Device(RefCell<Vec<Value>>, bool);
-
-impl Sockets for Device {
-    type Socket = ();
-    fn open(&self, mode: Mode) -> Vec<()> {
-        if mode == Mode::V1 && self.1 {
-            vec![()]
-        } else {
-            Vec::new()
-        }
-    }
-    fn count(&self) -> usize {
-        self.1 as usize
-    }
-    fn send(&self, _: &(), text: &str) -> bool {
-        self.0.borrow_mut().push(serde_json::from_str(text).expect("frames are JSON"));
-        true
-    }
-}
 
 struct User {
     log: Log<Lite>,
@@ -57,7 +35,7 @@ impl User {
         let mut u = User {
             log: Lite::log(),
             mb: Mailbox::new(config),
-            device: Device(RefCell::new(Vec::new()), online),
+            device: Device::new(online),
             id: UserId::parse(id).unwrap(),
             now: 1_000_000,
         };

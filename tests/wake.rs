@@ -15,9 +15,9 @@ use edge_chat::log::Log;
 use edge_chat::mailbox::{Appended, Config, DeliverStep, Effect, Io, Mailbox, Mode, Notice, Sockets, V1Step};
 use edge_chat::message::Kind;
 use edge_chat::presence::Presence;
-use edge_chat::user::UserId;
 use serde_json::{json, Value};
 use support::sqlite::Lite;
+use support::uid;
 
 /// `n` v1 sockets, all recording into one list of frames.
 struct Socks {
@@ -41,10 +41,6 @@ impl Sockets for Socks {
         self.frames.borrow_mut().push(serde_json::from_str(text).expect("frames are JSON"));
         true
     }
-}
-
-fn uid(s: &str) -> UserId {
-    UserId::parse(s).unwrap()
 }
 
 fn mailbox() -> Mailbox {
