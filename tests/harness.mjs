@@ -284,6 +284,22 @@ export function token(sub, { exp = Math.floor(Date.now() / 1000) + 3600, secret 
 }
 
 /**
+ * An HTTP call with a JSON body (if any) and a JSON answer: as `uid` (their
+ * token), or as the backend (`uid` null: the API key); `headers` added.
+ * Resolves with the status and the parsed body (null when empty).
+ */
+export async function callJson(w, uid, method, path, body, headers = {}) {
+  const authorization = `Bearer ${uid === null ? API_KEY : token(uid)}`;
+  const res = await w.fetch(path, {
+    method,
+    headers: { authorization, "content-type": "application/json", ...headers },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return { status: res.status, body: text ? JSON.parse(text) : null };
+}
+
+/**
  * A WebSocket client that buffers what it receives: `next()` waits for the
  * next text frame, `expectSilence()` checks nothing more arrives.
  */

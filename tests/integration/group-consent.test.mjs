@@ -5,18 +5,10 @@
 // blocked member's messages out of the blocker's log.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { connectV1, startWorker, token } from "../harness.mjs";
+import { callJson, connectV1, startWorker } from "../harness.mjs";
 
 /** An HTTP call as `uid`; resolves with status and JSON. */
-async function call(w, uid, method, path, body) {
-  const res = await w.fetch(path, {
-    method,
-    headers: { authorization: `Bearer ${token(uid)}`, "content-type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : null };
-}
+const call = callJson;
 
 const group = (w, uid, method, path, body) => call(w, uid, method, `/v1/groups${path}`, body);
 const members = async (w, uid, g) => (await group(w, uid, "GET", `/${g}`)).body.members.map((m) => m.user).sort();

@@ -6,29 +6,13 @@
 // every seq reading from the newest.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { API_KEY, connectV1, eventually, sleep, startWorker, token } from "../harness.mjs";
+import { callJson, connectV1, eventually, sleep, startWorker, token } from "../harness.mjs";
 
 /** A group call as `uid` (HTTP, `/v1/groups…`); resolves with status and JSON. */
-async function call(w, uid, method, path, body) {
-  const res = await w.fetch(`/v1/groups${path}`, {
-    method,
-    headers: { authorization: `Bearer ${token(uid)}`, "content-type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : null };
-}
+const call = (w, uid, method, path, body) => callJson(w, uid, method, `/v1/groups${path}`, body);
 
 /** The same through the backend API. */
-async function api(w, method, path, body) {
-  const res = await w.fetch(`/api/groups${path}`, {
-    method,
-    headers: { authorization: `Bearer ${API_KEY}`, "content-type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : null };
-}
+const api = (w, method, path, body) => callJson(w, null, method, `/api/groups${path}`, body);
 
 /** A group `group` of `owner` with `members`, made by the backend. */
 async function makeGroup(w, group, owner, members) {

@@ -4,29 +4,13 @@
 // the current state), and members' read positions hidden by hide_presence.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { API_KEY, connectV1, eventually, startWorker, token } from "../harness.mjs";
+import { callJson, connectV1, eventually, startWorker, token } from "../harness.mjs";
 
 /** A call with the API key (`headers` added); resolves with status and JSON. */
-async function api(w, method, path, body, headers = {}) {
-  const res = await w.fetch(path, {
-    method,
-    headers: { authorization: `Bearer ${API_KEY}`, "content-type": "application/json", ...headers },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : null };
-}
+const api = (w, method, path, body, headers) => callJson(w, null, method, path, body, headers);
 
 /** A call with `uid`'s token; resolves with status and JSON. */
-async function as(w, uid, method, path, body) {
-  const res = await w.fetch(path, {
-    method,
-    headers: { authorization: `Bearer ${token(uid)}`, "content-type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : null };
-}
+const as = callJson;
 
 describe("group moderation and hidden reads", () => {
   let w;
