@@ -677,6 +677,8 @@ proptest! {
             let effects = g.take_effects();
             if let Some(at) = alarm(&effects) { alarm_at = Some(at) }
             air.extend(deliveries(&effects));
+            // The fan-out's index files every member where a walk of them all would.
+            prop_assert_eq!(g.schedule_mismatch(), None, "after {:?}", s);
             // At every step: what each member applied is a prefix of what it is owed.
             for (u, want) in &model.expected {
                 let got = applied(&members, &format!("u{u}"));
