@@ -1,7 +1,8 @@
 //! Large groups in the core (issue 25, part 1): a group of 10,000 members
 //! is created, sent to and fanned out natively, over the real store, and
 //! the fan-out's bookkeeping per answer does not grow with the membership
-//! (counted by [`Group::fanout_visits`], never timed).
+//! (counted by [`Group::fanout_visits`], never timed), nor does a count of
+//! "read by N of M" ([`Group::read_by_visits`]).
 //!
 //! `large_group_send_time` prints the time per message at 100, 1,000 and
 //! 10,000 members (`cargo test --release --test large_groups -- --nocapture`);
@@ -12,7 +13,7 @@ mod support;
 use std::time::Instant;
 
 use edge_chat::group::store::Store;
-use edge_chat::group::{accept, Accept, Actor, Answer, Config, Delivery, Effect, Group, GroupId};
+use edge_chat::group::{accept, Accept, Actor, Answer, Config, Delivery, Effect, Group, GroupId, ReadBy};
 use edge_chat::limits::Limits;
 use edge_chat::user::UserId;
 use rusqlite::Connection;
@@ -103,6 +104,24 @@ fn an_answer_costs_the_same_bookkeeping_whatever_the_membership() {
     assert_eq!(made, 2 * n - 1, "the notice to each of the others, then the message to each");
     let per_answer = (g.fanout_visits() - before) as f64 / made as f64;
     assert!(per_answer <= 4.0, "{per_answer} members visited per answer");
+}
+
+#[test]
+fn read_by_n_of_m_looks_at_the_entries_since_not_the_members() {
+    let n = 10_000;
+    let mut g = big_group(n);
+    let seq = g.send(&uid("m0"), None, text("read me"), "m2", T0).unwrap().seq;
+    for i in 0..n / 2 {
+        g.read(&uid(&format!("m{i}")), seq).unwrap();
+    }
+    for k in 0..3 {
+        g.send(&uid("m1"), None, text("later"), &format!("l{k}"), T0).unwrap();
+    }
+    let before = g.read_by_visits();
+    let counts = g.read_by(&Actor::Backend, seq).unwrap();
+    assert_eq!(counts, ReadBy { read: (n / 2 - 1) as u32, of: (n - 1) as u32 }, "the sender not counted");
+    let visits = g.read_by_visits() - before;
+    assert!(visits <= 12, "one count looked at {visits} positions for {n} members");
 }
 
 #[test]

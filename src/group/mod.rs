@@ -54,6 +54,7 @@ pub mod calls;
 mod hidden;
 mod member;
 mod moderation;
+mod readers;
 mod schedule;
 pub mod store;
 mod typing;
@@ -556,6 +557,9 @@ pub struct Group<S> {
     effects: Vec<Effect>,
     /// Members by what they wait for (memory only, rebuilt on open).
     schedule: schedule::Schedule,
+    /// Stretches of membership and what of them was read, for "read by N
+    /// of M" (memory only, rebuilt on open).
+    readers: readers::Readers,
 }
 
 /// The body every member receives for a message: the sender's fields
@@ -622,9 +626,11 @@ impl<S: Sql> Group<S> {
             hidden,
             effects: Vec::new(),
             schedule: schedule::Schedule::default(),
+            readers: readers::Readers::default(),
         })
         .map(|mut g| {
             g.refile_all();
+            g.recount_all();
             g
         })
     }
@@ -706,6 +712,7 @@ impl<S: Sql> Group<S> {
         }
         self.state = Some(state);
         self.refile_all();
+        self.recount_all();
         self.pump(now)?;
         Ok(1)
     }
@@ -840,6 +847,14 @@ impl<S: Sql> Group<S> {
         self.store.append(&entry, None)?;
         let Some(state) = self.state.as_mut() else { return Err(GroupError::NoSuchGroup) };
         state.head = seq;
+        let counted = match &change {
+            Change::Added { user, .. } | Change::Removed { user } | Change::Left { user } => Some(user.clone()),
+            _ => None,
+        };
+        if let Some(user) = &counted {
+            self.recount(user, false);
+        }
+        let Some(state) = self.state.as_mut() else { return Err(GroupError::NoSuchGroup) };
         match change {
             Change::Added { user, role } => {
                 join(&self.store, state, user.clone(), role, seq)?;
@@ -855,6 +870,9 @@ impl<S: Sql> Group<S> {
                 set_role(&self.store, state, &to, Role::Owner)?;
             }
             Change::Created { .. } => {}
+        }
+        if let Some(user) = &counted {
+            self.recount(user, true);
         }
         self.pump(now)?;
         Ok(seq)
@@ -1007,11 +1025,16 @@ impl<S: Sql> Group<S> {
             return Err(GroupError::NotMember);
         };
         let up_to = up_to.min(head);
-        if up_to > row.read {
-            self.store.set_read(member, up_to)?;
+        if up_to <= row.read {
+            return Ok(row.read);
+        }
+        self.store.set_read(member, up_to)?;
+        self.recount(member, false);
+        if let Some(row) = self.state.as_mut().and_then(|s| s.members.get_mut(member)) {
             row.read = up_to;
         }
-        Ok(row.read)
+        self.recount(member, true);
+        Ok(up_to)
     }
 
     /// "Read by N of M" for the entry at `seq`: M is the users who were
@@ -1025,17 +1048,16 @@ impl<S: Sql> Group<S> {
             return Err(GroupError::NotMember);
         }
         let entry = self.store.entry(seq)?.ok_or(GroupError::NoSuchEntry)?;
-        let mut counts = ReadBy { read: 0, of: 0 };
-        for row in state.members.values() {
-            if Some(&row.user) == entry.sender.as_ref() || !state.member_at(&row.user, seq) {
-                continue;
-            }
-            counts.of += 1;
-            if row.read >= seq {
-                counts.read += 1;
+        let (mut read, mut of) = self.readers.at(seq);
+        // The sender is not counted.
+        if let Some(sender) = entry.sender.as_ref().filter(|s| state.member_at(s, seq)) {
+            of = of.saturating_sub(1);
+            if state.members.get(sender).is_some_and(|m| m.read >= seq) {
+                read = read.saturating_sub(1);
             }
         }
-        Ok(counts)
+        let clamp = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+        Ok(ReadBy { read: clamp(read), of: clamp(of) })
     }
 
     /// The first `group_seq` `by` may read: a member's current join (the
