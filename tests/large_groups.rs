@@ -13,7 +13,9 @@ mod support;
 use std::time::Instant;
 
 use edge_chat::group::store::Store;
-use edge_chat::group::{accept, Accept, Actor, Answer, Config, Delivery, Effect, Group, GroupId, ReadBy};
+use edge_chat::group::{
+    accept, Accept, Actor, Answer, Config, Delivery, Effect, Group, GroupId, ReadBy, CREATED_LISTS,
+};
 use edge_chat::limits::Limits;
 use edge_chat::user::UserId;
 use rusqlite::Connection;
@@ -69,6 +71,21 @@ fn the_ceiling_of_group_max_members_is_ten_thousand() {
     let at = |v: &str| Limits::from_vars(|k| (k == "GROUP_MAX_MEMBERS").then(|| v.to_owned()));
     assert_eq!(at("10000").map(|l| l.group_max_members), Ok(10_000));
     assert_eq!(at("10001").map_err(|e| e.max), Err(10_000));
+}
+
+#[test]
+fn the_created_notice_of_a_large_group_names_a_bounded_few() {
+    let mut g = big_group(10_000);
+    let notice = &deliveries(g.take_effects())[0].entries[0];
+    assert!(notice.body.len() < 4096, "the created notice every member gets is {} bytes", notice.body.len());
+    let body: Value = serde_json::from_str(&notice.body).unwrap();
+    assert_eq!(body["members"].as_array().map(Vec::len), Some(CREATED_LISTS));
+    assert_eq!(body["member_count"], 9_999, "the members besides the owner");
+    // A group within the list names everyone, as before.
+    let mut small = big_group(CREATED_LISTS + 1);
+    let body: Value = serde_json::from_str(&deliveries(small.take_effects())[0].entries[0].body).unwrap();
+    assert_eq!(body["members"].as_array().map(Vec::len), Some(CREATED_LISTS));
+    assert!(body.get("member_count").is_none());
 }
 
 #[test]
