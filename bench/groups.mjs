@@ -53,7 +53,7 @@ const diff = (m0, m1) => Object.fromEntries(Object.keys(m1).map((k) => [k, m1[k]
  * A member's v1 device: acks like the shipped client, reports each group
  * message's receipt (`onGroup(n, body)`), and answers its own `group` requests.
  */
-function member(t, uid, onGroup) {
+export function member(t, uid, onGroup) {
   return new Promise((resolve, reject) => {
     const q = new URLSearchParams({ token: token(uid), device: "bench" });
     const ws = new WebSocket(t.worker.wsUrl(`/ws?${q}`), ["chat.v1"], { perMessageDeflate: false });

@@ -19,6 +19,11 @@ pub const FRAME_CEILING: usize = 1024 * 1024;
 /// says; the configured bound ([`Limits::api_batch`]) is checked by the entry.
 pub const MAX_BATCH: usize = 10_000;
 
+/// The highest `GROUP_MAX_MEMBERS` may go: the group core's work per
+/// answer no longer grows with the membership (`group::schedule`), and a
+/// native test fans out to a group this size (`tests/large_groups.rs`).
+pub const MAX_GROUP_MEMBERS: u32 = 10_000;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// Largest client text frame (`FRAME_MAX_BYTES`).
@@ -174,7 +179,8 @@ impl Limits {
             watch_ttl_ms: num("WATCH_TTL_S", d.watch_ttl_ms / 1000, 1, 3600)? * 1000,
             presence_grace_ms: num("PRESENCE_GRACE_S", d.presence_grace_ms / 1000, 0, 3600)? * 1000,
             metrics_flush_ms: num("METRICS_FLUSH_S", d.metrics_flush_ms / 1000, 0, 3600)? * 1000,
-            group_max_members: num("GROUP_MAX_MEMBERS", d.group_max_members.into(), 2, 1000)? as u32,
+            group_max_members: num("GROUP_MAX_MEMBERS", d.group_max_members.into(), 2, MAX_GROUP_MEMBERS.into())?
+                as u32,
             group_adds_default: match var(GROUP_ADDS_VAR) {
                 None => d.group_adds_default,
                 Some(v) => {

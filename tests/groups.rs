@@ -517,6 +517,8 @@ enum Step {
     Deliver(prop::sample::Index, Fate),
     Tick(u64),
     Restart,
+    /// `.0` reads the group up to `.1` entries below the head.
+    Read(usize, u64),
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -545,6 +547,7 @@ fn step() -> impl Strategy<Value = Step> {
         6 => (any::<prop::sample::Index>(), fate).prop_map(|(i, f)| Step::Deliver(i, f)),
         2 => (0..70_000u64).prop_map(Step::Tick),
         1 => Just(Step::Restart),
+        2 => (u(), 0..3u64).prop_map(|(a, back)| Step::Read(a, back)),
     ]
 }
 
@@ -674,10 +677,18 @@ proptest! {
                     // Hops in the air stay in the air; the alarm is durable.
                     g = restart(g, config);
                 }
+                Step::Read(u, back) => {
+                    let r = g.read(&name(u), g.head().saturating_sub(back));
+                    prop_assert_eq!(r.is_ok(), model.roles.contains_key(&u), "u{} reads: {:?}", u, r);
+                }
             }
             let effects = g.take_effects();
             if let Some(at) = alarm(&effects) { alarm_at = Some(at) }
             air.extend(deliveries(&effects));
+            // The fan-out's index files every member where a walk of them all would.
+            prop_assert_eq!(g.schedule_mismatch(), None, "after {:?}", s);
+            // "Read by N of M" counts what a walk of every member would.
+            prop_assert_eq!(g.read_by_mismatch(), None, "after {:?}", s);
             // At every step: what each member applied is a prefix of what it is owed.
             for (u, want) in &model.expected {
                 let got = applied(&members, &format!("u{u}"));

@@ -538,7 +538,7 @@ const READ_NOTICES_SCAN: u32 = 200;
 /// sender of each message it newly covers hears its new count ("read by N
 /// of M") for their newest such message, one frame per sender.
 fn read<S: Sql>(g: &mut Group<S>, group: &GroupId, reader: &UserId, up_to: u64) -> Result<Reply, GroupError> {
-    let before = g.members()?.iter().find(|m| m.user == *reader).map_or(0, |m| m.read);
+    let before = g.read_position(reader).unwrap_or(0);
     let now = g.read(reader, up_to)?;
     let mut reply = Reply::ok(200, json!({"read": now}));
     if now <= before {

@@ -42,6 +42,11 @@
 //! whenever something is owed ([`Effect::SetAlarm`]), so an object evicted
 //! mid-fan-out resumes when it fires ([`Group::alarm_fired`]).
 //!
+//! Which members to look at comes from an index in memory ([`schedule`]:
+//! members due, waiting for an answer, or owed nothing), so an answer or a
+//! failure does work for its member only, and a new entry for the members
+//! it makes owed: never a walk of the whole membership per answer.
+//!
 //! `sent` goes to the sender once [`Group::send`] returns: the message is
 //! stored and owed to every member, not yet delivered.
 
@@ -50,6 +55,8 @@ pub mod calls;
 mod hidden;
 mod member;
 mod moderation;
+mod readers;
+mod schedule;
 pub mod store;
 mod typing;
 
@@ -78,6 +85,9 @@ pub const RETRY_CAP_MS: u64 = 60_000;
 pub const ACK_TIMEOUT_MS: u64 = 30_000;
 /// Most entries in one delivery.
 pub const BATCH_ENTRIES: usize = 200;
+/// Most members a `created` notice names (the first, by user id); past
+/// it the notice also says how many there are (`member_count`).
+pub const CREATED_LISTS: usize = 100;
 /// Longest group id, in bytes: `g` and 32 more.
 pub const MAX_ID_LEN: usize = 33;
 
@@ -292,7 +302,14 @@ impl Change {
         match self {
             Change::Created { owner, members } => {
                 m.insert("user".into(), owner.to_json());
-                m.insert("members".into(), Value::Array(members.iter().map(UserId::to_json).collect()));
+                // Every member gets this notice: listing them all would make
+                // a group's creation cost members² bytes (10,000 members:
+                // 1.5 GB of deliveries, past the runtime's heap).
+                let listed = members.iter().take(CREATED_LISTS).map(UserId::to_json).collect();
+                m.insert("members".into(), Value::Array(listed));
+                if members.len() > CREATED_LISTS {
+                    m.insert("member_count".into(), Value::from(members.len()));
+                }
             }
             Change::Added { user, role } | Change::RoleChanged { user, role } => {
                 m.insert("user".into(), user.to_json());
@@ -589,6 +606,11 @@ pub struct Group<S> {
     /// (the member's object says so with each read, [`Group::set_hidden`]).
     hidden: BTreeSet<UserId>,
     effects: Vec<Effect>,
+    /// Members by what they wait for (memory only, rebuilt on open).
+    schedule: schedule::Schedule,
+    /// Stretches of membership and what of them was read, for "read by N
+    /// of M" (memory only, rebuilt on open).
+    readers: readers::Readers,
 }
 
 /// The body every member receives for a message: the sender's fields
@@ -654,6 +676,13 @@ impl<S: Sql> Group<S> {
             typists: typing::Typists::default(),
             hidden,
             effects: Vec::new(),
+            schedule: schedule::Schedule::default(),
+            readers: readers::Readers::default(),
+        })
+        .map(|mut g| {
+            g.refile_all();
+            g.recount_all();
+            g
         })
     }
 
@@ -738,6 +767,8 @@ impl<S: Sql> Group<S> {
             join(&self.store, &mut state, user, role, 1)?;
         }
         self.state = Some(state);
+        self.refile_all();
+        self.recount_all();
         self.pump(now)?;
         Ok(1)
     }
@@ -872,15 +903,32 @@ impl<S: Sql> Group<S> {
         self.store.append(&entry, None)?;
         let Some(state) = self.state.as_mut() else { return Err(GroupError::NoSuchGroup) };
         state.head = seq;
+        let counted = match &change {
+            Change::Added { user, .. } | Change::Removed { user } | Change::Left { user } => Some(user.clone()),
+            _ => None,
+        };
+        if let Some(user) = &counted {
+            self.recount(user, false);
+        }
+        let Some(state) = self.state.as_mut() else { return Err(GroupError::NoSuchGroup) };
         match change {
-            Change::Added { user, role } => join(&self.store, state, user, role, seq)?,
-            Change::Removed { user } | Change::Left { user } => part(&self.store, state, &user, seq)?,
+            Change::Added { user, role } => {
+                join(&self.store, state, user.clone(), role, seq)?;
+                self.refile(&user);
+            }
+            Change::Removed { user } | Change::Left { user } => {
+                part(&self.store, state, &user, seq)?;
+                self.refile(&user);
+            }
             Change::RoleChanged { user, role } => set_role(&self.store, state, &user, role)?,
             Change::HandedOver { from, to } => {
                 set_role(&self.store, state, &from, Role::Admin)?;
                 set_role(&self.store, state, &to, Role::Owner)?;
             }
             Change::Created { .. } => {}
+        }
+        if let Some(user) = &counted {
+            self.recount(user, true);
         }
         self.pump(now)?;
         Ok(seq)
@@ -893,7 +941,9 @@ impl<S: Sql> Group<S> {
         let owed = state.owed_up_to(member);
         let Some(row) = state.members.get_mut(member) else { return Ok(()) };
         if self.flights.get(member).is_some_and(|f| f.id == flight) {
-            self.flights.remove(member);
+            if let Some(f) = self.flights.remove(member) {
+                self.schedule.flight_back(member, f.sent_at + self.config.ack_timeout_ms);
+            }
         }
         let cursor = match answer {
             Answer::Applied(n) => row.delivered.max(n.min(owed)),
@@ -915,6 +965,7 @@ impl<S: Sql> Group<S> {
             self.unsaved.insert(member.clone());
         }
         row.delivered = cursor;
+        self.refile(member);
         self.pump(now)
     }
 
@@ -925,16 +976,25 @@ impl<S: Sql> Group<S> {
         if self.flights.get(member).is_none_or(|f| f.id != flight) {
             return Ok(());
         }
-        self.flights.remove(member);
+        self.land(member);
         self.back_off(member, now)?;
         self.pump(now)
+    }
+
+    /// The flight to `member` is over (answered or given up).
+    fn land(&mut self, member: &UserId) {
+        if let Some(f) = self.flights.remove(member) {
+            self.schedule.flight_back(member, f.sent_at + self.config.ack_timeout_ms);
+        }
     }
 
     fn back_off(&mut self, member: &UserId, now: u64) -> Result<(), StoreError> {
         let Some(row) = self.state.as_mut().and_then(|s| s.members.get_mut(member)) else { return Ok(()) };
         row.attempt = row.attempt.saturating_add(1);
         row.next_at = now + self.config.backoff(row.attempt);
-        self.store.set_retry(member, row.attempt, row.next_at)
+        self.store.set_retry(member, row.attempt, row.next_at)?;
+        self.refile(member);
+        Ok(())
     }
 
     /// The platform alarm fired: deliveries unanswered for too long count as
@@ -942,12 +1002,8 @@ impl<S: Sql> Group<S> {
     pub fn alarm_fired(&mut self, now: u64) -> Result<(), StoreError> {
         self.armed = None;
         self.save_cursors()?;
-        let timeout = self.config.ack_timeout_ms;
-        let mut lost: Vec<UserId> =
-            self.flights.iter().filter(|(_, f)| f.sent_at + timeout <= now).map(|(u, _)| u.clone()).collect();
-        lost.sort();
-        for user in lost {
-            self.flights.remove(&user);
+        for user in self.schedule.overdue(now) {
+            self.land(&user);
             self.back_off(&user, now)?;
         }
         self.store.expire_cmids(now.saturating_sub(self.config.dedup_ms))?;
@@ -966,40 +1022,44 @@ impl<S: Sql> Group<S> {
     }
 
     /// Sends what is owed and due to every member not already waiting for
-    /// an answer, and sets the alarm for whatever comes next.
+    /// an answer, and sets the alarm for whatever comes next. Looks only at
+    /// the members a new entry made owed and those due ([`schedule`]).
     fn pump(&mut self, now: u64) -> Result<(), StoreError> {
+        let Some(head) = self.state.as_ref().map(|s| s.head) else { return Ok(()) };
+        if self.schedule.head != head {
+            for user in self.schedule.take_idle() {
+                self.refile(&user);
+            }
+            self.schedule.head = head;
+        }
+        let due = self.schedule.take_due(now);
         let Some(state) = self.state.as_ref() else { return Ok(()) };
-        let mut next: Option<u64> = None;
         let mut cache: HashMap<(u64, u64, usize), Vec<GroupEntry>> = HashMap::new();
         let mut out = Vec::new();
-        for row in state.members.values() {
-            if row.delivered >= state.owed_up_to(&row.user) {
-                continue;
-            }
-            if let Some(f) = self.flights.get(&row.user) {
-                next = min_some(next, f.sent_at + self.config.ack_timeout_ms);
-                continue;
-            }
-            if row.next_at > now {
-                next = min_some(next, row.next_at);
-                continue;
-            }
+        for user in due {
+            let Some(row) = state.members.get(&user) else { continue };
             let entries = owed(&self.store, state, row, self.config.batch_entries, &mut cache)?;
             if entries.is_empty() {
+                // Owed by the cursor but nothing stored to send (a damaged
+                // store): looked at again when the next entry comes.
+                self.schedule.file(&user, Some(schedule::Slot::Idle));
                 continue;
             }
             self.next_flight += 1;
-            self.flights.insert(row.user.clone(), Flight { id: self.next_flight, sent_at: now });
-            next = min_some(next, now + self.config.ack_timeout_ms);
+            let deadline = now + self.config.ack_timeout_ms;
+            self.flights.insert(user.clone(), Flight { id: self.next_flight, sent_at: now });
+            self.schedule.flight_out(&user, deadline);
+            self.schedule.file(&user, Some(schedule::Slot::Flying(deadline)));
             out.push(Effect::Deliver(Delivery {
                 group: state.id.clone(),
-                member: row.user.clone(),
+                member: user,
                 flight: self.next_flight,
                 since: row.delivered,
                 entries,
             }));
         }
         self.effects.extend(out);
+        let mut next = self.schedule.next_wake();
         if !self.unsaved.is_empty() && next.is_none() && self.armed.is_none() {
             next = Some(now + self.config.ack_timeout_ms);
         }
@@ -1021,11 +1081,16 @@ impl<S: Sql> Group<S> {
             return Err(GroupError::NotMember);
         };
         let up_to = up_to.min(head);
-        if up_to > row.read {
-            self.store.set_read(member, up_to)?;
+        if up_to <= row.read {
+            return Ok(row.read);
+        }
+        self.store.set_read(member, up_to)?;
+        self.recount(member, false);
+        if let Some(row) = self.state.as_mut().and_then(|s| s.members.get_mut(member)) {
             row.read = up_to;
         }
-        Ok(row.read)
+        self.recount(member, true);
+        Ok(up_to)
     }
 
     /// "Read by N of M" for the entry at `seq`: M is the users who were
@@ -1039,17 +1104,16 @@ impl<S: Sql> Group<S> {
             return Err(GroupError::NotMember);
         }
         let entry = self.store.entry(seq)?.ok_or(GroupError::NoSuchEntry)?;
-        let mut counts = ReadBy { read: 0, of: 0 };
-        for row in state.members.values() {
-            if Some(&row.user) == entry.sender.as_ref() || !state.member_at(&row.user, seq) {
-                continue;
-            }
-            counts.of += 1;
-            if row.read >= seq {
-                counts.read += 1;
+        let (mut read, mut of) = self.readers.at(seq);
+        // The sender is not counted.
+        if let Some(sender) = entry.sender.as_ref().filter(|s| state.member_at(s, seq)) {
+            of = of.saturating_sub(1);
+            if state.members.get(sender).is_some_and(|m| m.read >= seq) {
+                read = read.saturating_sub(1);
             }
         }
-        Ok(counts)
+        let clamp = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+        Ok(ReadBy { read: clamp(read), of: clamp(of) })
     }
 
     /// The first `group_seq` `by` may read: a member's current join (the
@@ -1102,10 +1166,6 @@ impl<S: Sql> Group<S> {
         }
         Ok(())
     }
-}
-
-fn min_some(a: Option<u64>, b: u64) -> Option<u64> {
-    Some(a.map_or(b, |a| a.min(b)))
 }
 
 /// `user` joins at `seq` with `role`: their row (cursor kept if they were
