@@ -65,6 +65,10 @@ pub enum Internal {
     /// their object admits within their rates before it passes it on to
     /// the group's object (the body is the [`crate::group::calls::Request`]).
     GroupCall { owner: UserId },
+    /// An inbox shard hands `owner`'s object the deliveries it gathered
+    /// (the body is the batch, [`crate::fanin::encode_batch`]); answered
+    /// with one answer per delivery ([`crate::fanin::answers_header`]).
+    InboxBatch { owner: UserId },
 }
 
 /// See [`Internal::Watch`].
@@ -178,7 +182,8 @@ impl Internal {
             Internal::GroupDeliver { owner }
             | Internal::Relay { owner }
             | Internal::GroupRead { owner, .. }
-            | Internal::GroupCall { owner } => owner,
+            | Internal::GroupCall { owner }
+            | Internal::InboxBatch { owner } => owner,
         }
     }
 
@@ -192,6 +197,7 @@ impl Internal {
                 | Internal::GroupDeliver { .. }
                 | Internal::Relay { .. }
                 | Internal::GroupCall { .. }
+                | Internal::InboxBatch { .. }
         )
     }
 
@@ -338,6 +344,10 @@ impl Internal {
                 p.push(("owner", owner.to_string()));
                 "group-call"
             }
+            Internal::InboxBatch { owner } => {
+                p.push(("owner", owner.to_string()));
+                "inbox-batch"
+            }
         };
         let q = query::encode(p.iter().map(|(k, v)| (*k, v.as_str())));
         format!("{ORIGIN}/{route}?{q}")
@@ -462,6 +472,7 @@ impl Internal {
             "group-deliver" => Internal::GroupDeliver { owner: user("owner")? },
             "relay" => Internal::Relay { owner: user("owner")? },
             "group-call" => Internal::GroupCall { owner: user("owner")? },
+            "inbox-batch" => Internal::InboxBatch { owner: user("owner")? },
             "group-read" => Internal::GroupRead {
                 owner: user("owner")?,
                 group: GroupId::parse(need("group")?).map_err(|_| BadInternal::Param("group"))?,
@@ -762,6 +773,7 @@ mod tests {
             Internal::Relay { owner: uid("r") },
             Internal::GroupRead { owner: uid("r"), group: GroupId::parse("gteam").unwrap(), up_to: 4 },
             Internal::GroupCall { owner: uid("c") },
+            Internal::InboxBatch { owner: uid("hot") },
         ]
     }
 
