@@ -2,9 +2,9 @@
 // shards, docs/scale.md "A hot recipient").
 //
 // - Fan-in: `--senders` users (500) send to one online user over legacy
-//   sockets. A warm-up (two messages each, one at a time) makes the user
-//   hot and tells every sender so; then each sender sends `--each` (20)
-//   back to back. Counted in that phase from `/api/metrics` deltas:
+//   sockets. A warm-up (three messages each, one at a time) makes the
+//   user hot and tells every sender so; then each sender sends `--each`
+//   (20), one at a time (the next when `ok` came), all senders at once. Counted in that phase from `/api/metrics` deltas:
 //   requests reaching the user's object per message (`deliver_hops` +
 //   `inbox_batches`, the only requests it gets apart from its own
 //   socket's), the same per second against the platform's soft limit of
@@ -30,6 +30,8 @@ const arg = (name, dflt) => {
   const v = a.split("=")[1];
   return v === undefined ? true : v;
 };
+/** Messages each sender sends one at a time before the counted phase. */
+const WARMUP = 3;
 const diff = (m0, m1) => Object.fromEntries(Object.keys(m1).map((k) => [k, m1[k] - (m0[k] ?? 0)]));
 
 /** A legacy socket: `ok`/error replies counted, chats received kept in order. */
@@ -90,25 +92,30 @@ async function fanIn({ senders: n, each, hotRate, shards, flushMs }) {
     const star = await client(w, to);
     const cs = [];
     for (let i = 0; i < n; i += 50) cs.push(...(await Promise.all(senders.slice(i, i + 50).map((s) => client(w, s)))));
-    // Warm-up: two messages each, one at a time.
-    for (let k = 0; k < 2; k++) {
+    // Warm-up: WARMUP messages each, one at a time.
+    for (let k = 0; k < WARMUP; k++) {
       cs.forEach((c, i) => c.send(to, `${senders[i]}:${k}`));
       await Promise.all(cs.map((c) => c.until((x) => x.oks + x.errors.length >= k + 1)));
     }
-    await star.until((x) => x.got.length >= 2 * n);
+    await star.until((x) => x.got.length >= WARMUP * n);
     const m0 = await w.counters();
     const t0 = performance.now();
-    cs.forEach((c, i) => {
-      for (let k = 2; k < 2 + each; k++) c.send(to, `${senders[i]}:${k}`);
-    });
-    await Promise.all(cs.map((c) => c.until((x) => x.oks + x.errors.length >= 2 + each)));
-    await star.until((x) => x.got.length >= (2 + each) * n - cs.reduce((s, c) => s + c.errors.length, 0));
+    // Each sender one message at a time (the next once `ok` came), all at once.
+    await Promise.all(
+      cs.map(async (c, i) => {
+        for (let k = WARMUP; k < WARMUP + each; k++) {
+          c.send(to, `${senders[i]}:${k}`);
+          await c.until((x) => x.oks + x.errors.length >= k + 1);
+        }
+      }),
+    );
+    await star.until((x) => x.got.length >= (WARMUP + each) * n - cs.reduce((s, c) => s + c.errors.length, 0));
     const ms = performance.now() - t0;
     const d = diff(m0, await w.counters());
     const messages = n * each;
     const atUser = (d.deliver_hops ?? 0) + (d.inbox_batches ?? 0);
     const errors = cs.reduce((s, c) => s + c.errors.length, 0);
-    const order = checkOrder(star.got, senders, 2 + each);
+    const order = checkOrder(star.got, senders, WARMUP + each);
     await Promise.all([star.close(), ...cs.map((c) => c.close())]);
     return {
       senders: n,

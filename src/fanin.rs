@@ -32,11 +32,14 @@ use crate::user::UserId;
 /// Entries per second into one user's object above which its senders are
 /// told to use shards (`INBOX_HOT_RATE`; half the soft limit of an object).
 pub const DEFAULT_HOT_RATE: u64 = 500;
-/// Shards per hot user (`INBOX_SHARDS`).
-pub const DEFAULT_SHARDS: u32 = 8;
-/// Longest a shard holds a first delivery before it sends a batch
-/// (`INBOX_FLUSH_MS`); later ones wait for the batch in flight.
-pub const DEFAULT_FLUSH_MS: u64 = 5;
+/// Shards per hot user (`INBOX_SHARDS`): each takes at most the soft
+/// limit of senders' hops, so 16 take the user to about 16,000 messages/s.
+pub const DEFAULT_SHARDS: u32 = 16;
+/// Least time between the starts of two batches of one shard
+/// (`INBOX_FLUSH_MS`): the user's object sees at most shards × 1000 ÷ this
+/// batches per second (16 × 25 = 400, well under its soft limit) whatever
+/// the senders offer, and a delivery waits at most this long in a shard.
+pub const DEFAULT_FLUSH_MS: u64 = 40;
 /// How long a sender keeps using shards after an answer said "hot".
 pub const HOT_LEASE_MS: u64 = 10_000;
 /// Most deliveries, and bytes of bodies, in one batch.
@@ -80,8 +83,12 @@ impl FaninConfig {
 }
 
 /// The recipient side: entries stored per one-second window. Hot from the
-/// moment a window reaches the rate; cold again after a whole window under
-/// half of it (so a user at the threshold does not flap).
+/// moment a window reaches the rate; cold again only after a whole window
+/// under a quarter of it. The margin is wide because what the object sees
+/// once sharded is what it stored, not what senders offered: where shards
+/// make each send slower (locally, every object shares one thread), a
+/// closed loop of senders stores less, and a narrow margin would flip the
+/// user between hot and cold every lease.
 #[derive(Clone, Debug)]
 pub struct Meter {
     config: FaninConfig,
@@ -104,7 +111,7 @@ impl Meter {
         if now >= self.window_start.saturating_add(WINDOW_MS) {
             // A gap of more than a window means the last one was empty.
             let last = if now >= self.window_start.saturating_add(2 * WINDOW_MS) { 0 } else { self.count };
-            if self.hot && last < self.config.hot_rate / 2 {
+            if self.hot && last < self.config.hot_rate / 4 {
                 self.hot = false;
             }
             self.window_start = now;
@@ -202,31 +209,43 @@ pub struct ShardQueue {
     next_ticket: Ticket,
     /// A flush is scheduled or a batch is in flight.
     busy: bool,
+    /// When the last batch started (ms; 0: never).
+    last_start: u64,
 }
 
 impl ShardQueue {
     pub fn new(flush_ms: u64) -> ShardQueue {
-        ShardQueue { flush_ms, waiting: Vec::new(), next_ticket: 0, busy: false }
+        ShardQueue { flush_ms, waiting: Vec::new(), next_ticket: 0, busy: false, last_start: 0 }
     }
 
-    /// A delivery (its request's URL and body) arrives.
-    pub fn add(&mut self, url: String, body: String) -> (Ticket, Next) {
+    /// A delivery (its request's URL and body) arrives at `now`: an idle
+    /// shard sends it as soon as `flush_ms` passed since its last batch
+    /// began (at once after a quiet spell).
+    pub fn add(&mut self, url: String, body: String, now: u64) -> (Ticket, Next) {
         self.next_ticket += 1;
         let ticket = self.next_ticket;
         self.waiting.push((ticket, url, body));
         if std::mem::replace(&mut self.busy, true) {
             return (ticket, Next::Wait);
         }
-        (ticket, Next::Flush { delay_ms: self.flush_ms })
+        (ticket, Next::Flush { delay_ms: self.wait(now) })
+    }
+
+    fn wait(&self, now: u64) -> u64 {
+        match self.last_start {
+            0 => 0,
+            t => t.saturating_add(self.flush_ms).saturating_sub(now),
+        }
     }
 
     /// The next batch: the oldest deliveries, up to [`BATCH_MAX`] and
     /// [`BATCH_BYTES`] (at least one). `None`: nothing waits.
-    pub fn take(&mut self) -> Option<ShardBatch> {
+    pub fn take(&mut self, now: u64) -> Option<ShardBatch> {
         if self.waiting.is_empty() {
             self.busy = false;
             return None;
         }
+        self.last_start = now.max(1);
         let mut bytes = 0;
         let mut n = 0;
         for (_, url, body) in &self.waiting {
@@ -242,14 +261,14 @@ impl ShardQueue {
         Some(ShardBatch { tickets, body: encode_pairs(&pairs) })
     }
 
-    /// The batch in flight was answered (or failed): send the next one at
-    /// once if deliveries waited meanwhile (they have waited long enough).
-    pub fn answered(&mut self) -> Next {
+    /// The batch in flight was answered (or failed) at `now`: the next one
+    /// goes `flush_ms` after this one began, if deliveries waited meanwhile.
+    pub fn answered(&mut self, now: u64) -> Next {
         if self.waiting.is_empty() {
             self.busy = false;
             Next::Wait
         } else {
-            Next::Flush { delay_ms: 0 }
+            Next::Flush { delay_ms: self.wait(now) }
         }
     }
 
@@ -422,10 +441,10 @@ mod tests {
             assert_eq!(m.note(1000 + i, 1), None, "under the rate");
         }
         assert_eq!(m.note(1500, 1), Some(4), "the tenth entry in a second");
-        // The next window at 6 per second: still over half the rate.
-        assert_eq!(m.note(2000, 6), Some(4));
-        // Then a window of 4 (under half): cold from the window after it.
-        assert_eq!(m.note(3000, 4), Some(4));
+        // The next window at 3 per second: still over a quarter of the rate.
+        assert_eq!(m.note(2000, 3), Some(4));
+        // Then a window of 1 (under a quarter): cold from the window after it.
+        assert_eq!(m.note(3000, 1), Some(4));
         assert_eq!(m.note(4000, 1), None);
         // A long gap counts as empty windows.
         let mut m = Meter::new(cfg(10));
@@ -457,39 +476,48 @@ mod tests {
     }
 
     #[test]
-    fn a_shard_flushes_the_first_after_the_delay_and_the_rest_after_each_answer() {
-        let mut q = ShardQueue::new(5);
-        assert_eq!(q.add("u1".into(), "b1".into()), (1, Next::Flush { delay_ms: 5 }));
-        assert_eq!(q.add("u2".into(), "b2".into()), (2, Next::Wait));
-        let batch = q.take().unwrap();
+    fn a_shard_starts_at_most_one_batch_per_interval() {
+        let mut q = ShardQueue::new(40);
+        // Idle since ever: at once.
+        assert_eq!(q.add("u1".into(), "b1".into(), 1000), (1, Next::Flush { delay_ms: 0 }));
+        assert_eq!(q.add("u2".into(), "b2".into(), 1000), (2, Next::Wait));
+        let batch = q.take(1000).unwrap();
         assert_eq!(batch.tickets, vec![1, 2]);
         assert_eq!(batch.body, r#"[["u1","b1"],["u2","b2"]]"#);
-        // Arrivals while the batch is in flight wait for it.
-        assert_eq!(q.add("u3".into(), "b3".into()), (3, Next::Wait));
-        assert_eq!(q.answered(), Next::Flush { delay_ms: 0 });
-        assert_eq!(q.take().unwrap().tickets, vec![3]);
-        assert_eq!(q.answered(), Next::Wait);
+        // Arrivals while the batch is in flight wait for it, and the next
+        // batch starts 40 ms after this one did.
+        assert_eq!(q.add("u3".into(), "b3".into(), 1005), (3, Next::Wait));
+        assert_eq!(q.answered(1010), Next::Flush { delay_ms: 30 });
+        assert_eq!(q.take(1040).unwrap().tickets, vec![3]);
+        // A slow answer: the next goes at once.
+        q.add("u4".into(), "b4".into(), 1050);
+        assert_eq!(q.answered(1100), Next::Flush { delay_ms: 0 });
+        assert_eq!(q.take(1100).unwrap().tickets, vec![4]);
+        assert_eq!(q.answered(1101), Next::Wait);
         assert!(q.is_empty());
-        // Idle again: the next arrival schedules a flush.
-        assert_eq!(q.add("u4".into(), "b4".into()), (4, Next::Flush { delay_ms: 5 }));
+        // Idle again: the next arrival waits out the interval, then goes.
+        assert_eq!(q.add("u5".into(), "b5".into(), 1120), (5, Next::Flush { delay_ms: 20 }));
+        q.take(1140);
+        q.answered(1141);
+        assert_eq!(q.add("u6".into(), "b6".into(), 5000), (6, Next::Flush { delay_ms: 0 }));
     }
 
     #[test]
     fn a_batch_is_bounded_in_entries_and_bytes() {
         let mut q = ShardQueue::new(0);
         for i in 0..(BATCH_MAX + 3) {
-            q.add(format!("u{i}"), "x".into());
+            q.add(format!("u{i}"), "x".into(), 1);
         }
-        assert_eq!(q.take().unwrap().tickets.len(), BATCH_MAX);
-        assert_eq!(q.answered(), Next::Flush { delay_ms: 0 });
-        assert_eq!(q.take().unwrap().tickets.len(), 3);
+        assert_eq!(q.take(1).unwrap().tickets.len(), BATCH_MAX);
+        assert_eq!(q.answered(2), Next::Flush { delay_ms: 0 });
+        assert_eq!(q.take(2).unwrap().tickets.len(), 3);
         let mut q = ShardQueue::new(0);
         let big = "y".repeat(BATCH_BYTES);
-        q.add("a".into(), big.clone());
-        q.add("b".into(), big);
-        assert_eq!(q.take().unwrap().tickets, vec![1], "one oversized item still goes alone");
-        q.answered();
-        assert_eq!(q.take().unwrap().tickets, vec![2]);
+        q.add("a".into(), big.clone(), 1);
+        q.add("b".into(), big, 1);
+        assert_eq!(q.take(1).unwrap().tickets, vec![1], "one oversized item still goes alone");
+        q.answered(2);
+        assert_eq!(q.take(2).unwrap().tickets, vec![2]);
     }
 
     #[test]

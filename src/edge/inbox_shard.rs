@@ -16,7 +16,7 @@ use futures::channel::oneshot;
 use worker::{durable_object, Delay, DurableObject, Env, Headers, Request, Response, State};
 
 use super::hop::{self, RawStub};
-use super::{log, Rid, USER_BINDING};
+use super::{log, now_ms, Rid, USER_BINDING};
 use crate::fanin::{FaninConfig, Next, ShardQueue, Ticket, HOT_HEADER};
 use crate::internal::{Answer, Internal, Outcome};
 use crate::metrics::{incr, Counter};
@@ -62,7 +62,7 @@ impl DurableObject for InboxShard {
             }
         };
         let body = req.text().await?;
-        let (ticket, next) = self.shared.queue.borrow_mut().add(url, body);
+        let (ticket, next) = self.shared.queue.borrow_mut().add(url, body, now_ms());
         let (done, answered) = oneshot::channel();
         self.shared.waiting.borrow_mut().insert(ticket, done);
         if let Next::Flush { delay_ms } = next {
@@ -95,10 +95,11 @@ fn spawn_flush(env: &Env, shared: &Rc<Shared>, owner: UserId, delay_ms: u64) {
     });
 }
 
-/// Sends batches to the user's object, one at a time, until none waits.
+/// Sends batches to the user's object, one at a time and at most one per
+/// `INBOX_FLUSH_MS`, until none waits.
 async fn flush(env: &Env, shared: &Shared, owner: &UserId) {
     loop {
-        let Some(batch) = shared.queue.borrow_mut().take() else { return };
+        let Some(batch) = shared.queue.borrow_mut().take(now_ms()) else { return };
         let request = Internal::InboxBatch { owner: owner.clone() };
         let n = batch.tickets.len();
         let result = match user_stub(env, shared, owner) {
@@ -114,15 +115,18 @@ async fn flush(env: &Env, shared: &Shared, owner: &UserId) {
                 (vec![Answer::of(Outcome::Unavailable); n], None)
             }
         };
-        let mut waiting = shared.waiting.borrow_mut();
         for (ticket, answer) in batch.tickets.into_iter().zip(answers) {
-            if let Some(done) = waiting.remove(&ticket) {
+            let done = shared.waiting.borrow_mut().remove(&ticket);
+            if let Some(done) = done {
                 let _ = done.send((answer, hot));
             }
         }
-        drop(waiting);
-        if shared.queue.borrow_mut().answered() == Next::Wait {
-            return;
+        // Bound first: a borrow in the match would live across the delay.
+        let next = shared.queue.borrow_mut().answered(now_ms());
+        match next {
+            Next::Wait => return,
+            Next::Flush { delay_ms: 0 } => {}
+            Next::Flush { delay_ms } => Delay::from(Duration::from_millis(delay_ms)).await,
         }
     }
 }
