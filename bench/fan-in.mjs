@@ -19,7 +19,7 @@
 //   shards: run it from a checkout of the previous build as well (the
 //   script needs only tests/harness.mjs and build/).
 //
-//   node bench/fan-in.mjs [--senders=500] [--each=20] [--hot-rate=500] [--shards=8] [--flush-ms=5]
+//   node bench/fan-in.mjs [--senders=500] [--each=20] [--hot-rate=500] [--shards=16] [--flush-ms=40]
 //   node bench/fan-in.mjs --pairs[=50] [--each=20]
 import WebSocket from "ws";
 import { API_KEY, startWorker, token } from "../tests/harness.mjs";
@@ -189,8 +189,8 @@ if (arg("pairs", false)) {
     senders: Number(arg("senders", 500)),
     each,
     hotRate: Number(arg("hot-rate", 500)),
-    shards: Number(arg("shards", 8)),
-    flushMs: Number(arg("flush-ms", 5)),
+    shards: Number(arg("shards", 16)),
+    flushMs: Number(arg("flush-ms", 40)),
   });
   console.log(JSON.stringify(r, null, 1));
 }

@@ -1,4 +1,4 @@
-//! The fast path to another object (a user's, a history writer): a stub's JS `fetch(url, init)`
+//! The fast path to another object (a user's, a history writer, an inbox shard): a stub's JS `fetch(url, init)`
 //! called through our own binding, answered by status code and headers.
 //!
 //! Building `Request`/`Headers` through the `worker` wrappers and reading a
