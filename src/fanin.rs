@@ -27,6 +27,8 @@
 use std::collections::HashMap;
 
 use crate::internal::{Answer, Delivery, Internal, Outcome};
+use crate::log::{NewEntry, Sql};
+use crate::mailbox::{DeliverStep, Io, Mailbox, Sockets, Stored};
 use crate::user::UserId;
 
 /// Entries per second into one user's object above which its senders are
@@ -355,6 +357,74 @@ pub fn plan_batch(items: Vec<BatchItem>) -> Vec<BatchStep> {
             }
         })
         .collect()
+}
+
+/// A batch decided by the user's object: the entries to append (in order,
+/// together), and how each delivery is answered once they are written.
+#[derive(Debug)]
+pub struct AppliedBatch {
+    pub entries: Vec<NewEntry>,
+    slots: Vec<Slot>,
+    /// Deliveries the mailbox could not decide (storage failed): answered
+    /// `Unavailable`, for the platform to log.
+    pub failures: Vec<crate::mailbox::Error>,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Slot {
+    Ready(Answer),
+    /// The n-th entry of [`AppliedBatch::entries`].
+    Append(usize),
+    /// Answered as delivery j.
+    Same(usize),
+}
+
+/// Decides every delivery of a batch as a direct delivery is decided
+/// ([`Mailbox::deliver`]: blocks, keys, `seen` ids, queue bounds), a retry
+/// inside the batch once ([`plan_batch`]). Sent again after its answer was
+/// lost, a batch stores again only what a direct hop sent again would:
+/// deliveries with dedup are found in `seen` and answered as duplicates.
+pub fn apply_batch<S: Sql, W: Sockets>(mb: &mut Mailbox, io: &Io<S, W>, items: Vec<BatchItem>) -> AppliedBatch {
+    let mut out = AppliedBatch { entries: Vec::new(), slots: Vec::with_capacity(items.len()), failures: Vec::new() };
+    for step in plan_batch(items) {
+        let slot = match step {
+            BatchStep::Bad => Slot::Ready(Answer::of(Outcome::Bad)),
+            BatchStep::SameAs(j) => Slot::Same(j),
+            BatchStep::Deliver(d, body) => match mb.deliver(io, d, body) {
+                Ok(DeliverStep::Answer(a)) => Slot::Ready(a),
+                Ok(DeliverStep::Append(entry)) => {
+                    out.entries.push(entry);
+                    Slot::Append(out.entries.len() - 1)
+                }
+                Err(e) => {
+                    out.failures.push(e);
+                    Slot::Ready(Answer::of(Outcome::Unavailable))
+                }
+            },
+        };
+        out.slots.push(slot);
+    }
+    out
+}
+
+impl AppliedBatch {
+    /// The answer of each delivery, in order, given what became of each
+    /// entry (`None`: its write failed; the sender sends it again).
+    pub fn answers(&self, stored: &[Option<Stored>]) -> Vec<Answer> {
+        let mut answers: Vec<Answer> = Vec::with_capacity(self.slots.len());
+        for slot in &self.slots {
+            let a = match *slot {
+                Slot::Ready(a) => a,
+                Slot::Append(n) => Mailbox::delivered(stored.get(n).copied().flatten()),
+                Slot::Same(j) => {
+                    let first = answers.get(j).copied().unwrap_or(Answer::of(Outcome::Unavailable));
+                    Answer { duplicate: matches!(first.outcome, Outcome::Stored { .. }), ..first }
+                }
+            };
+            answers.push(a);
+        }
+        answers
+    }
 }
 
 /// The answers of a batch, in order, as one header value:

@@ -12,9 +12,9 @@ use worker::{Env, Headers, Response};
 use super::{answer, js_error, log, now_ms, Rid, UserObject};
 use crate::edge::hop::{self, RawStub};
 use crate::edge::INBOX_BINDING;
-use crate::fanin::{self, BatchStep, FaninConfig, HotPeers, Meter, Route, ANSWERS_HEADER, HOT_HEADER};
+use crate::fanin::{self, FaninConfig, HotPeers, Meter, Route, ANSWERS_HEADER, HOT_HEADER};
 use crate::internal::{Answer, Internal, Outcome};
-use crate::mailbox::{DeliverStep, Mailbox, Remote};
+use crate::mailbox::Remote;
 use crate::metrics::{incr, Counter};
 use crate::user::UserId;
 
@@ -67,15 +67,6 @@ pub(super) fn answer_hot(a: Answer, hot: Option<u32>) -> worker::Result<Response
     Ok(Response::empty()?.with_status(a.status()).with_headers(headers))
 }
 
-/// What one item of a batch waits for.
-enum Todo {
-    Ready(Answer),
-    /// The n-th entry appended.
-    Append(usize),
-    /// Answered as item j.
-    Same(usize),
-}
-
 impl UserObject {
     /// The hop of a planned send: to the recipient's object, or through
     /// the sender's inbox shard of it while it is hot. `Err`: the hop failed.
@@ -106,9 +97,9 @@ impl UserObject {
     }
 
     /// `InboxBatch`: one of this user's inbox shards hands in what it
-    /// gathered. Each item is decided as a direct delivery is, the stored
-    /// ones are appended together (one group write after the first), and
-    /// each gets the answer a direct hop would have.
+    /// gathered. The core decides each delivery ([`fanin::apply_batch`]);
+    /// the stored ones are appended together (one group write after the
+    /// first), and each gets the answer a direct hop would have.
     pub(super) async fn on_inbox_batch(&self, owner: &UserId, body: &str, rid: Rid) -> worker::Result<Response> {
         incr(Counter::InboxBatches);
         let items = match fanin::parse_batch(owner, body) {
@@ -119,44 +110,16 @@ impl UserObject {
             }
         };
         let hot = self.shared.fanin.note(items.len() as u64);
-        let mut todo = Vec::with_capacity(items.len());
-        let mut entries = Vec::new();
-        for step in fanin::plan_batch(items) {
-            todo.push(match step {
-                BatchStep::Bad => Todo::Ready(Answer::of(Outcome::Bad)),
-                BatchStep::SameAs(j) => Todo::Same(j),
-                BatchStep::Deliver(d, body) => match self.step(|mb, io| mb.deliver(io, d, body)) {
-                    Ok(DeliverStep::Answer(a)) => Todo::Ready(a),
-                    Ok(DeliverStep::Append(entry)) => {
-                        entries.push(entry);
-                        Todo::Append(entries.len() - 1)
-                    }
-                    Err(e) => {
-                        log(self.line(rid, "delivery_unavailable").err(&e));
-                        Todo::Ready(Answer::of(Outcome::Unavailable))
-                    }
-                },
-            });
+        let mut batch = self.call(|mb, io| fanin::apply_batch(mb, io, items));
+        for e in std::mem::take(&mut batch.failures) {
+            log(self.line(rid, "delivery_unavailable").err(&e));
         }
-        let stored = join_all(entries.into_iter().map(|e| self.append(e))).await;
-        let mut answers: Vec<Answer> = Vec::with_capacity(todo.len());
-        for t in todo {
-            let a = match t {
-                Todo::Ready(a) => a,
-                Todo::Append(n) => match &stored[n] {
-                    Ok(s) => Mailbox::delivered(Some(*s)),
-                    Err(e) => {
-                        log(self.line(rid, "delivery_unavailable").err(e));
-                        Mailbox::delivered(None)
-                    }
-                },
-                Todo::Same(j) => {
-                    let first = answers[j];
-                    Answer { duplicate: matches!(first.outcome, Outcome::Stored { .. }), ..first }
-                }
-            };
-            answers.push(a);
-        }
+        let results = join_all(std::mem::take(&mut batch.entries).into_iter().map(|e| self.append(e))).await;
+        let stored: Vec<_> = results
+            .into_iter()
+            .map(|r| r.map_err(|e| log(self.line(rid, "delivery_unavailable").err(&e))).ok())
+            .collect();
+        let answers = batch.answers(&stored);
         let headers = Headers::new();
         headers.set(ANSWERS_HEADER, &fanin::answers_header(&answers))?;
         if let Some(k) = hot {
