@@ -153,17 +153,42 @@ pub enum Route {
 }
 
 /// The sender side: peers whose answers said "hot", with the shard count
-/// and until when.
+/// and until when; and per peer, the path its sends in flight took.
+///
+/// Each path keeps a sender's order by itself (one stub each way, a shard
+/// keeps arrival order), but nothing orders one path against the other. So
+/// a sender switches paths for a peer only when none of its sends to that
+/// peer is in flight: until then, new sends follow the ones before them.
 #[derive(Clone, Debug, Default)]
 pub struct HotPeers {
     peers: HashMap<UserId, (u32, u64)>,
+    inflight: HashMap<UserId, (Route, u32)>,
 }
 
 impl HotPeers {
+    /// Where `sender`'s next delivery to `peer` goes; [`HotPeers::started`]
+    /// once it is sent, [`HotPeers::finished`] once answered or failed.
     pub fn route(&self, sender: &UserId, peer: &UserId, now: u64) -> Route {
+        if let Some((route, _)) = self.inflight.get(peer) {
+            return route.clone();
+        }
         match self.peers.get(peer) {
             Some(&(k, until)) if now < until => Route::Shard(shard_name(peer, shard_of(sender, k))),
             _ => Route::Direct,
+        }
+    }
+
+    pub fn started(&mut self, peer: &UserId, route: &Route) {
+        let entry = self.inflight.entry(peer.clone()).or_insert_with(|| (route.clone(), 0));
+        entry.1 += 1;
+    }
+
+    pub fn finished(&mut self, peer: &UserId) {
+        if let Some(entry) = self.inflight.get_mut(peer) {
+            entry.1 = entry.1.saturating_sub(1);
+            if entry.1 == 0 {
+                self.inflight.remove(peer);
+            }
         }
     }
 
@@ -543,6 +568,28 @@ mod tests {
         let used: HashSet<u32> = (0..200).map(|i| shard_of(&uid(&format!("s{i}")), 8)).collect();
         assert_eq!(used.len(), 8);
         assert_eq!(shard_name(&hot, 3), "inbox:star:3");
+    }
+
+    #[test]
+    fn a_sender_switches_paths_only_with_nothing_in_flight() {
+        let (a, hot) = (uid("alice"), uid("star"));
+        let mut peers = HotPeers::default();
+        // Two sends go direct; the first answer says hot.
+        peers.started(&hot, &Route::Direct);
+        peers.started(&hot, &Route::Direct);
+        peers.finished(&hot);
+        peers.answered(&hot, Some(4), 100);
+        assert_eq!(peers.route(&a, &hot, 110), Route::Direct, "one direct send still on its way");
+        peers.started(&hot, &Route::Direct);
+        peers.finished(&hot);
+        peers.finished(&hot);
+        let shard = Route::Shard(shard_name(&hot, shard_of(&a, 4)));
+        assert_eq!(peers.route(&a, &hot, 120), shard, "drained: now through the shard");
+        // And back: the lease ran out while a send waits in the shard.
+        peers.started(&hot, &shard);
+        assert_eq!(peers.route(&a, &hot, 100 + HOT_LEASE_MS), shard);
+        peers.finished(&hot);
+        assert_eq!(peers.route(&a, &hot, 100 + HOT_LEASE_MS), Route::Direct);
     }
 
     #[test]

@@ -82,12 +82,18 @@ impl UserObject {
             Route::Shard(name) => fanin.shard_stub(&self.env, name),
         };
         let stub = stub.map_err(|e| e.to_string())?;
-        match hop::deliver(&stub, &request, &remote.body).await {
+        // From here until the answer, this peer's next sends take the same path.
+        fanin.peers.borrow_mut().started(&remote.to, &route);
+        let result = hop::deliver(&stub, &request, &remote.body).await;
+        let mut peers = fanin.peers.borrow_mut();
+        peers.finished(&remote.to);
+        match result {
             Ok((answer, hot)) => {
-                fanin.peers.borrow_mut().answered(&remote.to, hot, now_ms());
+                peers.answered(&remote.to, hot, now_ms());
                 Ok(answer)
             }
             Err(e) => {
+                drop(peers);
                 if let Route::Shard(name) = &route {
                     fanin.stubs.borrow_mut().remove(name);
                 }
