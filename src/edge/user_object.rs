@@ -127,7 +127,7 @@ struct Shared {
     /// Socket tickets issued and not used yet (in memory: one restart and
     /// they are refused, never honoured twice).
     tickets: RefCell<Outstanding>,
-    /// Hot recipients: this user's own rate ([`fanin::Meter`]), the peers
+    /// Hot recipients: this user's own rate ([`crate::fanin::Meter`]), the peers
     /// whose shards this user's sends go through, and those shards' stubs.
     fanin: fanin_hop::Fanin,
 }
