@@ -28,6 +28,8 @@ export function configuredShards(root) {
 
 /** History writer settings (wrangler.toml defaults; `src/history.rs` BATCH_ROWS). */
 export const WRITER = { flushSeconds: 2, batchRows: 500 };
+/** Inbox shards (`wrangler.toml`): shards per hot user and the least time between a shard's batches. */
+export const INBOX = { shards: 16, flushMs: 40 };
 
 /**
  * The model. `perMsg`: measured counts per message (sparse traffic);
@@ -37,8 +39,9 @@ export const WRITER = { flushSeconds: 2, batchRows: 500 };
  * `batchRows` rows wait, so a database sees max(1 / flushSeconds, rows/s ÷
  * batchRows) statements per second whatever the number of users.
  */
-export function capacity({ users = 10e6, rate = 100e3, shards, perMsg, d1BytesPerMsg, activeSecondsPerMsg, hotRate = 5000, writer = WRITER }) {
+export function capacity({ users = 10e6, rate = 100e3, shards, perMsg, d1BytesPerMsg, activeSecondsPerMsg, hotRate = 5000, writer = WRITER, inbox = INBOX }) {
   const day = 86400;
+  const hotAtUser = Math.min(hotRate, (inbox.shards * 1000) / inbox.flushMs);
   const rowsPerSec = rate * perMsg.d1_rows_written;
   const statementsPerDb = (n) => Math.max(1 / writer.flushSeconds, rowsPerSec / n / writer.batchRows);
   const bytesPerDay = rate * day * d1BytesPerMsg;
@@ -71,7 +74,10 @@ export function capacity({ users = 10e6, rate = 100e3, shards, perMsg, d1BytesPe
     ["days until the account is full (1 TB)", LIMITS.d1AccountBytes.value / bytesPerDay, null],
     [`hand-offs/s per history writer object, ${shardsNeeded} shards`, needed.handoffsPerWriter, needed.handoffsPerWriter <= limit],
     ["requests/s per user object (average)", requestsPerUserObject, requestsPerUserObject <= limit],
-    [`requests/s to a hot recipient's object (${hotRate} msg/s to one user)`, hotRate, hotRate <= limit],
+    // Through inbox shards: at most one batch per shard per flush interval,
+    // and never more requests than messages.
+    [`requests/s to a hot recipient's object (${hotRate} msg/s to one user, ${inbox.shards} inbox shards)`, hotAtUser, hotAtUser <= limit],
+    [`requests/s per inbox shard of that user`, hotRate / inbox.shards, hotRate / inbox.shards <= limit],
     ["monthly bill at list prices (USD)", monthly, null],
   ];
   return { users, rate, shards, perMsg, d1BytesPerMsg, costPerMillion: cost.total, monthly, shardsNeeded, rows, writer };

@@ -71,6 +71,10 @@ pub enum Internal {
     /// by `by` ([`crate::consent::may_add`]): answered `Done` for yes,
     /// `Conflict` for no.
     MayAdd { owner: UserId, by: UserId },
+    /// An inbox shard hands `owner`'s object the deliveries it gathered
+    /// (the body is the batch, [`crate::fanin::encode_batch`]); answered
+    /// with one answer per delivery ([`crate::fanin::answers_header`]).
+    InboxBatch { owner: UserId },
 }
 
 /// See [`Internal::Watch`].
@@ -184,7 +188,8 @@ impl Internal {
             Internal::GroupDeliver { owner }
             | Internal::Relay { owner }
             | Internal::GroupRead { owner, .. }
-            | Internal::GroupCall { owner } => owner,
+            | Internal::GroupCall { owner }
+            | Internal::InboxBatch { owner } => owner,
             Internal::MayAdd { owner, .. } => owner,
         }
     }
@@ -199,6 +204,7 @@ impl Internal {
                 | Internal::GroupDeliver { .. }
                 | Internal::Relay { .. }
                 | Internal::GroupCall { .. }
+                | Internal::InboxBatch { .. }
         )
     }
 
@@ -351,6 +357,10 @@ impl Internal {
                 p.push(("by", by.to_string()));
                 "may-add"
             }
+            Internal::InboxBatch { owner } => {
+                p.push(("owner", owner.to_string()));
+                "inbox-batch"
+            }
         };
         let q = query::encode(p.iter().map(|(k, v)| (*k, v.as_str())));
         format!("{ORIGIN}/{route}?{q}")
@@ -476,6 +486,7 @@ impl Internal {
             "group-deliver" => Internal::GroupDeliver { owner: user("owner")? },
             "relay" => Internal::Relay { owner: user("owner")? },
             "group-call" => Internal::GroupCall { owner: user("owner")? },
+            "inbox-batch" => Internal::InboxBatch { owner: user("owner")? },
             "group-read" => Internal::GroupRead {
                 owner: user("owner")?,
                 group: GroupId::parse(need("group")?).map_err(|_| BadInternal::Param("group"))?,
@@ -778,6 +789,7 @@ mod tests {
             Internal::Relay { owner: uid("r") },
             Internal::GroupRead { owner: uid("r"), group: GroupId::parse("gteam").unwrap(), up_to: 4 },
             Internal::GroupCall { owner: uid("c") },
+            Internal::InboxBatch { owner: uid("hot") },
         ]
     }
 

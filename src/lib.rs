@@ -33,6 +33,8 @@
 //!   conversation ids, delivered bodies, why a send is refused.
 //! - [`internal`]: what the entry and the objects ask of each other (one
 //!   request type, encoded and parsed here only) and what a hop answers.
+//! - [`fanin`]: hot recipients: when a user's object is hot, which inbox
+//!   shard a sender goes through, what a shard batches and when it flushes.
 //! - [`archive`]: the path from users' logs to D1: history shards, time
 //!   partitions, hand-offs, and when a shard's writer flushes.
 //! - [`cold`]: cold history: old partitions exported to R2, and pages read
@@ -63,6 +65,7 @@ pub mod blocks;
 pub mod cold;
 pub mod consent;
 pub mod edits;
+pub mod fanin;
 pub mod group;
 pub mod history;
 pub mod http_error;

@@ -83,6 +83,11 @@ pub enum Counter {
     GroupDeliveries,
     /// Messages stored by groups' objects (each then delivered to every member).
     GroupMessages,
+    /// Deliveries straight to a user's object, batches from inbox shards
+    /// to one, and deliveries taken by shards (a hot recipient's senders).
+    DeliverHops,
+    InboxBatches,
+    InboxHops,
 }
 
 /// The data point a counter goes in: its `blob1` and `index1`. A point holds
@@ -117,7 +122,7 @@ pub const DEFAULT_FLUSH_MS: u64 = 10_000;
 /// Analytics Engine's most doubles per data point.
 pub const DOUBLES_MAX: usize = 20;
 
-const ALL: [(Counter, &str, Set); 42] = [
+const ALL: [(Counter, &str, Set); 45] = [
     (Counter::WorkerRequests, "worker_requests", Set::Billable),
     (Counter::DoFetches, "do_fetches", Set::Billable),
     (Counter::DoWsMessages, "do_ws_messages", Set::Billable),
@@ -160,6 +165,9 @@ const ALL: [(Counter, &str, Set); 42] = [
     (Counter::Watches, "watches", Set::Events),
     (Counter::GroupDeliveries, "group_deliveries", Set::Billable),
     (Counter::GroupMessages, "group_messages", Set::Events),
+    (Counter::DeliverHops, "deliver_hops", Set::Events),
+    (Counter::InboxBatches, "inbox_batches", Set::Events),
+    (Counter::InboxHops, "inbox_hops", Set::Events),
 ];
 
 static COUNTS: [AtomicU64; ALL.len()] = [const { AtomicU64::new(0) }; ALL.len()];

@@ -48,6 +48,7 @@ export function workerOptions({ persistDir, vars, d1, assets, port = 0, inspecto
   env.USER = { type: "durable-object", worker: "", exportName: "UserObject" };
   env.WRITER = { type: "durable-object", worker: "", exportName: "HistoryWriter" };
   env.GROUP = { type: "durable-object", worker: "", exportName: "GroupObject" };
+  env.INBOX = { type: "durable-object", worker: "", exportName: "InboxShard" };
   // The Analytics Engine dataset, when a test wants the data points: a
   // worker of ours standing in for it that keeps every point written.
   if (metrics) env.METRICS = { type: "worker", worker: CAPTURE, exportName: "Capture" };
@@ -72,6 +73,7 @@ export function workerOptions({ persistDir, vars, d1, assets, port = 0, inspecto
             UserObject: { type: "durable-object", storage: "sqlite" },
             HistoryWriter: { type: "durable-object", storage: "sqlite" },
             GroupObject: { type: "durable-object", storage: "sqlite" },
+            InboxShard: { type: "durable-object", storage: "sqlite" },
           },
           ...(assets ? { assets: { directory: assets, hasUserWorker: true } } : {}),
         },

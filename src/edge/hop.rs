@@ -1,4 +1,4 @@
-//! The fast path to another object (a user's, a history writer): a stub's JS `fetch(url, init)`
+//! The fast path to another object (a user's, a history writer, an inbox shard): a stub's JS `fetch(url, init)`
 //! called through our own binding, answered by status code and headers.
 //!
 //! Building `Request`/`Headers` through the `worker` wrappers and reading a
@@ -11,6 +11,7 @@ use worker::js_sys::{Object, Promise, Reflect};
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::ObjectNamespace;
 
+use crate::fanin::{self, ANSWERS_HEADER, HOT_HEADER};
 use crate::internal::{Answer, Archive, Internal};
 
 #[wasm_bindgen]
@@ -59,4 +60,39 @@ async fn send(stub: &RawStub, method: &str, url: &str, body: Option<&str>) -> Re
     let res: RawResponse = JsFuture::from(stub.fetch(url, &init)?).await?.unchecked_into();
     let headers = res.headers();
     Ok(Answer::read(res.status(), |name| headers.get(name)))
+}
+
+/// A delivery (to a user's object or an inbox shard): the answer, and the
+/// shard count when the recipient says it is hot.
+pub async fn deliver(stub: &RawStub, request: &Internal, body: &str) -> Result<(Answer, Option<u32>), JsValue> {
+    let res = raw(stub, request.method(), &request.encode(), Some(body)).await?;
+    let headers = res.headers();
+    let answer = Answer::read(res.status(), |name| headers.get(name));
+    Ok((answer, fanin::read_hot(headers.get(HOT_HEADER).as_deref())))
+}
+
+/// An inbox shard's batch to the user's object: one answer per delivery
+/// (all `Unavailable` when the batch failed as a whole), and the hot flag.
+pub async fn inbox_batch(
+    stub: &RawStub,
+    request: &Internal,
+    body: &str,
+    n: usize,
+) -> Result<(Vec<Answer>, Option<u32>), JsValue> {
+    let res = raw(stub, request.method(), &request.encode(), Some(body)).await?;
+    let headers = res.headers();
+    let answers = match res.status() {
+        200 => headers.get(ANSWERS_HEADER),
+        _ => None,
+    };
+    Ok((fanin::read_answers(answers.as_deref(), n), fanin::read_hot(headers.get(HOT_HEADER).as_deref())))
+}
+
+async fn raw(stub: &RawStub, method: &str, url: &str, body: Option<&str>) -> Result<RawResponse, JsValue> {
+    let init = Object::new();
+    Reflect::set(&init, &"method".into(), &method.into())?;
+    if let Some(body) = body {
+        Reflect::set(&init, &"body".into(), &body.into())?;
+    }
+    Ok(JsFuture::from(stub.fetch(url, &init)?).await?.unchecked_into())
 }

@@ -6,6 +6,7 @@
 //! - [`group_object`]: a group's Durable Object, executing its fan-out.
 //! - [`sql`]: the SQL port over the object's SQLite (the log's queries are in the core).
 //! - [`writer`]: a history shard's writer object, batching users' hand-offs.
+//! - [`inbox_shard`]: a hot user's inbox shard, batching senders' deliveries.
 //! - [`d1`]: the D1 history gateway.
 //! - [`cold`]: the R2 side of cold history.
 //! - [`hop`]: the fast object-to-object request.
@@ -20,6 +21,7 @@ pub mod entry;
 pub mod group_object;
 pub mod hop;
 pub mod idp;
+pub mod inbox_shard;
 pub mod sql;
 pub mod ticket;
 pub mod user_object;
@@ -38,6 +40,8 @@ pub const USER_BINDING: &str = "USER";
 pub const GROUP_BINDING: &str = "GROUP";
 /// The Durable Object namespace binding of the history writers.
 pub const WRITER_BINDING: &str = "WRITER";
+/// The Durable Object namespace binding of hot users' inbox shards.
+pub const INBOX_BINDING: &str = "INBOX";
 
 thread_local! {
     /// Vars cannot change while an isolate lives, so they are read once.

@@ -23,6 +23,8 @@ use worker::{
     WebSocketPair, WebSocketRequestResponsePair,
 };
 
+mod fanin_hop;
+
 use super::hop::{self, RawStub};
 use super::sql::DoSql;
 use super::webhook::Webhook;
@@ -125,6 +127,9 @@ struct Shared {
     /// Socket tickets issued and not used yet (in memory: one restart and
     /// they are refused, never honoured twice).
     tickets: RefCell<Outstanding>,
+    /// Hot recipients: this user's own rate ([`crate::fanin::Meter`]), the peers
+    /// whose shards this user's sends go through, and those shards' stubs.
+    fanin: fanin_hop::Fanin,
 }
 
 /// The sockets port over the runtime's hibernatable sockets. No message is
@@ -234,6 +239,7 @@ impl DurableObject for UserObject {
             earliest_exp: Cell::new(0),
             pushing: Mutex::new(()),
             tickets: RefCell::default(),
+            fanin: fanin_hop::Fanin::new(&env),
         });
         UserObject { state, env, shared, archiving: Mutex::new(()), faults, webhook }
     }
@@ -264,6 +270,7 @@ impl DurableObject for UserObject {
         }
         match request {
             Internal::Deliver(d) => self.on_deliver(d, body, rid).await,
+            Internal::InboxBatch { owner } => self.on_inbox_batch(&owner, &body, rid).await,
             Internal::Send(s) => self.on_api_send(s, &body, rid).await,
             Internal::Receipt(r) => self.on_receipt(&r),
             Internal::Typing(t) => self.on_typing(&t),
@@ -714,11 +721,7 @@ impl UserObject {
             }
             SendPlan::Remote(remote) => remote,
         };
-        let request = Internal::Deliver(remote.delivery.clone());
-        let answer = match self.stub(&remote.to) {
-            Ok(stub) => hop::call(&stub, &request, &remote.body).await.map_err(|e| js_error(&e)),
-            Err(e) => Err(e.to_string()),
-        };
+        let answer = self.hop_deliver(&remote).await;
         let answer = match answer {
             Ok(a) if matches!(a.outcome, Outcome::Stored { .. } | Outcome::Full) => Some(a),
             other => {
@@ -825,14 +828,16 @@ impl UserObject {
 
     /// `Deliver`: another object (or the API) stores a message here.
     async fn on_deliver(&self, d: Delivery, body: String, rid: Rid) -> worker::Result<Response> {
+        incr(Counter::DeliverHops);
+        let hot = self.shared.fanin.note(1);
         match self.step(|mb, io| mb.deliver(io, d, body))? {
-            DeliverStep::Answer(a) => answer(a),
+            DeliverStep::Answer(a) => fanin_hop::answer_hot(a, hot),
             DeliverStep::Append(entry) => {
                 let stored = self.append(entry).await;
                 if let Err(e) = &stored {
                     log(self.line(rid, "delivery_unavailable").err(e));
                 }
-                answer(Mailbox::delivered(stored.ok()))
+                fanin_hop::answer_hot(Mailbox::delivered(stored.ok()), hot)
             }
         }
     }
