@@ -96,17 +96,22 @@ pub struct Meter {
     config: FaninConfig,
     window_start: u64,
     count: u64,
+    /// The window's first sender, and whether another one came: shards
+    /// spread senders, so one sender alone (a bench; a real user is held to
+    /// `SEND_RATE`) never makes a user hot, however fast it sends.
+    first: Option<UserId>,
+    many: bool,
     hot: bool,
 }
 
 impl Meter {
     pub fn new(config: FaninConfig) -> Meter {
-        Meter { config, window_start: 0, count: 0, hot: false }
+        Meter { config, window_start: 0, count: 0, first: None, many: false, hot: false }
     }
 
-    /// `n` entries arrive at `now`: the shard count to tell their senders,
-    /// or `None` (go direct).
-    pub fn note(&mut self, now: u64, n: u64) -> Option<u32> {
+    /// Entries arrive at `now` from `senders` (`None`: the backend): the
+    /// shard count to tell their senders, or `None` (go direct).
+    pub fn note<'a>(&mut self, now: u64, senders: impl IntoIterator<Item = Option<&'a UserId>>) -> Option<u32> {
         if self.config.hot_rate == 0 {
             return None;
         }
@@ -118,9 +123,19 @@ impl Meter {
             }
             self.window_start = now;
             self.count = 0;
+            self.first = None;
+            self.many = false;
         }
-        self.count = self.count.saturating_add(n);
-        if self.count >= self.config.hot_rate {
+        for sender in senders {
+            self.count = self.count.saturating_add(1);
+            if let Some(sender) = sender.filter(|_| !self.many) {
+                match &self.first {
+                    None => self.first = Some(sender.clone()),
+                    Some(first) => self.many |= first != sender,
+                }
+            }
+        }
+        if self.count >= self.config.hot_rate && self.many {
             self.hot = true;
         }
         self.hot.then_some(self.config.shards)
@@ -531,22 +546,31 @@ mod tests {
 
     #[test]
     fn a_user_turns_hot_at_the_rate_and_cold_after_a_quiet_window() {
+        let (a, b) = (uid("a"), uid("b"));
+        let n = |k: usize, who: &UserId| vec![Some(who.clone()); k];
+        let note = |m: &mut Meter, now: u64, v: Vec<Option<UserId>>| m.note(now, v.iter().map(Option::as_ref));
         let mut m = Meter::new(cfg(10));
         for i in 0..9 {
-            assert_eq!(m.note(1000 + i, 1), None, "under the rate");
+            let who = if i % 2 == 0 { &a } else { &b };
+            assert_eq!(note(&mut m, 1000 + i, n(1, who)), None, "under the rate");
         }
-        assert_eq!(m.note(1500, 1), Some(4), "the tenth entry in a second");
+        assert_eq!(note(&mut m, 1500, n(1, &a)), Some(4), "the tenth entry in a second");
         // The next window at 3 per second: still over a quarter of the rate.
-        assert_eq!(m.note(2000, 3), Some(4));
+        assert_eq!(note(&mut m, 2000, n(3, &a)), Some(4));
         // Then a window of 1 (under a quarter): cold from the window after it.
-        assert_eq!(m.note(3000, 1), Some(4));
-        assert_eq!(m.note(4000, 1), None);
+        assert_eq!(note(&mut m, 3000, n(1, &a)), Some(4));
+        assert_eq!(note(&mut m, 4000, n(1, &a)), None);
         // A long gap counts as empty windows.
         let mut m = Meter::new(cfg(10));
-        assert_eq!(m.note(0, 10), Some(4));
-        assert_eq!(m.note(5000, 1), None);
+        assert_eq!(note(&mut m, 0, [n(5, &a), n(5, &b)].concat()), Some(4));
+        assert_eq!(note(&mut m, 5000, n(1, &a)), None);
+        // One sender alone never makes a user hot; the backend counts as none.
+        let mut m = Meter::new(cfg(10));
+        assert_eq!(note(&mut m, 0, n(1000, &a)), None);
+        assert_eq!(note(&mut m, 1, vec![None; 1000]), None);
+        assert_eq!(note(&mut m, 2, n(1, &b)), Some(4), "a second sender");
         // 0 turns it off.
-        assert_eq!(Meter::new(cfg(0)).note(0, 1_000_000), None);
+        assert_eq!(note(&mut Meter::new(cfg(0)), 0, [n(5, &a), n(5, &b)].concat()), None);
     }
 
     #[test]

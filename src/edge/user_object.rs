@@ -829,7 +829,7 @@ impl UserObject {
     /// `Deliver`: another object (or the API) stores a message here.
     async fn on_deliver(&self, d: Delivery, body: String, rid: Rid) -> worker::Result<Response> {
         incr(Counter::DeliverHops);
-        let hot = self.shared.fanin.note(1);
+        let hot = self.shared.fanin.note([d.peer.as_ref()]);
         match self.step(|mb, io| mb.deliver(io, d, body))? {
             DeliverStep::Answer(a) => fanin_hop::answer_hot(a, hot),
             DeliverStep::Append(entry) => {

@@ -84,16 +84,18 @@ function checkLog(got, bySender) {
 
 describe("inbox shards", () => {
   let w;
-  // INBOX_HOT_RATE 1: hot from the first delivery, and never cold again
-  // (under a quarter of 1 is none), so which path each send takes is
-  // certain; src/fanin.rs tests the meter's windows.
+  // INBOX_HOT_RATE 1: hot from the first delivery of a second sender, and
+  // never cold again (under a quarter of 1 is none), so which path each
+  // send takes is certain; src/fanin.rs tests the meter's windows.
   before(async () => (w = await startWorker({ bindings: { INBOX_HOT_RATE: "1", INBOX_SHARDS: "4", INBOX_FLUSH_MS: "20" } })));
   after(() => w.close());
 
   test("a hot user's 30 senders go through shards: the user's object sees batches; every message once, in order", async () => {
     const senders = Array.from({ length: 30 }, (_, i) => `fan${i}`);
     const texts = (s, from, n) => Array.from({ length: n }, (_, i) => `${s}:${from + i}`);
-    // Each sender's first message goes straight to the user's object, whose answer says "hot".
+    // Two senders make the user hot; then each sender's first message goes
+    // straight to the user's object, whose answer says so.
+    for (const s of ["w1", "w2"]) await sendAll(w, s, "star", [`${s}:0`]);
     await Promise.all(senders.map((s) => sendAll(w, s, "star", texts(s, 0, 1))));
     const before = await w.metrics();
     assert.equal(before.inbox_hops, 0);
@@ -107,7 +109,7 @@ describe("inbox shards", () => {
     const batches = delta("inbox_batches");
     assert.ok(batches > 0 && batches < messages / 2, `batches carry several deliveries (${batches} for ${messages})`);
     console.log(`inbox shards: ${messages} messages, ${batches} batches reached the user's object (${(batches / messages).toFixed(3)} per message)`);
-    const got = await logOf(w, "star", 330);
+    const got = await logOf(w, "star", 332);
     checkLog(got, Object.fromEntries(senders.map((s) => [s, texts(s, 0, 11)])));
   });
 });
@@ -123,7 +125,8 @@ describe("inbox shards under faults", () => {
     const senders = ["ev1", "ev2", "ev3"];
     const acked = Object.fromEntries(senders.map((s) => [s, []]));
     const onSent = (s) => (t) => acked[s].push(t);
-    // Direct, each answered "hot".
+    // Two senders make the user hot; then three go direct, each answered "hot".
+    for (const s of ["w1", "w2"]) await sendAll(w, s, "held", [`${s}:0`]);
     await Promise.all(senders.map((s) => sendAll(w, s, "held", [`${s}:0`], { onSent: onSent(s) })));
     assert.equal((await w.metrics()).inbox_hops, 0, "no shard used yet");
     // The shard's first batch goes at once...
@@ -139,7 +142,7 @@ describe("inbox shards under faults", () => {
     await w.restart();
     await Promise.all(sending);
     assert.deepEqual(acked, { ev1: ["ev1:0", "ev1:1", "ev1:2"], ev2: ["ev2:0", "ev2:1"], ev3: ["ev3:0", "ev3:1"] });
-    const got = await logOf(w, "held", 7);
+    const got = await logOf(w, "held", 9);
     checkLog(got, acked);
   });
 });

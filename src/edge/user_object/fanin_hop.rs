@@ -37,9 +37,9 @@ impl Fanin {
         }
     }
 
-    /// `n` entries arrive for this user: the shard count to tell senders.
-    pub(super) fn note(&self, n: u64) -> Option<u32> {
-        self.meter.borrow_mut().note(now_ms(), n)
+    /// Entries from `senders` arrive for this user: the shard count to tell them.
+    pub(super) fn note<'a>(&self, senders: impl IntoIterator<Item = Option<&'a UserId>>) -> Option<u32> {
+        self.meter.borrow_mut().note(now_ms(), senders)
     }
 
     fn shard_stub(&self, env: &Env, name: &str) -> worker::Result<RawStub> {
@@ -115,7 +115,11 @@ impl UserObject {
                 return answer(Answer::of(Outcome::Bad));
             }
         };
-        let hot = self.shared.fanin.note(items.len() as u64);
+        let senders = items.iter().map(|item| match item {
+            fanin::BatchItem::Deliver(d, _) => d.peer.as_ref(),
+            fanin::BatchItem::Bad => None,
+        });
+        let hot = self.shared.fanin.note(senders);
         let mut batch = self.call(|mb, io| fanin::apply_batch(mb, io, items));
         for e in std::mem::take(&mut batch.failures) {
             log(self.line(rid, "delivery_unavailable").err(&e));
