@@ -17,6 +17,15 @@ use libfuzzer_sys::fuzz_target;
 
 const METHODS: [&str; 5] = ["GET", "POST", "PUT", "DELETE", "PATCH"];
 
+/// `r` encoded parses back to the same request: the same JSON, numbers to
+/// their last bits aside (serde_json may read a float it printed one ULP off,
+/// as a message's own fields may carry).
+fn survives_encoding(r: &Request) {
+    let again = Request::parse(&r.encode()).expect("an encoded request parses");
+    let json = |r: &Request| serde_json::from_str::<serde_json::Value>(&r.encode()).expect("requests encode as JSON");
+    assert!(common::same_json(&json(&again), &json(r)), "{} != {}", again.encode(), r.encode());
+}
+
 fuzz_target!(|data: &[u8]| {
     let text = common::text(data);
     // `<method byte><path>\n<body>`.
@@ -27,11 +36,11 @@ fuzz_target!(|data: &[u8]| {
     for by in [Actor::User(UserId::parse("fuzzer").expect("a user id")), Actor::Backend] {
         if let Ok(r) = calls::from_http(method, path, body, by, fresh.clone()) {
             assert!(GroupId::parse(r.group.as_str()).is_ok());
-            assert_eq!(Request::parse(&r.encode()).as_ref(), Ok(&r));
+            survives_encoding(&r);
         }
     }
     if let Ok(r) = Request::parse(&text) {
-        assert_eq!(Request::parse(&r.encode()), Ok(r));
+        survives_encoding(&r);
     }
     let member = UserId::parse("m").expect("a user id");
     if let Ok(d) = calls::parse_delivery(&member, &text) {
