@@ -19,17 +19,15 @@ use edge_chat::group::store::Store;
 use edge_chat::group::{Actor, Config as GroupConfig, Effect as GroupEffect, Group, GroupError, GroupId};
 use edge_chat::internal::{Delivery, Outcome};
 use edge_chat::limits::Limits;
-use edge_chat::log::Log;
 use edge_chat::mailbox::{Appended, Config, DeliverStep, GroupLimit, GroupRefused, Io, LegacyStep, Mailbox, V1Step};
 use edge_chat::message::{new_id, Kind};
 use edge_chat::ratelimit::Rate;
-use edge_chat::user::UserId;
 use proptest::prelude::*;
 use rusqlite::Connection;
 use serde_json::{json, Map, Value};
-use support::device::Device;
 use support::sqlite::Lite;
 use support::uid;
+use support::user::User;
 
 const T0: u64 = 1_800_000_000_000;
 
@@ -78,33 +76,9 @@ fn a_members_typing_reaches_the_group_at_the_one_to_one_rate() {
     assert_eq!(g.typing_at(&uid("mallory"), true, T0), Err(GroupError::NotMember));
 }
 
-struct User {
-    log: Log<Lite>,
-    mb: Mailbox,
-    device: Device,
-    id: UserId,
-    now: u64,
-}
-
 impl User {
     fn new(id: &str, limits: Limits, online: bool) -> User {
-        let mut u = User {
-            log: Lite::log(),
-            mb: Mailbox::new(Config::new(limits, 500, 1000)),
-            device: Device::new(online),
-            id: uid(id),
-            now: T0,
-        };
-        u.load();
-        u
-    }
-
-    fn load(&mut self) {
-        let io = Io { log: &self.log, sockets: &self.device, now: self.now };
-        self.mb.load(&io, &self.id).unwrap();
-        if self.device.1 {
-            self.mb.connect_v1(&io, &(), "phone", None).unwrap();
-        }
+        User::start(id, Config::new(limits, 500, 1000), online, T0)
     }
 
     fn frame(&mut self, text: &str) -> V1Step {

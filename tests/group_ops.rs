@@ -16,42 +16,21 @@ use edge_chat::group::{
     Actor, Answer, Delivery, Effect as GroupEffect, EntryKind, Group, GroupEntry, GroupError, GroupId,
 };
 use edge_chat::limits::Limits;
-use edge_chat::log::Log;
 use edge_chat::mailbox::{Appended, Config, DeliverStep, Effect, Io, Mailbox};
 use edge_chat::message::Kind;
 use edge_chat::user::UserId;
 use rusqlite::Connection;
 use serde_json::{json, Value};
-use support::device::Device;
 use support::sqlite::Lite;
 use support::uid;
-
-/// A member: a mailbox that pushes (30 s delay), with a v1 device online or not.
-struct User {
-    log: Log<Lite>,
-    mb: Mailbox,
-    device: Device,
-    id: UserId,
-    now: u64,
-}
+use support::user::User;
 
 impl User {
+    /// A member: a mailbox that pushes (30 s delay), with a v1 device online or not.
     fn new(id: &str, online: bool) -> User {
         let mut config = Config::new(Limits::default(), 500, 1000);
         config.push = Some(edge_chat::push::PushConfig { delay_ms: 30_000, ttl_ms: 3_600_000, preview_chars: 0 });
-        let mut u = User {
-            log: Lite::log(),
-            mb: Mailbox::new(config),
-            device: Device::new(online),
-            id: UserId::parse(id).unwrap(),
-            now: 1_000_000,
-        };
-        let (log, dev, id) = (&u.log, &u.device, u.id.clone());
-        u.mb.load(&Io { log, sockets: dev, now: u.now }, &id).unwrap();
-        if online {
-            u.mb.connect_v1(&Io { log, sockets: dev, now: u.now }, &(), "phone", None).unwrap();
-        }
-        u
+        User::start(id, config, online, 1_000_000)
     }
 
     /// A chat from `peer` arrives through a hop.

@@ -7,22 +7,12 @@ mod support;
 
 use edge_chat::internal::{Answer, Delivery, Outcome, Receipt};
 use edge_chat::limits::Limits;
-use edge_chat::log::Log;
 use edge_chat::mailbox::{Appended, Config, DeliverStep, Effect, Io, Mailbox, Notice, V1Step};
 use edge_chat::message::Kind;
 use edge_chat::protocol::v1;
 use edge_chat::user::UserId;
 use serde_json::{json, Value};
-use support::device::Device;
-use support::sqlite::Lite;
-
-struct User {
-    log: Log<Lite>,
-    mb: Mailbox,
-    device: Device,
-    id: UserId,
-    now: u64,
-}
+use support::user::User;
 
 impl User {
     fn new(id: &str) -> User {
@@ -31,20 +21,7 @@ impl User {
 
     /// A user under `limits`, with a v1 device connected or not.
     fn new_with(id: &str, limits: Limits, online: bool) -> User {
-        let config = Config::new(limits, 500, 1000);
-        let mut u = User {
-            log: Lite::log(),
-            mb: Mailbox::new(config),
-            device: Device::new(online),
-            id: UserId::parse(id).unwrap(),
-            now: 1_000_000,
-        };
-        let (log, dev, id) = (&u.log, &u.device, u.id.clone());
-        u.mb.load(&Io { log, sockets: dev, now: u.now }, &id).unwrap();
-        if online {
-            u.mb.connect_v1(&Io { log, sockets: dev, now: u.now }, &(), "phone", None).unwrap();
-        }
-        u
+        User::start(id, Config::new(limits, 500, 1000), online, 1_000_000)
     }
 
     /// A chat from `peer` arrives through a hop; returns the answer's seq.

@@ -4,6 +4,7 @@
 
 pub mod device;
 pub mod sqlite;
+pub mod user;
 
 use edge_chat::user::UserId;
 
