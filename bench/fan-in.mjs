@@ -23,6 +23,7 @@
 //   node bench/fan-in.mjs --pairs[=50] [--each=20]
 import WebSocket from "ws";
 import { API_KEY, startWorker, token } from "../tests/harness.mjs";
+import { metricsDelta } from "./runtime.mjs";
 
 const arg = (name, dflt) => {
   const a = process.argv.find((x) => x === `--${name}` || x.startsWith(`--${name}=`));
@@ -32,7 +33,7 @@ const arg = (name, dflt) => {
 };
 /** Messages each sender sends one at a time before the counted phase. */
 const WARMUP = 3;
-const diff = (m0, m1) => Object.fromEntries(Object.keys(m1).map((k) => [k, m1[k] - (m0[k] ?? 0)]));
+const diff = metricsDelta;
 
 /** A legacy socket: `ok`/error replies counted, chats received kept in order. */
 function client(w, uid) {

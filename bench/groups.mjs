@@ -33,7 +33,7 @@ import { fileURLToPath } from "node:url";
 import WebSocket from "ws";
 import { token } from "../tests/harness.mjs";
 import { PRICES, costPerMillion } from "./prices.mjs";
-import { startRust } from "./runtime.mjs";
+import { metricsDelta, pct, startRust } from "./runtime.mjs";
 
 export const MEMBER_COUNTS = [10, 50, 100];
 /** The shipped client's ack delay (`ackDelayMs`). */
@@ -42,12 +42,7 @@ export const ACK_DELAY_MS = 20;
 const ARCHIVE_DELAY_MS = 30_000;
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const pct = (xs, p) => {
-  if (!xs.length) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
-};
-const diff = (m0, m1) => Object.fromEntries(Object.keys(m1).map((k) => [k, m1[k] - (m0[k] ?? 0)]));
+const diff = metricsDelta;
 
 /**
  * A member's v1 device: acks like the shipped client, reports each group

@@ -23,15 +23,10 @@ import { writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { costPerMillion } from "./prices.mjs";
 import { member } from "./groups.mjs";
-import { startRust } from "./runtime.mjs";
+import { metricsDelta, pct, startRust } from "./runtime.mjs";
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const pct = (xs, p) => {
-  if (!xs.length) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
-};
-const diff = (m0, m1) => Object.fromEntries(Object.keys(m1).map((k) => [k, m1[k] - (m0[k] ?? 0)]));
+const diff = metricsDelta;
 
 /** Waits until the group's deliveries stop moving for `quietMs`: the time of the last move. */
 async function fanOutDone(t, quietMs = 1000, timeoutMs = 600_000) {

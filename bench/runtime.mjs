@@ -21,6 +21,16 @@ function workerdPids() {
 }
 
 /** Resident memory of a process, in bytes. */
+/** What each counter of `/api/metrics` moved between two readings. */
+export const metricsDelta = (m0, m1) => Object.fromEntries(Object.keys(m1).map((k) => [k, m1[k] - (m0[k] ?? 0)]));
+
+/** The `p`th percentile of `xs` (unsorted; NaN for none). */
+export function pct(xs, p) {
+  if (!xs.length) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
+}
+
 export function rssBytes(pid) {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
   return m ? Number(m[1]) * 1024 : NaN;
