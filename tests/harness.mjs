@@ -286,6 +286,37 @@ export function token(sub, { exp = Math.floor(Date.now() / 1000) + 3600, secret 
 }
 
 /**
+ * A socket that survives runtime restarts: `open()` retries until the
+ * upgrade succeeds (the runtime's URL may change), frames go to `onFrame`.
+ */
+export function resilient(w, path, protocols, onFrame) {
+  const s = {
+    ws: null,
+    async open() {
+      for (;;) {
+        try {
+          s.ws = await new Promise((resolve, reject) => {
+            const ws = new WebSocket(w.wsUrl(path()), protocols);
+            ws.once("open", () => resolve(ws));
+            ws.once("error", reject);
+            ws.once("unexpected-response", () => reject(new Error("refused")));
+          });
+          s.ws.on("message", (d) => onFrame(d.toString()));
+          s.ws.on("error", () => {});
+          return;
+        } catch {
+          await sleep(50);
+        }
+      }
+    },
+    get up() {
+      return s.ws?.readyState === WebSocket.OPEN;
+    },
+  };
+  return s;
+}
+
+/**
  * An HTTP call with a JSON body (if any) and a JSON answer: as `uid` (their
  * token), or as the backend (`uid` null: the API key); `headers` added.
  * Resolves with the status and the parsed body (null when empty).

@@ -4,39 +4,7 @@
 // reaches every device of its recipient exactly once, in order.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import WebSocket from "ws";
-import { connectV1, eventually, sleep, startWorker, token } from "../harness.mjs";
-
-/**
- * A socket that survives runtime restarts: `open()` retries until the
- * upgrade succeeds (the runtime's URL may change), frames go to `onFrame`.
- */
-function resilient(w, path, protocols, onFrame) {
-  const s = {
-    ws: null,
-    async open() {
-      for (;;) {
-        try {
-          s.ws = await new Promise((resolve, reject) => {
-            const ws = new WebSocket(w.wsUrl(path()), protocols);
-            ws.once("open", () => resolve(ws));
-            ws.once("error", reject);
-            ws.once("unexpected-response", () => reject(new Error("refused")));
-          });
-          s.ws.on("message", (d) => onFrame(d.toString()));
-          s.ws.on("error", () => {});
-          return;
-        } catch {
-          await sleep(50);
-        }
-      }
-    },
-    get up() {
-      return s.ws?.readyState === WebSocket.OPEN;
-    },
-  };
-  return s;
-}
+import { connectV1, eventually, resilient, sleep, startWorker, token } from "../harness.mjs";
 
 /** A v1 device that processes its log in order, checks it, and acks. */
 function device(w, uid, name) {

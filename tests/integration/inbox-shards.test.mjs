@@ -6,38 +6,13 @@
 // batch loses nothing acknowledged and repeats nothing.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import WebSocket from "ws";
-import { connectV1, eventually, sleep, startWorker, token } from "../harness.mjs";
+import { connectV1, eventually, resilient, sleep, startWorker, token } from "../harness.mjs";
 
 /** A v1 socket that reopens after a restart; replies go to `onReply`. */
 function sender(w, uid, onReply) {
-  const s = {
-    ws: null,
-    async open() {
-      for (;;) {
-        try {
-          s.ws = await new Promise((resolve, reject) => {
-            const ws = new WebSocket(w.wsUrl(`/ws?token=${token(uid)}&device=s`), ["chat.v1"]);
-            ws.once("open", () => resolve(ws));
-            ws.once("error", reject);
-            ws.once("unexpected-response", () => reject(new Error("refused")));
-          });
-          s.ws.on("message", (d) => {
-            const t = d.toString();
-            if (t !== "heartbeat") onReply(JSON.parse(t));
-          });
-          s.ws.on("error", () => {});
-          return;
-        } catch {
-          await sleep(50);
-        }
-      }
-    },
-    get up() {
-      return s.ws?.readyState === WebSocket.OPEN;
-    },
-  };
-  return s;
+  return resilient(w, () => `/ws?token=${token(uid)}&device=s`, ["chat.v1"], (t) => {
+    if (t !== "heartbeat") onReply(JSON.parse(t));
+  });
 }
 
 /** Sends `texts` in order, each until it is answered `sent` (same cmid on every try). */
