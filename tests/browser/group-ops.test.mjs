@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { API_KEY, token } from "../harness.mjs";
-import { shot, startStack } from "./lib.mjs";
+import { groupBubble, groupEntry as entry, shot, startStack } from "./lib.mjs";
 
 let stack;
 before(async () => {
@@ -16,8 +16,6 @@ after(async () => {
   await stack?.close();
 });
 
-const entry = (page, group) => page.locator(`[data-testid="group"][data-group="${group}"]`);
-const groupBubble = (page, text) => page.getByTestId("group-msg").filter({ has: page.getByTestId("msg-text").getByText(text, { exact: true }) });
 
 /** A moderation call with the API key. */
 async function moderate(path, body) {

@@ -5,7 +5,7 @@
 // goes from his list, the others see that he left, and he gets nothing more).
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { shot, startStack, until } from "./lib.mjs";
+import { groupBubble, groupEntry as entry, shot, startStack, until } from "./lib.mjs";
 
 let stack;
 before(async () => {
@@ -15,10 +15,6 @@ after(async () => {
   await stack?.close();
 });
 
-/** The group's entry in the sidebar. */
-const entry = (page, group) => page.locator(`[data-testid="group"][data-group="${group}"]`);
-/** The group message bubble whose text is exactly `text`. */
-const groupBubble = (page, text) => page.getByTestId("group-msg").filter({ has: page.getByTestId("msg-text").getByText(text, { exact: true }) });
 /** The texts of the open group's messages and change lines, top to bottom. */
 const lines = (page) => page.locator('[data-testid="group-msg"], [data-testid="group-change"]').evaluateAll((els) => els.map((e) => e.querySelector('[data-testid="msg-text"]')?.textContent ?? e.textContent));
 /** "read by N of M" of an own message: [N, M], or null. */

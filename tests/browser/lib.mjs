@@ -102,6 +102,16 @@ export function bubble(page, text) {
 }
 
 /** The conversation list entry of `peer`. */
+/** A group's entry in the sidebar. */
+export function groupEntry(page, group) {
+  return page.locator(`[data-testid="group"][data-group="${group}"]`);
+}
+
+/** The group message bubble whose text is exactly `text`. */
+export function groupBubble(page, text) {
+  return page.getByTestId("group-msg").filter({ has: page.getByTestId("msg-text").getByText(text, { exact: true }) });
+}
+
 export function conv(page, peer) {
   return page.locator(`[data-testid="conv"][data-peer="${peer}"]`);
 }

@@ -4,7 +4,7 @@
 // holds both kinds of items) and nothing from the browser's storage.
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { bubble, connected, conv, openConversation, send, shot, startStack, until } from "./lib.mjs";
+import { bubble, connected, conv, groupEntry as entry, openConversation, send, shot, startStack, until } from "./lib.mjs";
 
 let stack;
 before(async () => {
@@ -14,8 +14,6 @@ after(async () => {
   await stack?.close();
 });
 
-/** The group's entry in the sidebar. */
-const entry = (page, group) => page.locator(`[data-testid="group"][data-group="${group}"]`);
 
 test("after a reload or in a new browser, a user in a group sees their 1:1 conversations and the group", async () => {
   const alice = await stack.user("alice");
