@@ -13,7 +13,7 @@ use edge_chat::blocks::Change;
 use edge_chat::internal::{Delivery, Watch};
 use edge_chat::limits::Limits;
 use edge_chat::log::Log;
-use edge_chat::mailbox::{Appended, Config, DeliverStep, Effect, Io, Mailbox, Mode, Notice, Sockets};
+use edge_chat::mailbox::{Appended, Config, DeliverStep, Io, Mailbox, Mode, Sockets};
 use edge_chat::message::Kind;
 use edge_chat::presence::Presence;
 use edge_chat::user::UserId;
@@ -83,14 +83,7 @@ impl User {
 
     /// The presence notices the last calls asked for, as (watcher, presence).
     fn told(&mut self) -> Vec<(String, Presence)> {
-        self.mb
-            .take_effects()
-            .into_iter()
-            .filter_map(|e| match e {
-                Effect::Notify(Notice::Presence(p)) => Some((p.owner.to_string(), p.presence)),
-                _ => None,
-            })
-            .collect()
+        support::presence_told(&mut self.mb)
     }
 
     fn watch(&mut self, from: &str) -> Presence {

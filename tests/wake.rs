@@ -12,7 +12,7 @@ use std::cell::{Cell, RefCell};
 use edge_chat::internal::{Delivery, Watch};
 use edge_chat::limits::Limits;
 use edge_chat::log::Log;
-use edge_chat::mailbox::{Appended, Config, DeliverStep, Effect, Io, Mailbox, Mode, Notice, Sockets, V1Step};
+use edge_chat::mailbox::{Appended, Config, DeliverStep, Io, Mailbox, Mode, Sockets, V1Step};
 use edge_chat::message::Kind;
 use edge_chat::presence::Presence;
 use serde_json::{json, Value};
@@ -132,14 +132,7 @@ impl Object {
 
     /// The presence notices asked for since the last call.
     fn told(&mut self) -> Vec<(String, Presence)> {
-        self.mb
-            .take_effects()
-            .into_iter()
-            .filter_map(|e| match e {
-                Effect::Notify(Notice::Presence(p)) => Some((p.owner.to_string(), p.presence)),
-                _ => None,
-            })
-            .collect()
+        support::presence_told(&mut self.mb)
     }
 }
 
